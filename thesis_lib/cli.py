@@ -1,0 +1,111 @@
+"""The `thesis` command line: one entry point for data, models, runs and the book.
+
+Each subcommand is a thin adapter: it parses plain strings and calls one library function, which holds
+the logic (so the same thing is callable from a notebook). Heavy modules are imported only by the
+subcommand that needs them, so `thesis --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _data_check(ns: argparse.Namespace) -> int:
+    from thesis_lib.data.check import main_check
+
+    return main_check(ns.root, as_json=ns.json, plot_choice=ns.plot)
+
+
+def _data_synth(ns: argparse.Namespace) -> int:
+    import time
+
+    from thesis_lib.data.twin import TwinConfig, generate_twin
+
+    started = time.perf_counter()
+    summary = generate_twin(Path(ns.out), TwinConfig(n_movies=ns.movies, seed=ns.seed), overwrite=ns.force)
+    print(f"{summary}  ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _data_download(ns: argparse.Namespace) -> int:
+    from thesis_lib.data.download import main_download
+
+    return main_download(ns.dest, url=ns.url, sha256=ns.sha256, no_extract=ns.no_extract)
+
+
+def _data_split(ns: argparse.Namespace) -> int:
+    from thesis_lib.data.mmimdb import load_release
+    from thesis_lib.data.splits import load_or_create_thesis_split
+
+    release = load_release(ns.root, verify_posters="none")
+    split = load_or_create_thesis_split(release, Path(ns.out), seed=ns.seed)
+    counts = ", ".join(f"{part} {len(getattr(split, part))}" for part in ("train", "dev", "test"))
+    print(f"thesis split (seed {ns.seed}): {counts}; hash {split.split_hash()[:12]} -> {ns.out}")
+    return 0
+
+
+def _models_list(ns: argparse.Namespace) -> int:
+    from thesis_lib.models.registry import main_models_list
+
+    return main_models_list()
+
+
+def _models_describe(ns: argparse.Namespace) -> int:
+    from thesis_lib.models.registry import main_models_describe
+
+    return main_models_describe(ns.name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thesis", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="the MM-IMDb release and the synthetic twin")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    check = data_commands.add_parser("check", help="validate a release folder and report what is unusable")
+    check.add_argument("root", help="release folder (holds split.json and dataset/, or mmimdb/ with them)")
+    check.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    check.add_argument("--plot", default="longest", choices=("longest", "first", "concat"),
+                       help="which entry of the plot list to use (default: longest, as in the literature)")
+    check.set_defaults(handler=_data_check)
+
+    synth = data_commands.add_parser("synth", help="generate the synthetic MM-IMDb twin (release format)")
+    synth.add_argument("out", help="output folder (must be empty or missing unless --force)")
+    synth.add_argument("--movies", type=int, default=2000, help="number of movies (default 2000)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; same seed -> byte-identical output")
+    synth.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
+    synth.set_defaults(handler=_data_synth)
+
+    download = data_commands.add_parser("download", help="download and extract the public MM-IMDb release")
+    download.add_argument("dest", help="folder to download into")
+    download.add_argument("--url", default=None, help="mirror URL (default: archive.org, or $THESIS_MMIMDB_URL)")
+    download.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
+    download.add_argument("--no-extract", action="store_true", help="download only")
+    download.set_defaults(handler=_data_download)
+
+    split = data_commands.add_parser("split", help="write the thesis 70/15/15 stratified split file")
+    split.add_argument("root", help="release folder")
+    split.add_argument("--out", required=True, help="split file to write (reused if it already matches)")
+    split.add_argument("--seed", type=int, default=0)
+    split.set_defaults(handler=_data_split)
+
+    models = commands.add_parser("models", help="the model registry")
+    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    model_commands.add_parser("list", help="print the registered model names").set_defaults(handler=_models_list)
+    describe = model_commands.add_parser("describe", help="parameters and expected input of a model")
+    describe.add_argument("name")
+    describe.set_defaults(handler=_models_describe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    return ns.handler(ns)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
