@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from thesis_lib.errors import ThesisError
+
 
 def _data_check(ns: argparse.Namespace) -> int:
     from thesis_lib.data.check import main_check
@@ -40,7 +42,7 @@ def _data_split(ns: argparse.Namespace) -> int:
     from thesis_lib.data.mmimdb import load_release
     from thesis_lib.data.splits import load_or_create_thesis_split
 
-    release = load_release(ns.root, verify_posters="none")
+    release = load_release(ns.root)  # full poster check: a split must not hold movies a check rejects
     split = load_or_create_thesis_split(release, Path(ns.out), seed=ns.seed)
     counts = ", ".join(f"{part} {len(getattr(split, part))}" for part in ("train", "dev", "test"))
     print(f"thesis split (seed {ns.seed}): {counts}; hash {split.split_hash()[:12]} -> {ns.out}")
@@ -104,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    return ns.handler(ns)
+    try:
+        return ns.handler(ns)
+    except ThesisError as error:  # bad input: one line naming the problem and the file, no traceback
+        print(f"thesis: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
