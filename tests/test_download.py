@@ -1,0 +1,278 @@
+"""Release download against a local HTTP server: full, resumed, verified, and safely extracted.
+
+All traffic goes to a server on 127.0.0.1 started by the test. The archive is a hand-made miniature
+release (split.json + dataset/<id>.json + <id>.jpeg), built in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import re
+import socket
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from thesis_lib.data import download as download_module
+from thesis_lib.data.download import (
+    URL_ENV,
+    ChecksumError,
+    DownloadError,
+    UnsafeArchiveError,
+    download_release,
+    extract_release,
+    main_download,
+)
+
+ARCHIVE_NAME = "mmimdb.tar.gz"
+MOVIE_IDS = ["0000001", "0000002", "0000003", "0000004"]
+
+
+def _release_files() -> dict[str, bytes]:
+    """Relative path inside the archive -> content, in the release's on-disk format."""
+    rng = random.Random(0)
+    split = {"train": MOVIE_IDS[:2], "dev": MOVIE_IDS[2:3], "test": MOVIE_IDS[3:]}
+    files = {"mmimdb/split.json": json.dumps(split).encode()}
+    for number, movie_id in enumerate(MOVIE_IDS):
+        record = {"imdb_id": movie_id, "title": f"Movie {number}", "genres": ["Drama"], "plot": [f"Plot {number}."]}
+        files[f"mmimdb/dataset/{movie_id}.json"] = json.dumps(record).encode()
+        files[f"mmimdb/dataset/{movie_id}.jpeg"] = rng.randbytes(5000 + number)  # incompressible stand-in
+    return files
+
+
+def _tar_gz(entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for entry in entries:
+            if isinstance(entry, tarfile.TarInfo):
+                tar.addfile(entry)
+            else:
+                name, content = entry
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+RELEASE_FILES = _release_files()
+RELEASE_ARCHIVE = _tar_gz(list(RELEASE_FILES.items()))
+RELEASE_SHA256 = hashlib.sha256(RELEASE_ARCHIVE).hexdigest()
+
+
+class _FileHandler(BaseHTTPRequestHandler):
+    """Serves `server.payload` at /<ARCHIVE_NAME>, with Range support that tests can switch off."""
+
+    def do_GET(self):
+        state = self.server
+        state.requests.append({"path": self.path, "range": self.headers.get("Range")})
+        if self.path != f"/{ARCHIVE_NAME}":
+            self.send_error(404)
+            return
+        payload, start = state.payload, 0
+        range_header = self.headers.get("Range")
+        if range_header and state.honour_range:
+            start = int(re.fullmatch(r"bytes=(\d+)-", range_header)[1])
+            if start >= len(payload):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(payload)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+        else:
+            self.send_response(200)
+        body = payload[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if state.drops_left > 0:  # announce the whole body, send part of it, hang up
+            state.drops_left -= 1
+            self.wfile.write(body[: state.drop_after])
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def server():
+    """An HTTP/1.0 server on 127.0.0.1 (a free port) in a thread; tests adjust its attributes."""
+    httpd = HTTPServer(("127.0.0.1", 0), _FileHandler)
+    httpd.payload, httpd.honour_range, httpd.requests = RELEASE_ARCHIVE, True, []
+    httpd.drops_left, httpd.drop_after = 0, 0
+    httpd.url = f"http://127.0.0.1:{httpd.server_port}/{ARCHIVE_NAME}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch):
+    """urllib honours *_proxy variables; make sure requests go straight to 127.0.0.1."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(URL_ENV, raising=False)
+
+
+def _files_under(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_full_download_extracts_the_release(server, tmp_path):
+    dest = tmp_path / "data"
+    root = download_release(dest, server.url, sha256=RELEASE_SHA256, expected_size=len(RELEASE_ARCHIVE), progress=False)
+    assert root == dest / "mmimdb"
+    assert _files_under(root) == {name.removeprefix("mmimdb/"): content for name, content in RELEASE_FILES.items()}
+    assert (dest / ARCHIVE_NAME).read_bytes() == RELEASE_ARCHIVE
+    assert not (dest / f"{ARCHIVE_NAME}.part").exists()
+    assert [request["range"] for request in server.requests] == [None]
+    assert sorted(p.name for p in dest.iterdir() if p.name.startswith(".extracting")) == []  # staging cleaned
+
+
+def test_a_second_call_reuses_the_extraction_even_without_the_archive(server, tmp_path):
+    root = download_release(tmp_path, server.url, progress=False)
+    (tmp_path / ARCHIVE_NAME).unlink()  # freeing the space is allowed
+    assert download_release(tmp_path, server.url, sha256=RELEASE_SHA256, progress=False) == root
+    assert len(server.requests) == 1
+
+
+def test_a_partial_download_is_resumed_with_a_range_request(server, tmp_path):
+    already = len(RELEASE_ARCHIVE) // 3
+    (tmp_path / f"{ARCHIVE_NAME}.part").write_bytes(RELEASE_ARCHIVE[:already])
+    archive = download_release(tmp_path, server.url, sha256=RELEASE_SHA256, extract=False, progress=False)
+    assert [request["range"] for request in server.requests] == [f"bytes={already}-"]
+    assert archive == tmp_path / ARCHIVE_NAME
+    assert archive.read_bytes() == RELEASE_ARCHIVE
+
+
+def test_a_complete_part_file_is_finished_by_a_416_answer(server, tmp_path):
+    (tmp_path / f"{ARCHIVE_NAME}.part").write_bytes(RELEASE_ARCHIVE)
+    archive = download_release(tmp_path, server.url, extract=False, progress=False)
+    assert [request["range"] for request in server.requests] == [f"bytes={len(RELEASE_ARCHIVE)}-"]
+    assert archive.read_bytes() == RELEASE_ARCHIVE
+
+
+def test_a_server_that_ignores_range_restarts_cleanly(server, tmp_path):
+    server.honour_range = False
+    (tmp_path / f"{ARCHIVE_NAME}.part").write_bytes(b"stale bytes from some other file")
+    archive = download_release(tmp_path, server.url, extract=False, progress=False)
+    assert [request["range"] for request in server.requests] == ["bytes=32-"]  # asked, got a 200
+    assert archive.read_bytes() == RELEASE_ARCHIVE  # not the stale prefix plus the whole file
+
+
+def test_a_dropped_connection_is_resumed_within_the_call(server, tmp_path):
+    server.drops_left, server.drop_after = 2, 1000
+    archive = download_release(tmp_path, server.url, sha256=RELEASE_SHA256, extract=False, progress=False)
+    assert [request["range"] for request in server.requests] == [None, "bytes=1000-", "bytes=2000-"]
+    assert archive.read_bytes() == RELEASE_ARCHIVE
+
+
+def test_a_connection_that_keeps_dropping_gives_up_after_a_bounded_number_of_requests(server, tmp_path):
+    server.drops_left, server.drop_after = 1000, 10
+    with pytest.raises(DownloadError, match="still incomplete.*rerun to resume"):
+        download_release(tmp_path, server.url, extract=False, progress=False)
+    assert len(server.requests) == download_module.MAX_REQUESTS
+    assert (tmp_path / f"{ARCHIVE_NAME}.part").stat().st_size == 10 * download_module.MAX_REQUESTS  # kept
+
+
+def test_a_sha256_mismatch_names_the_file_and_both_hashes(server, tmp_path):
+    wrong = "0" * 64
+    with pytest.raises(ChecksumError) as caught:
+        download_release(tmp_path, server.url, sha256=wrong, progress=False)
+    message = str(caught.value)
+    assert ARCHIVE_NAME in message and wrong in message and RELEASE_SHA256 in message
+    assert not (tmp_path / ARCHIVE_NAME).exists()  # never under the final name
+    assert not (tmp_path / f"{ARCHIVE_NAME}.part").exists()  # so a rerun does not resume bad bytes
+    assert (tmp_path / f"{ARCHIVE_NAME}.rejected").read_bytes() == RELEASE_ARCHIVE  # kept for inspection
+    assert not (tmp_path / "mmimdb").exists()
+
+
+def test_a_size_other_than_expected_is_refused_before_downloading(server, tmp_path):
+    with pytest.raises(ChecksumError, match=f"{len(RELEASE_ARCHIVE)} bytes but 123 were expected"):
+        download_release(tmp_path, server.url, expected_size=123, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("make_member", "problem"),
+    [
+        (lambda outside: ("../evil", b"owned"), "'..' path component"),
+        (lambda outside: (str(outside / "absolute_evil"), b"owned"), "absolute path"),
+        (lambda outside: _symlink("mmimdb/link", "../../outside"), "points outside"),
+        (lambda outside: _symlink("mmimdb/abs_link", str(outside)), "absolute path"),
+    ],
+    ids=["dotdot", "absolute", "symlink-escape", "symlink-absolute"],
+)
+def test_malicious_archives_are_rejected_and_nothing_is_written(tmp_path, make_member, problem):
+    outside, dest = tmp_path / "outside", tmp_path / "dest"
+    outside.mkdir()
+    dest.mkdir()
+    member = make_member(outside)
+    benign = list(RELEASE_FILES.items())[:2]
+    archive = dest / ARCHIVE_NAME
+    archive.write_bytes(_tar_gz([*benign, member, ("mmimdb/link/escaped", b"owned")]))
+    member_name = member.name if isinstance(member, tarfile.TarInfo) else member[0]
+    with pytest.raises(UnsafeArchiveError, match=re.escape(repr(member_name)) + ".*" + problem):
+        extract_release(archive, dest)
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "outside"]
+    assert [p.name for p in dest.iterdir()] == [ARCHIVE_NAME]  # not even the benign members stay
+
+
+def _symlink(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+def test_a_malicious_archive_from_the_server_is_rejected(server, tmp_path):
+    server.payload = _tar_gz([("mmimdb/split.json", b"{}"), ("../evil", b"owned")])
+    with pytest.raises(UnsafeArchiveError, match="'../evil'"):
+        download_release(tmp_path / "dest", server.url, progress=False)
+    assert not (tmp_path / "evil").exists()
+    assert not (tmp_path / "dest" / "mmimdb").exists()
+
+
+def test_links_inside_the_release_are_allowed(tmp_path):
+    archive = tmp_path / "release.tar.gz"
+    archive.write_bytes(_tar_gz([("mmimdb/dataset/a.json", b"{}"), _symlink("mmimdb/latest.json", "dataset/a.json")]))
+    root = extract_release(archive, tmp_path)
+    assert (root / "latest.json").read_bytes() == b"{}"
+
+
+def test_existing_files_are_never_overwritten(tmp_path):
+    archive = tmp_path / "release.tar.gz"
+    archive.write_bytes(RELEASE_ARCHIVE)
+    (tmp_path / "mmimdb").mkdir()
+    (tmp_path / "mmimdb" / "notes.txt").write_text("mine")
+    with pytest.raises(DownloadError, match="already exists"):
+        extract_release(archive, tmp_path)
+    assert _files_under(tmp_path / "mmimdb") == {"notes.txt": b"mine"}
+
+
+def test_network_errors_name_the_url_and_the_mirror_option(server, tmp_path):
+    with socket.socket() as probe:  # a port on which nothing listens
+        probe.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{probe.getsockname()[1]}/{ARCHIVE_NAME}"
+    with pytest.raises(DownloadError, match=f"could not reach {re.escape(dead_url)}.*{URL_ENV}"):
+        download_release(tmp_path, dead_url, progress=False, timeout_s=5)
+    missing_url = server.url.replace(ARCHIVE_NAME, "missing.tar.gz")
+    with pytest.raises(DownloadError, match=f"{re.escape(missing_url)}: HTTP 404.*--url"):
+        download_release(tmp_path, missing_url, progress=False)
+
+
+def test_the_cli_entry_point_uses_the_mirror_variable(server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(URL_ENV, server.url)
+    assert main_download(str(tmp_path), None, RELEASE_SHA256, no_extract=False) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "mmimdb")
+    assert main_download(str(tmp_path / "other"), None, "f" * 64, no_extract=True) == 1
+    assert "sha256 mismatch" in capsys.readouterr().err
+    assert main_download(str(tmp_path / "other"), None, "not-hex", no_extract=True) == 1

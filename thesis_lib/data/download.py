@@ -1,0 +1,398 @@
+"""Download the MM-IMDb release (about 8.1 GB), resumably, verify it, and extract it safely.
+
+Only the standard library talks to the network (urllib), so the download works on a bare machine.
+
+- Resumable: bytes go to `dest/<name>.part`; a rerun sends an HTTP Range request for the rest. A server
+  that ignores Range (answers 200 with the whole file) is handled by restarting from byte 0; a 416
+  answer means the .part file is already complete. Dropped connections are resumed within one call,
+  at most `MAX_REQUESTS` requests per call.
+- Verified: the size against Content-Length / `expected_size`, and the sha256 when given, before the
+  file gets its final name, so `dest/<name>` only ever holds a complete (and, with a hash, verified)
+  archive. A file that fails verification is renamed to `<name>.rejected` (kept for inspection, never
+  resumed from), so the next run starts a clean download instead of resuming corrupt bytes.
+- Safe extraction: every tar member is checked before it is written (no absolute paths, no `..`, no
+  links or paths resolving outside the destination, no device files) and extracted with tarfile's
+  "data" filter as a second line of defence. Extraction happens in a staging folder inside `dest` and
+  is moved into place only when the whole archive is clean, so a rejected archive leaves nothing behind.
+- Idempotent: a marker `dest/.<name>.extracted.json` records a finished extraction; later calls return
+  the release root at once (the archive itself may then be deleted to free 8 GB).
+
+The URL is the argument, else $THESIS_MMIMDB_URL, else DEFAULT_URL (the archive.org mirror; the
+original university link is often dead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import shutil
+import ssl
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from urllib.parse import unquote, urlsplit
+
+from tqdm import tqdm
+
+from thesis_lib.errors import ThesisError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "https://archive.org/download/mmimdb/mmimdb.tar.gz"
+URL_ENV = "THESIS_MMIMDB_URL"
+MAX_REQUESTS = 8                 # per call: first request plus resumes after dropped connections
+CHUNK_BYTES = 1 << 20            # read/write/hash granularity
+_LOG_EVERY_FRACTION = 0.1        # without a terminal: one log line per 10% downloaded
+_LOG_EVERY_BYTES = 512 << 20     # ... or per 512 MiB when the size is unknown
+_USER_AGENT = "thesis-lib-downloader/1 (+urllib)"
+# What a connection that breaks mid-transfer raises; these are resumed, within MAX_REQUESTS.
+_BROKEN_CONNECTION = (ConnectionError, TimeoutError, ssl.SSLError, http.client.HTTPException)
+_MIRROR_HINT = (
+    f"If this host is unreachable, use a mirror: pass --url URL (Python: url=...) or set {URL_ENV}."
+)
+
+
+class DownloadError(ThesisError, RuntimeError):
+    """The release could not be downloaded, verified or extracted; the message says why and what to do."""
+
+
+class ChecksumError(DownloadError):
+    """The downloaded file's size or sha256 differs from the expected one."""
+
+
+class UnsafeArchiveError(DownloadError):
+    """An archive member would be written outside the destination (or is a device file)."""
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The download URL: the argument, else $THESIS_MMIMDB_URL, else DEFAULT_URL."""
+    return url or os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def download_release(
+    dest: Path | str,
+    url: str | None = None,
+    *,
+    sha256: str | None = None,
+    expected_size: int | None = None,
+    extract: bool = True,
+    progress: bool = True,
+    timeout_s: float = 60.0,
+) -> Path:
+    """Download (resuming if possible), verify and extract the release into `dest`.
+
+    Returns the release root: the archive's single top-level folder if it has one, else `dest`
+    (with `extract=False`: the archive path). `timeout_s` bounds each socket wait, not the download.
+    """
+    url = resolve_url(url)
+    expected_sha = _normalise_sha256(sha256)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest / _archive_name(url)
+
+    if extract and (root := _previous_extraction(archive, expected_sha, expected_size)) is not None:
+        log.info("%s was already extracted to %s", archive.name, root)
+        return root
+    if archive.is_file():
+        log.info("%s already downloaded; verifying", archive)
+        _verify(archive, expected_size, expected_sha, source=url, rejected=None)
+    else:
+        part = archive.with_name(archive.name + ".part")
+        _fetch(url, part, expected_size, progress, timeout_s)
+        _verify(part, expected_size, expected_sha, source=url, rejected=archive.with_name(archive.name + ".rejected"))
+        os.replace(part, archive)  # atomic: the final name only ever holds a complete file
+        log.info("downloaded %s (%d bytes)", archive, archive.stat().st_size)
+    if not extract:
+        return archive
+    return extract_release(archive, dest, verified_sha256=expected_sha)
+
+
+def main_download(dest: str, url: str | None, sha256: str | None, no_extract: bool) -> int:
+    """`thesis data download DEST [--url URL] [--sha256 HEX] [--no-extract]`: print the result path."""
+    try:
+        path = download_release(Path(dest), url, sha256=sha256, extract=not no_extract)
+    except (DownloadError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+# --- downloading ---------------------------------------------------------------------------------
+
+
+def _archive_name(url: str) -> str:
+    name = PurePosixPath(unquote(urlsplit(url).path)).name
+    if name in {"", ".", ".."}:
+        raise ValueError(f"cannot tell the archive's file name from the URL {url!r}")
+    return name
+
+
+def _fetch(url: str, part: Path, expected_size: int | None, progress: bool, timeout_s: float) -> None:
+    """Fill `part` with the whole remote file, resuming from its current size; bounded requests."""
+    for _ in range(MAX_REQUESTS):
+        offset = part.stat().st_size if part.is_file() else 0
+        if expected_size is not None and offset >= expected_size:
+            if offset == expected_size:
+                return  # complete from an earlier run
+            log.warning("%s is larger than expected (%d > %d bytes); restarting", part, offset, expected_size)
+            part.unlink()
+            continue
+        headers = {"User-Agent": _USER_AGENT} | ({"Range": f"bytes={offset}-"} if offset else {})
+        try:
+            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
+        except urllib.error.HTTPError as error:
+            if error.code == 416 and offset:
+                remote_size = _parse_content_range(error.headers.get("Content-Range", ""))[1]
+                if remote_size == offset:
+                    return  # the .part file already holds the whole remote file
+                log.warning("%s does not match the remote file (%s bytes); restarting", part, remote_size)
+                part.unlink()
+                continue
+            raise DownloadError(f"{url}: HTTP {error.code} {error.reason}. {_MIRROR_HINT}") from error
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise DownloadError(f"could not reach {url}: {reason}. {_MIRROR_HINT}") from error
+
+        with response:
+            if response.status == 206:
+                start, total = _parse_content_range(response.headers.get("Content-Range", ""))
+                if start != offset:
+                    raise DownloadError(f"{url}: asked for bytes from {offset}, the server sent from {start}")
+                mode = "ab"
+            elif response.status == 200:
+                if offset:
+                    log.warning("%s ignored the Range request; restarting the download from byte 0", url)
+                offset, mode = 0, "wb"
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+            else:
+                raise DownloadError(f"{url}: unexpected HTTP {response.status}. {_MIRROR_HINT}")
+            if total is not None and expected_size is not None and total != expected_size:
+                raise ChecksumError(
+                    f"{url}: the server reports {total} bytes but {expected_size} were expected "
+                    f"(a different file version?). {_MIRROR_HINT}"
+                )
+            try:
+                _stream_to_file(response, part, mode, offset, total, progress)
+            except _BROKEN_CONNECTION as error:  # (a full disk is not retried: it raises as it is)
+                log.warning("connection to %s broke after %d bytes (%s); resuming", url, part.stat().st_size, error)
+                continue
+        size = part.stat().st_size
+        if total is None or size == total:
+            return  # no length announced: the server closing the stream marks the end
+        if size > total:
+            raise DownloadError(f"{url}: received {size} bytes, more than the announced {total}")
+        log.warning("%s: got %d of %d bytes; resuming", url, size, total)
+    got = part.stat().st_size if part.is_file() else 0
+    raise DownloadError(
+        f"{url}: still incomplete after {MAX_REQUESTS} requests ({got} bytes in {part}); rerun to resume. "
+        f"{_MIRROR_HINT}"
+    )
+
+
+def _parse_content_range(header: str) -> tuple[int | None, int | None]:
+    """'bytes 100-999/1000' -> (100, 1000); 'bytes */1000' -> (None, 1000); unknown parts -> None."""
+    match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", header or "")
+    if not match:
+        return None, None
+    start, total = match.groups()
+    return (int(start) if start else None), (int(total) if total and total != "*" else None)
+
+
+def _stream_to_file(response, part: Path, mode: str, offset: int, total: int | None, progress: bool) -> None:
+    with open(part, mode) as sink, _ByteProgress(part.name.removesuffix(".part"), total, offset, progress) as bar:
+        while chunk := response.read(CHUNK_BYTES):
+            sink.write(chunk)
+            bar.update(len(chunk))
+
+
+class _ByteProgress:
+    """A tqdm bar in a terminal (redrawn at most once a second); in logs, one line per 10%."""
+
+    def __init__(self, label: str, total: int | None, initial: int, enabled: bool):
+        interactive = enabled and sys.stderr.isatty()
+        self.label, self.total, self.done = label, total, initial
+        self.log_lines = enabled and not interactive
+        self.log_step = int(total * _LOG_EVERY_FRACTION) if total else _LOG_EVERY_BYTES
+        self.next_log = initial + self.log_step
+        self.bar = tqdm(
+            total=total, initial=initial, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
+            mininterval=1.0, disable=not interactive,
+        )
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.bar.update(n)
+        if self.log_lines and self.done >= self.next_log:
+            share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+            log.info("%s: %.1f MiB%s", self.label, self.done / 2**20, share)
+            self.next_log = self.done + self.log_step
+
+    def __enter__(self) -> _ByteProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+# --- verification --------------------------------------------------------------------------------
+
+
+def _normalise_sha256(sha256: str | None) -> str | None:
+    if sha256 is None:
+        return None
+    value = sha256.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    return value
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks (an 8 GB archive never sits in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        while chunk := source.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, expected_size: int | None, expected_sha: str | None, *, source: str,
+            rejected: Path | None) -> None:
+    """Check size and sha256; on failure move a fresh download aside to `rejected` and raise."""
+    size = path.stat().st_size
+    problem = None
+    if expected_size is not None and size != expected_size:
+        problem = f"size mismatch: expected {expected_size} bytes, got {size}"
+    elif expected_sha is not None and (actual := file_sha256(path)) != expected_sha:
+        problem = f"sha256 mismatch: expected {expected_sha}, got {actual}"
+    if problem is None:
+        return
+    if rejected is not None:
+        os.replace(path, rejected)
+        where = f"the bytes were kept as {rejected} for inspection (delete it to free space); a rerun downloads afresh"
+    else:
+        where = f"delete {path} to download it again"
+    raise ChecksumError(f"{path.name} from {source}: {problem}; {where}. {_MIRROR_HINT}")
+
+
+# --- extraction ----------------------------------------------------------------------------------
+
+
+def extract_release(archive: Path, dest: Path, *, verified_sha256: str | None = None) -> Path:
+    """Extract a (possibly compressed) tar archive into `dest` safely; return the release root.
+
+    The root is the archive's single top-level folder if it has exactly one, else `dest`. Existing
+    files are never overwritten: a top-level entry that already exists in `dest` is an error. The
+    marker written at the end records the archive's sha256 (hashed here unless `verified_sha256` is
+    given), so a later call with a hash can be answered without the archive.
+    """
+    archive, dest = Path(archive), Path(dest)
+    prefix = f".extracting-{archive.name}-"
+    for stale in dest.glob(f"{prefix}*"):  # left by an extraction that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=dest))
+    try:
+        try:
+            # Stream mode ("r|*"): one pass over the compressed file, members checked as they come.
+            with tarfile.open(archive, "r|*") as tar:
+                tar.extractall(staging, members=_checked_members(tar, staging, archive), filter="data")
+        except tarfile.FilterError as error:  # our check missed something the "data" filter caught
+            raise UnsafeArchiveError(
+                f"{archive}: refusing to extract member {error.tarinfo.name!r}: {error}; nothing was extracted"
+            ) from error
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise DownloadError(
+                f"{archive} is not a readable tar archive ({error}); delete it and download again"
+            ) from error
+        entries = sorted(staging.iterdir())
+        for entry in entries:
+            if (dest / entry.name).exists():
+                raise DownloadError(
+                    f"{dest / entry.name} already exists; refusing to overwrite it with {archive}'s copy "
+                    f"(remove it, or extract to another folder)"
+                )
+        for entry in entries:
+            os.replace(entry, dest / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    single_folder = len(entries) == 1 and (dest / entries[0].name).is_dir()
+    root = dest / entries[0].name if single_folder else dest
+    _write_marker(archive, dest, root, verified_sha256 or file_sha256(archive))
+    log.info("extracted %s to %s", archive.name, root)
+    return root
+
+
+def _checked_members(tar: tarfile.TarFile, staging: Path, archive: Path) -> Iterator[tarfile.TarInfo]:
+    for member in tar:
+        problem = _unsafe_member_problem(member, staging)
+        if problem:
+            raise UnsafeArchiveError(
+                f"{archive}: refusing to extract member {member.name!r}: {problem}; nothing was extracted"
+            )
+        yield member
+
+
+def _unsafe_member_problem(member: tarfile.TarInfo, staging: Path) -> str | None:
+    """Why writing this member would be unsafe, or None. `staging` stands for the destination."""
+    name = member.name
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        return "absolute path"
+    if ".." in PurePosixPath(name).parts or ".." in PureWindowsPath(name).parts:
+        return "'..' path component (would escape the destination)"
+    root = staging.resolve()
+    target = (staging / name).resolve()  # follows links that earlier members created
+    if not target.is_relative_to(root):
+        return "path resolves outside the destination"
+    if member.issym():
+        if PurePosixPath(member.linkname).is_absolute():
+            return f"symbolic link to the absolute path {member.linkname!r}"
+        if not (target.parent / member.linkname).resolve().is_relative_to(root):
+            return f"symbolic link to {member.linkname!r} points outside the destination"
+    if member.islnk() and not (staging / member.linkname).resolve().is_relative_to(root):
+        return f"hard link to {member.linkname!r} points outside the destination"
+    if member.isdev():
+        return "device file or FIFO"
+    return None
+
+
+def _marker_path(archive: Path) -> Path:
+    return archive.with_name(f".{archive.name}.extracted.json")
+
+
+def _write_marker(archive: Path, dest: Path, root: Path, sha256: str) -> None:
+    record = {"archive": archive.name, "size": archive.stat().st_size, "sha256": sha256,
+              "root": os.path.relpath(root, dest)}
+    marker = _marker_path(archive)
+    temporary = marker.with_name(marker.name + ".tmp")
+    temporary.write_text(json.dumps(record, indent=2))
+    os.replace(temporary, marker)
+
+
+def _previous_extraction(archive: Path, expected_sha: str | None, expected_size: int | None) -> Path | None:
+    """The root recorded by an earlier extraction of this archive, if it matches what is asked for."""
+    marker = _marker_path(archive)
+    if not marker.is_file():
+        return None
+    try:
+        record = json.loads(marker.read_text())
+        root, size, sha = archive.parent / record["root"], record["size"], record["sha256"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not root.is_dir():
+        return None
+    if expected_sha is not None and sha != expected_sha:
+        return None
+    if expected_size is not None and size != expected_size:
+        return None
+    if archive.is_file() and archive.stat().st_size != size:
+        return None  # the archive was replaced since
+    return root
