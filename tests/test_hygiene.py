@@ -9,7 +9,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,3 +75,11 @@ def test_cli_help_lists_the_data_commands():
     assert result.returncode == 0
     for command in ("check", "synth", "download", "split"):
         assert command in result.stdout
+
+
+def test_offline_mode_reaches_a_hub_imported_before_thesis_lib(tmp_path):
+    out = _run_python(
+        "import huggingface_hub.constants as c; before = c.HF_HUB_OFFLINE; import thesis_lib; print(before, c.HF_HUB_OFFLINE)",
+        {"THESIS_CACHE": str(tmp_path)},
+    )
+    assert out.split() == ["False", "True"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from thesis_lib.paths import cache_dir
@@ -46,7 +47,17 @@ def configure_environment() -> dict[str, str]:
         if key not in os.environ:
             os.environ[key] = value
             applied[key] = value
+    _sync_loaded_hub(os.environ.get("HF_HUB_OFFLINE") == "1")
     return applied
+
+
+def _sync_loaded_hub(offline: bool) -> None:
+    """huggingface_hub reads HF_HUB_OFFLINE once, at its import: if something imported it before
+    thesis_lib (a notebook that imports transformers first), switch the loaded copy too, or an uncached
+    name would retry the network for most of a minute."""
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None and offline:
+        constants.HF_HUB_OFFLINE = True
 
 
 def prepare_ultralytics() -> Path:
