@@ -1,0 +1,158 @@
+"""The plot encoder: a BERT-family transformer from Hugging Face transformers.
+
+Tokens are the last layer's hidden states over the word pieces (padding masked out); the pooled vector is
+the first token ([CLS] for BERT, <s> for RoBERTa), as BERT classifiers use it, or a mean over the real
+tokens. The NSP-trained pooler layer of `BertModel` is dropped: it is not used, and an unused parameter
+would get no gradient (which DDP and our gradient-flow tests both object to).
+
+Backbones:
+- any Hugging Face name (`bert-base-uncased`, `roberta-base`): weights from the local pretrained folder or
+  the HF cache (`thesis_lib.models.pretrained`);
+- `minilm`: the packaged all-MiniLM-L6-v2 (a real pretrained 6-layer BERT, 384 wide), fully offline;
+- `random-bert-small` / `random-roberta-small`: 2 layers, 128 wide, random init, for a tokenizer trained
+  locally on the plots; their vocabulary size and padding id come from the config and must match it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor
+from transformers import AutoConfig, AutoModel, BertConfig, PreTrainedModel, PreTrainedTokenizerBase, RobertaConfig
+
+from thesis_lib.data.tokenizers import load_tokenizer as load_pretrained_tokenizer
+from thesis_lib.data.tokenizers import minilm_dir
+from thesis_lib.models.configs import TextEncoderConfig
+from thesis_lib.models.encoder import Encoder
+from thesis_lib.models.outputs import EncoderOutput, masked_mean
+from thesis_lib.models.pretrained import hf_source, missing_weights_hint
+from thesis_lib.offline import is_online
+
+# Randomly initialised small backbones: (config class, padding id of the matching tokenizer family, widths).
+_SMALL_WIDTHS = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
+RANDOM_TEXT_BACKBONES: dict[str, tuple[type, int]] = {
+    "random-bert-small": (BertConfig, 0),  # [PAD] = 0 in a WordPiece vocabulary
+    "random-roberta-small": (RobertaConfig, 1),  # <s>=0, <pad>=1, </s>=2 in a RoBERTa BPE vocabulary
+}
+_MAX_POSITIONS = 512  # BERT's limit; random backbones get the same so max_length means the same everywhere
+
+
+class TextEncoder(Encoder):
+    """Plot token ids -> contextual token features, padding mask and a pooled plot vector."""
+
+    modality = "text"
+    input_keys = ("input_ids", "attention_mask")
+
+    def __init__(self, backbone: PreTrainedModel, config: TextEncoderConfig):
+        width = backbone.config.hidden_size
+        super().__init__(token_dim=width, pooled_dim=width)
+        if getattr(backbone, "pooler", None) is not None:
+            backbone.pooler = None  # the NSP pooler is unused: pooled = first token or mean (see module doc)
+        self.backbone = backbone
+        self.config = config
+        self.vocab_size = backbone.config.vocab_size
+        self.pad_token_id = backbone.config.pad_token_id
+        self.max_length = min(config.max_length, _positions_available(backbone))
+        self.set_frozen(config.frozen)
+
+    @classmethod
+    def from_config(cls, config: TextEncoderConfig) -> TextEncoder:
+        return cls(load_text_backbone(config), config)
+
+    def forward(self, batch: Mapping[str, Any]) -> EncoderOutput:
+        self._require_keys(batch)
+        input_ids: Tensor = batch["input_ids"]  # (B, L) int64
+        attention_mask: Tensor = batch["attention_mask"]  # (B, L) 1 = real token, 0 = padding
+        self._check_ids(input_ids, attention_mask)
+        out = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_attentions=self.config.need_attentions,
+        )
+        tokens = out.last_hidden_state  # (B, L, D)
+        mask = attention_mask.bool()  # (B, L)
+        pooled = tokens[:, 0] if self.config.pooling == "cls" else masked_mean(tokens, mask)  # (B, D)
+        attentions = tuple(out.attentions) if self.config.need_attentions else None  # L_layers x (B, H, L, L)
+        return EncoderOutput(tokens=tokens, mask=mask, pooled=pooled, attentions=attentions)
+
+    def expected_input(self) -> list[tuple[str, str]]:
+        if self.config.backbone in RANDOM_TEXT_BACKBONES:
+            tokenizer = "the tokenizer trained on the plots"
+        else:
+            tokenizer = f"the {self.config.backbone} tokenizer"
+        ids = f"int64 (B, L), L <= {self.max_length}, ids < {self.vocab_size} from {tokenizer}"
+        return [
+            ("input_ids", f"{ids}, padding id {self.pad_token_id}"),
+            ("attention_mask", "int64 (B, L), 1 = real token, 0 = padding"),
+        ]
+
+    def _check_ids(self, input_ids: Tensor, attention_mask: Tensor) -> None:
+        # An id past the vocabulary means the tokenizer does not belong to this backbone; say so, instead
+        # of an IndexError from inside the embedding.
+        if input_ids.shape != attention_mask.shape:
+            raise ValueError(
+                f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ in shape"
+            )
+        if input_ids.shape[1] > self.max_length:
+            raise ValueError(
+                f"plots of {input_ids.shape[1]} tokens exceed the text encoder's max_length {self.max_length}: "
+                "tokenize with truncation to max_length"
+            )
+        if input_ids.numel() and (int(input_ids.max()) >= self.vocab_size or int(input_ids.min()) < 0):
+            raise ValueError(
+                f"token ids span {int(input_ids.min())}..{int(input_ids.max())} but the {self.config.backbone} "
+                f"vocabulary has {self.vocab_size} entries: was the batch tokenized for another backbone?"
+            )
+
+
+def load_text_backbone(config: TextEncoderConfig) -> PreTrainedModel:
+    """The transformers model for `config.backbone` (pretrained or random), with the attention kind set."""
+    # Eager attention materialises the attention matrices XAI reads; SDPA is faster but returns none.
+    attention = "eager" if config.need_attentions else "sdpa"
+    if config.backbone in RANDOM_TEXT_BACKBONES:
+        config_class, default_pad = RANDOM_TEXT_BACKBONES[config.backbone]
+        pad = default_pad if config.pad_token_id is None else config.pad_token_id
+        # RoBERTa counts positions from padding_idx + 1, so it needs two extra position slots.
+        extra_positions = 2 if config_class is RobertaConfig else 0
+        hf_config = config_class(
+            vocab_size=config.vocab_size,
+            pad_token_id=pad,
+            max_position_embeddings=_MAX_POSITIONS + extra_positions,
+            **_SMALL_WIDTHS,
+        )
+        return AutoModel.from_config(hf_config, attn_implementation=attention)
+    source = str(minilm_dir()) if config.backbone == "minilm" else hf_source(config.backbone)
+    # Explicit, not only via HF_HUB_OFFLINE (read once, when huggingface_hub is first imported).
+    local_only = not is_online()
+    try:
+        if config.pretrained:
+            return AutoModel.from_pretrained(source, attn_implementation=attention, local_files_only=local_only)
+        hf_config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        return AutoModel.from_config(hf_config, attn_implementation=attention)
+    except OSError as error:
+        raise OSError(f"text backbone {config.backbone!r}: {missing_weights_hint(config.backbone)}") from error
+
+
+def load_tokenizer(config: TextEncoderConfig) -> PreTrainedTokenizerBase:
+    """The pretrained tokenizer that belongs to `config.backbone`, truncating to `config.max_length`.
+
+    Resolved like the weights (local pretrained folder, else the HF cache). random-* backbones have none:
+    their tokenizer is trained on the training plots (thesis_lib.data.tokenizers), and the text config's
+    vocab_size / pad_token_id must be set from it.
+    """
+    if config.backbone in RANDOM_TEXT_BACKBONES:
+        raise ValueError(
+            f"{config.backbone!r} has no pretrained tokenizer: train one on the training plots "
+            "(thesis_lib.data.tokenizers) and set the text config's vocab_size and pad_token_id from it"
+        )
+    source = minilm_dir() if config.backbone == "minilm" else hf_source(config.backbone)
+    tokenizer = load_pretrained_tokenizer(source)
+    tokenizer.model_max_length = config.max_length
+    return tokenizer
+
+
+def _positions_available(backbone: PreTrainedModel) -> int:
+    positions = backbone.config.max_position_embeddings
+    # RoBERTa reserves padding_idx + 1 position slots before the first real token.
+    return positions - 2 if backbone.config.model_type in {"roberta", "xlm-roberta", "camembert"} else positions
