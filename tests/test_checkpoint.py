@@ -1,0 +1,124 @@
+"""Checkpoint files: atomic writes, safetensors weights, a weights_only training state, RNG round trips."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from thesis_lib.train import TrainConfig, make_accelerator
+from thesis_lib.train.checkpoint import (
+    LAST,
+    MODEL_FILE,
+    STATE_FILE,
+    ProcessState,
+    RunProgress,
+    atomic_write,
+    capture_rng_state,
+    load_last,
+    load_model_weights,
+    restore_rng_state,
+    save_last,
+    save_model_weights,
+)
+from thesis_lib.train.optim import build_optimizer, build_scheduler
+
+CONFIG = TrainConfig(lr_head=1e-2)
+
+
+def tiny_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 3))
+
+
+def trained_parts(seed: int = 0):
+    """A model, optimizer and scheduler after three steps (so AdamW moments and the schedule are non-trivial)."""
+    model = tiny_model(seed)
+    optimizer = build_optimizer(model, CONFIG)
+    scheduler = build_scheduler(optimizer, CONFIG, total_steps=10)
+    for _ in range(3):
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        scheduler.step()
+    return model, optimizer, scheduler
+
+
+def draws() -> tuple:
+    return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+
+def test_rng_state_round_trips_python_numpy_and_torch():
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    np.random.randn()  # leave a cached gaussian in numpy's state
+    state = capture_rng_state()
+    expected = draws()
+    restore_rng_state(state)
+    assert draws() == expected
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "file.txt"
+    atomic_write(path, lambda tmp: tmp.write_text("old"))
+
+    def failing(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(path, failing)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]  # no temporary file left behind
+
+
+def test_model_weights_round_trip_and_a_wrong_model_is_named(tmp_path):
+    model = tiny_model(0)
+    save_model_weights(model, tmp_path / MODEL_FILE, {"epoch": "3"})
+    other = tiny_model(1)
+    assert load_model_weights(other, tmp_path / MODEL_FILE) == {"epoch": "3"}
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, other.state_dict()[name])
+    with pytest.raises(RuntimeError, match=MODEL_FILE):
+        load_model_weights(nn.Linear(4, 3), tmp_path / MODEL_FILE)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        load_model_weights(model, tmp_path / "missing" / MODEL_FILE)
+
+
+def test_last_checkpoint_loads_with_weights_only_and_restores_everything(tmp_path):
+    accelerator = make_accelerator(CONFIG)
+    model, optimizer, scheduler = trained_parts()
+    history = [{"epoch": 0, "val_metrics": {"macro_f1": 0.4}}]
+    progress = RunProgress(epoch=2, batches_done=5, global_step=3, best_metric=0.4, best_epoch=1, history=history)
+    process = ProcessState(rng=capture_rng_state(), epoch_loss_sum=1.5, epoch_samples=40)
+    save_last(tmp_path, accelerator, model, optimizer, scheduler, progress, process, CONFIG.to_dict())
+
+    state = torch.load(tmp_path / LAST / STATE_FILE, weights_only=True)  # no pickled code: plain data only
+    assert state["progress"]["batches_done"] == 5 and state["world_size"] == 1 and state["config"]["lr_head"] == 1e-2
+
+    fresh_model = tiny_model(7)
+    fresh_optimizer = build_optimizer(fresh_model, CONFIG)
+    fresh_scheduler = build_scheduler(fresh_optimizer, CONFIG, total_steps=10)
+    loaded, restored, config = load_last(tmp_path, accelerator, fresh_model, fresh_optimizer, fresh_scheduler)
+    assert loaded == progress and config == CONFIG.to_dict()
+    assert (restored.epoch_loss_sum, restored.epoch_samples) == (1.5, 40)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, fresh_model.state_dict()[name])
+    assert fresh_scheduler.get_last_lr() == scheduler.get_last_lr()
+    assert [g["lr"] for g in fresh_optimizer.param_groups] == [g["lr"] for g in optimizer.param_groups]
+    for before, after in zip(optimizer.state.values(), fresh_optimizer.state.values(), strict=False):
+        for moment in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(before[moment], after[moment])
+
+
+def test_weights_and_state_from_different_steps_are_refused(tmp_path):
+    accelerator = make_accelerator(CONFIG)
+    model, optimizer, scheduler = trained_parts()
+    process = ProcessState(rng=capture_rng_state())
+    save_last(tmp_path, accelerator, model, optimizer, scheduler, RunProgress(global_step=3), process, CONFIG.to_dict())
+    # As if the process died after writing the weights of step 4 but before their state.
+    save_model_weights(model, tmp_path / LAST / MODEL_FILE, {"global_step": "4"})
+    with pytest.raises(ValueError, match="step 4"):
+        load_last(tmp_path, accelerator, model, optimizer, scheduler)

@@ -1,0 +1,468 @@
+"""The training loop on a tiny two-modality model and synthetic data with a planted, learnable signal.
+
+The toy model follows the model zoo's protocol (`encoders.*` backbones, `encode` -> EncoderOutput per
+modality, `classify` -> logits) and has dropout and BatchNorm, so RNG restoration and eval-mode handling
+are exercised. Runs are a few dozen optimizer steps on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from thesis_lib.models.outputs import EncoderOutput, masked_mean
+from thesis_lib.train import TrainConfig, fit, make_accelerator, predict
+from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE, STATE_FILE
+from thesis_lib.train.features import (
+    CachedFeatureDataset,
+    FeatureCacheConfig,
+    FrozenBackboneClassifier,
+    cache_encoder_features,
+    collate_cached_features,
+)
+from thesis_lib.train.loaders import SeededLoader
+from thesis_lib.train.loss import inverse_frequency_pos_weight, make_loss
+from thesis_lib.train.optim import build_optimizer, build_scheduler, parameter_groups
+
+NUM_CLASSES, VOCAB, IMAGE_SIZE = 23, 40, 8
+
+
+# ------------------------------------------------------------------------------------------ toy data
+
+
+class ToyMovies(Dataset):
+    """Plots as token ids and 8x8 'posters' with genres planted in them: genre k < 15 when the plot has cue
+    token k + 1, genres 15-20 from the sign of a poster colour channel, 21-22 from combinations."""
+
+    def __init__(self, n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        lengths = torch.randint(4, 13, (n,), generator=g)
+        self.plots = [torch.randint(1, VOCAB, (int(length),), generator=g) for length in lengths]
+        colour = torch.randint(0, 2, (n, 3), generator=g).float() * 2 - 1  # (n, 3) one sign per channel
+        noise = torch.randn(n, 3, IMAGE_SIZE, IMAGE_SIZE, generator=g)  # (n, 3, 8, 8)
+        self.images = colour[:, :, None, None] + 0.5 * noise  # (n, 3, 8, 8)
+        has_cue = torch.stack([torch.isin(torch.arange(1, 16), p) for p in self.plots]).float()  # (n, 15)
+        positive = (colour > 0).float()  # (n, 3)
+        both_colours = positive[:, :1] * positive[:, 1:2]  # (n, 1)
+        cue_and_colour = has_cue[:, :1] * positive[:, 2:3]  # (n, 1)
+        self.labels = torch.cat([has_cue, positive, 1 - positive, both_colours, cue_and_colour], dim=1)  # (n, 23)
+        self.ids = [f"{1000000 + seed * 1000 + i:07d}" for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"id": self.ids[i], "plot": self.plots[i], "image": self.images[i], "labels": self.labels[i]}
+
+
+def collate_movies(items: list[dict]) -> dict:
+    """The batch contract: ids, image, input_ids/attention_mask padded to the batch's longest plot, labels."""
+    longest = max(len(item["plot"]) for item in items)
+    input_ids = torch.zeros(len(items), longest, dtype=torch.int64)  # (B, L)
+    attention_mask = torch.zeros(len(items), longest, dtype=torch.int64)  # (B, L)
+    for row, item in enumerate(items):
+        input_ids[row, : len(item["plot"])] = item["plot"]
+        attention_mask[row, : len(item["plot"])] = 1
+    return {
+        "ids": [item["id"] for item in items],
+        "image": torch.stack([item["image"] for item in items]),
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": torch.stack([item["labels"] for item in items]),
+    }
+
+
+@dataclass
+class ToyOutput:
+    logits: torch.Tensor  # (B, C)
+
+
+class ToyTextEncoder(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, batch: dict) -> EncoderOutput:
+        tokens = self.norm(self.embed(batch["input_ids"]))  # (B, L, D)
+        mask = batch["attention_mask"].bool()  # (B, L)
+        return EncoderOutput(tokens=tokens, mask=mask, pooled=masked_mean(tokens, mask))
+
+
+class ToyImageEncoder(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, dim, 3, stride=2, padding=1), nn.BatchNorm2d(dim), nn.ReLU(), nn.Dropout(0.1)
+        )
+
+    def forward(self, batch: dict) -> EncoderOutput:
+        grid = self.conv(batch["image"])  # (B, D, 4, 4)
+        tokens = grid.flatten(2).transpose(1, 2)  # (B, 16, D)
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)  # (B, 16)
+        return EncoderOutput(tokens=tokens, mask=mask, pooled=tokens.mean(dim=1))
+
+
+class ToyClassifier(nn.Module):
+    """encoders -> fusion over token means -> head, with the GenreClassifier protocol."""
+
+    def __init__(self, dim: int = 16, dropout: float = 0.1):
+        super().__init__()
+        self.encoders = nn.ModuleDict({"text": ToyTextEncoder(dim), "image": ToyImageEncoder(dim)})
+        self.fusion = nn.Sequential(nn.Linear(3 * dim, 32), nn.ReLU(), nn.Dropout(dropout))
+        self.head = nn.Linear(32, NUM_CLASSES)
+        self.encode_calls = 0
+
+    def encode(self, batch: dict) -> dict[str, EncoderOutput]:
+        self.encode_calls += 1
+        return {name: encoder(batch) for name, encoder in self.encoders.items()}
+
+    def classify(self, encoded: dict[str, EncoderOutput]) -> ToyOutput:
+        text, image = encoded["text"], encoded["image"]
+        # Uses the text tokens through their mask, so cached (padded) tokens must give the same answer.
+        fused = torch.cat([masked_mean(text.tokens, text.mask), text.pooled, image.pooled], dim=-1)  # (B, 3D)
+        return ToyOutput(self.head(self.fusion(fused)))  # (B, C)
+
+    def forward(self, batch: dict) -> ToyOutput:
+        return self.classify(self.encode(batch))
+
+
+def toy_model(seed: int = 0) -> ToyClassifier:
+    torch.manual_seed(seed)
+    return ToyClassifier()
+
+
+TRAIN, VAL = ToyMovies(64, seed=1), ToyMovies(24, seed=2)
+BASE = TrainConfig(
+    epochs=4, batch_size=8, lr_head=3e-2, lr_backbone=1e-2, warmup_ratio=0.1, weight_decay=0.01,
+    log_every=4, checkpoint_every_steps=3, patience=None, seed=7,
+)  # fmt: skip
+
+
+def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"tensors differ: {different}"
+
+
+def fit_toy(model: nn.Module, config: TrainConfig, directory, **options):
+    """fit on the toy movies."""
+    return fit(model, TRAIN, VAL, config, checkpoint_dir=directory, collate_fn=collate_movies, **options)
+
+
+def val_logits(model: nn.Module) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(collate_movies([VAL[i] for i in range(len(VAL))])).logits
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted 4-epoch run: (model, initial state, FitResult, checkpoint dir)."""
+    model = toy_model()
+    initial = state_tensors(model)
+    directory = tmp_path_factory.mktemp("reference")
+    result = fit_toy(model, replace(BASE, restore_best=False), directory)
+    return model, initial, result, directory
+
+
+# ------------------------------------------------------------------------------------------ the tests
+
+
+def test_fit_learns_fine_tunes_backbones_and_records_history(reference_run):
+    model, initial, result, directory = reference_run
+    losses = [record.train_loss for record in result.history]
+    assert result.epochs_run == 4 and len(losses) == 4 and not result.stopped_early
+    assert losses[-1] < 0.75 * losses[0], f"training loss did not fall: {losses}"
+    assert result.history[-1].val_loss < result.history[0].val_loss
+    # Fine-tune mode: the backbones are trained too, not only the head.
+    assert not torch.equal(model.encoders["text"].embed.weight, initial["encoders.text.embed.weight"])
+    assert not torch.equal(model.head.weight, initial["head.weight"])
+    assert result.budget.optimizer_steps == 4 * 8 and result.budget.samples_seen == 4 * 64
+    assert result.budget.global_batch_size == 8 and result.budget.max_epochs == 4 and result.budget.tuning_trials == 1
+    assert result.best_metric == max(r.val_metrics["macro_f1"] for r in result.history)
+    assert result.history[result.best_epoch].val_metrics["macro_f1"] == result.best_metric
+    assert (directory / BEST / MODEL_FILE).is_file() and (directory / LAST / MODEL_FILE).is_file()
+    assert torch.load(directory / LAST / STATE_FILE, weights_only=True)["progress"]["finished"] is True
+    assert set(result.to_dict()) >= {"best_epoch", "history", "budget", "wall_time_s", "train_samples_per_s", "config"}
+
+
+def test_two_runs_with_the_same_seed_give_identical_weights_and_logits(reference_run, tmp_path):
+    model, _, _, _ = reference_run
+    again = toy_model()
+    fit_toy(again, replace(BASE, restore_best=False), tmp_path)
+    assert_same_state(state_tensors(model), state_tensors(again))
+    assert torch.equal(val_logits(model), val_logits(again))
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+def crash_then_resume(config: TrainConfig, crash_at_step: int, directory) -> tuple[ToyClassifier, object, dict]:
+    """Run until `crash_at_step` raises, then resume with a differently initialised model (so everything
+    must come from the checkpoint); returns (model, FitResult, the progress saved at the crash)."""
+
+    def crash(event):
+        if event.global_step == crash_at_step:
+            raise SimulatedCrash
+
+    with pytest.raises(SimulatedCrash):
+        fit_toy(toy_model(), config, directory, on_step_end=crash)
+    saved = torch.load(directory / LAST / STATE_FILE, weights_only=True)["progress"]
+    model = toy_model(seed=123)
+    result = fit_toy(model, config, directory, resume=True)
+    return model, result, saved
+
+
+def test_a_run_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_run(reference_run, tmp_path):
+    model, _, result, _ = reference_run
+    # Step 13 is in epoch 2 (8 steps per epoch), one step after the checkpoint of step 12: step 13 is redone.
+    resumed_model, resumed, saved = crash_then_resume(replace(BASE, restore_best=False), 13, tmp_path)
+    assert (saved["epoch"], saved["batches_done"], saved["global_step"]) == (1, 4, 12)
+    assert_same_state(state_tensors(model), state_tensors(resumed_model))
+    assert torch.equal(val_logits(model), val_logits(resumed_model))
+    assert [r.train_loss for r in resumed.history] == [r.train_loss for r in result.history]
+    assert [r.val_metrics for r in resumed.history] == [r.val_metrics for r in result.history]
+    assert resumed.budget == result.budget and resumed.best_epoch == result.best_epoch
+
+    # Resuming a finished run trains nothing and reports the same result.
+    again = fit_toy(toy_model(seed=5), replace(BASE, restore_best=False), tmp_path, resume=True)
+    assert again.history == resumed.history
+
+
+def test_resume_inside_an_epoch_with_gradient_accumulation(tmp_path):
+    config = replace(BASE, epochs=2, grad_accum_steps=2, checkpoint_every_steps=3, restore_best=False)
+    model = toy_model()
+    result = fit_toy(model, config, tmp_path / "reference")
+    assert result.budget.optimizer_steps == 2 * 4 and result.budget.global_batch_size == 16
+    resumed_model, resumed, saved = crash_then_resume(config, 7, tmp_path / "resumed")
+    assert (saved["epoch"], saved["batches_done"], saved["global_step"]) == (1, 4, 6)  # 4 batches = 2 steps
+    assert_same_state(state_tensors(model), state_tensors(resumed_model))
+    assert [r.train_loss for r in resumed.history] == [r.train_loss for r in result.history]
+    assert result.history[-1].train_loss < result.history[0].train_loss
+
+
+def test_an_existing_run_is_never_overwritten_and_a_changed_config_is_not_resumed(reference_run):
+    _, _, _, directory = reference_run
+    with pytest.raises(FileExistsError, match="resume=True"):
+        fit_toy(toy_model(), BASE, directory)
+    with pytest.raises(ValueError, match="lr_head"):
+        fit_toy(toy_model(), replace(BASE, lr_head=0.5), directory, resume=True)
+
+
+def test_predict_returns_every_movie_once_in_dataset_order(reference_run):
+    model, _, _, _ = reference_run
+    accelerator = make_accelerator(BASE)
+    source = SeededLoader(VAL, batch_size=5, shuffle=False, seed=0, num_workers=0, collate_fn=collate_movies)
+    loader = accelerator.prepare(source.loader)
+    ids, probs, labels = predict(model, loader, accelerator)
+    assert ids == VAL.ids
+    assert probs.shape == (len(VAL), NUM_CLASSES) and ((probs >= 0) & (probs <= 1)).all()
+    assert (labels == VAL.labels.numpy()).all()
+    torch.testing.assert_close(torch.from_numpy(probs), torch.sigmoid(val_logits(model)))
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path):
+    # lr 0 and frozen backbones (BatchNorm statistics fixed): the model never changes, so no epoch improves
+    # on the first and patience 2 ends the run after epoch 3.
+    config = replace(BASE, epochs=10, lr_head=0.0, freeze_backbones=True, patience=2, checkpoint_every_steps=0)
+    result = fit_toy(toy_model(), config, tmp_path)
+    assert result.stopped_early and result.epochs_run == 3 and result.best_epoch == 0
+    assert result.budget.max_epochs == 10 and result.budget.epochs_run == 3
+
+
+def test_restore_best_loads_the_best_epochs_weights(tmp_path):
+    # min_delta 10: only the first epoch can count as an improvement, so `best` is epoch 0 and `last` is not.
+    model = toy_model()
+    result = fit_toy(model, replace(BASE, epochs=2, monitor="loss", min_delta=10.0), tmp_path)
+    assert result.best_epoch == 0 and result.best_metric == result.history[0].val_loss
+    assert_same_state(load_file(str(tmp_path / BEST / MODEL_FILE)), state_tensors(model))
+    assert not torch.equal(load_file(str(tmp_path / LAST / MODEL_FILE))["head.weight"], model.head.weight)
+
+
+def test_frozen_backbones_keep_weights_and_batchnorm_statistics(tmp_path):
+    model = toy_model()
+    initial = state_tensors(model)
+    fit_toy(model, replace(BASE, epochs=1, freeze_backbones=True), tmp_path)
+    after = state_tensors(model)
+    backbone = [name for name in initial if name.startswith("encoders.")]  # incl. BatchNorm running statistics
+    assert_same_state({k: initial[k] for k in backbone}, {k: after[k] for k in backbone})
+    assert not torch.equal(initial["head.weight"], after["head.weight"])
+
+
+def test_parameter_groups_split_backbone_from_head_and_spare_biases_and_norms():
+    model = toy_model()
+    groups = {g["name"]: g for g in parameter_groups(model, BASE)}
+    assert set(groups) == {"backbone/decay", "backbone/no_decay", "head/decay", "head/no_decay"}
+    names = {id(p): n for n, p in model.named_parameters()}
+    group_of = {names[id(p)]: name for name, g in groups.items() for p in g["params"]}
+    assert group_of["encoders.text.embed.weight"] == "backbone/decay"
+    assert group_of["encoders.text.norm.weight"] == "backbone/no_decay"
+    assert group_of["encoders.image.conv.1.weight"] == "backbone/no_decay"  # BatchNorm scale
+    assert group_of["head.weight"] == "head/decay" and group_of["head.bias"] == "head/no_decay"
+    assert len(group_of) == len(names)  # every parameter in exactly one group
+    assert groups["backbone/decay"]["lr"] == BASE.lr_backbone and groups["head/decay"]["lr"] == BASE.lr_head
+    assert groups["head/no_decay"]["weight_decay"] == 0.0 and groups["head/decay"]["weight_decay"] == BASE.weight_decay
+    model.encoders.requires_grad_(False)
+    assert {g["name"] for g in parameter_groups(model, BASE)} == {"head/decay", "head/no_decay"}
+
+
+def test_schedule_warms_up_linearly_then_decays_to_zero():
+    optimizer = build_optimizer(toy_model(), BASE)
+    scheduler = build_scheduler(optimizer, replace(BASE, warmup_ratio=0.25), total_steps=20)
+    rates = []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[-1]["lr"])
+        optimizer.step()
+        scheduler.step()
+    rates.append(optimizer.param_groups[-1]["lr"])
+    peak = BASE.lr_head
+    assert rates[0] == 0.0 and rates[5] == pytest.approx(peak) and rates[20] == 0.0
+    assert rates[1:6] == pytest.approx([peak * s / 5 for s in range(1, 6)])
+    assert rates[5:] == pytest.approx([peak * (20 - s) / 15 for s in range(5, 21)])
+
+
+def test_inverse_frequency_pos_weight_is_n_over_positives():
+    labels = torch.tensor([[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.float32)
+    # Three of four movies have class 0, one has class 1, none has class 2 (clamped to 1 positive).
+    assert inverse_frequency_pos_weight(labels).tolist() == pytest.approx([4 / 3, 4.0, 4.0])
+    loss = make_loss(replace(BASE, pos_weight="inverse_frequency"), TRAIN.labels)
+    assert torch.allclose(loss.pos_weight, len(TRAIN) / TRAIN.labels.sum(0).clamp(min=1))
+    with pytest.raises(ValueError, match="training label matrix"):
+        make_loss(replace(BASE, pos_weight="inverse_frequency"))
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="monitor"):
+        TrainConfig(monitor="accuracy")
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        TrainConfig(warmup_ratio=1.5)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TrainConfig(mixed_precision="fp16")
+
+
+def test_log_lines_every_n_steps_are_plain_and_complete(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="thesis_lib.train"):
+        fit_toy(toy_model(), replace(BASE, epochs=1, log_every=4, pos_weight="inverse_frequency"), tmp_path)
+    step_lines = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
+    assert len(step_lines) == 2  # steps 4 and 8 of 8
+    for key in ("epoch 1/1", "loss", "lr_head", "lr_backbone", "samples/s", "eta"):
+        assert key in step_lines[0]
+    assert step_lines[1].startswith("epoch 1/1 step 8/8")
+    assert not any("\r" in r.getMessage() for r in caplog.records)
+    assert any("done: train_loss" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------------- frozen-backbone mode
+
+
+def test_feature_cache_is_built_once_and_reproduces_the_frozen_models_logits(tmp_path):
+    model = toy_model()
+    config = FeatureCacheConfig(tokens_dtype="float32", batch_size=5)
+    key = {"backbone_id": "toy", "data_fingerprint": "toy-v1", "collate_fn": collate_movies, "config": config}
+    key["cache_root"] = tmp_path
+    path = cache_encoder_features(model, VAL, part="val", **key)
+    calls = model.encode_calls
+    assert calls == 5 and path.is_file()  # 24 movies in batches of 5
+    assert cache_encoder_features(model, VAL, part="val", **key) == path and model.encode_calls == calls  # reused
+    # Other data or other backbone weights -> another file.
+    assert cache_encoder_features(model, VAL, part="val", **{**key, "data_fingerprint": "toy-v2"}) != path
+    with torch.no_grad():
+        model.encoders["text"].embed.weight.add_(1.0)
+    assert cache_encoder_features(model, VAL, part="val", **key) != path
+    with torch.no_grad():
+        model.encoders["text"].embed.weight.sub_(1.0)
+
+    cached = CachedFeatureDataset(path)
+    assert cached.ids == VAL.ids and torch.equal(cached.labels, VAL.labels)
+    assert cached.features["text"]["tokens"].shape == (24, 12, 16)  # padded to the longest plot of the split
+    model.eval()
+    wrapper = FrozenBackboneClassifier(model)
+    full = val_logits(model)  # (24, C) the full model in eval mode
+    for start in (0, 8, 16):
+        with torch.no_grad():
+            from_cache = wrapper(collate_cached_features([cached[i] for i in range(start, start + 8)])).logits
+        torch.testing.assert_close(from_cache, full[start : start + 8], rtol=1e-6, atol=1e-6)
+
+    float16_key = {**key, "config": FeatureCacheConfig(batch_size=5)}  # the default: float16 tokens
+    half = CachedFeatureDataset(cache_encoder_features(model, VAL, part="val", **float16_key))
+    assert half.features["text"]["tokens"].dtype == torch.float16
+    with torch.no_grad():
+        from_half = wrapper(collate_cached_features([half[i] for i in range(len(half))])).logits
+    # float16 tokens round each feature by ~5e-4 relative: logits move by about that much, not more.
+    assert 0 < (from_half - full).abs().max() < 5e-3
+
+
+def test_training_on_cached_features_equals_training_the_frozen_full_model(tmp_path):
+    config = replace(BASE, epochs=2, checkpoint_every_steps=0)
+    frozen_full = toy_model()
+    on_cache = toy_model()
+    cache = {"backbone_id": "toy", "data_fingerprint": "toy-v1", "collate_fn": collate_movies}
+    cache |= {"config": FeatureCacheConfig(tokens_dtype="float32"), "cache_root": tmp_path / "cache"}
+    train_features = CachedFeatureDataset(cache_encoder_features(on_cache, TRAIN, part="train", **cache))
+    val_features = CachedFeatureDataset(cache_encoder_features(on_cache, VAL, part="val", **cache))
+
+    fit_toy(frozen_full, replace(config, freeze_backbones=True), tmp_path / "full")
+    wrapper = FrozenBackboneClassifier(on_cache)
+    options = {"checkpoint_dir": tmp_path / "cached", "collate_fn": collate_cached_features}
+    result = fit(wrapper, train_features, val_features, config, **options)
+
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    torch.testing.assert_close(val_logits(on_cache), val_logits(frozen_full), rtol=1e-5, atol=1e-5)
+    # The checkpoint holds the full model's own keys: it loads into a fresh model directly.
+    from thesis_lib.train.checkpoint import load_model_weights
+
+    fresh = toy_model(seed=3)
+    load_model_weights(fresh, tmp_path / "cached" / BEST / MODEL_FILE)
+    assert_same_state(state_tensors(fresh), state_tensors(on_cache))
+
+
+# ------------------------------------------------------------------------------ the real model zoo
+
+
+def collate_for_registry(items: list[dict]) -> dict:
+    """The toy movies in the zoo's input format: word-piece ids above BERT's special tokens, 32 px posters."""
+    batch = collate_movies(items)
+    batch["input_ids"] = torch.where(batch["attention_mask"].bool(), batch["input_ids"] + 1000, 0)  # (B, L), pad id 0
+    batch["image"] = torch.nn.functional.interpolate(batch["image"], size=32)  # (B, 3, 32, 32)
+    return batch
+
+
+def test_registry_model_fine_tunes_and_trains_on_its_cached_features(tmp_path):
+    from thesis_lib.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fusion_early", modalities="text,image", image_input_size=32)  # MiniLM + ViT-Tiny
+    frozen = copy.deepcopy(model)
+    config = replace(BASE, epochs=2, lr_head=1e-2, lr_backbone=1e-4, checkpoint_every_steps=0)
+    text_weight = model.encoders["text"].backbone.embeddings.word_embeddings.weight.detach().clone()
+    first_half = Subset(TRAIN, range(32))  # fine-tuning MiniLM on CPU: keep it to 2 x 4 steps
+    result = fit(model, first_half, VAL, config, checkpoint_dir=tmp_path / "fine_tune", collate_fn=collate_for_registry)
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    assert not torch.equal(model.encoders["text"].backbone.embeddings.word_embeddings.weight, text_weight)
+
+    cache = {"backbone_id": "fusion_early-small", "data_fingerprint": "toy-v1", "collate_fn": collate_for_registry}
+    cache |= {"config": FeatureCacheConfig(tokens_dtype="float32"), "cache_root": tmp_path / "cache"}
+    train_features = CachedFeatureDataset(cache_encoder_features(frozen, TRAIN, part="train", **cache))
+    val_features = CachedFeatureDataset(cache_encoder_features(frozen, VAL, part="val", **cache))
+    wrapper = FrozenBackboneClassifier(frozen)
+    options = {"checkpoint_dir": tmp_path / "cached", "collate_fn": collate_cached_features}
+    result = fit(wrapper, train_features, val_features, config, **options)
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    frozen.eval()
+    with torch.no_grad():
+        from_cache = wrapper(collate_cached_features([val_features[i] for i in range(len(VAL))])).logits
+        full = frozen(collate_for_registry([VAL[i] for i in range(len(VAL))])).logits
+    torch.testing.assert_close(from_cache, full, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,219 @@
+"""Checkpoints: weights in safetensors, the rest of the training state in a `weights_only`-loadable .pt.
+
+Layout of a checkpoint directory:
+    DIR/best/model.safetensors   weights of the best epoch so far (by `TrainConfig.monitor`)
+    DIR/last/model.safetensors   weights at the latest save (epoch end, or every N optimizer steps)
+    DIR/last/state.pt            optimizer, scheduler, `RunProgress`, config and per-process RNG states
+
+Every file is written to a temporary name and moved into place with `os.replace`, so a crash leaves either
+the old or the new file, never half of one. The weights and the state of `last` are two files: both carry
+the global step, and loading refuses a pair from different steps instead of resuming from a mix.
+`state.pt` holds only tensors and plain containers (numpy's RNG state is converted to a tensor), so it loads
+with `torch.load(path, weights_only=True)`: no pickled code runs when a checkpoint is opened.
+
+A wrapper that trains part of a bigger model (`features.FrozenBackboneClassifier`) names that model in its
+`checkpoint_module` attribute: the files then hold the wrapped model's own keys and load straight into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CHECKPOINT_FORMAT = 1
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+BEST, LAST = "best", "last"
+
+
+@dataclass
+class RunProgress:
+    """Where a run stands: everything besides weights and optimizer that a resumed run needs."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    batches_done: int = 0  # batches of `epoch` each process has consumed; a resumed run skips them
+    global_step: int = 0  # optimizer steps taken
+    best_metric: float | None = None  # best validation score of `monitor` so far
+    best_epoch: int | None = None  # epoch (0-based) that scored best_metric
+    epochs_without_improvement: int = 0  # early-stopping counter
+    finished: bool = False  # True once the run ended (all epochs, or stopped early)
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)  # one `EpochRecord.to_dict()` per finished epoch
+    train_time_s: float = 0.0  # seconds spent in training steps (all sessions of a resumed run)
+    wall_time_s: float = 0.0  # seconds spent in fit, training and validation (all sessions)
+    samples_seen: int = 0  # training samples consumed, summed over processes
+
+
+@dataclass
+class ProcessState:
+    """What differs between the processes of a DDP run: RNG streams and the partial loss of the epoch."""
+
+    rng: dict[str, Any]
+    epoch_loss_sum: float = 0.0  # sum over this process's batches of (mean batch loss x batch size)
+    epoch_samples: int = 0  # samples this process has trained on in the epoch in progress
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Run `write(tmp)` then move tmp onto `path` in one step (same directory, so `os.replace` is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:  # flush to disk before the rename makes the file visible
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def checkpoint_module(model: nn.Module) -> nn.Module:
+    """The module whose weights a checkpoint holds: `model.checkpoint_module` if a wrapper names one."""
+    return getattr(model, "checkpoint_module", model)
+
+
+def save_model_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """The state dict of `checkpoint_module(model)` as safetensors (CPU copies), written atomically."""
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in checkpoint_module(model).state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def load_model_weights(model: nn.Module, path: Path) -> dict[str, str]:
+    """Load safetensors weights into `checkpoint_module(model)` (strict); returns the file's metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model weights at {path}")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    try:
+        checkpoint_module(model).load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as error:
+        raise RuntimeError(f"{path} does not match {type(checkpoint_module(model)).__name__}: {error}") from error
+    return metadata
+
+
+# ------------------------------------------------------------------------------------------------ RNG
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy, torch CPU (and CUDA) RNG states as tensors and plain containers."""
+    version, mt_state, gauss = random.getstate()
+    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": (version, torch.tensor(mt_state, dtype=torch.int64), gauss),
+        "numpy": (torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss), float(np_gauss)),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `capture_rng_state`."""
+    version, mt_state, gauss = state["python"]
+    random.setstate((version, tuple(int(x) for x in mt_state.tolist()), gauss))
+    np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state(("MT19937", np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------------ best / last
+
+
+def save_best(directory: Path, accelerator: Accelerator, model: nn.Module, metadata: dict[str, str]) -> None:
+    """Write DIR/best/model.safetensors (main process) and wait for every process."""
+    if accelerator.is_main_process:
+        save_model_weights(accelerator.unwrap_model(model), Path(directory) / BEST / MODEL_FILE, metadata)
+    accelerator.wait_for_everyone()
+
+
+def save_last(
+    directory: Path,
+    accelerator: Accelerator,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    progress: RunProgress,
+    process_state: ProcessState,
+    config: dict[str, Any],
+) -> None:
+    """Write DIR/last (weights, then state). Every process must call it: RNG states are gathered."""
+    process_states = gather_object([dataclasses.asdict(process_state)])  # one entry per process, rank order
+    if accelerator.is_main_process:
+        last = Path(directory) / LAST
+        step = str(progress.global_step)
+        metadata = {"global_step": step, "epoch": str(progress.epoch)}
+        save_model_weights(accelerator.unwrap_model(model), last / MODEL_FILE, metadata)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": config,
+            "progress": dataclasses.asdict(progress),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "world_size": accelerator.num_processes,
+            "processes": process_states,
+        }
+        atomic_write(last / STATE_FILE, lambda tmp: torch.save(state, tmp))
+    accelerator.wait_for_everyone()
+
+
+def has_last(directory: Path) -> bool:
+    return (Path(directory) / LAST / STATE_FILE).is_file()
+
+
+def read_last_state(directory: Path) -> dict[str, Any]:
+    """DIR/last/state.pt loaded with weights_only=True, checked for format."""
+    path = Path(directory) / LAST / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no training state at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a format-{CHECKPOINT_FORMAT} training state")
+    return state
+
+
+def load_last(
+    directory: Path,
+    accelerator: Accelerator,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[RunProgress, ProcessState, dict[str, Any]]:
+    """Load DIR/last into model, optimizer and scheduler; returns (progress, this process's state, config)."""
+    last = Path(directory) / LAST
+    state = read_last_state(directory)
+    metadata = load_model_weights(accelerator.unwrap_model(model), last / MODEL_FILE)
+    if metadata.get("global_step") != str(state["progress"]["global_step"]):
+        raise ValueError(
+            f"{last}: weights are from step {metadata.get('global_step')} but {STATE_FILE} from step "
+            f"{state['progress']['global_step']} (the run died while saving); resume is not safe"
+        )
+    if state["world_size"] != accelerator.num_processes:
+        raise ValueError(
+            f"{last / STATE_FILE} was written by {state['world_size']} processes, this run has "
+            f"{accelerator.num_processes}: a mid-run resume needs the same number of processes"
+        )
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    progress = RunProgress(**state["progress"])
+    process_state = ProcessState(**state["processes"][accelerator.process_index])
+    return progress, process_state, state["config"]

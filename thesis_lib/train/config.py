@@ -1,0 +1,87 @@
+"""The one configuration object of a training run: every knob of `fit`, with its default and why.
+
+A run record stores `TrainConfig.to_dict()`; a resumed run must agree with the saved config (see
+`RESUME_SAFE_FIELDS` for the knobs that may change between an interrupted run and its resumption).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+MixedPrecision = Literal["no", "bf16"]
+PosWeight = Literal["none", "inverse_frequency"]
+Monitor = Literal["macro_f1", "map_macro", "loss"]
+
+# Fields that only change how a run is observed or fed, not what it computes: a resumed run may differ here.
+RESUME_SAFE_FIELDS = frozenset({"log_every", "progress_bar", "num_workers", "checkpoint_every_steps"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters and run settings of `thesis_lib.train.fit`."""
+
+    epochs: int = 10  # upper bound on epochs; early stopping may end the run sooner
+    batch_size: int = 32  # per process: the global batch is batch_size x processes x grad_accum_steps
+    lr_head: float = 1e-3  # AdamW lr for new layers (projections, fusion, head): trained from scratch
+    lr_backbone: float = 2e-5  # AdamW lr for pretrained encoders: small, or fine-tuning forgets pretraining
+    weight_decay: float = 0.01  # decoupled (AdamW) decay on matrices only; never on biases or norm scales
+    warmup_ratio: float = 0.1  # share of optimizer steps with linear warm-up, then linear decay to 0
+    grad_clip_norm: float | None = 1.0  # clip the global gradient L2 norm (transformer fine-tuning); None: off
+    grad_accum_steps: int = 1  # batches per optimizer step (a larger effective batch on a small GPU)
+    pos_weight: PosWeight = "none"  # "inverse_frequency": BCE pos_weight = n_train / n_positive (as MMBT)
+    monitor: Monitor = "macro_f1"  # validation score that picks `best` and drives early stopping
+    patience: int | None = 3  # epochs without improvement of `monitor` before stopping; None: never stop early
+    min_delta: float = 0.0  # an improvement must beat the best score by more than this
+    threshold: float = 0.5  # decision threshold for the validation F1 (the MM-IMDb papers report at 0.5)
+    log_every: int = 50  # one log line every this many optimizer steps
+    checkpoint_every_steps: int = 0  # also save `last` every N optimizer steps (mid-epoch resume); 0: epoch ends only
+    mixed_precision: MixedPrecision = "no"  # "bf16": autocast on GPU (no loss scaling needed, unlike fp16)
+    seed: int = 0  # seeds python/numpy/torch, the per-epoch shuffling (seed + epoch) and dropout
+    num_workers: int = 0  # DataLoader worker processes (0 loads in the main process)
+    backbone_prefixes: tuple[str, ...] = ("encoders.",)  # parameter-name prefixes of pretrained backbones
+    freeze_backbones: bool = False  # True: backbones get no gradients and stay in eval mode (frozen-backbone mode)
+    restore_best: bool = True  # when fit ends, load the `best` weights into the model
+    progress_bar: bool = False  # a tqdm bar, shown only when stderr is a terminal (never in papermill logs)
+    tuning_trials: int = 1  # configurations (e.g. learning rates) tried for this model: recorded as its budget
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "grad_accum_steps", "log_every", "tuning_trials")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr_head", "lr_backbone", "weight_decay", "min_delta", "checkpoint_every_steps", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"TrainConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"TrainConfig.threshold must be in (0, 1), got {self.threshold}")
+        if self.grad_clip_norm is not None and self.grad_clip_norm <= 0:
+            raise ValueError(f"TrainConfig.grad_clip_norm must be > 0 or None, got {self.grad_clip_norm}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"TrainConfig.patience must be >= 1 or None, got {self.patience}")
+        choices = {"pos_weight": PosWeight, "monitor": Monitor, "mixed_precision": MixedPrecision}
+        for name, literal in choices.items():
+            if getattr(self, name) not in literal.__args__:
+                raise ValueError(f"TrainConfig.{name} must be one of {literal.__args__}, got {getattr(self, name)!r}")
+        if isinstance(self.backbone_prefixes, str):
+            raise TypeError("TrainConfig.backbone_prefixes must be a tuple of strings, not one string")
+
+    @property
+    def monitor_higher_is_better(self) -> bool:
+        return self.monitor != "loss"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for run records and checkpoints (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def resume_mismatches(self, saved: dict[str, Any]) -> list[str]:
+        """Fields whose saved value differs from this config, ignoring `RESUME_SAFE_FIELDS`."""
+        current = self.to_dict()
+        return sorted(
+            f"{name}: saved {saved.get(name)!r}, now {value!r}"
+            for name, value in current.items()
+            if name not in RESUME_SAFE_FIELDS and saved.get(name) != value
+        )

@@ -1,0 +1,93 @@
+"""Progress reporting that reads well in a terminal, a papermill log and a static book page.
+
+One plain log line every `log_every` optimizer steps and one per epoch (no carriage returns, so logs do not
+fill with partial progress-bar frames). A tqdm bar is added only when stderr is an interactive terminal.
+Lines go to the `thesis_lib.train` logger; if the program configured no logging at all, a stdout handler
+is attached to that logger so the lines still show (a notebook shows stdout), and any later
+`logging.basicConfig`/handler setup takes over as usual.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import torch
+
+LOGGER_NAME = "thesis_lib.train"
+T = TypeVar("T")
+
+
+def train_logger() -> logging.Logger:
+    """The training logger, made visible at INFO when the program has not configured logging."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    return logger
+
+
+def format_duration(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+class StepLogger:
+    """Writes `epoch e/E step s/S loss lr samples/s eta` every `log_every` optimizer steps."""
+
+    def __init__(
+        self, logger: logging.Logger, *, total_steps: int, epochs: int, log_every: int, first_step: int, enabled: bool
+    ):
+        self.logger = logger
+        self.total_steps = total_steps
+        self.epochs = epochs
+        self.log_every = log_every
+        self.enabled = enabled  # only the main process writes
+        self._session_start = time.perf_counter()
+        self._session_first_step = first_step  # steps done before this session (resume) do not count for the ETA
+        self._window_start = self._session_start
+        self._window_losses: list[torch.Tensor] = []  # kept on device: no GPU sync until a line is written
+        self._window_samples = 0
+
+    def record_batch(self, loss: torch.Tensor, samples: int) -> None:
+        """Account one batch: its mean loss (this process) and the samples it had (all processes)."""
+        self._window_losses.append(loss)
+        self._window_samples += samples
+
+    def optimizer_step(self, *, epoch: int, global_step: int, learning_rates: dict[str, float]) -> None:
+        """Log a line if `global_step` is a multiple of `log_every` (or the last step)."""
+        if global_step % self.log_every and global_step != self.total_steps:
+            return
+        now = time.perf_counter()
+        if self.enabled and self._window_losses:
+            session_steps = global_step - self._session_first_step
+            seconds_per_step = (now - self._session_start) / max(session_steps, 1)
+            rates = " ".join(f"lr_{part} {lr:.2e}" for part, lr in sorted(learning_rates.items()))
+            self.logger.info(
+                "epoch %d/%d step %d/%d loss %.4f %s samples/s %.1f eta %s",
+                epoch + 1,
+                self.epochs,
+                global_step,
+                self.total_steps,
+                torch.stack(self._window_losses).float().mean().item(),
+                rates,
+                self._window_samples / max(now - self._window_start, 1e-9),
+                format_duration(seconds_per_step * (self.total_steps - global_step)),
+            )
+        self._window_start = now
+        self._window_losses.clear()
+        self._window_samples = 0
+
+
+def progress_bar(iterable: Iterable[T], *, total: int, description: str, enabled: bool) -> Iterator[T] | Iterable[T]:
+    """`iterable` wrapped in tqdm when `enabled` and stderr is a terminal; otherwise unchanged."""
+    if not (enabled and sys.stderr.isatty()):
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=description, leave=False, dynamic_ncols=True)

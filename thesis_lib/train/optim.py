@@ -1,0 +1,74 @@
+"""AdamW with separate learning rates for pretrained backbones and new layers, plus the warm-up schedule.
+
+Parameters are split two ways:
+- backbone vs head, by module path: names starting with one of `TrainConfig.backbone_prefixes`
+  (the model zoo keeps pretrained encoders under `encoders.`) get `lr_backbone`, everything else `lr_head`;
+- decay vs no decay, by shape (nanoGPT's rule): matrices and embeddings (ndim >= 2) are decayed, biases and
+  norm scales (ndim < 2) are not, since shrinking them towards 0 only fights the normalisation.
+Frozen parameters (requires_grad=False) are left out, so frozen-backbone runs optimise the head alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from thesis_lib.train.config import TrainConfig
+
+
+def is_backbone_parameter(name: str, backbone_prefixes: tuple[str, ...]) -> bool:
+    """True for parameters of pretrained backbones, recognised by their module path."""
+    return name.startswith(backbone_prefixes)
+
+
+def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """AdamW parameter groups `{name, params, lr, weight_decay}`, empty groups dropped."""
+    groups: dict[str, dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        part = "backbone" if is_backbone_parameter(name, config.backbone_prefixes) else "head"
+        decays = param.ndim >= 2
+        key = f"{part}/{'decay' if decays else 'no_decay'}"
+        group = groups.setdefault(
+            key,
+            {
+                "name": key,  # kept in the optimizer state: checkpoints and logs say which group is which
+                "params": [],
+                "lr": config.lr_backbone if part == "backbone" else config.lr_head,
+                "weight_decay": config.weight_decay if decays else 0.0,
+            },
+        )
+        group["params"].append(param)
+    if not groups:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters (all have requires_grad=False)")
+    return [groups[key] for key in sorted(groups)]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over `parameter_groups(model, config)`."""
+    return torch.optim.AdamW(parameter_groups(model, config))
+
+
+def optimizer_steps_per_epoch(batches_per_epoch: int, grad_accum_steps: int) -> int:
+    """Optimizer steps in one epoch: accelerate also steps on a last, incomplete accumulation window."""
+    return math.ceil(batches_per_epoch / grad_accum_steps)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup_ratio` of the optimizer steps, then linear decay to 0 (BERT's schedule)."""
+    warmup_steps = round(config.warmup_ratio * total_steps)
+    return get_linear_schedule_with_warmup(optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+
+
+def current_learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """Learning rate per part ("head", "backbone"), read from the groups built by `parameter_groups`."""
+    rates: dict[str, float] = {}
+    for group in optimizer.param_groups:
+        rates[group.get("name", "head").split("/")[0]] = group["lr"]
+    return rates

@@ -1,0 +1,89 @@
+"""What training returns: per-epoch records, the training budget, `FitResult`, predictions.
+
+Plain frozen dataclasses of numbers and strings (`to_dict()` gives JSON-ready values), so run records and
+training-curve figures can be built from them without the model or the training code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One finished epoch, for run records and training-curve figures."""
+
+    epoch: int  # 0-based
+    train_loss: float  # mean training loss over the epoch's samples (all processes)
+    val_loss: float
+    val_metrics: dict[str, float]  # `validation_metrics` summary: macro_f1, map_macro, ...
+    learning_rates: dict[str, float]  # per parameter part ("head", "backbone") at the end of the epoch
+    optimizer_steps: int  # global step at the end of the epoch
+    train_time_s: float  # seconds in training steps (this epoch; only the resumed part if it was interrupted)
+    eval_time_s: float
+    train_samples_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """How much training a model got: the experiment grid shows these side by side for every model."""
+
+    max_epochs: int  # TrainConfig.epochs
+    epochs_run: int
+    optimizer_steps: int
+    samples_seen: int  # training samples, summed over processes
+    global_batch_size: int  # batch_size x processes x grad_accum_steps
+    tuning_trials: int  # TrainConfig.tuning_trials: configurations tried for this model
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What `fit` returns (on every process)."""
+
+    best_epoch: int | None  # 0-based epoch of `best` (None if no epoch had a defined score)
+    epochs_run: int
+    best_metric: float | None
+    monitor: str
+    history: list[EpochRecord]
+    train_samples_per_s: float  # training throughput over the whole run (excluding validation)
+    wall_time_s: float  # fit's wall time, summed over the sessions of a resumed run
+    stopped_early: bool
+    budget: TrainingBudget
+    config: dict[str, Any]  # TrainConfig.to_dict()
+    checkpoint_dir: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for a JSON run record."""
+        return dataclasses.asdict(self)
+
+
+class Predictions(NamedTuple):
+    """Model outputs in dataset order: unpacks as `ids, probs, labels`."""
+
+    ids: list[str]  # (N,)
+    probs: np.ndarray  # (N, C) float32 sigmoid probabilities
+    labels: np.ndarray  # (N, C) float32 multi-hot
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    metrics: dict[str, float]
+    predictions: Predictions
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """Passed to `fit(on_step_end=...)` after every optimizer step (and after `last` was saved, if due)."""
+
+    epoch: int
+    global_step: int
+    batches_done: int  # batches of this epoch consumed by each process
+    checkpoint_saved: bool

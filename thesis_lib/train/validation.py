@@ -1,0 +1,16 @@
+"""The validation scores that pick the best epoch: one small function, so the metric code can change alone.
+
+It delegates to `thesis_lib.metrics.evaluate` (the same conventions as the book's tables: zero_division=0
+for F1, mAP over genres with both classes present) at one fixed threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from thesis_lib.metrics import evaluate
+
+
+def validation_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
+    """Summary metrics (macro_f1, micro_f1, map_macro, ...) for labels and probabilities (N, C)."""
+    return evaluate(labels, probs, threshold).summary()
