@@ -179,7 +179,7 @@ def evaluate(
             "average_precision": average_precision,
             "roc_auc": auc,
         },
-        undefined_genres=tuple(name for name, ok in zip(names, defined) if not ok),
+        undefined_genres=tuple(name for name, ok in zip(names, defined, strict=False) if not ok),
     )
 
 
