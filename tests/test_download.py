@@ -1,20 +1,20 @@
 """Release download against a local HTTP server: full, resumed, verified, and safely extracted.
 
-All traffic goes to a server on 127.0.0.1 started by the test. The archive is a hand-made miniature
-release (split.json + dataset/<id>.json + <id>.jpeg), built in memory.
+All traffic goes to a server on 127.0.0.1 started by the test. The archive is a small synthetic twin
+(split.json + dataset/<id>.json + <id>.jpeg + twin_truth.json), packed in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
-import random
 import re
 import socket
 import tarfile
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -28,21 +28,19 @@ from thesis_lib.data.download import (
     extract_release,
     main_download,
 )
+from thesis_lib.data.mmimdb import load_release
+from thesis_lib.data.twin import TwinConfig, generate_twin
 
 ARCHIVE_NAME = "mmimdb.tar.gz"
-MOVIE_IDS = ["0000001", "0000002", "0000003", "0000004"]
+TWIN_MOVIES = 12
 
 
 def _release_files() -> dict[str, bytes]:
-    """Relative path inside the archive -> content, in the release's on-disk format."""
-    rng = random.Random(0)
-    split = {"train": MOVIE_IDS[:2], "dev": MOVIE_IDS[2:3], "test": MOVIE_IDS[3:]}
-    files = {"mmimdb/split.json": json.dumps(split).encode()}
-    for number, movie_id in enumerate(MOVIE_IDS):
-        record = {"imdb_id": movie_id, "title": f"Movie {number}", "genres": ["Drama"], "plot": [f"Plot {number}."]}
-        files[f"mmimdb/dataset/{movie_id}.json"] = json.dumps(record).encode()
-        files[f"mmimdb/dataset/{movie_id}.jpeg"] = rng.randbytes(5000 + number)  # incompressible stand-in
-    return files
+    """Relative path inside the archive -> content: a small synthetic twin under the tarball's `mmimdb/`."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "mmimdb"
+        generate_twin(root, TwinConfig(n_movies=TWIN_MOVIES, seed=3), workers=1)
+        return {f"mmimdb/{path.relative_to(root)}": path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
 def _tar_gz(entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
@@ -136,6 +134,8 @@ def test_full_download_extracts_the_release(server, tmp_path):
     assert not (dest / f"{ARCHIVE_NAME}.part").exists()
     assert [request["range"] for request in server.requests] == [None]
     assert sorted(p.name for p in dest.iterdir() if p.name.startswith(".extracting")) == []  # staging cleaned
+    release = load_release(root)  # the downloaded release is usable as it is
+    assert len(release.movies) == TWIN_MOVIES and release.skipped == []
 
 
 def test_a_second_call_reuses_the_extraction_even_without_the_archive(server, tmp_path):
