@@ -73,5 +73,5 @@ def prepare_ultralytics() -> Path:
         shutil.copyfile(font_source, font_target)
     from ultralytics import settings
 
-    settings.update({"sync": False, "hub": False})
+    settings.update({"sync": False})
     return config_dir

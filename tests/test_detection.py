@@ -1,0 +1,301 @@
+"""Object detection features: mAP@0.5, the oracle, the batch format, caching, and detectors that learn.
+
+One tiny twin (150 movies) and one short training per detector are shared by the whole module; each
+detector trains for ~15 s on 90 posters, which is far from good but already lands on planted objects.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from thesis_lib.data.images import load_poster
+from thesis_lib.data.mmimdb import load_release
+from thesis_lib.data.twin import TwinConfig, generate_twin
+from thesis_lib.data.twin.poster import DRAWERS
+from thesis_lib.detection import (
+    DetectionTable,
+    DetectorConfig,
+    TwinTraining,
+    average_precision,
+    cache,
+    coco_classes,
+    detection_map50,
+    detections_for_release,
+    get_detector,
+    pipeline,
+    twin_classes,
+)
+from thesis_lib.detection.frcnn import coco_detector
+from thesis_lib.detection.vocab import coco_id_to_contiguous
+from thesis_lib.errors import ThesisError
+from thesis_lib.models.configs import ObjectEncoderConfig
+from thesis_lib.models.object_encoder import Detections, ObjectEncoder, collate_objects
+
+POSTER_SIZE = (224, 336)
+TINY_TRAINING = {  # enough to find objects, far from enough to name them well: keeps this file fast
+    "yolo": TwinTraining(train_posters=90, epochs=3, batch_size=16, learning_rate=0.003),
+    "frcnn": TwinTraining(train_posters=90, epochs=3, batch_size=8, learning_rate=0.002),
+}
+
+
+def _detections(boxes, classes, scores=None) -> Detections:
+    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    scores = torch.ones(len(boxes)) if scores is None else torch.tensor(scores, dtype=torch.float32)
+    return Detections(boxes, torch.tensor(classes, dtype=torch.long), scores)
+
+
+# --- mAP@0.5 on hand-made boxes -------------------------------------------------------------------------
+
+def test_perfect_detections_score_one():
+    truth = [_detections([[0, 0, 10, 10], [20, 20, 40, 40]], [0, 1]), _detections([[5, 5, 15, 30]], [1])]
+    result = detection_map50(truth, truth)
+    assert result.map50 == pytest.approx(1.0)
+    assert result.per_class == {0: pytest.approx(1.0), 1: pytest.approx(1.0)}
+    assert result.num_true_boxes == 3
+
+
+def test_boxes_shifted_below_half_overlap_score_zero():
+    truth = [_detections([[0, 0, 10, 10]], [0])]
+    shifted = [_detections([[6, 0, 16, 10]], [0], [0.9])]  # IoU = 40 / 160 = 0.25
+    assert detection_map50(shifted, truth).map50 == 0.0
+    wrong_class = [_detections([[0, 0, 10, 10]], [1], [0.9])]
+    assert detection_map50(wrong_class, truth).map50 == 0.0
+
+
+def test_half_the_objects_found_scores_one_half():
+    truth = [_detections([[0, 0, 10, 10], [50, 50, 60, 60]], [0, 0])]
+    one_found = [_detections([[0, 0, 10, 10], [80, 80, 90, 90]], [0, 0], [0.9, 0.8])]
+    # ranking: TP (precision 1, recall 1/2), FP -> area under the curve = 1/2 * 1
+    assert detection_map50(one_found, truth).map50 == pytest.approx(0.5)
+
+
+def test_a_false_positive_ranked_first_halves_precision():
+    truth = [_detections([[0, 0, 10, 10]], [0])]
+    predictions = [_detections([[30, 30, 40, 40], [1, 0, 11, 10]], [0, 0], [0.9, 0.8])]  # FP, then TP (IoU 9/11)
+    assert detection_map50(predictions, truth).map50 == pytest.approx(0.5)
+
+
+def test_a_duplicate_detection_is_a_false_positive():
+    truth = [_detections([[0, 0, 10, 10], [50, 50, 60, 60]], [0, 0])]
+    predictions = [_detections([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]], [0, 0, 0], [0.9, 0.8, 0.7])]
+    # TP (P 1, R 1/2), duplicate FP (P 1/2), TP (P 2/3, R 1): AP = 1/2 * 1 + 1/2 * 2/3
+    assert detection_map50(predictions, truth).map50 == pytest.approx(0.5 + 1 / 3)
+
+
+def test_average_precision_interpolates_precision_from_the_right():
+    # TP, FP, TP over 2 true boxes: precision 1 up to recall 1/2, then 2/3 up to recall 1.
+    ap = average_precision(np.array([0.7, 0.9, 0.8]), np.array([True, True, False]), num_true=2)
+    assert ap == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    with pytest.raises(ValueError, match="without true boxes"):
+        average_precision(np.array([0.5]), np.array([False]), num_true=0)
+
+
+def test_map_averages_only_the_classes_present_in_the_truth():
+    truth = [_detections([[0, 0, 10, 10], [20, 0, 30, 10]], [0, 1])]
+    predictions = [_detections([[0, 0, 10, 10], [50, 50, 60, 60]], [0, 2], [0.9, 0.9])]  # class 2 never occurs
+    result = detection_map50(predictions, truth)
+    assert result.per_class == {0: pytest.approx(1.0), 1: 0.0}
+    assert result.map50 == pytest.approx(0.5)
+
+
+# --- vocabularies and config ---------------------------------------------------------------------------
+
+def test_coco_vocabulary_comes_from_the_weights_metadata():
+    names = coco_classes()
+    assert len(names) == 80 and names[0] == "person" and names[-1] == "toothbrush"
+    assert {"knife", "car", "horse"} <= set(names) and not {"gun", "sky", "explosion"} & set(names)
+    mapping = coco_id_to_contiguous()
+    assert len(mapping) == 80 and mapping[1] == 0 and mapping[90] == 79  # torchvision ids have gaps
+
+
+def test_twin_vocabulary_puts_person_first_and_covers_every_drawn_kind():
+    names = twin_classes()
+    assert names[0] == "person" and set(names) == set(DRAWERS) and len(names) == len(set(names))
+
+
+def test_config_rejects_unknown_choices_and_fills_per_kind_training():
+    with pytest.raises(ValueError, match="kind"):
+        DetectorConfig(kind="ssd")
+    with pytest.raises(ValueError, match="weights"):
+        DetectorConfig(weights="imagenet")
+    assert DetectorConfig(kind="yolo").training != DetectorConfig(kind="frcnn").training
+    assert DetectorConfig(kind="yolo", weights="coco").training is None
+
+
+@pytest.mark.slow
+def test_the_package_imports_without_ultralytics():
+    # None in sys.modules makes `import ultralytics` fail, as if it were not installed.
+    code = ("import sys; sys.modules['ultralytics'] = None; import thesis_lib.detection.pipeline; "
+            "from thesis_lib.detection import DetectorConfig; print(DetectorConfig(kind='frcnn').name)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "frcnn-twin"
+
+
+def test_missing_coco_weights_fail_fast_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("THESIS_CACHE", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("THESIS_ONLINE", raising=False)
+    with pytest.raises(ThesisError, match=r"yolov8n\.pt.*not found"):
+        get_detector(DetectorConfig(kind="yolo", weights="coco"))
+    with pytest.raises(ThesisError, match=r"fasterrcnn_resnet50_fpn_coco.*not found"):
+        get_detector(DetectorConfig(kind="frcnn", weights="coco"))
+
+
+def test_coco_faster_rcnn_keeps_posters_small_and_reports_contiguous_coco_ids():
+    detector = coco_detector(DetectorConfig(kind="frcnn", weights="coco"), weights=None)  # random: no download
+    poster = torch.rand(3, 336, 224)
+    resized = detector.model.transform([poster])[0]
+    assert resized.image_sizes == [(336, 224)], "a 224x336 poster must not be upscaled towards 800 px"
+    image = Image.fromarray((poster.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    (found,) = detector.detect([image], score_threshold=0.0, max_regions=50)
+    assert len(found.classes) > 0 and int(found.classes.min()) >= 0 and int(found.classes.max()) < 80
+    assert float(found.boxes.min()) >= 0 and float(found.boxes.max()) <= 1
+    assert torch.all(found.scores[:-1] >= found.scores[1:])
+
+
+# --- the tiny twin: oracle, batch format, caching, learning ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory):
+    """A 150-movie twin (90 train / 15 dev / 45 test) and a private cache for this module."""
+    root = tmp_path_factory.mktemp("twin")
+    generate_twin(root, TwinConfig(n_movies=150, seed=3), workers=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("THESIS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield load_release(root, verify_posters="none")
+
+
+def _truth_objects(release) -> dict:
+    return json.loads((release.root / "twin_truth.json").read_text())["movies"]
+
+
+def test_oracle_reproduces_the_truth_boxes_normalised(twin):
+    table = detections_for_release(DetectorConfig(kind="oracle"), twin)
+    truth = _truth_objects(twin)
+    assert set(table.ids) == set(twin.ids)
+    width, height = POSTER_SIZE
+    for movie_id in twin.ids:
+        objects = truth[movie_id]["objects"]
+        found = table.detections(movie_id)
+        expected = torch.tensor([obj["box"] for obj in objects], dtype=torch.float32) / torch.tensor(
+            [width, height, width, height])
+        torch.testing.assert_close(found.boxes, expected)
+        assert [table.vocabulary[c] for c in found.classes.tolist()] == [obj["label"] for obj in objects]
+        assert torch.all(found.scores == 1)
+
+
+def test_batch_matches_the_object_encoder_contract(twin):
+    table = detections_for_release(DetectorConfig(kind="oracle", max_regions=16), twin)
+    ids = list(twin.official_split["test"][:6])
+    batch = table.batch(ids)
+    objects = batch["objects"]
+    assert objects["boxes"].shape == (6, 16, 4) and objects["boxes"].dtype == torch.float32
+    assert objects["classes"].shape == (6, 16) and objects["classes"].dtype == torch.int64
+    assert objects["scores"].dtype == torch.float32 and objects["mask"].dtype == torch.bool
+    counts = [len(_truth_objects(twin)[movie_id]["objects"]) for movie_id in ids]
+    assert objects["mask"].sum(dim=1).tolist() == counts
+    assert torch.all(objects["boxes"][~objects["mask"]] == 0) and torch.all(objects["scores"][~objects["mask"]] == 0)
+    # Same content as the encoder's own collate of the real detections (which pads only to the batch maximum).
+    collated = collate_objects([table.detections(movie_id) for movie_id in ids])
+    width = collated["mask"].shape[1]
+    for key in ("boxes", "classes", "scores", "mask"):
+        torch.testing.assert_close(objects[key][:, :width], collated[key])
+    # The model-side encoder accepts the batch, and object_vector is its detection summary.
+    classes = len(table.vocabulary)
+    encoder = ObjectEncoder(ObjectEncoderConfig(source="oracle", num_classes=classes, person_class=0))
+    pooled = encoder({"objects": objects}).pooled
+    assert batch["object_vector"].shape == (6, 3 * classes + 1)
+    torch.testing.assert_close(batch["object_vector"], pooled.detach())
+    people = [sum(obj["label"] == "person" for obj in _truth_objects(twin)[movie_id]["objects"]) for movie_id in ids]
+    torch.testing.assert_close(batch["object_vector"][:, -1], torch.tensor(people, dtype=torch.float32) / 10)
+    with pytest.raises(KeyError, match="not in the oracle detection table"):
+        table.batch(["9999999"])
+
+
+def test_table_keeps_the_top_r_by_score():
+    posters = [_detections([[0, 0, .1, .1], [.2, .2, .3, .3], [.4, .4, .5, .5]], [1, 2, 3], [0.1, 0.9, 0.5]),
+               _detections([], [])]
+    table = DetectionTable.from_detections(["0000001", "0000002"], posters, max_regions=2,
+                                           vocabulary=("person", "a", "b", "c"), source="yolo-twin")
+    objects = table.objects(["0000001", "0000002"])
+    assert objects["scores"].tolist() == [pytest.approx([0.9, 0.5]), [0.0, 0.0]]
+    assert objects["classes"].tolist() == [[2, 3], [0, 0]]
+    assert objects["mask"].tolist() == [[True, True], [False, False]]
+
+
+def test_table_survives_a_save_and_load(tmp_path, twin):
+    table = detections_for_release(DetectorConfig(kind="oracle", max_regions=4), twin)  # crowded posters cut to 4
+    path = tmp_path / "table.safetensors"
+    cache.save_table(table, path)
+    loaded = cache.load_table(path)
+    assert loaded.ids == table.ids and loaded.vocabulary == table.vocabulary and loaded.source == table.source
+    for name in ("boxes", "classes", "scores", "mask"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(table, name))
+    assert loaded.provenance == table.provenance
+    assert table.mask.sum(axis=1).max() == 4
+
+
+@pytest.fixture(scope="module", params=["yolo", "frcnn"])
+def trained(request, twin):
+    """A detector trained briefly on the tiny twin, and its (cached) detection table."""
+    config = DetectorConfig(kind=request.param, training=TINY_TRAINING[request.param])
+    detector = get_detector(config, twin)
+    return config, detector, detections_for_release(config, twin)
+
+
+@pytest.mark.slow
+def test_training_writes_safetensors_and_a_report(trained, twin):
+    config, detector, _ = trained
+    folder = cache.detector_dir(config.name, pipeline.detector_key(config, twin))
+    assert (folder / "weights.safetensors").is_file()
+    assert not list(folder.rglob("*.pt")), "pickled checkpoints must not stay in the cache"
+    report = detector.training_report
+    assert report["train_posters"] == 90 and report["dev_posters"] == 15
+    assert 0.0 <= report["dev_map50"] <= 1.0 and report["parameters"] == detector.num_parameters
+
+
+@pytest.mark.slow
+def test_second_call_reuses_the_trained_detector_and_its_detections(trained, twin, monkeypatch):
+    config, _, table = trained
+
+    def fail(*args, **kwargs):
+        raise AssertionError("cached result was recomputed")
+
+    monkeypatch.setattr(pipeline._BACKENDS[config.kind], "train_twin", fail)
+    assert get_detector(config, twin).training_report is not None  # loaded, not retrained
+    monkeypatch.setattr(pipeline, "get_detector", fail)
+    again = detections_for_release(config, twin)  # read from the cache: no detector is even built
+    np.testing.assert_array_equal(again.boxes, table.boxes)
+    assert again.provenance["posters"] == len(twin.ids)
+
+
+@pytest.mark.slow
+def test_detections_land_on_planted_objects_more_often_than_chance(trained, twin):
+    _, detector, _ = trained
+    ids = list(twin.official_split["test"])
+    truth = _truth_objects(twin)
+    # Top 5 detections per poster at any score: even a briefly trained detector ranks objects first.
+    found = detector.detect([load_poster(twin.movies[movie_id].poster) for movie_id in ids], score_threshold=0.0,
+                            max_regions=5)
+    hits, total, chance = 0, 0, []
+    width, height = POSTER_SIZE
+    for movie_id, detections in zip(ids, found):
+        boxes = torch.tensor([obj["box"] for obj in truth[movie_id]["objects"]], dtype=torch.float32) / torch.tensor(
+            [width, height, width, height])  # (K, 4)
+        centres = (detections.boxes[:, :2] + detections.boxes[:, 2:]) / 2  # (R, 2)
+        inside = ((centres[:, None, 0] >= boxes[None, :, 0]) & (centres[:, None, 0] <= boxes[None, :, 2])
+                  & (centres[:, None, 1] >= boxes[None, :, 1]) & (centres[:, None, 1] <= boxes[None, :, 3]))  # (R, K)
+        hits += int(inside.any(dim=1).sum())
+        total += len(centres)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (K,) objects never overlap on a twin poster
+        chance.append(float(areas.sum()))  # a random point's chance to fall on an object
+    assert total >= len(ids)
+    assert hits / total > np.mean(chance) + 0.2, f"{hits}/{total} centres on objects vs chance {np.mean(chance):.2f}"

@@ -1,0 +1,46 @@
+"""Object detection as auxiliary poster features: YOLO (ultralytics) and Faster R-CNN (torchvision).
+
+Detectors are frozen feature extractors. Each poster's detections are computed once, cached, and handed
+to the models as batch["objects"] (region tokens: boxes, classes, scores, mask; top-R by score) and
+batch["object_vector"] (per class count, max score, covered area; people count) - the format of
+`thesis_lib.models.object_encoder`.
+
+    from thesis_lib.detection import DetectorConfig, detections_for_release
+    table = detections_for_release(DetectorConfig(kind="yolo", weights="twin"), release)
+    batch |= table.batch(batch["ids"])
+
+Full profile: COCO-pretrained YOLOv8n / Faster R-CNN R50-FPN (weights="coco"; see `vocab` for what COCO
+can and cannot name). Offline: both are trained on the synthetic twin's boxes (weights="twin"), cached by
+data fingerprint and config. The "oracle" source reads the twin's true boxes (ablation upper bound).
+ultralytics is imported only when a YOLO is built.
+"""
+
+from thesis_lib.detection.config import (
+    FRCNN_TRAINING,
+    YOLO_TRAINING,
+    DetectorConfig,
+    TwinTraining,
+    default_detector_config,
+)
+from thesis_lib.detection.evaluate import MapResult, average_precision, detection_map50
+from thesis_lib.detection.features import DetectionTable
+from thesis_lib.detection.pipeline import Detector, detections_for_release, evaluate_detector, get_detector
+from thesis_lib.detection.vocab import coco_classes, twin_classes
+
+__all__ = [
+    "FRCNN_TRAINING",
+    "YOLO_TRAINING",
+    "DetectionTable",
+    "Detector",
+    "DetectorConfig",
+    "MapResult",
+    "TwinTraining",
+    "average_precision",
+    "coco_classes",
+    "default_detector_config",
+    "detection_map50",
+    "detections_for_release",
+    "evaluate_detector",
+    "get_detector",
+    "twin_classes",
+]

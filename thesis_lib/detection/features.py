@@ -1,0 +1,129 @@
+"""Detections of a whole release as padded arrays, and the batch entries the models read from them.
+
+A `DetectionTable` holds, for every poster id, its top-R detections (R = DetectorConfig.max_regions) in
+the format of `thesis_lib.models.object_encoder` (normalised xyxy boxes, contiguous class ids, scores,
+and a mask that is True for real detections), padded to exactly R. `table.batch(ids)` returns
+
+    "objects":       {"boxes": (B, R, 4) float32, "classes": (B, R) int64, "scores": (B, R) float32,
+                      "mask": (B, R) bool}                     -> ObjectEncoder's input, unchanged
+    "object_vector": (B, 3C + 1) float32, the fixed detection summary: per class of the detector's C-class
+                     vocabulary log(1 + count), max score and covered area, then the people count scaled to
+                     [0, 1]. It is computed by an ObjectEncoder (num_classes = C), so it is exactly the vector
+                     that encoder pools; use it for non-neural baselines and tables.
+
+R is fixed rather than the batch's largest count, so every batch has the same shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from thesis_lib.detection.vocab import PERSON
+from thesis_lib.models.configs import ObjectEncoderConfig
+from thesis_lib.models.object_encoder import Detections, ObjectEncoder
+
+
+@dataclass(frozen=True, eq=False)
+class DetectionTable:
+    """Every poster's top-R detections from one object source (see the module docstring)."""
+
+    ids: tuple[str, ...]  # poster ids, one row each
+    boxes: np.ndarray  # (N, R, 4) float32 normalised xyxy; zeros where mask is False
+    classes: np.ndarray  # (N, R) int64 ids of `vocabulary`; 0 where mask is False
+    scores: np.ndarray  # (N, R) float32 in [0, 1], sorted descending per row; 0 where mask is False
+    mask: np.ndarray  # (N, R) bool, True = a real detection
+    vocabulary: tuple[str, ...]  # class names, in id order
+    source: str  # DetectorConfig.name of the detector that produced it
+    provenance: Mapping[str, Any] = field(default_factory=dict)  # how it was made: detector, timings, dev mAP
+
+    def __post_init__(self) -> None:
+        count, regions = self.mask.shape
+        if len(self.ids) != count or self.boxes.shape != (count, regions, 4) or self.classes.shape != (count, regions) \
+                or self.scores.shape != (count, regions):
+            raise ValueError(
+                f"detection table of {self.source}: {len(self.ids)} ids, boxes {self.boxes.shape}, classes "
+                f"{self.classes.shape}, scores {self.scores.shape}, mask {self.mask.shape} do not agree")
+        if len(set(self.ids)) != count:
+            raise ValueError(f"detection table of {self.source} lists a poster id twice")
+
+    @classmethod
+    def from_detections(cls, ids: Sequence[str], detections: Sequence[Detections], max_regions: int,
+                        vocabulary: tuple[str, ...], source: str,
+                        provenance: Mapping[str, Any] | None = None) -> DetectionTable:
+        """Keep each poster's `max_regions` highest-scored detections, sorted by score, padded to that many rows."""
+        if len(ids) != len(detections):
+            raise ValueError(f"{len(ids)} poster ids but {len(detections)} detection lists")
+        count = len(ids)
+        boxes = np.zeros((count, max_regions, 4), dtype=np.float32)  # (N, R, 4)
+        classes = np.zeros((count, max_regions), dtype=np.int64)  # (N, R)
+        scores = np.zeros((count, max_regions), dtype=np.float32)  # (N, R)
+        mask = np.zeros((count, max_regions), dtype=bool)  # (N, R)
+        for row, poster in enumerate(detections):
+            keep = torch.argsort(poster.scores, descending=True, stable=True)[:max_regions]  # top-R by score
+            kept = len(keep)
+            boxes[row, :kept] = poster.boxes[keep].numpy()
+            classes[row, :kept] = poster.classes[keep].numpy()
+            scores[row, :kept] = poster.scores[keep].numpy()
+            mask[row, :kept] = True
+        return cls(tuple(ids), boxes, classes, scores, mask, tuple(vocabulary), source, dict(provenance or {}))
+
+    @property
+    def max_regions(self) -> int:
+        return self.mask.shape[1]
+
+    @property
+    def person_class(self) -> int | None:
+        """The id of "person" in this vocabulary (the people count), or None when it has none."""
+        return self.vocabulary.index(PERSON) if PERSON in self.vocabulary else None
+
+    @cached_property
+    def _rows(self) -> dict[str, int]:
+        return {movie_id: row for row, movie_id in enumerate(self.ids)}
+
+    def rows(self, ids: Iterable[str]) -> np.ndarray:
+        """Row indices of `ids`; an id without detections is an error, never a silent empty row."""
+        try:
+            return np.array([self._rows[movie_id] for movie_id in ids], dtype=np.int64)
+        except KeyError as error:
+            raise KeyError(f"poster {error.args[0]!r} is not in the {self.source} detection table "
+                           f"({len(self.ids)} posters): was it computed for another release?") from None
+
+    def detections(self, movie_id: str) -> Detections:
+        """One poster's real detections (padding removed), as the object encoder's `Detections`."""
+        row = self.rows([movie_id])[0]
+        keep = self.mask[row]
+        return Detections(torch.from_numpy(self.boxes[row][keep]), torch.from_numpy(self.classes[row][keep]),
+                          torch.from_numpy(self.scores[row][keep]))
+
+    def objects(self, ids: Sequence[str]) -> dict[str, Tensor]:
+        """The batch["objects"] dict for `ids`, in that order (see the module docstring)."""
+        rows = self.rows(ids)
+        return {
+            "boxes": torch.from_numpy(self.boxes[rows]),  # (B, R, 4)
+            "classes": torch.from_numpy(self.classes[rows]),  # (B, R)
+            "scores": torch.from_numpy(self.scores[rows]),  # (B, R)
+            "mask": torch.from_numpy(self.mask[rows]),  # (B, R)
+        }
+
+    def batch(self, ids: Sequence[str]) -> dict[str, object]:
+        """{"objects": ..., "object_vector": ...} for `ids`, ready to merge into a collated batch."""
+        objects = self.objects(ids)
+        return {"objects": objects, "object_vector": self.summary(objects)}
+
+    @cached_property
+    def _summariser(self) -> ObjectEncoder:
+        config = ObjectEncoderConfig(source=self.source.split("-")[0], num_classes=len(self.vocabulary),
+                                     person_class=self.person_class)
+        return ObjectEncoder(config, region_tokens=False)  # no parameters: the summary is a fixed function
+
+    def summary(self, objects: dict[str, Tensor]) -> Tensor:
+        """The fixed detection vector (B, 3C [+ 1]) of a batch["objects"] dict (see the module docstring)."""
+        with torch.no_grad():
+            return self._summariser({"objects": objects}).pooled  # (B, 3C [+ 1]); also validates the dict

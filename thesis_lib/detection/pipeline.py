@@ -1,0 +1,160 @@
+"""Object sources by config: get a (trained, cached) detector, run it once over a release, cache the result.
+
+    detector = get_detector(DetectorConfig(kind="yolo"), release)     # trains on the twin the first time
+    table = detections_for_release(DetectorConfig(kind="yolo"), release)  # every poster, cached
+    batch |= table.batch(batch["ids"])                                # "objects" + "object_vector"
+
+Detectors are frozen feature extractors: they are never fine-tuned with the genre model, so their output
+is computed once per poster and reused by every model and seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from thesis_lib.data.images import load_poster
+from thesis_lib.data.mmimdb import Release
+from thesis_lib.detection import cache, frcnn, yolo
+from thesis_lib.detection.config import DetectorConfig, stable_hash
+from thesis_lib.detection.evaluate import MapResult, detection_map50
+from thesis_lib.detection.features import DetectionTable
+from thesis_lib.detection.oracle import oracle_table
+from thesis_lib.detection.truth import load_truth_boxes, load_twin_annotations, truth_file
+from thesis_lib.detection.vocab import twin_classes
+from thesis_lib.models.object_encoder import Detections
+
+log = logging.getLogger(__name__)
+
+# Bump when a detector's architecture or training code changes in a way the config does not show.
+FORMAT_VERSION = 1
+# Detection quality is measured over the whole precision-recall curve, so evaluation keeps nearly every
+# detection (ultralytics validates at conf 0.001 too), not only the confident top-R the models read.
+EVAL_SCORE_THRESHOLD = 0.001
+EVAL_MAX_REGIONS = 100
+# Each backend module offers load_coco(config), train_twin(config, annotations, folder) and
+# load_twin(weights, vocabulary, config); ultralytics itself is imported only inside yolo's functions.
+_BACKENDS = {"yolo": yolo, "frcnn": frcnn}
+
+
+class Detector(Protocol):
+    """What every detector offers (YoloDetector, FrcnnDetector)."""
+
+    vocabulary: tuple[str, ...]
+    config: DetectorConfig
+    training_report: dict[str, Any] | None  # meta.json of a detector trained here; None for COCO weights
+
+    @property
+    def num_parameters(self) -> int: ...
+
+    def detect(self, images: Sequence[Image.Image], score_threshold: float | None = None,
+               max_regions: int | None = None) -> list[Detections]: ...
+
+
+def get_detector(config: DetectorConfig, release: Release | None = None,
+                 truth_path: Path | str | None = None) -> Detector:
+    """The detector `config` describes: COCO weights loaded, or twin weights trained once and then reused.
+
+    `release` (and its twin_truth.json, or `truth_path`) is needed only for weights="twin". A twin-trained
+    detector carries `training_report` (train time, dev mAP@0.5, parameters) from its meta.json.
+    """
+    if config.kind == "oracle":
+        raise ValueError("the oracle reads the twin's boxes, not pixels: use detections_for_release(config, release)")
+    if config.weights == "coco":
+        return _BACKENDS[config.kind].load_coco(config)
+    if release is None:
+        raise ValueError(f"{config.name}: a detector trained on the twin needs the twin release to train on")
+    key = detector_key(config, release, truth_path)
+    folder = cache.detector_dir(config.name, key)
+    if not (folder / cache.META_FILE).is_file():
+        _train(config, release, truth_path, folder)
+    meta = cache.read_meta(folder)
+    detector = _BACKENDS[config.kind].load_twin(folder / "weights.safetensors", tuple(meta["vocabulary"]), config)
+    detector.training_report = meta
+    return detector
+
+
+def detector_key(config: DetectorConfig, release: Release, truth_path: Path | str | None = None) -> str:
+    """Cache key of a detector: its model fields, vocabulary and, when trained here, the data it saw."""
+    payload: dict[str, Any] = {"format": FORMAT_VERSION, "model": config.model_fields()}
+    if config.weights == "twin":
+        digest = hashlib.sha256(truth_file(release, truth_path).read_bytes()).hexdigest()
+        payload |= {"vocabulary": twin_classes(), "release": release.fingerprint, "truth": digest}
+    return stable_hash(payload)
+
+
+def detections_for_release(config: DetectorConfig, release: Release,
+                           truth_path: Path | str | None = None) -> DetectionTable:
+    """Every poster's top-R detections from the source `config` names, computed once and cached."""
+    if config.kind == "oracle":
+        return oracle_table(config, release, truth_path)
+    key = stable_hash({"detector": detector_key(config, release, truth_path), "release": release.fingerprint,
+                       "output": config.output_fields()})
+    path = cache.table_path(config.name, key)
+    if path.is_file():
+        return cache.load_table(path)
+    detector = get_detector(config, release, truth_path)
+    ids = release.ids
+    started = time.perf_counter()
+    detections = _detect_posters(detector, release, ids)
+    seconds = time.perf_counter() - started
+    provenance = {
+        "detector": config.model_fields(), "output": config.output_fields(), "release": release.fingerprint,
+        "posters": len(ids), "seconds_per_poster": seconds / max(len(ids), 1),
+        "parameters": detector.num_parameters, "training": detector.training_report,
+    }
+    table = DetectionTable.from_detections(ids, detections, config.max_regions, detector.vocabulary, config.name,
+                                           provenance)
+    cache.save_table(table, path)
+    log.info("%s: %.2f detections per poster on %d posters in %.0f s (%.1f ms per poster, loading included)",
+             config.name, float(table.mask.sum()) / max(len(ids), 1), len(ids), seconds,
+             1000 * provenance["seconds_per_poster"])
+    return table
+
+
+def evaluate_detector(detector: Detector, release: Release, ids: Sequence[str] | None = None,
+                      truth_path: Path | str | None = None) -> MapResult:
+    """VOC mAP@0.5 of `detector` against the twin's true boxes on `ids` (default: the dev posters)."""
+    ids = list(release.official_split["dev"] if ids is None else ids)
+    truth = load_truth_boxes(release, ids, detector.vocabulary, truth_path)
+    predictions = _detect_posters(detector, release, ids, score_threshold=EVAL_SCORE_THRESHOLD,
+                                  max_regions=EVAL_MAX_REGIONS)
+    return detection_map50(predictions, [truth[movie_id].as_detections() for movie_id in ids])
+
+
+def _detect_posters(detector: Detector, release: Release, ids: Sequence[str], **thresholds: Any) -> list[Detections]:
+    """Run `detector` over the posters `ids`, reading one batch of posters at a time."""
+    size = detector.config.batch_size
+    detections: list[Detections] = []
+    for start in range(0, len(ids), size):
+        posters = [load_poster(release.movies[movie_id].poster) for movie_id in ids[start:start + size]]
+        detections += detector.detect(posters, **thresholds)
+    return detections
+
+
+def _train(config: DetectorConfig, release: Release, truth_path: Path | str | None, folder: Path) -> None:
+    """Train on the twin's training posters, measure dev mAP@0.5, and publish the folder when all is done."""
+    training = config.training
+    assert training is not None
+    annotations = load_twin_annotations(release, twin_classes(), training.train_posters, training.seed, truth_path)
+    log.info("%s: training on %d twin posters (dev: %d) into %s", config.name, len(annotations.train),
+             len(annotations.dev), folder)
+    with cache.building(folder) as work:
+        measured = _BACKENDS[config.kind].train_twin(config, annotations, work)
+        detector = _BACKENDS[config.kind].load_twin(work / "weights.safetensors", annotations.vocabulary, config)
+        dev = evaluate_detector(detector, release, list(annotations.dev), truth_path)
+        meta = {
+            "config": config.model_fields(), "vocabulary": list(annotations.vocabulary),
+            "release": release.fingerprint, "train_posters": len(annotations.train),
+            "dev_posters": len(annotations.dev), "dev_map50": dev.map50,
+            "dev_ap50_per_class": {annotations.vocabulary[c]: ap for c, ap in dev.per_class.items()},
+            "parameters": detector.num_parameters, **measured,
+        }
+        cache.write_meta(work, meta)
+    log.info("%s: dev mAP@0.5 %.3f after %.0f s of training", config.name, dev.map50, measured["train_seconds"])

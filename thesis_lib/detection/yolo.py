@@ -1,0 +1,202 @@
+"""YOLO (ultralytics) as a frozen object detector: COCO-pretrained, or trained here on the twin's boxes.
+
+ultralytics is imported only inside these functions (the rest of the library imports without it), and
+only after `prepare_ultralytics()` made it safe offline. Its trainer works on files, so twin training
+writes a small YOLO-format data set (symlinked posters, one label file per poster) next to the run,
+trains `yolov8n.yaml` from random initialisation, keeps the weights as a safetensors state dict and
+deletes ultralytics' pickled checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from thesis_lib.detection.config import DetectorConfig
+from thesis_lib.detection.truth import PosterBoxes, TwinAnnotations
+from thesis_lib.errors import ThesisError
+from thesis_lib.models.object_encoder import Detections
+from thesis_lib.offline import is_online, prepare_ultralytics
+from thesis_lib.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+TWIN_ARCHITECTURE = "yolov8n.yaml"  # the smallest YOLOv8 (3.0M parameters), built from scratch for the twin
+WEIGHTS_FILE = "weights.safetensors"  # the name pipeline and cache expect
+
+
+def _yolo_class() -> type:
+    """ultralytics' YOLO class, imported offline-safe and quiet (its own progress bars stay off)."""
+    os.environ.setdefault("YOLO_VERBOSE", "False")  # read once, at ultralytics' import
+    prepare_ultralytics()
+    from ultralytics import YOLO
+
+    return YOLO
+
+
+class YoloDetector:
+    """A frozen YOLO: posters in, `Detections` (normalised xyxy, contiguous ids, scores) out."""
+
+    def __init__(self, model: Any, vocabulary: tuple[str, ...], config: DetectorConfig):
+        self.model = model  # ultralytics.YOLO
+        self.vocabulary = vocabulary
+        self.config = config
+        self.training_report: dict[str, Any] | None = None  # set by get_detector for twin-trained weights
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(parameter.numel() for parameter in self.model.model.parameters())
+
+    def detect(self, images: Sequence[Image.Image], score_threshold: float | None = None,
+               max_regions: int | None = None) -> list[Detections]:
+        """Detections per image, sorted by score; thresholds default to the config's."""
+        config = self.config
+        threshold = config.score_threshold if score_threshold is None else score_threshold
+        limit = config.max_regions if max_regions is None else max_regions
+        results = []
+        for start in range(0, len(images), config.batch_size):
+            chunk = list(images[start:start + config.batch_size])
+            predictions = self.model.predict(chunk, imgsz=config.image_size, conf=threshold, iou=config.nms_iou,
+                                             max_det=limit, verbose=False)
+            results += [_to_detections(prediction) for prediction in predictions]
+        return results
+
+
+def _to_detections(prediction: Any) -> Detections:
+    """One ultralytics `Results` -> Detections with boxes as fractions of the poster's width and height."""
+    height, width = prediction.orig_shape
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    boxes = (prediction.boxes.xyxy.float().cpu() / scale).clamp(0.0, 1.0)  # (R, 4)
+    scores = prediction.boxes.conf.float().cpu()  # (R,)
+    order = torch.argsort(scores, descending=True, stable=True)
+    return Detections(boxes[order], prediction.boxes.cls.long().cpu()[order], scores[order])
+
+
+def coco_weights_path(config: DetectorConfig) -> Path:
+    """Where the COCO checkpoint is looked for (and downloaded to, when THESIS_ONLINE=1)."""
+    return cache_dir() / "detectors" / "coco" / config.coco_model
+
+
+def load_coco(config: DetectorConfig) -> YoloDetector:
+    """A COCO-pretrained YOLO; its vocabulary is the checkpoint's own class names (COCO-80)."""
+    path = coco_weights_path(config)
+    if not path.is_file() and not is_online():
+        raise ThesisError(
+            f"COCO weights {path} not found and downloads are off: place {config.coco_model} there, set "
+            "THESIS_ONLINE=1 to let ultralytics download it, or train on the twin (DetectorConfig(weights='twin'))"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = _yolo_class()(str(path))  # downloads into `path` when it is missing and online
+    names = model.names
+    return YoloDetector(model, tuple(names[index] for index in range(len(names))), config)
+
+
+def load_twin(weights: Path, vocabulary: tuple[str, ...], config: DetectorConfig) -> YoloDetector:
+    """A YOLO trained on the twin, rebuilt from its architecture and a safetensors state dict."""
+    yolo = _yolo_class()(TWIN_ARCHITECTURE)
+    from ultralytics.nn.tasks import DetectionModel
+
+    network = DetectionModel(TWIN_ARCHITECTURE, nc=len(vocabulary), verbose=False)
+    network.load_state_dict(load_file(weights))
+    network.names = dict(enumerate(vocabulary))
+    network.args, network.task = yolo.model.args, "detect"
+    yolo.model = network.eval()
+    return YoloDetector(yolo, vocabulary, config)
+
+
+def train_twin(config: DetectorConfig, annotations: TwinAnnotations, run_dir: Path) -> dict[str, Any]:
+    """Train YOLOv8n from scratch on the twin's training boxes; write run_dir/weights.safetensors.
+
+    Returns what the run measured: seconds, posters, epochs and ultralytics' own dev mAP@0.5.
+    """
+    training = config.training
+    assert training is not None, "weights='twin' configs always carry a TwinTraining"
+    data_yaml = _write_yolo_dataset(annotations, run_dir / "data")
+    YOLO = _yolo_class()
+    model = YOLO(TWIN_ARCHITECTURE)
+    started = time.perf_counter()
+    with _global_state_kept():
+        metrics = model.train(
+            data=str(data_yaml), epochs=training.epochs, imgsz=config.image_size, batch=training.batch_size,
+            nbs=training.batch_size,  # one optimiser step per batch: ultralytics would accumulate up to 64 posters
+            optimizer="AdamW", lr0=training.learning_rate,
+            warmup_epochs=0.5,  # the default of 3 warm-up epochs would be the whole run
+            close_mosaic=1,  # last epoch on whole posters, as they are seen at detection time
+            seed=training.seed, deterministic=True, workers=0, cache=False, amp=False,  # AMP's check downloads weights
+            val=False,  # the final epoch is still validated on the dev posters
+            plots=False, project=str(run_dir / "ultralytics"), name="train", exist_ok=True, verbose=False,
+        )
+    seconds = time.perf_counter() - started
+    save_file({name: tensor.contiguous() for name, tensor in model.model.float().state_dict().items()},
+              str(run_dir / WEIGHTS_FILE))
+    for checkpoint in (run_dir / "ultralytics").rglob("*.pt"):  # pickled modules: the safetensors copy replaces them
+        checkpoint.unlink()
+    shutil.rmtree(run_dir / "data")
+    map50 = float(metrics.box.map50)
+    log.info("trained YOLOv8n on %d twin posters x %d epochs in %.0f s; ultralytics dev mAP@0.5 %.3f",
+             len(annotations.train), training.epochs, seconds, map50)
+    return {"train_seconds": seconds, "ultralytics_dev_map50": map50}
+
+
+def _write_yolo_dataset(annotations: TwinAnnotations, folder: Path) -> Path:
+    """images/{train,val}/<id>.jpeg (links to the posters) + labels/{train,val}/<id>.txt + data.yaml."""
+    import yaml  # ships with ultralytics
+
+    for split, posters in (("train", annotations.train), ("val", annotations.dev)):
+        images, labels = folder / "images" / split, folder / "labels" / split
+        images.mkdir(parents=True)
+        labels.mkdir(parents=True)
+        for movie_id, truth in posters.items():
+            _link_rgb_poster(annotations.posters[movie_id], images / f"{movie_id}.jpeg")
+            (labels / f"{movie_id}.txt").write_text(_yolo_labels(truth), encoding="utf-8")
+    data_yaml = folder / "data.yaml"
+    names = dict(enumerate(annotations.vocabulary))
+    data_yaml.write_text(yaml.safe_dump({"path": str(folder), "train": "images/train", "val": "images/val",
+                                         "names": names}), encoding="utf-8")
+    return data_yaml
+
+
+def _link_rgb_poster(poster: Path, target: Path) -> None:
+    """Link an RGB poster; re-save any other mode as RGB (OpenCV, which ultralytics reads with, mishandles CMYK)."""
+    with Image.open(poster) as image:
+        if image.mode == "RGB":
+            target.symlink_to(poster.resolve())
+        else:
+            image.convert("RGB").save(target, "JPEG", quality=95)
+
+
+def _yolo_labels(truth: PosterBoxes) -> str:
+    """One line per box: class x_centre y_centre width height, as fractions of the poster."""
+    lines = []
+    for (x0, y0, x1, y1), class_id in zip(truth.normalised().tolist(), truth.classes.tolist()):
+        lines.append(f"{class_id} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}")
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def _global_state_kept() -> Iterator[None]:
+    """ultralytics seeds the global RNGs and switches on deterministic algorithms for the whole process:
+    restore both afterwards, so training a detector does not change the experiments' random streams."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+            torch.use_deterministic_algorithms(deterministic)
+            torch.set_num_threads(threads)
