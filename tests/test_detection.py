@@ -287,7 +287,7 @@ def test_detections_land_on_planted_objects_more_often_than_chance(trained, twin
                             max_regions=5)
     hits, total, chance = 0, 0, []
     width, height = POSTER_SIZE
-    for movie_id, detections in zip(ids, found):
+    for movie_id, detections in zip(ids, found, strict=False):
         boxes = torch.tensor([obj["box"] for obj in truth[movie_id]["objects"]], dtype=torch.float32) / torch.tensor(
             [width, height, width, height])  # (K, 4)
         centres = (detections.boxes[:, :2] + detections.boxes[:, 2:]) / 2  # (R, 2)
@@ -299,3 +299,15 @@ def test_detections_land_on_planted_objects_more_often_than_chance(trained, twin
         chance.append(float(areas.sum()))  # a random point's chance to fall on an object
     assert total >= len(ids)
     assert hits / total > np.mean(chance) + 0.2, f"{hits}/{total} centres on objects vs chance {np.mean(chance):.2f}"
+
+
+def test_importing_ultralytics_leaves_pil_image_open_alone(tmp_path):
+    from PIL import Image, UnidentifiedImageError
+
+    from thesis_lib.offline import prepare_ultralytics
+
+    prepare_ultralytics()
+    garbage = tmp_path / "garbage.jpeg"
+    garbage.write_bytes(b"not an image at all")
+    with pytest.raises(UnidentifiedImageError):  # PIL's own error, not ultralytics' pi-heif install attempt
+        Image.open(garbage)

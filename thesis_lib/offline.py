@@ -71,7 +71,13 @@ def prepare_ultralytics() -> Path:
         font_source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
         font_target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(font_source, font_target)
+    from PIL import Image
     from ultralytics import settings
+    from ultralytics.utils import patches
 
     settings.update({"sync": False})
+    # Importing ultralytics replaces PIL's Image.open process-wide with a wrapper that, on a file PIL cannot
+    # identify, tries to pip-install pi-heif: a corrupt poster would then raise ModuleNotFoundError (or
+    # reach for the network) instead of PIL's error. Give the rest of the project PIL's own function back.
+    Image.open = patches._image_open
     return config_dir

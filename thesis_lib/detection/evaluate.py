@@ -64,7 +64,7 @@ def detection_map50(predictions: Sequence[Detections], truths: Sequence[Detectio
     per_class = {}
     for class_id in sorted(set(true_classes.tolist())):
         scores, hits, num_true = [], [], 0
-        for predicted, truth in zip(predictions, truths):
+        for predicted, truth in zip(predictions, truths, strict=False):
             true_boxes = truth.boxes[truth.classes == class_id].float()  # (T, 4)
             keep = predicted.classes == class_id
             boxes, box_scores = predicted.boxes[keep].float(), predicted.scores[keep].float()  # (P, 4), (P,)

@@ -110,7 +110,7 @@ class FrcnnDetector:
         results = []
         for start in range(0, len(images), config.batch_size):
             tensors = [_to_tensor(image) for image in images[start:start + config.batch_size]]
-            for tensor, output in zip(tensors, self.model(tensors)):
+            for tensor, output in zip(tensors, self.model(tensors), strict=False):
                 results.append(self._to_detections(output, tensor.shape[-1], tensor.shape[-2]))
         return results
 
@@ -218,7 +218,7 @@ def train_twin(config: DetectorConfig, annotations: TwinAnnotations, run_dir: Pa
         for epoch in range(training.epochs):
             for batch in loader:
                 flips = torch.rand(len(batch), generator=generator) < 0.5
-                pairs = [_flip(*pair) if flip else pair for pair, flip in zip(batch, flips.tolist())]
+                pairs = [_flip(*pair) if flip else pair for pair, flip in zip(batch, flips.tolist(), strict=False)]
                 losses = model([image for image, _ in pairs], [target for _, target in pairs])
                 loss = sum(losses.values())
                 optimizer.zero_grad(set_to_none=True)

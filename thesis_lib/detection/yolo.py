@@ -180,7 +180,7 @@ def _link_rgb_poster(poster: Path, target: Path) -> None:
 def _yolo_labels(truth: PosterBoxes) -> str:
     """One line per box: class x_centre y_centre width height, as fractions of the poster."""
     lines = []
-    for (x0, y0, x1, y1), class_id in zip(truth.normalised().tolist(), truth.classes.tolist()):
+    for (x0, y0, x1, y1), class_id in zip(truth.normalised().tolist(), truth.classes.tolist(), strict=False):
         lines.append(f"{class_id} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}")
     return "\n".join(lines) + "\n"
 
