@@ -68,6 +68,13 @@ class MMIMDbDataset(Dataset):
     def __len__(self) -> int:
         return len(self.movies)
 
+    def item_lengths(self) -> list[int]:
+        """Words per cleaned plot (0 without text), the sort key of length-grouped batches
+        (TrainConfig.group_by_length). Words, not tokens, so no tokenizer runs here; the two grow together."""
+        if "text" not in self.modalities:
+            return [0] * len(self.movies)
+        return [len(clean_text(movie.plot, self.text_cleaning).split()) for movie in self.movies]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         movie = self.movies[index]
         item: dict[str, Any] = {"id": movie.id}

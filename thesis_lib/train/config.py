@@ -45,6 +45,10 @@ class TrainConfig:
     restore_best: bool = True  # when fit ends, load the `best` weights into the model
     progress_bar: bool = False  # a tqdm bar, shown only when stderr is a terminal (never in papermill logs)
     tuning_trials: int = 1  # configurations (e.g. learning rates) tried for this model: recorded as its budget
+    # Speed only (see benchmarks/README.md); off by default so existing runs compute exactly what they did.
+    fused_adamw: bool = False  # one fused kernel per AdamW update (same maths; rounding may differ in the last bit)
+    channels_last: bool = False  # NHWC convolution weights: faster tensor-core convolutions for CNNs on a GPU
+    group_by_length: bool = False  # batches of plots of similar length (less padding); needs dataset.item_lengths()
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "grad_accum_steps", "log_every", "tuning_trials")
@@ -80,8 +84,11 @@ class TrainConfig:
     def resume_mismatches(self, saved: dict[str, Any]) -> list[str]:
         """Fields whose saved value differs from this config, ignoring `RESUME_SAFE_FIELDS`."""
         current = self.to_dict()
+        # A knob added after a checkpoint was written reads as its default there (it did not exist, so it was off).
+        defaults = TrainConfig().to_dict()
         return sorted(
-            f"{name}: saved {saved.get(name)!r}, now {value!r}"
+            f"{name}: saved {saved.get(name, defaults[name])!r}, now {value!r}"
             for name, value in current.items()
-            if name not in RESUME_SAFE_FIELDS and saved.get(name) != value
+            if name not in RESUME_SAFE_FIELDS and saved.get(name, defaults[name]) != value
         )
+

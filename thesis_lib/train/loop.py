@@ -41,7 +41,7 @@ from thesis_lib.train.checkpoint import (
     save_last,
 )
 from thesis_lib.train.config import TrainConfig
-from thesis_lib.train.loaders import SeededLoader
+from thesis_lib.train.loaders import SeededLoader, item_lengths
 from thesis_lib.train.logging import StepLogger, progress_bar, train_logger
 from thesis_lib.train.loss import make_loss, training_label_matrix
 from thesis_lib.train.optim import build_optimizer, build_scheduler, current_learning_rates, optimizer_steps_per_epoch
@@ -271,9 +271,12 @@ def _prepare_training(
 ) -> TrainingParts:
     if config.freeze_backbones:
         freeze_backbones(model, config.backbone_prefixes)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)  # 4-D (convolution) weights only; inputs follow the weights
     train_labels = training_label_matrix(train_set) if config.pos_weight == "inverse_frequency" else None
     loss_fn = make_loss(config, train_labels).to(accelerator.device)
     optimizer = build_optimizer(model, config)
+    lengths = item_lengths(train_set) if config.group_by_length else None
     train_source, val_source = (
         SeededLoader(
             dataset,
@@ -282,6 +285,7 @@ def _prepare_training(
             seed=config.seed,
             num_workers=config.num_workers,
             collate_fn=collate_fn,
+            lengths=lengths if shuffle else None,
         )
         for dataset, shuffle in ((train_set, True), (val_set, False))
     )

@@ -49,8 +49,9 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over `parameter_groups(model, config)`."""
-    return torch.optim.AdamW(parameter_groups(model, config))
+    """AdamW over `parameter_groups(model, config)`; `config.fused_adamw` uses the single-kernel update."""
+    # fused=None (not False) keeps torch's default choice (the foreach kernels on a GPU).
+    return torch.optim.AdamW(parameter_groups(model, config), fused=True if config.fused_adamw else None)
 
 
 def optimizer_steps_per_epoch(batches_per_epoch: int, grad_accum_steps: int) -> int:

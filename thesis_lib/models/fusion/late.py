@@ -16,7 +16,6 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
-from sklearn.metrics import average_precision_score
 from torch import nn
 
 from thesis_lib.genres import NUM_GENRES
@@ -61,6 +60,9 @@ def fit_late_fusion_weights(
     both a positive and a negative example (AP undefined) gets exactly 1/M each.
     Returns {modality: (23,) weights}, summing to 1 per genre.
     """
+    # Imported here: scikit-learn is only needed to fit late-fusion weights, not to build or train a model.
+    from sklearn.metrics import average_precision_score
+
     modalities, probs = _stack_probs(val_probs_by_modality)  # (M, N, 23)
     labels = np.asarray(val_labels)
     if labels.shape != probs.shape[1:]:

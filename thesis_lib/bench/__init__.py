@@ -1,0 +1,15 @@
+"""The speed benchmark: training and feature-extraction throughput, MFU, peak memory, data loading.
+
+- `config`: `BenchConfig` and the profiles `tiny` (tests), `cpu` (`make bench`, CI), `gpu` (full size).
+- `runner`: `run_benchmark(config, out=...)` runs the sections and writes the JSON.
+- `cases`: one registry model, one task (training step | frozen-encoder forward), one technique mix.
+- `techniques`: the switches (bf16, fused AdamW, SDPA, channels-last, torch.compile), each against `PLAIN`.
+- `flops`: FLOP counting with `FlopCounterMode` (and the 6*N*tokens cross-check); `hardware`: peak FLOP/s,
+  device description, peak memory; `timing`: the timing harness; `batches`: synthetic batches.
+- `movies`, `loading`, `end_to_end`: synthetic JPEG posters and plots, loader throughput per stage, and
+  training / extraction fed by the project's real data path; `detectors`: Faster R-CNN throughput.
+- `standins`: offline architecture stand-ins for bert-base-uncased / roberta-base (no weights).
+- `grid`: the real `thesis run` path on a small full-size grid (the GPU script's last step).
+- `report`: comparisons, target checks, the printed table.
+The JSON's keys are documented in benchmarks/README.md.
+"""
