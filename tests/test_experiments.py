@@ -1,0 +1,232 @@
+"""The experiment grid end to end on a tiny synthetic twin (1 epoch, tiny backbones): records, skipping,
+reruns of changed runs only, crash isolation, test/dev discipline and the results table on real runs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from thesis_lib.data.splits import load_split
+from thesis_lib.data.twin import TwinConfig, generate_twin
+from thesis_lib.experiments import load_profile, main_run, run_grid
+from thesis_lib.experiments.grid import open_grid
+from thesis_lib.experiments.pipeline import evaluation_loader
+from thesis_lib.experiments.profile import profile_path
+from thesis_lib.experiments.records import (
+    ERROR_FILE,
+    PREDICTIONS_DEV,
+    PREDICTIONS_TEST,
+    RECORD_FILE,
+    model_config_from_dict,
+    read_predictions,
+    tuned_thresholds,
+)
+from thesis_lib.experiments.runner import restore_run_model
+from thesis_lib.experiments.table import TABLE_METRICS, results_table
+from thesis_lib.genres import GENRES
+from thesis_lib.metrics import evaluate, tune_thresholds
+from thesis_lib.models.registry import build_from_config
+from thesis_lib.train import predict
+
+TINY_RESNET = "image_resnet50 image_timm_kwargs={channels: [4, 8, 8, 8], stem_width: 4, layers: [1, 1, 1, 1]}"
+TINY_ROBERTA = "text_roberta text_pooling=mean"
+MODELS = ["baseline_frequency", "baseline_shallow", "text_roberta", "image_resnet50", "objects_oracle",
+          "fusion_early", "fusion_late", "fusion_cross_attention"]
+RUNS = MODELS + ["text_bert@frozen"]
+FUSION_OVERRIDES = [f"{name} fusion_dim=16 fusion_heads=2" for name in ("fusion_early", "fusion_cross_attention")]
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+    """A tiny twin, a feature cache of its own, and the test profile written as a file."""
+    root = tmp_path_factory.mktemp("grid")
+    twin = root / "twin"
+    generate_twin(twin, TwinConfig(n_movies=100, seed=3), workers=1)
+    content = yaml.safe_load(profile_path("smoke").read_text())
+    content |= {
+        "models": MODELS,
+        "ablations": ["text_bert@frozen backbones=frozen"],
+        "model_overrides": [TINY_RESNET, TINY_ROBERTA, *FUSION_OVERRIDES],
+        "epochs": 1, "batch_size": 16, "image_size": 32, "text_max_length": 32, "patience": None,
+        "fusion_objects_source": "objects_oracle", "cpu_threads": 0, "lr_scales": [1.0],
+    }
+    profile = root / "test-profile.yaml"
+    profile.write_text(yaml.safe_dump(content, sort_keys=False))
+    previous = os.environ.get("THESIS_CACHE")
+    os.environ["THESIS_CACHE"] = str(root / "cache")
+    yield {"twin": twin, "profile": profile, "runs": root / "runs"}
+    if previous is None:
+        os.environ.pop("THESIS_CACHE", None)
+    else:
+        os.environ["THESIS_CACHE"] = previous
+
+
+@pytest.fixture(scope="module")
+def first_grid(environment):
+    profile = load_profile(environment["profile"])
+    report = run_grid(profile, data_root=str(environment["twin"]), runs_dir=str(environment["runs"]))
+    assert report.ok, report.summary()
+    return report
+
+
+def record_of(runs, name):
+    return json.loads((runs / name / "seed0" / RECORD_FILE).read_text())
+
+
+def mtimes(runs):
+    return {name: (runs / name / "seed0" / RECORD_FILE).stat().st_mtime_ns for name in RUNS}
+
+
+def test_every_run_writes_a_complete_record(environment, first_grid):
+    runs = environment["runs"]
+    assert sorted(outcome.spec.name for outcome in first_grid.executed) == sorted(RUNS)
+    for name in RUNS:
+        folder = runs / name / "seed0"
+        record = record_of(runs, name)
+        for key in ("config", "config_hash", "seed", "model_class", "parameters", "backbones", "metrics", "budget",
+                    "wall_time_s", "samples_per_s", "device", "versions", "git", "data", "split", "training"):
+            assert key in record, f"{name}: record lacks {key}"
+        assert set(record["metrics"]) == {"fixed_0.5", "tuned_global", "tuned_per_genre"}
+        assert list(record["metrics"]["fixed_0.5"]["per_genre"]) == list(GENRES)
+        assert {"torch", "transformers", "timm"} <= set(record["versions"])
+        assert set(record["git"]) == {"commit", "dirty"}
+        assert record["split"]["name"] == "thesis" and len(record["split"]["hash"]) == 64
+        assert (folder / PREDICTIONS_TEST).is_file() and (folder / PREDICTIONS_DEV).is_file()
+        assert not list(folder.glob(".*tmp*")), "a temporary file was left behind"
+        if record["kind"] == "train":
+            assert {"total", "trainable"} <= set(record["parameters"]) and record["parameters"]["trainable"] > 0
+            assert record["training"]["epochs_run"] == 1 and record["training"]["best_epoch"] == 0
+            assert len(record["training"]["history"]) == 1
+            assert record["budget"]["tuning_trials"] == 1 and record["budget"]["max_epochs"] == 1
+            assert (folder / "checkpoints" / "best" / "model.safetensors").is_file()
+
+
+def test_backbone_provenance_names_pretrained_random_and_source_runs(environment, first_grid):
+    runs = environment["runs"]
+    text_bert = record_of(runs, "text_bert@frozen")["backbones"]["text"]
+    assert (text_bert["weights"], text_bert["name"], text_bert["frozen"]) == ("pretrained", "minilm", True)
+    assert record_of(runs, "text_bert@frozen")["cached_features"] == ["text"]
+    assert record_of(runs, "text_roberta")["backbones"]["text"]["weights"] == "random"
+    fusion = record_of(runs, "fusion_cross_attention")["backbones"]
+    assert fusion["text"]["weights"] == "run" and fusion["text"]["run"] == "thesis/text_roberta/seed0"
+    assert fusion["image"]["run"] == "thesis/image_resnet50/seed0" and fusion["image"]["frozen"] is True
+    assert fusion["text"]["run_config_hash"] == record_of(runs, "text_roberta")["config_hash"]
+    late = record_of(runs, "fusion_late")
+    assert set(late["late_weights"]) == {"text", "image", "objects"}
+    weights = np.array([list(late["late_weights"][m].values()) for m in ("text", "image", "objects")])  # (3, 23)
+    assert np.allclose(weights.sum(axis=0), 1.0)
+
+
+def test_test_predictions_follow_the_split(environment, first_grid):
+    runs = environment["runs"]
+    (split_file,) = (runs / "splits").glob("thesis-*.json")
+    split = load_split(split_file)
+    for name in RUNS:
+        assert list(read_predictions(runs / name / "seed0" / PREDICTIONS_TEST).ids) == list(split.test)
+        assert list(read_predictions(runs / name / "seed0" / PREDICTIONS_DEV).ids) == list(split.dev)
+        assert record_of(runs, name)["split"]["hash"] == split.split_hash()
+
+
+def test_thresholds_are_tuned_on_dev_only(environment, first_grid):
+    folder = environment["runs"] / "fusion_early" / "seed0"
+    record = json.loads((folder / RECORD_FILE).read_text())
+    dev = read_predictions(folder / PREDICTIONS_DEV)
+    test = read_predictions(folder / PREDICTIONS_TEST)
+    assert np.array_equal(tuned_thresholds(record), tune_thresholds(dev.labels, dev.probs, mode="per_genre"))
+    assert np.array_equal(tuned_thresholds(record, "tuned_global"), tune_thresholds(dev.labels, dev.probs, mode="global"))
+    # the recorded test scores are those thresholds applied to the saved test predictions
+    recomputed = evaluate(test.labels, test.probs, tuned_thresholds(record)).summary()
+    assert recomputed["macro_f1"] == pytest.approx(record["metrics"]["tuned_per_genre"]["summary"]["macro_f1"])
+
+
+def test_checkpoints_hold_the_trained_weights_and_reload(environment, first_grid):
+    runs = environment["runs"]
+    checkpoints = runs / "fusion_cross_attention" / "seed0" / "checkpoints"
+    assert not (checkpoints / "last").exists()  # resume state is dropped once the run has finished
+    # the whole model, under its own names: it loads straight back into the recorded config
+    record = record_of(runs, "fusion_cross_attention")
+    model = build_from_config(model_config_from_dict(record["model_config"]))
+    model.load_state_dict(load_file(str(checkpoints / "best" / "model.safetensors")), strict=True)
+    ctx = open_grid(load_profile(environment["profile"]), data_root=str(environment["twin"]), runs_dir=str(runs))
+    module, data = restore_run_model(ctx, ctx.plan[("thesis", 0, "fusion_cross_attention")])
+    again = predict(module, evaluation_loader(data.dev, data.collate, 16, ctx.accelerator), ctx.accelerator)
+    saved = read_predictions(runs / "fusion_cross_attention" / "seed0" / PREDICTIONS_DEV)
+    assert list(again.ids) == list(saved.ids)
+    np.testing.assert_allclose(again.probs, saved.probs, atol=1e-5)
+
+
+def test_rerun_skips_finished_runs(environment, first_grid):
+    runs = environment["runs"]
+    before = mtimes(runs)
+    report = run_grid(load_profile(environment["profile"]), data_root=str(environment["twin"]), runs_dir=str(runs))
+    assert report.executed == [] and report.failed == []
+    assert sorted(label.split("/")[1] for label in report.skipped) == sorted(RUNS)
+    assert mtimes(runs) == before
+
+
+def test_a_changed_value_reruns_only_that_model(environment, first_grid):
+    runs = environment["runs"]
+    before = mtimes(runs)
+    overrides = {"model_overrides": [TINY_RESNET, TINY_ROBERTA, *FUSION_OVERRIDES, "fusion_early fusion_dropout=0.3"]}
+    report = run_grid(load_profile(environment["profile"], overrides), data_root=str(environment["twin"]),
+                      runs_dir=str(runs))
+    assert [outcome.spec.name for outcome in report.executed] == ["fusion_early"]
+    after = mtimes(runs)
+    assert [name for name in RUNS if after[name] != before[name]] == ["fusion_early"]
+    assert record_of(runs, "fusion_early")["model_config"]["fusion"]["dropout"] == 0.3
+
+
+def test_results_table_matches_the_records(environment, first_grid):
+    runs = environment["runs"]
+    rows = {row["model"]: row for row in results_table(runs, n_resamples=200)}
+    assert set(rows) >= {"baseline_frequency", "text_roberta", "fusion_late", "objects_oracle"}
+    row = rows["fusion_late"]
+    assert set(row) == {"model", "seeds", "metrics", "metrics_tuned", "per_genre_f1"}
+    assert row["seeds"] == [0]
+    record = record_of(runs, "fusion_late")
+    test = read_predictions(runs / "fusion_late" / "seed0" / PREDICTIONS_TEST)
+    recomputed = evaluate(test.labels, test.probs, 0.5).summary()
+    for metric in TABLE_METRICS:
+        entry = row["metrics"][metric]
+        assert set(entry) == {"mean", "std", "ci_low", "ci_high"} and entry["std"] is None  # one seed
+        assert entry["mean"] == pytest.approx(record["metrics"]["fixed_0.5"]["summary"][metric])
+        assert entry["mean"] == pytest.approx(recomputed[metric])
+        assert entry["ci_low"] <= entry["ci_high"]
+    assert row["per_genre_f1"]["Drama"] == pytest.approx(record["metrics"]["fixed_0.5"]["per_genre"]["Drama"]["f1"])
+
+
+def test_a_crashing_run_is_reported_and_the_others_stay(environment, first_grid, capsys):
+    runs = environment["runs"]
+    before = mtimes(runs)
+    broken = "image_resnet50 image_timm_kwargs={no_such_argument: 1}"  # valid config, fails when timm builds it
+    status = main_run(str(environment["profile"]), str(environment["twin"]), str(runs), None, None,
+                      {"model_overrides": [broken, TINY_ROBERTA, *FUSION_OVERRIDES]})
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "FAILED  thesis/image_resnet50/seed0" in out and "no_such_argument" in out
+    assert (runs / "image_resnet50" / "seed0" / ERROR_FILE).is_file()
+    assert not (runs / "image_resnet50" / "seed0" / RECORD_FILE).exists()  # no stale record that looks finished
+    # fusions that reuse the broken run fail too, with a message naming it; unrelated runs are untouched
+    assert "FAILED  thesis/fusion_cross_attention/seed0" in out
+    after = {name: (runs / name / "seed0" / RECORD_FILE) for name in RUNS}
+    for name in ("baseline_frequency", "baseline_shallow", "text_roberta", "objects_oracle", "text_bert@frozen"):
+        assert after[name].stat().st_mtime_ns == before[name]
+
+
+def test_learning_rate_trials_keep_the_dev_best(environment, first_grid, tmp_path):
+    profile = load_profile(environment["profile"], {"lr_scales": "1,20"})
+    report = run_grid(profile, data_root=str(environment["twin"]), runs_dir=str(tmp_path), models=["objects_oracle"])
+    assert report.ok, report.summary()
+    record = json.loads((tmp_path / "objects_oracle" / "seed0" / RECORD_FILE).read_text())
+    trials = record["training"]["trials"]
+    assert [t["lr_scale"] for t in trials] == [1.0, 20.0] and record["budget"]["tuning_trials"] == 2
+    scores = [t["best_metric"] for t in trials]
+    assert record["training"]["chosen_trial"] == int(np.argmax(scores))
+    assert record["train_config"]["lr_head"] == trials[record["training"]["chosen_trial"]]["lr_head"]
+    checkpoints = tmp_path / "objects_oracle" / "seed0" / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["best"]

@@ -1,0 +1,128 @@
+"""Profiles (notebooks/params/*.yaml) and the grid plan they produce: no training here, only parsing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from thesis_lib.experiments.profile import PROFILE_KEYS, ProfileError, load_profile, profile_path
+from thesis_lib.experiments.specs import config_hashes, plan_grid
+from thesis_lib.models.registry import list_models
+
+
+def write_profile(tmp_path, **changes):
+    """smoke.yaml with some keys changed (None as a value removes the key), as a new file."""
+    content = yaml.safe_load(profile_path("smoke").read_text())
+    for key, value in changes.items():
+        if value is None:
+            content.pop(key)
+        else:
+            content[key] = value
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("name", ["smoke", "full"])
+def test_shipped_profiles_load(name):
+    profile = load_profile(name)
+    assert profile.profile == name
+    assert set(profile.models) <= set(list_models()) | {"baseline_frequency", "baseline_shallow"}
+    plan = plan_grid(profile)
+    assert {spec.split for spec in plan} == set(profile.splits)
+
+
+def test_smoke_and_full_have_the_same_keys():
+    smoke = yaml.safe_load(profile_path("smoke").read_text())
+    full = yaml.safe_load(profile_path("full").read_text())
+    assert list(smoke) == list(full) == list(PROFILE_KEYS)
+
+
+def test_profiles_describe_their_regimes():
+    smoke, full = load_profile("smoke"), load_profile("full")
+    assert (smoke.device, smoke.model_size, len(smoke.seeds), smoke.splits) == ("cpu", "small", 1, ["thesis"])
+    assert (full.device, full.mixed_precision, full.model_size, full.seeds) == ("auto", "bf16", "full", [0, 1, 2])
+    assert full.splits == ["thesis", "official"] and full.data_root is None and full.twin_root is None
+
+
+def test_unknown_key_is_named_with_the_file(tmp_path):
+    path = write_profile(tmp_path, epochz=3)
+    with pytest.raises(ProfileError, match=r"profile\.yaml.*'epochz'"):
+        load_profile(path)
+
+
+def test_missing_key_is_named_with_the_file(tmp_path):
+    path = write_profile(tmp_path, epochs=None)
+    with pytest.raises(ProfileError, match=r"profile\.yaml.*missing.*'epochs'"):
+        load_profile(path)
+
+
+@pytest.mark.parametrize(("key", "value"), [("epochs", "three"), ("seeds", ["a"]), ("device", "tpu"), ("lr_scales", [])])
+def test_bad_values_are_refused(tmp_path, key, value):
+    with pytest.raises(ProfileError, match=key):
+        load_profile(write_profile(tmp_path, **{key: value}))
+
+
+def test_overrides_are_typed_like_the_key():
+    profile = load_profile("smoke", {"epochs": "2", "seeds": "0,1,2", "lr_head": "3e-3", "patience": "null",
+                                     "ablations": "fusion_early@wide fusion_dim=256"})
+    assert profile.epochs == 2 and profile.seeds == [0, 1, 2] and profile.lr_head == 0.003
+    assert profile.patience is None
+    assert profile.ablations == ["fusion_early@wide fusion_dim=256"]
+    with pytest.raises(ProfileError, match="'epohcs' is not a key"):
+        load_profile("smoke", {"epohcs": "2"})
+
+
+def test_plan_runs_sources_before_the_fusions_that_reuse_them():
+    profile = load_profile("smoke")
+    plan = plan_grid(profile)
+    order = [spec.name for spec in plan]
+    for index, spec in enumerate(plan):
+        for _, source in spec.sources:
+            assert order.index(source) < index, f"{spec.name} runs before its source {source}"
+    late = next(spec for spec in plan if spec.name == "fusion_late")
+    assert late.kind == "late" and dict(late.sources)["text"] == profile.fusion_text_source
+    assert next(spec for spec in plan if spec.name == "fusion_late@joint").kind == "train"
+    assert {spec.stage for spec in plan[:2]} == {"baseline"}
+
+
+def test_requested_fusion_brings_its_sources():
+    profile = load_profile("smoke")
+    names = [spec.name for spec in plan_grid(profile, models=["fusion_cross_attention@no_objects"])]
+    assert names == [profile.fusion_text_source, profile.fusion_image_source, "fusion_cross_attention@no_objects"]
+
+
+def test_variant_settings_and_overrides_are_parsed():
+    profile = load_profile("smoke")
+    profile = dataclasses.replace(profile, ablations=[
+        "fusion_cross_attention@x fusion_bidirectional=false backbones=finetune image_timm_kwargs={a: [1, 2]}"])
+    (spec,) = [s for s in plan_grid(profile, models=["fusion_cross_attention@x"]) if s.name.endswith("@x")]
+    assert spec.backbones == "finetune"
+    assert dict(spec.overrides)["fusion_bidirectional"] == "false"
+    assert dict(spec.overrides)["image_timm_kwargs"] == (("a", (1, 2)),)
+
+
+@pytest.mark.parametrize("entry", ["no_such_model@x a=1", "fusion_early@x notakeyvalue", "fusion_early@"])
+def test_bad_variant_definitions_are_refused(entry):
+    profile = dataclasses.replace(load_profile("smoke"), ablations=[entry])
+    with pytest.raises(ProfileError, match="ablations"):
+        plan_grid(profile)
+
+
+def test_a_changed_setting_changes_exactly_the_affected_hashes():
+    profile = load_profile("smoke")
+    before = {key: value[0] for key, value in config_hashes(plan_grid(profile), profile).items()}
+    changed = dataclasses.replace(profile, model_overrides=[*profile.model_overrides, "fusion_early fusion_dropout=0.3"])
+    after = {key: value[0] for key, value in config_hashes(plan_grid(changed), changed).items()}
+    # model_overrides reach every run of that registry model, its variants included
+    assert {key[2] for key in before if before[key] != after[key]} == {
+        name for name in (key[2] for key in before) if name.partition("@")[0] == "fusion_early"}
+    # a source's change reaches every run that reuses it
+    source = dataclasses.replace(profile, model_overrides=[*profile.model_overrides,
+                                                           f"{profile.fusion_text_source} text_max_length=48"])
+    reused = {key: value[0] for key, value in config_hashes(plan_grid(source), source).items()}
+    moved = {key[2] for key in before if before[key] != reused[key]}
+    assert profile.fusion_text_source in moved and "fusion_cross_attention" in moved and "fusion_late" in moved
+    assert "image_vit" not in moved and "baseline_shallow" not in moved

@@ -1,0 +1,28 @@
+"""Experiments: the grid of (model x seed) runs, their records, and the results table.
+
+- `profile`: `Profile`, the typed form of notebooks/params/<name>.yaml (`load_profile`).
+- `specs`: what one run is (`RunSpec`), named variants, the grid's plan and config hashes.
+- `provenance`: git commit and dirty flag, library versions, device.
+- `records`: the run folder (record.json, predictions, checkpoints), written atomically; finished-run test.
+- `pipeline`: release + split + model + datasets + loaders (and feature caches) for one run.
+- `objects`: detections per poster for runs that read the object modality.
+- `runner`: one run start to finish (`restore_run_model` reloads a finished one); `late`: late fusion of
+  finished runs; `baselines`: frequency and shallow reference rows.
+- `grid`: `run_grid` / `main_run` (`thesis run`), `open_grid` (data, splits and plan without running).
+- `table`: `results_table` / `main_results_table` (`thesis results table`), `paired_difference`.
+"""
+
+from thesis_lib.experiments.grid import GridReport, main_run, run_grid
+from thesis_lib.experiments.profile import Profile, ProfileError, load_profile
+from thesis_lib.experiments.table import main_results_table, results_table
+
+__all__ = [
+    "GridReport",
+    "Profile",
+    "ProfileError",
+    "load_profile",
+    "main_results_table",
+    "main_run",
+    "results_table",
+    "run_grid",
+]

@@ -1,0 +1,173 @@
+"""The experiment grid: every (run, seed, split) of a profile, in sequence, resumable and crash-isolated.
+
+`run_grid` loads the data once (generating the synthetic twin when the profile asks for it and it is
+missing), makes or reads the splits, plans the runs (`specs.plan_grid`: baselines, single-modality runs,
+late fusion, trained fusions) and executes each one that is not finished yet. A run is finished when its
+record exists with the same config hash, data fingerprint and split hash; anything else reruns. A failing
+run writes its traceback to `error.txt` in its folder and the grid goes on; runs that need it then fail
+too (with a message naming it). The summary lists every failure and `main_run` exits non-zero.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from thesis_lib.data.mmimdb import Release, load_release
+from thesis_lib.data.splits import Split, load_or_create_thesis_split, official_split
+from thesis_lib.experiments.pipeline import GridContext
+from thesis_lib.experiments.profile import Profile, ProfileError, load_profile
+from thesis_lib.experiments.records import is_finished, write_error
+from thesis_lib.experiments.runner import RunOutcome, execute_run
+from thesis_lib.experiments.specs import config_hashes, plan_grid
+
+SPLITS_FOLDER = "splits"  # RUNS/splits/: the thesis split files the grid made (reused on later runs)
+
+
+@dataclass
+class GridReport:
+    """What one `run_grid` call did."""
+
+    runs_dir: Path
+    executed: list[RunOutcome] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # labels of runs that were already finished
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (label, one-line error)
+    wall_time_s: float = 0.0
+    cpu_time_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        lines = [f"grid: {len(self.executed)} ran, {len(self.skipped)} already finished, {len(self.failed)} failed "
+                 f"in {self.wall_time_s:.1f} s wall ({self.cpu_time_s:.1f} s CPU) -> {self.runs_dir}"]
+        for outcome in self.executed:
+            lines.append(f"  ran     {outcome.spec.label:<52} {outcome.wall_time_s:7.1f} s  macro-F1 "
+                         f"{_score(outcome.macro_f1)} (tuned {_score(outcome.macro_f1_tuned)})")
+        lines += [f"  FAILED  {label}: {error}" for label, error in self.failed]
+        return "\n".join(lines)
+
+
+def _score(value: float | None) -> str:
+    return "  -  " if value is None else f"{value:.3f}"
+
+
+def resolve_data_root(profile: Profile, data_root: str | None) -> Path:
+    """--data, else the profile's data_root, else the profile's twin (generated when missing)."""
+    root = data_root or profile.data_root
+    if root is not None:
+        return Path(root).expanduser()
+    if profile.twin_root is None:
+        raise ProfileError(f"profile {profile.profile!r} names no data: pass --data ROOT (or set data_root)")
+    twin = profile.twin_path()
+    from thesis_lib.data.twin.generate import TRUTH_FILE
+
+    if not (twin / TRUTH_FILE).is_file():
+        from thesis_lib.data.twin import TwinConfig, generate_twin
+
+        print(f"generating the synthetic twin ({profile.twin_movies} movies, seed {profile.twin_seed}) in {twin}",
+              flush=True)
+        print(generate_twin(twin, TwinConfig(n_movies=profile.twin_movies, seed=profile.twin_seed), overwrite=True),
+              flush=True)
+    return twin
+
+
+def make_splits(profile: Profile, release: Release, runs_root: Path) -> dict[str, Split]:
+    """The profile's splits; the thesis split is made once per release and stored under RUNS/splits/."""
+    splits = {}
+    for name in profile.splits:
+        if name == "official":
+            splits[name] = official_split(release)
+        else:
+            path = runs_root / SPLITS_FOLDER / f"thesis-seed{profile.split_seed}-{release.fingerprint[:12]}.json"
+            splits[name] = load_or_create_thesis_split(release, path, seed=profile.split_seed)
+    return splits
+
+
+def open_grid(
+    profile: Profile,
+    *,
+    data_root: str | None = None,
+    runs_dir: str | None = None,
+    models: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> GridContext:
+    """Data, splits, device and plan of a grid, without running anything (notebooks use it to reload runs:
+    `runner.restore_run_model(ctx, spec)`)."""
+    runs_root = Path(runs_dir).expanduser() if runs_dir else profile.runs_path()
+    plan = plan_grid(profile, models, seeds)  # profile errors surface before any data is read
+    release = load_release(resolve_data_root(profile, data_root))
+    print(f"data: {len(release.movies)} movies from {release.root} (fingerprint {release.fingerprint[:12]}); "
+          f"{len(release.skipped_ids)} skipped", flush=True)
+    splits = make_splits(profile, release, runs_root)
+    accelerator = Accelerator(cpu=profile.device == "cpu", mixed_precision=profile.mixed_precision)
+    return GridContext(profile, release, splits, runs_root, accelerator, {s.key: s for s in plan},
+                       config_hashes(plan, profile))
+
+
+def run_grid(
+    profile: Profile,
+    *,
+    data_root: str | None = None,
+    runs_dir: str | None = None,
+    models: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> GridReport:
+    """Run (or skip, when finished) every run of the profile's grid; see the module docstring."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    if profile.cpu_threads:
+        torch.set_num_threads(profile.cpu_threads)
+    ctx = open_grid(profile, data_root=data_root, runs_dir=runs_dir, models=models, seeds=seeds)
+    report = GridReport(ctx.runs_root)
+    release, splits = ctx.release, ctx.splits
+    plan = list(ctx.plan.values())
+    for index, spec in enumerate(plan, start=1):
+        folder = ctx.folder(spec)
+        split_hash = splits[spec.split].split_hash()
+        if is_finished(folder, config_hash=ctx.config_hash(spec), data_fingerprint=release.fingerprint,
+                       split_hash=split_hash):
+            report.skipped.append(spec.label)
+            print(f"[{index}/{len(plan)}] {spec.label}: finished earlier, skipped", flush=True)
+            continue
+        print(f"[{index}/{len(plan)}] {spec.label}: running ({spec.kind})", flush=True)
+        try:
+            outcome = execute_run(spec, ctx)
+        except Exception as error:  # noqa: BLE001 - one run's failure must not stop the grid
+            message = f"{type(error).__name__}: {error}".splitlines()[0]
+            write_error(folder, traceback.format_exc())
+            report.failed.append((spec.label, message))
+            print(f"[{index}/{len(plan)}] {spec.label}: FAILED: {message} (traceback in {folder / 'error.txt'})",
+                  flush=True)
+            continue
+        report.executed.append(outcome)
+        print(f"[{index}/{len(plan)}] {spec.label}: done in {outcome.wall_time_s:.1f} s, test macro-F1 "
+              f"{_score(outcome.macro_f1)} (tuned {_score(outcome.macro_f1_tuned)})", flush=True)
+    report.wall_time_s = time.perf_counter() - started
+    report.cpu_time_s = time.process_time() - cpu_started
+    return report
+
+
+def main_run(
+    profile: str,
+    data: str | None,
+    runs: str | None,
+    models: list[str] | None,
+    seeds: list[int] | None,
+    overrides: dict[str, str],
+) -> int:
+    """`thesis run --profile NAME [--data ROOT] [--runs DIR] [--models a,b] [--seeds 0,1] [key=value ...]`.
+
+    Returns 0 when every run finished (now or earlier), 1 when some failed (after running all others).
+    Profile problems raise `ThesisError` (the CLI prints them as one line, exit status 2).
+    """
+    loaded = load_profile(profile, overrides)
+    report = run_grid(loaded, data_root=data, runs_dir=runs, models=models, seeds=seeds)
+    print(report.summary(), flush=True)
+    return 0 if report.ok else 1

@@ -1,0 +1,412 @@
+"""Everything one run is built from: the release and splits (shared by the grid), and per run the model,
+its tokenizer, its datasets and loaders, and the cached features of frozen encoders.
+
+Two training paths, chosen by the run's backbone mode:
+- finetune: `MMIMDbDataset` batches (posters, tokenised plots, detections) through the whole model;
+- frozen: every frozen encoder runs once over the split (`cache_encoder_features`, one cache file per
+  modality, keyed by the encoder's weights, its input settings and the data), and the fusion + head train
+  on the cached outputs (`FrozenEncodersClassifier`). The object encoder is never cached: it turns cached
+  *detections* into region tokens with layers that are trained with the fusion (the detector is the frozen
+  backbone of that modality).
+
+A fusion with `encoders=runs` starts from the encoders its single-modality source runs trained (their
+best checkpoint), so every fusion of a grid sees the very same encoders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
+from thesis_lib.data.images import ImageTransformConfig, build_image_transform
+from thesis_lib.data.mmimdb import Movie, Release
+from thesis_lib.data.splits import Split
+from thesis_lib.data.text import CLEAN, RAW, TextCleaningConfig, clean_text
+from thesis_lib.data.tokenizers import cached_trained_tokenizer
+from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.objects import ObjectsProvider
+from thesis_lib.experiments.profile import Profile
+from thesis_lib.experiments.records import CHECKPOINTS, run_dir
+from thesis_lib.experiments.specs import RunSpec, resolve_model_config
+from thesis_lib.genres import to_multi_hot
+from thesis_lib.models.classifier import GenreClassifier
+from thesis_lib.models.configs import ModelConfig
+from thesis_lib.models.outputs import EncoderOutput
+from thesis_lib.models.registry import build_from_config
+from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
+from thesis_lib.models.text import load_tokenizer as load_backbone_tokenizer
+from thesis_lib.train.checkpoint import BEST, MODEL_FILE
+from thesis_lib.train.features import CachedFeatureDataset, cache_encoder_features, collate_cached_features
+
+TEXT_CLEANINGS: dict[str, TextCleaningConfig] = {"clean": CLEAN, "raw": RAW}
+TRAINED_TOKENIZER_VOCAB = 8000  # vocabulary of tokenizers trained on the training plots (random text encoders)
+
+
+class SourceRunError(ThesisError, RuntimeError):
+    """A fusion needs a single-modality run that has not finished (or whose files are missing)."""
+
+
+@dataclass
+class GridContext:
+    """What every run of one grid shares: profile, data, splits, device, the plan and its hashes."""
+
+    profile: Profile
+    release: Release
+    splits: dict[str, Split]
+    runs_root: Path
+    accelerator: Accelerator
+    plan: dict[tuple[str, int, str], RunSpec]
+    hashes: dict[tuple[str, int, str], tuple[str, dict[str, Any]]]
+    objects: dict[str, ObjectsProvider] = field(default_factory=dict)  # by source: built on first use
+
+    def folder(self, spec: RunSpec) -> Path:
+        return run_dir(self.runs_root, split=spec.split, primary_split=self.profile.primary_split,
+                       name=spec.name, seed=spec.seed)
+
+    def config_hash(self, spec: RunSpec) -> str:
+        return self.hashes[spec.key][0]
+
+    def source_spec(self, spec: RunSpec, modality: str) -> RunSpec:
+        return self.plan[(spec.split, spec.seed, spec.source(modality))]
+
+    def movies(self, split: str, part: str) -> list[Movie]:
+        return self.release.movies_in(self.splits[split].part(part))
+
+    def objects_provider(self, source: str) -> ObjectsProvider:
+        if source not in self.objects:
+            self.objects[source] = ObjectsProvider.create(source, self.release, self.profile.model_size)
+        return self.objects[source]
+
+
+# ------------------------------------------------------------------------------------------- the model
+
+
+@dataclass
+class BuiltModel:
+    """A run's model, with how it was put together."""
+
+    model: GenreClassifier
+    config: ModelConfig
+    tokenizer: Any                          # None when the model reads no text
+    backbones: dict[str, dict[str, Any]]    # modality -> where its weights came from (for the record)
+    text_cleaning: str
+
+
+def prepare_config(spec: RunSpec, ctx: GridContext) -> tuple[ModelConfig, Any, str]:
+    """The run's final ModelConfig, its tokenizer and text cleaning (a fusion's come from its source runs)."""
+    config = resolve_model_config(spec.model, spec.overrides, ctx.profile, spec.backbones)
+    cleaning = spec.text_cleaning
+    tokenizer = None
+    if spec.encoders == "runs":
+        frozen = spec.backbones == "frozen"
+        changes: dict[str, Any] = {}
+        for modality in config.modalities:
+            source_config, source_tokenizer, source_cleaning = prepare_config(ctx.source_spec(spec, modality), ctx)
+            part = getattr(source_config, modality)
+            if modality == "objects":  # the detector is the source; the region layers stay the fusion's own
+                changes[modality] = dataclasses.replace(
+                    config.objects, source=part.source, num_classes=part.num_classes, person_class=part.person_class)
+            else:
+                changes[modality] = dataclasses.replace(part, frozen=frozen)
+            if modality == "text":
+                tokenizer, cleaning = source_tokenizer, source_cleaning
+        config = dataclasses.replace(config, **changes)
+    elif config.text is not None:
+        tokenizer = _tokenizer_for(config, spec, ctx)
+        if config.text.backbone in RANDOM_TEXT_BACKBONES:
+            text = dataclasses.replace(config.text, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+            config = dataclasses.replace(config, text=text)
+    return config, tokenizer, cleaning
+
+
+def _tokenizer_for(config: ModelConfig, spec: RunSpec, ctx: GridContext) -> Any:
+    """The backbone's own tokenizer, or one trained on this split's training plots (random backbones)."""
+    if config.text.backbone not in RANDOM_TEXT_BACKBONES:
+        return load_backbone_tokenizer(config.text)
+    kind = "bpe" if "roberta" in config.text.backbone else "wordpiece"
+    cleaning = TEXT_CLEANINGS[spec.text_cleaning]
+    texts = [clean_text(movie.plot, cleaning) for movie in ctx.movies(spec.split, "train")]
+    tokenizer = cached_trained_tokenizer(kind, texts, TRAINED_TOKENIZER_VOCAB)
+    tokenizer.model_max_length = config.text.max_length
+    return tokenizer
+
+
+def build_run_model(spec: RunSpec, ctx: GridContext) -> BuiltModel:
+    """A freshly built model for the run; a fusion's encoders loaded from its source runs."""
+    config, tokenizer, cleaning = prepare_config(spec, ctx)
+    torch.manual_seed(spec.seed)  # the same seed gives the same initial weights (and the same feature caches)
+    model = build_from_config(config)
+    backbones = {m: _fresh_backbone(getattr(config, m), m, ctx) for m in config.modalities}
+    if spec.encoders == "runs":
+        for modality in config.modalities:
+            source = ctx.source_spec(spec, modality)
+            if modality != "objects":
+                _load_encoder(model, modality, ctx.folder(source) / CHECKPOINTS / BEST / MODEL_FILE, source)
+            backbones[modality] = {
+                **backbones[modality],
+                "weights": "run" if modality != "objects" else backbones[modality]["weights"],
+                "run": source.label,
+                "run_config_hash": ctx.config_hash(source),
+            }
+    for modality in config.modalities:
+        backbones[modality]["frozen"] = bool(getattr(model.encoders[modality], "frozen", False))
+    return BuiltModel(model, config, tokenizer, backbones, cleaning)
+
+
+def _fresh_backbone(part: Any, modality: str, ctx: GridContext) -> dict[str, Any]:
+    if modality == "objects":
+        return {"weights": "detector", "name": part.source, "detector": ctx.objects_provider(part.source).provenance()}
+    pretrained = part.pretrained and not (modality == "text" and part.backbone in RANDOM_TEXT_BACKBONES)
+    return {"weights": "pretrained" if pretrained else "random", "name": part.backbone}
+
+
+def _load_encoder(model: GenreClassifier, modality: str, weights: Path, source: RunSpec) -> None:
+    """Copy `encoders.<modality>.*` from a source run's best checkpoint into `model` (every key must match)."""
+    if not weights.is_file():
+        raise SourceRunError(f"{source.label} has no trained weights at {weights}: run it first")
+    prefix = f"encoders.{modality}."
+    state = {key[len(prefix):]: value for key, value in load_file(str(weights)).items() if key.startswith(prefix)}
+    try:
+        model.encoders[modality].load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise SourceRunError(f"{weights} does not fit the {modality} encoder of this run: {error}") from None
+
+
+def trainable_encoder_prefixes(built: BuiltModel) -> tuple[str, ...]:
+    """Parameter prefixes that get the backbone learning rate: encoders that start from trained weights
+    (pretrained, or a source run's); randomly initialised encoders learn at the head's rate."""
+    return tuple(
+        f"encoders.{m}." for m, origin in built.backbones.items() if origin["weights"] in ("pretrained", "run")
+    )
+
+
+# ------------------------------------------------------------------------------------------- the data
+
+
+@dataclass
+class RunData:
+    """Datasets of the three parts, the collate function, and the module `fit` trains."""
+
+    train: Dataset
+    dev: Dataset
+    test: Dataset
+    collate: Callable[[list[Any]], dict[str, Any]]
+    trainable: nn.Module                 # the model, or the model wrapped to read cached features
+    cached_modalities: tuple[str, ...]   # modalities read from feature caches
+
+
+def build_run_data(spec: RunSpec, ctx: GridContext, built: BuiltModel) -> RunData:
+    """Datasets for the run: cached features when every heavy encoder is frozen, else raw inputs."""
+    model = built.model
+    heavy = [m for m in model.modalities if m != "objects"]
+    objects = ObjectsCollator(ctx.objects_provider(built.config.objects.source)) if built.config.objects else None
+    frozen = bool(heavy) and all(model.encoders[m].frozen for m in heavy)
+    if frozen:
+        parts = {part: _cached_dataset(spec, ctx, built, heavy, part) for part in ("train", "dev", "test")}
+        collate = CachedBatchCollator(objects)
+        trainable = FrozenEncodersClassifier(model, tuple(heavy))
+        return RunData(parts["train"], parts["dev"], parts["test"], collate, trainable, tuple(heavy))
+    transforms = _image_transforms(model, ctx.profile.image_augment) if "image" in model.modalities else None
+    datasets = {
+        part: _raw_dataset(ctx.movies(spec.split, part), heavy, built, transforms, train=part == "train")
+        for part in ("train", "dev", "test")
+    }
+    collate = RawBatchCollator(_multimodal_collator(built) if heavy else None, objects)
+    return RunData(datasets["train"], datasets["dev"], datasets["test"], collate, model, ())
+
+
+def _multimodal_collator(built: BuiltModel) -> MultimodalCollator:
+    """Batches posters and plots; plots tokenised (and truncated) as the run's text encoder expects."""
+    if built.config.text is None:
+        return MultimodalCollator()
+    return MultimodalCollator(built.tokenizer, built.config.text.max_length)
+
+
+def _image_transforms(model: GenreClassifier, augment: bool = False) -> dict[bool, Callable]:
+    """Transforms by `train`: the backbone's normalisation; augmentation on training posters if asked."""
+    encoder = model.encoders["image"]
+    stats = encoder.normalization()
+    config = ImageTransformConfig(size=encoder.config.input_size, mean=stats.mean, std=stats.std)
+    return {train: build_image_transform(config, train=train and augment) for train in (True, False)}
+
+
+def _raw_dataset(movies: list[Movie], modalities: list[str], built: BuiltModel,
+                 transforms: dict[bool, Callable] | None, *, train: bool) -> Dataset:
+    if not modalities:
+        return LabelsDataset(movies)  # detections only: they come with the collator
+    return MMIMDbDataset(
+        movies,
+        image_transform=None if transforms is None else transforms[train],
+        text_cleaning=TEXT_CLEANINGS[built.text_cleaning],
+        tokenizer=built.tokenizer,
+        modalities=tuple(modalities),
+    )
+
+
+class LabelsDataset(Dataset):
+    """Items {"id", "labels"} only: for models that read nothing but detections."""
+
+    def __init__(self, movies: list[Movie]):
+        self.ids = [movie.id for movie in movies]
+        self.labels = torch.from_numpy(np.stack([to_multi_hot(m.genres) for m in movies]))  # (N, 23)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"id": self.ids[index], "labels": self.labels[index]}
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectsCollator:
+    """Adds batch["objects"] (padded detections) for the batch's ids."""
+
+    provider: ObjectsProvider
+
+    def __call__(self, ids: list[str]) -> dict[str, torch.Tensor]:
+        return self.provider.objects(ids)
+
+
+@dataclass(frozen=True, eq=False)
+class RawBatchCollator:
+    """The batch contract from dataset items, plus detections when the model reads objects."""
+
+    multimodal: MultimodalCollator | None
+    objects: ObjectsCollator | None
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.multimodal is not None:
+            batch = self.multimodal(items)
+        else:
+            batch = {"ids": [item["id"] for item in items], "labels": torch.stack([item["labels"] for item in items])}
+        if self.objects is not None:
+            batch["objects"] = self.objects(batch["ids"])
+        return batch
+
+
+@dataclass(frozen=True, eq=False)
+class CachedBatchCollator:
+    """Batches of cached encoder outputs (`collate_cached_features`), plus detections when needed."""
+
+    objects: ObjectsCollator | None
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate_cached_features(items)
+        if self.objects is not None:
+            batch["objects"] = self.objects(batch["ids"])
+        return batch
+
+
+class CachedModalitiesDataset(Dataset):
+    """Several single-modality feature caches of the same movies, read as one dataset."""
+
+    def __init__(self, paths: Mapping[str, Path]):
+        self.parts = {modality: CachedFeatureDataset(path) for modality, path in paths.items()}
+        first = next(iter(self.parts.values()))
+        for part in self.parts.values():
+            if part.ids != first.ids:
+                raise ValueError(f"feature cache {part.path} does not list the movies of {first.path} in order")
+        self.ids = first.ids
+        self.labels = first.labels  # (N, 23)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        features = {m: {k: t[index] for k, t in part.features[m].items()} for m, part in self.parts.items()}
+        return {"id": self.ids[index], "labels": self.labels[index], "features": features}
+
+
+class SingleEncoder(nn.Module):
+    """One encoder seen through the `encode` API, so its outputs can be cached on their own."""
+
+    def __init__(self, modality: str, encoder: nn.Module):
+        super().__init__()
+        self.encoders = nn.ModuleDict({modality: encoder})
+
+    def encode(self, batch: Mapping[str, Any]) -> dict[str, EncoderOutput]:
+        return {m: encoder(batch) for m, encoder in self.encoders.items()}
+
+
+def _cached_dataset(spec: RunSpec, ctx: GridContext, built: BuiltModel, modalities: list[str], part: str) -> Dataset:
+    """The frozen encoders' outputs over one split part, from (or into) the feature cache."""
+    split = ctx.splits[spec.split]
+    movies = ctx.movies(spec.split, part)
+    transforms = _image_transforms(built.model) if "image" in modalities else None
+    paths = {}
+    for modality in modalities:
+        dataset = _raw_dataset(movies, [modality], built, transforms, train=False)
+        collate = _multimodal_collator(built) if modality == "text" else MultimodalCollator()
+        encoder = built.model.encoders[modality]
+        # The weights themselves are hashed by cache_encoder_features: a fusion reusing a run's frozen
+        # encoder shares that run's cache.
+        identity = {
+            "modality": modality,
+            "encoder": dataclasses.asdict(getattr(built.config, modality)),
+            "inputs": _input_identity(built, modality),
+        }
+        paths[modality] = cache_encoder_features(
+            SingleEncoder(modality, encoder),
+            dataset,
+            backbone_id=json.dumps(identity, sort_keys=True, default=str),
+            data_fingerprint=ctx.release.fingerprint,
+            part=f"{split.name}-{split.split_hash()[:12]}-{part}-{modality}",
+            collate_fn=collate,
+            accelerator=ctx.accelerator,
+        )
+    return CachedModalitiesDataset(paths)
+
+
+def _input_identity(built: BuiltModel, modality: str) -> dict[str, Any]:
+    """What else decides an encoder's outputs: the image transform or the text pipeline."""
+    if modality == "image":
+        stats = built.model.encoders["image"].normalization()
+        return {"size": built.config.image.input_size, "mean": stats.mean, "std": stats.std, "transform": "eval"}
+    tokenizer = built.tokenizer
+    return {"cleaning": built.text_cleaning, "max_length": built.config.text.max_length,
+            "tokenizer": getattr(tokenizer, "name_or_path", ""), "vocab": len(tokenizer)}
+
+
+class FrozenEncodersClassifier(nn.Module):
+    """Trains the fusion and head (and any live encoder, e.g. the object encoder) of `model` on cached
+    outputs of its frozen encoders, which never run. Checkpoints hold the whole `model` (its own parameter
+    names), so they load straight back into `build_from_config(record["model_config"])`."""
+
+    def __init__(self, model: GenreClassifier, cached: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.cached = cached
+        for modality in cached:
+            if not model.encoders[modality].frozen:
+                raise ValueError(f"the {modality} encoder is not frozen: its features cannot be cached")
+
+    @property
+    def checkpoint_module(self) -> nn.Module:
+        return self.model
+
+    def forward(self, batch: Mapping[str, Any]) -> Any:
+        encoded = {
+            modality: EncoderOutput(tokens=parts["tokens"], mask=parts["mask"], pooled=parts["pooled"])
+            for modality, parts in batch["features"].items()
+        }
+        for modality, encoder in self.model.encoders.items():
+            if modality not in encoded:
+                encoded[modality] = encoder(batch)
+        return self.model.classify(encoded)
+
+
+def evaluation_loader(dataset: Dataset, collate: Callable, batch_size: int, accelerator: Accelerator) -> DataLoader:
+    """A prepared, unshuffled loader (dataset order) for predictions."""
+    return accelerator.prepare(DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate))

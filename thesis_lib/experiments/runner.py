@@ -1,0 +1,227 @@
+"""One run of the grid, start to finish: train (or combine, or fit a baseline), predict dev and test once,
+score both threshold policies, and write the run folder (`records.finish_run`).
+
+The test split is touched once per run, after training, by the chosen checkpoint: training picks its best
+epoch on dev, learning-rate trials are compared on dev, and the tuned thresholds come from the dev
+predictions only (`metrics.evaluate_threshold_policies` tunes on dev before it sees the test arrays).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thesis_lib.experiments.baselines import run_baseline
+from thesis_lib.experiments.late import run_late_fusion
+from thesis_lib.experiments.pipeline import (
+    BuiltModel,
+    GridContext,
+    build_run_data,
+    build_run_model,
+    evaluation_loader,
+    trainable_encoder_prefixes,
+)
+from thesis_lib.experiments.provenance import device_info, git_state, library_versions
+from thesis_lib.experiments.records import (
+    CHECKPOINTS,
+    RECORD_FORMAT,
+    Predictions,
+    finish_run,
+    start_run,
+)
+from thesis_lib.experiments.specs import RunSpec, train_settings
+from thesis_lib.metrics import evaluate_threshold_policies
+from thesis_lib.train import FitResult, TrainConfig, fit, predict
+from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE, load_model_weights
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the grid reports about a run it executed."""
+
+    spec: RunSpec
+    folder: Path
+    wall_time_s: float
+    cpu_time_s: float
+    macro_f1: float | None        # test macro-F1 at 0.5
+    macro_f1_tuned: float | None  # test macro-F1, per-genre thresholds tuned on dev
+
+
+def execute_run(spec: RunSpec, ctx: GridContext) -> RunOutcome:
+    """Run `spec` into its folder (see `records`); raises on failure, leaving no record behind."""
+    folder = ctx.folder(spec)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    resumable = start_run(folder, ctx.config_hash(spec))
+    if spec.kind == "train":
+        dev, test, details = _train(spec, ctx, folder, resumable)
+    elif spec.kind == "late":
+        dev, test, details = run_late_fusion(spec, ctx)
+    else:
+        dev, test, details = run_baseline(spec, ctx)
+    _check_ids(spec, ctx, dev, "dev")
+    _check_ids(spec, ctx, test, "test")
+    reports = evaluate_threshold_policies(dev.labels, dev.probs, test.labels, test.probs)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    record = base_record(spec, ctx) | details | {
+        "metrics": {policy: report.to_dict() for policy, report in reports.items()},
+        "wall_time_s": wall,
+        "cpu_time_s": cpu,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    finish_run(folder, record, dev, test)
+    summary = {policy: report.summary()["macro_f1"] for policy, report in reports.items()}
+    return RunOutcome(spec, folder, wall, cpu, summary["fixed_0.5"], summary["tuned_per_genre"])
+
+
+def base_record(spec: RunSpec, ctx: GridContext) -> dict[str, Any]:
+    """The record fields every kind of run shares: identity, config, data, split, provenance."""
+    config_hash, payload = ctx.hashes[spec.key]
+    split = ctx.splits[spec.split]
+    return {
+        "format": RECORD_FORMAT,
+        "name": spec.name,
+        "model": spec.model,
+        "variant": spec.name.partition("@")[2] or None,
+        "kind": spec.kind,
+        "stage": spec.stage,
+        "seed": spec.seed,
+        "profile": ctx.profile.profile,
+        "config_hash": config_hash,
+        "config": payload,
+        "split": {"name": split.name, "hash": split.split_hash(), "sizes": split.sizes, "seed": split.seed},
+        "data": {"fingerprint": ctx.release.fingerprint, "root": str(ctx.release.root),
+                 "movies": len(ctx.release.movies)},
+        "device": device_info(ctx.accelerator.device, processes=ctx.accelerator.num_processes,
+                              mixed_precision=ctx.accelerator.mixed_precision),
+        "versions": library_versions(),
+        "git": git_state(),
+    }
+
+
+def _check_ids(spec: RunSpec, ctx: GridContext, predictions: Predictions, part: str) -> None:
+    expected = list(ctx.splits[spec.split].part(part))
+    if list(predictions.ids) != expected:
+        raise RuntimeError(f"{spec.label}: {part} predictions are not in the order of the split's {part} ids")
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, scale: float, wrapped: bool) -> TrainConfig:
+    """The profile's training settings for this run (every model gets the same epochs and trials)."""
+    profile = ctx.profile
+    prefixes = trainable_encoder_prefixes(built)
+    if wrapped:  # FrozenEncodersClassifier keeps the model under `model.`
+        prefixes = tuple(f"model.{prefix}" for prefix in prefixes)
+    return TrainConfig(
+        epochs=profile.epochs,
+        batch_size=profile.batch_size,
+        lr_head=profile.lr_head * scale,
+        lr_backbone=profile.lr_backbone * scale,
+        weight_decay=profile.weight_decay,
+        warmup_ratio=profile.warmup_ratio,
+        pos_weight=profile.pos_weight,
+        monitor=profile.monitor,
+        patience=profile.patience,
+        mixed_precision=profile.mixed_precision,
+        seed=spec.seed,
+        num_workers=profile.num_workers,
+        backbone_prefixes=prefixes,
+        tuning_trials=len(profile.lr_scales),
+    )
+
+
+def _train(spec: RunSpec, ctx: GridContext, folder: Path, resume: bool) -> tuple[Predictions, Predictions, dict]:
+    """Train one model per learning-rate trial, keep the best on dev, predict dev and test with it."""
+    scales = ctx.profile.lr_scales
+    trials: list[dict[str, Any]] = []
+    best: tuple[float, int, FitResult, Any, BuiltModel] | None = None
+    for index, scale in enumerate(scales):
+        built = build_run_model(spec, ctx)
+        data = build_run_data(spec, ctx, built)
+        config = make_train_config(spec, ctx, built, scale, wrapped=data.trainable is not built.model)
+        checkpoints = folder / CHECKPOINTS if len(scales) == 1 else folder / CHECKPOINTS / f"trial{index}"
+        result = fit(data.trainable, data.train, data.dev, config, checkpoint_dir=checkpoints,
+                     collate_fn=data.collate, resume=resume, accelerator=ctx.accelerator)
+        score = _trial_score(result, config)
+        trials.append({"lr_scale": scale, "lr_head": config.lr_head, "lr_backbone": config.lr_backbone,
+                       "best_epoch": result.best_epoch, "best_metric": result.best_metric,
+                       "epochs_run": result.epochs_run})
+        if best is None or score > best[0]:  # ties keep the earlier (smaller-scale) trial
+            best = (score, index, result, data, built)
+    _, chosen, result, data, built = best
+    _keep_best_only(folder / CHECKPOINTS, Path(result.checkpoint_dir), trials=len(scales))
+    batch_size = ctx.profile.batch_size
+    dev = _predict(data.trainable, data.dev, data.collate, batch_size, ctx)
+    test = _predict(data.trainable, data.test, data.collate, batch_size, ctx)  # the one time test is touched
+    total, trainable = built.model.parameter_counts()
+    details = {
+        "model_class": f"{type(built.model).__module__}.{type(built.model).__qualname__}",
+        "fusion_class": f"{type(built.model.fusion).__module__}.{type(built.model.fusion).__qualname__}",
+        "model_config": _plain(built.config),
+        "train_config": result.config,
+        "parameters": {"total": total, "trainable": trainable},
+        "backbones": built.backbones,
+        "text_cleaning": built.text_cleaning if built.config.text is not None else None,
+        "cached_features": list(data.cached_modalities),
+        "training": {
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "best_dev_metric": result.best_metric,
+            "monitor": result.monitor,
+            "stopped_early": result.stopped_early,
+            "history": [epoch.to_dict() for epoch in result.history],
+            "trials": trials,
+            "chosen_trial": chosen,
+            "fit_wall_time_s": result.wall_time_s,
+        },
+        "budget": {**_plain(result.budget), "lr_scales": list(scales), "settings": train_settings(ctx.profile)},
+        "samples_per_s": result.train_samples_per_s,
+    }
+    return dev, test, details
+
+
+def restore_run_model(ctx: GridContext, spec: RunSpec) -> Any:
+    """The trained model of a finished run, as it was when it predicted: built the way the run built it
+    (a fusion's frozen encoders from its source runs), then its best checkpoint loaded (strict). Returns
+    the module the run trained (`GenreClassifier`, or `FrozenEncodersClassifier` around it when it trained
+    on cached features) together with its data: `(module, RunData)`."""
+    built = build_run_model(spec, ctx)
+    data = build_run_data(spec, ctx, built)
+    load_model_weights(data.trainable, ctx.folder(spec) / CHECKPOINTS / BEST / MODEL_FILE)
+    return data.trainable, data
+
+
+def _keep_best_only(checkpoints: Path, chosen: Path, trials: int) -> None:
+    """Leave checkpoints/best/model.safetensors (the chosen trial's best weights, where fusions look for
+    them) and drop what only an unfinished run needs: `last` (weights + optimizer state) and the other
+    trials. A full-profile BERT run would otherwise keep ~1.3 GB of resume state per seed."""
+    if trials > 1:
+        target = checkpoints / BEST / MODEL_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(chosen / BEST / MODEL_FILE, target)
+        for index in range(trials):
+            shutil.rmtree(checkpoints / f"trial{index}", ignore_errors=True)
+    shutil.rmtree(checkpoints / LAST, ignore_errors=True)
+
+
+def _trial_score(result: FitResult, config: TrainConfig) -> float:
+    if result.best_metric is None:
+        return -np.inf
+    return result.best_metric if config.monitor_higher_is_better else -result.best_metric
+
+
+def _predict(module: Any, dataset: Any, collate: Any, batch_size: int, ctx: GridContext) -> Predictions:
+    ids, probs, labels = predict(module, evaluation_loader(dataset, collate, batch_size, ctx.accelerator), ctx.accelerator)
+    return Predictions(ids=np.asarray(ids, dtype=str), probs=probs, labels=labels)
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    return dataclasses.asdict(value)

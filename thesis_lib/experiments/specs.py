@@ -1,0 +1,337 @@
+"""Run specifications: what one (model or variant, seed, split) run is, and the grid's plan of them.
+
+A run is named by its folder: the registry model (`fusion_early`), a named variant (`fusion_cross_attention@
+no_objects`) or a baseline (`baseline_shallow`). A variant string from the profile reads
+
+    "<model>@<tag> key=value key=value ..."
+
+where a key is either a registry override (`fusion_bidirectional=false`, `modalities=text,image`,
+`fusion_depth=1`; see `ModelConfig.with_overrides`) or one of the run keys below:
+
+    backbones=finetune|frozen        train the encoders, or train on their cached features (head/fusion only)
+    encoders=runs|registry           fusions: start from the single-modality runs' encoders, or the recipe's
+    text_cleaning=clean|raw          the plot as cleaned words or untouched
+    late=runs|joint                  fusion_late: combine the unimodal runs' predictions, or train LateFusion
+    text_source=RUN image_source=RUN objects_source=RUN   which runs a fusion reuses (same seed and split)
+
+Values that start with "{" or "[" are parsed as YAML (e.g. `image_timm_kwargs={channels: [16, 32]}`).
+Every run gets a config hash over everything that decides its result (including, for a fusion, the
+hashes of the runs it reuses), so a changed setting reruns exactly the runs it affects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from thesis_lib.experiments.profile import BACKBONE_MODES, Profile, ProfileError
+from thesis_lib.models.configs import MODALITIES, ModelConfig
+from thesis_lib.models.registry import default_config, list_models
+
+BASELINES = ("baseline_frequency", "baseline_shallow")
+RUN_KEYS = ("backbones", "encoders", "text_cleaning", "late", "text_source", "image_source", "objects_source")
+SOURCE_KEYS = {f"{modality}_source": modality for modality in MODALITIES}
+# The order in which the grid runs the stages: a fusion needs the single-modality runs it reuses.
+STAGES = ("baseline", "unimodal", "late", "fusion")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid (before it is built): everything that decides what it computes."""
+
+    name: str                                   # folder name: model, model@tag or baseline
+    model: str                                  # registry name or baseline name
+    kind: str                                   # "train" | "late" | "baseline"
+    stage: str                                  # one of STAGES
+    seed: int
+    split: str                                  # "thesis" | "official"
+    overrides: tuple[tuple[str, Any], ...]      # registry overrides, in the order given
+    backbones: str                              # "finetune" | "frozen"
+    encoders: str                               # "runs" | "registry"
+    text_cleaning: str                          # "clean" | "raw"
+    sources: tuple[tuple[str, str], ...]        # modality -> run name it reuses (fusions, late fusion)
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.split, self.seed, self.name)
+
+    @property
+    def label(self) -> str:
+        """How logs and failure reports name the run."""
+        return f"{self.split}/{self.name}/seed{self.seed}"
+
+    def source(self, modality: str) -> str:
+        return dict(self.sources)[modality]
+
+
+@dataclass(frozen=True)
+class RunDefinition:
+    """A run name from the profile, before seeds and splits: the model and its keys."""
+
+    name: str
+    model: str
+    overrides: tuple[tuple[str, Any], ...]
+    run_keys: dict[str, str]
+
+
+def parse_definition(text: str, where: str) -> RunDefinition:
+    """`"<model>[@tag] key=value ..."` -> RunDefinition (`where` names the profile key in errors)."""
+    name, *assignments = _split_words(text)
+    model = name.partition("@")[0]
+    if model not in list_models() and model not in BASELINES:
+        raise ProfileError(f"{where}: {name!r} is not a registered model or baseline ({', '.join(known_models())})")
+    if "@" in name and not name.partition("@")[2]:
+        raise ProfileError(f"{where}: {name!r} has an empty variant tag after '@'")
+    overrides: list[tuple[str, Any]] = []
+    run_keys: dict[str, str] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise ProfileError(f"{where}: {assignment!r} in {text!r} is not key=value")
+        if key in RUN_KEYS:
+            run_keys[key] = value
+        else:
+            overrides.append((key, _override_value(value, where)))
+    return RunDefinition(name=name, model=model, overrides=tuple(overrides), run_keys=run_keys)
+
+
+def _split_words(text: str) -> list[str]:
+    """Split on whitespace outside brackets, so a YAML value such as {channels: [16, 32]} stays one word."""
+    words, current, depth = [], "", 0
+    for char in text.strip():
+        depth += (char in "[{") - (char in "]}")
+        if char.isspace() and depth == 0:
+            if current:
+                words.append(current)
+            current = ""
+        else:
+            current += char
+    return [*words, current] if current else words
+
+
+def known_models() -> list[str]:
+    return [*list_models(), *BASELINES]
+
+
+def _override_value(value: str, where: str) -> Any:
+    """Registry overrides stay strings (the registry converts them), except YAML mappings and lists."""
+    if not value.startswith(("{", "[")):
+        return value
+    try:
+        return _frozen(yaml.safe_load(value))
+    except yaml.YAMLError as error:
+        raise ProfileError(f"{where}: cannot parse {value!r}: {error}") from None
+
+
+def _frozen(value: Any) -> Any:
+    """YAML lists/mappings -> tuples / tuples of pairs (configs are immutable)."""
+    if isinstance(value, dict):
+        return tuple((key, _frozen(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
+# ------------------------------------------------------------------------------------------ planning
+
+
+def definitions(profile: Profile) -> dict[str, RunDefinition]:
+    """Every run the profile names (models, then ablation variants), by name."""
+    found: dict[str, RunDefinition] = {}
+    for key, entries in (("models", profile.models), ("ablations", profile.ablations)):
+        for entry in entries:
+            definition = parse_definition(entry, f"profile key {key!r}")
+            if key == "models" and (definition.overrides or definition.run_keys or "@" in definition.name):
+                raise ProfileError(f"profile key 'models': {entry!r}: variants with settings belong in 'ablations'")
+            if key == "ablations" and "@" not in definition.name:
+                raise ProfileError(f"profile key 'ablations': {entry!r} needs a variant tag (<model>@<tag>)")
+            if definition.name in found:
+                raise ProfileError(f"profile key {key!r}: run {definition.name!r} is defined twice")
+            found[definition.name] = definition
+    return found
+
+
+def model_overrides(profile: Profile) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """Profile `model_overrides` by registry model."""
+    result: dict[str, tuple[tuple[str, Any], ...]] = {}
+    for entry in profile.model_overrides:
+        definition = parse_definition(entry, "profile key 'model_overrides'")
+        if "@" in definition.name or definition.run_keys or definition.model in BASELINES:
+            raise ProfileError(f"profile key 'model_overrides': {entry!r} must be '<registry model> key=value ...'")
+        result[definition.model] = result.get(definition.model, ()) + definition.overrides
+    return result
+
+
+def is_fusion(model: str) -> bool:
+    return model not in BASELINES and default_config(model).fusion.kind != "identity"
+
+
+def make_spec(definition: RunDefinition, profile: Profile, seed: int, split: str) -> RunSpec:
+    """The spec of one definition for one seed and split, with the profile's defaults filled in."""
+    keys = definition.run_keys
+    model = definition.model
+    where = f"run {definition.name!r}"
+    overrides = model_overrides(profile).get(model, ()) + definition.overrides
+    if model in BASELINES:
+        if overrides or set(keys) - {"text_cleaning"}:
+            raise ProfileError(f"{where}: baselines take no model settings (only text_cleaning)")
+        return RunSpec(definition.name, model, "baseline", "baseline", seed, split, (), "frozen", "registry",
+                       keys.get("text_cleaning", profile.text_cleaning), ())
+    fusion = is_fusion(model)
+    late = keys.get("late", "runs")
+    _check_choice(where, "late", late, ("runs", "joint"))
+    kind = "late" if model == "fusion_late" and late == "runs" else "train"
+    backbones = keys.get("backbones", profile.fusion_backbones if fusion else profile.unimodal_backbones)
+    encoders = keys.get("encoders", profile.fusion_encoders if fusion else "registry")
+    cleaning = keys.get("text_cleaning", profile.text_cleaning)
+    _check_choice(where, "backbones", backbones, BACKBONE_MODES)
+    _check_choice(where, "encoders", encoders, ("runs", "registry"))
+    _check_choice(where, "text_cleaning", cleaning, ("clean", "raw"))
+    if not fusion and encoders == "runs":
+        raise ProfileError(f"{where}: encoders=runs is for fusions (a single-modality run trains its own encoder)")
+    if (kind == "late" or encoders == "runs") and "text_cleaning" in keys:
+        raise ProfileError(f"{where}: a fusion reads its text source's plots; set text_cleaning on that run "
+                           f"and point text_source at it")
+    sources: tuple[tuple[str, str], ...] = ()
+    if kind == "late" or (fusion and encoders == "runs"):
+        defaults = {"text": profile.fusion_text_source, "image": profile.fusion_image_source,
+                    "objects": profile.fusion_objects_source}
+        modalities = resolve_model_config(model, overrides, profile, backbones).modalities
+        sources = tuple((m, keys.get(f"{m}_source", defaults[m])) for m in modalities)
+    stage = "late" if kind == "late" else ("fusion" if fusion else "unimodal")
+    return RunSpec(definition.name, model, kind, stage, seed, split, overrides, backbones, encoders, cleaning, sources)
+
+
+def _check_choice(where: str, key: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ProfileError(f"{where}: {key}={value!r} is not one of {list(allowed)}")
+
+
+def plan_grid(profile: Profile, models: Iterable[str] | None = None, seeds: Iterable[int] | None = None) -> list[RunSpec]:
+    """The runs of the grid, in the order they run: per split and seed, baselines, single-modality runs,
+    late fusion, then trained fusions. Runs that a requested fusion reuses are added when missing."""
+    available = definitions(profile)
+    requested = list(models) if models else list(available)
+    unknown = [name for name in requested if name not in available]
+    if unknown:
+        raise ProfileError(f"--models: {', '.join(map(repr, unknown))} not in the profile's models or ablations "
+                           f"({', '.join(available)})")
+    seed_list = list(seeds) if seeds is not None else list(profile.seeds)
+    plan: list[RunSpec] = []
+    for split in profile.splits:
+        for seed in seed_list:
+            chosen: dict[str, RunSpec] = {}
+            pending = list(requested)
+            while pending:
+                name = pending.pop(0)
+                if name in chosen:
+                    continue
+                if name not in available:
+                    raise ProfileError(f"a fusion reuses run {name!r}, which the profile does not define")
+                spec = make_spec(available[name], profile, seed, split)
+                chosen[name] = spec
+                pending += [source for _, source in spec.sources if source not in chosen]
+            order = {name: index for index, name in enumerate(available)}
+            plan += sorted(chosen.values(), key=lambda s: (STAGES.index(s.stage), order[s.name]))
+    for spec in plan:
+        for modality, source in spec.sources:
+            source_spec = next(s for s in plan if s.key == (spec.split, spec.seed, source))
+            if source_spec.stage != "unimodal" or modality not in _modalities(source_spec, profile):
+                raise ProfileError(f"run {spec.name!r}: {modality}_source {source!r} is not a single-modality "
+                                   f"{modality} run")
+    return plan
+
+
+def _modalities(spec: RunSpec, profile: Profile) -> tuple[str, ...]:
+    return resolve_model_config(spec.model, spec.overrides, profile, spec.backbones).modalities
+
+
+# ------------------------------------------------------------------------------------- configuration
+
+
+def resolve_model_config(model: str, overrides: Sequence[tuple[str, Any]], profile: Profile, backbones: str) -> ModelConfig:
+    """The registry recipe in the profile's size, with the profile's input sizes, the backbone mode and
+    the run's overrides applied (data-dependent settings, e.g. a trained tokenizer's vocabulary, come later)."""
+    config = default_config(model, profile.model_size)
+    frozen = "true" if backbones == "frozen" else "false"
+    base: dict[str, Any] = {}
+    if config.text is not None:
+        base |= {"text_max_length": str(profile.text_max_length), "text_frozen": frozen}
+    if config.image is not None:
+        base |= {"image_input_size": str(profile.image_size), "image_frozen": frozen}
+    config = config.with_overrides(**base)
+    for key, value in overrides:  # one at a time: `modalities` may drop a part a later key would set
+        try:
+            config = config.with_overrides(**{key: value})
+        except (ValueError, TypeError) as error:
+            raise ProfileError(f"model {model!r}: override {key}={value!r}: {error}") from None
+    return config
+
+
+def train_settings(profile: Profile) -> dict[str, Any]:
+    """The profile keys that decide how every trained run is trained (part of every config hash)."""
+    keys = ("epochs", "batch_size", "lr_head", "lr_backbone", "lr_scales", "weight_decay", "warmup_ratio",
+            "patience", "pos_weight", "monitor", "mixed_precision", "image_size", "image_augment", "text_max_length",
+            "model_size")
+    return {key: getattr(profile, key) for key in keys}
+
+
+def config_payload(spec: RunSpec, profile: Profile, source_hashes: dict[str, str]) -> dict[str, Any]:
+    """Everything that decides the run's result (its hash is the run's config hash)."""
+    payload: dict[str, Any] = {
+        "kind": spec.kind,
+        "model": spec.model,
+        "split": spec.split,
+        "split_seed": profile.split_seed if spec.split == "thesis" else None,
+        "seed": spec.seed,
+        "text_cleaning": spec.text_cleaning,
+    }
+    if spec.model == "baseline_shallow":
+        payload["shallow_c"] = profile.shallow_c
+    if spec.kind in ("train", "late"):
+        config = resolve_model_config(spec.model, spec.overrides, profile, spec.backbones)
+        payload |= {
+            "overrides": [[key, value] for key, value in spec.overrides],
+            "backbones": spec.backbones,
+            "encoders": spec.encoders,
+            "model_config": dataclasses.asdict(config),
+            "sources": {modality: source_hashes[source] for modality, source in spec.sources},
+        }
+    if spec.kind == "train":
+        payload["train"] = train_settings(profile)
+    return payload
+
+
+def config_hashes(plan: Sequence[RunSpec], profile: Profile) -> dict[tuple[str, int, str], tuple[str, dict[str, Any]]]:
+    """(hash, payload) of every run of the plan; a fusion's payload holds its sources' hashes."""
+    by_key = {spec.key: spec for spec in plan}
+    result: dict[tuple[str, int, str], tuple[str, dict[str, Any]]] = {}
+
+    def compute(spec: RunSpec) -> str:
+        if spec.key not in result:
+            sources = {name: compute(by_key[(spec.split, spec.seed, name)]) for _, name in spec.sources}
+            payload = config_payload(spec, profile, sources)
+            result[spec.key] = (stable_hash(payload), payload)
+        return result[spec.key][0]
+
+    for spec in plan:
+        compute(spec)
+    return result
+
+
+def stable_hash(payload: Any) -> str:
+    """sha256 hex of canonical JSON (sorted keys, tuples as lists)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot hash a {type(value).__name__} in a run config")
