@@ -1,0 +1,403 @@
+"""Faithfulness scores on hand-made cases whose answers are known: the pointing game (with the frame
+mapping from the square model input to a 224 x 336 poster), deletion AUC, cue recall, the twin's
+evidence boxes and the bootstrap intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from thesis_lib.data.text import clean_words
+from thesis_lib.genres import GENRES
+from thesis_lib.xai.faithfulness import (
+    blurred_copy,
+    cam_peak,
+    center_point_hit,
+    cue_recall_at_k,
+    deletion_auc,
+    deletion_curve,
+    mean_with_ci,
+    pointing_hit,
+    random_cue_recall_at_k,
+    random_point_hit_rate,
+    random_saliency,
+    twin_evidence_boxes,
+)
+from thesis_lib.xai.gradcam import box_to_model_frame, point_to_poster_frame, to_poster_frame
+from thesis_lib.xai.words import PlotWords
+
+POSTER = (224, 336)  # (width, height): the twin's portrait posters
+INPUT = 224  # the square model input they are squashed to
+
+
+def peaked_map(row: int, col: int, size: int = INPUT) -> np.ndarray:
+    cam = np.zeros((size, size), dtype=np.float32)
+    cam[row, col] = 1.0
+    return cam
+
+
+# ---------------------------------------------------------------------------------------- pointing game
+
+
+def test_pointing_maps_the_square_input_back_to_the_portrait_poster():
+    box = [40, 300, 100, 330]  # low on the poster: y in [300, 330) of 336
+    # Row 205 of the 224-row input is poster row 205.5 * 1.5 = 308.25: inside the box.
+    assert pointing_hit(peaked_map(205, 60), [box], POSTER)
+    # Row 310 does not exist in the input; the unmapped reading (row 150 "is" y 150) must not count:
+    # poster y = 150.5 * 1.5 = 225.75 is outside a box at y [140, 170) that contains 150.
+    assert not pointing_hit(peaked_map(150, 60), [[40, 140, 100, 170]], POSTER)
+    assert pointing_hit(peaked_map(100, 60), [[40, 140, 100, 170]], POSTER)  # 100.5 * 1.5 = 150.75
+    # x is not stretched (224 -> 224), the right edge is exclusive.
+    assert not pointing_hit(peaked_map(205, 100), [box], POSTER)
+    assert pointing_hit(peaked_map(205, 99), [box], POSTER)
+
+
+def test_pointing_uses_any_of_several_boxes_and_a_tolerance():
+    boxes = [[0, 0, 10, 10], [150, 150, 200, 200]]
+    x, y = point_to_poster_frame(130, 170, (INPUT, INPUT), POSTER)
+    assert (x, y) == pytest.approx((170.5, 195.75))
+    assert pointing_hit(peaked_map(130, 170), boxes, POSTER)
+    assert not pointing_hit(peaked_map(140, 170), boxes, POSTER)  # y = 210.75
+    assert pointing_hit(peaked_map(140, 170), boxes, POSTER, tolerance=15)  # Zhang et al.'s 15 px margin
+
+
+def test_the_poster_frame_map_peaks_where_the_mapped_point_is():
+    cam = peaked_map(205, 60).astype(np.float64)
+    cam = np.maximum(cam, 0.5 * np.roll(cam, 1, axis=0))  # a small blob, still peaked at (205, 60)
+    poster_map = to_poster_frame(cam, POSTER)
+    assert poster_map.shape == (336, 224)  # (H, W) of the JPEG
+    assert 0.0 <= poster_map.min() and poster_map.max() <= 1.0
+    row, col = np.unravel_index(poster_map.argmax(), poster_map.shape)
+    x, y = point_to_poster_frame(205, 60, (INPUT, INPUT), POSTER)
+    assert abs(col + 0.5 - x) <= 1.0 and abs(row + 0.5 - y) <= 1.5
+    x0, y0, x1, y1 = box_to_model_frame([40, 300, 100, 330], POSTER, (INPUT, INPUT))
+    assert (x0, y0, x1, y1) == pytest.approx((40, 200, 100, 220))
+
+
+def test_flat_maps_point_at_random_and_score_chance():
+    box = [0, 0, 112, 168]  # a quarter of the poster
+    flat = np.zeros((INPUT, INPUT), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    hits = [pointing_hit(flat, [box], POSTER, rng=rng) for _ in range(800)]
+    assert np.mean(hits) == pytest.approx(0.25, abs=0.05)
+    assert cam_peak(flat) == (0, 0)  # without an rng the first maximum is taken (documented)
+
+
+def test_random_and_centre_baselines():
+    assert random_point_hit_rate([[0, 0, 112, 168]], POSTER) == pytest.approx(0.25)
+    # Overlapping boxes count their union once.
+    assert random_point_hit_rate([[0, 0, 112, 168], [0, 0, 112, 168]], POSTER) == pytest.approx(0.25)
+    assert center_point_hit([[100, 150, 130, 190]], POSTER)  # centre (112, 168)
+    assert not center_point_hit([[0, 0, 112, 168]], POSTER)  # exclusive right/bottom edge
+
+
+# --------------------------------------------------------------------------------------------- deletion
+
+
+def square_image() -> torch.Tensor:
+    image = torch.zeros(3, 20, 20)
+    image[:, :10, :10] = 1.0  # a bright quarter
+    return image
+
+
+def mean_brightness(images: torch.Tensor) -> torch.Tensor:
+    return images.mean(dim=(1, 2, 3))  # (N,) a "model" whose score is exactly the image's mean
+
+
+def test_deletion_auc_of_a_known_linear_score():
+    image = square_image()
+    baseline = torch.zeros_like(image)  # deleted pixels become 0: the score falls by exactly what is deleted
+    faithful = image[0].numpy()  # the map that marks exactly the evidence
+    fractions, scores = deletion_curve(mean_brightness, image, faithful, steps=10, baseline=baseline)
+    # score(f) = max(0.25 - f, 0) at f = 0, 0.1, ...: 0.25, 0.15, 0.05, 0, ...
+    np.testing.assert_allclose(scores[:4], [0.25, 0.15, 0.05, 0.0], atol=1e-6)
+    assert deletion_auc(fractions, scores) == pytest.approx(0.1 * (0.2 + 0.1 + 0.025), abs=1e-6)
+    # The opposite map deletes the evidence last: the score stays 0.25 until f = 0.8, then falls.
+    _, backwards = deletion_curve(mean_brightness, image, 1 - faithful, steps=10, baseline=baseline)
+    assert deletion_auc(fractions, backwards) > 0.19
+    # A random map lies in between, near the expected 0.25 * (1 - f) -> AUC 0.125.
+    rng = np.random.default_rng(0)
+    random_aucs = [
+        deletion_auc(*deletion_curve(mean_brightness, image, random_saliency((20, 20), rng, cell=2),
+                                     baseline=baseline))
+        for _ in range(20)
+    ]
+    assert 0.0325 < np.mean(random_aucs) < deletion_auc(fractions, backwards)
+    assert np.mean(random_aucs) == pytest.approx(0.125, abs=0.02)
+
+
+def test_deletion_replaces_with_a_blurred_copy_by_default():
+    constant = torch.full((3, 32, 32), 0.7)
+    assert torch.allclose(blurred_copy(constant, sigma=4.0), constant, atol=1e-5)  # blurring a flat image is a no-op
+    fractions, scores = deletion_curve(mean_brightness, constant, np.random.default_rng(0).random((32, 32)))
+    np.testing.assert_allclose(scores, 0.7, atol=1e-5)
+    assert deletion_auc(fractions, scores) == pytest.approx(0.7, abs=1e-5)
+    image = square_image()
+
+    def contrast(images: torch.Tensor) -> torch.Tensor:  # the bright quarter against the opposite one
+        return images[:, :, :10, :10].mean(dim=(1, 2, 3)) - images[:, :, 10:, 10:].mean(dim=(1, 2, 3))  # (N,)
+
+    _, scores = deletion_curve(contrast, image, image[0].numpy(), blur_sigma=3.0)
+    assert 0.0 < scores[-1] < scores[0] == pytest.approx(1.0)  # fully replaced by the blurred copy: less contrast
+    assert scores[-1] == pytest.approx(float(contrast(blurred_copy(image, 3.0)[None])[0]), abs=1e-5)
+
+
+def test_deletion_refuses_a_map_of_another_size():
+    with pytest.raises(ValueError, match="does not match"):
+        deletion_curve(mean_brightness, square_image(), np.zeros((10, 10)))
+
+
+# ------------------------------------------------------------------------------------------- cue recall
+
+
+PLOT = "A grieving widow, haunted by paranoia, meets a stalker near the old castle."
+
+
+def plot_words(scores_by_word: dict[str, float]) -> PlotWords:
+    words = clean_words(PLOT)
+    scores = np.array([scores_by_word.get(w.text, 0.0) for w in words])
+    return PlotWords(plot=PLOT, words=tuple(words), scores=scores)
+
+
+def span(word: str) -> list[int]:
+    start = PLOT.index(word)
+    return [start, start + len(word)]
+
+
+def test_cue_recall_at_k_on_a_hand_made_plot():
+    assert [w.text for w in clean_words(PLOT)] == [
+        "grieving", "widow", "haunted", "paranoia", "meets", "stalker", "near", "old", "castle"
+    ]
+    scores = {"paranoia": 0.9, "castle": 0.8, "widow": 0.7, "old": 0.6, "meets": 0.5, "stalker": 0.4}
+    cues = [span("paranoia"), span("stalker")]
+    assert cue_recall_at_k(plot_words(scores), cues, k=5) == 0.5  # stalker is sixth
+    assert cue_recall_at_k(plot_words(scores), cues, k=6) == 1.0
+    assert cue_recall_at_k(plot_words(scores), [span("paranoia")], k=1) == 1.0
+    # 9 seen words, a random top-5 holds each with probability 5/9.
+    assert random_cue_recall_at_k(plot_words(scores), cues, k=5) == pytest.approx(5 / 9)
+
+
+def test_truncated_words_are_never_recalled():
+    words = plot_words({"paranoia": 0.9})
+    scores = words.scores.copy()
+    scores[3:] = np.nan  # the model read only "grieving widow haunted"
+    truncated = PlotWords(PLOT, words.words, scores)
+    assert cue_recall_at_k(truncated, [span("paranoia")], k=5) == 0.0
+    assert random_cue_recall_at_k(truncated, [span("paranoia")], k=5) == 0.0
+    assert random_cue_recall_at_k(truncated, [span("widow")], k=5) == 1.0  # 3 seen words, all in a top-5
+    with pytest.raises(ValueError, match="at least one cue word"):
+        cue_recall_at_k(truncated, [], k=5)
+
+
+# ---------------------------------------------------------------------------------- twin evidence boxes
+
+
+def tiny_truth() -> dict:
+    objects = [
+        {"label": "ghost", "box": [10, 40, 60, 90], "role": "evidence", "color": "white", "glow": False},
+        {"label": "car", "box": [100, 40, 150, 90], "role": "prop", "color": "red", "glow": False},
+        {"label": "knife", "box": [10, 200, 60, 230], "role": "distractor", "color": "silver", "glow": False},
+    ]
+    return {
+        "genre_evidence": {"Horror": "image", "Crime": "alignment", "Drama": "text", "Thriller": "interaction",
+                           "Film-Noir": "image"},
+        "rules": {"Horror": {"objects": ["ghost"]}, "Thriller": {"objects": ["knife"]},
+                  "Film-Noir": {"objects": []}, "Crime": {"objects": []}, "Drama": {"objects": []}},
+        "movies": {"0000001": {"objects": objects, "named_object": 1,
+                               "clean_genres": ["Drama", "Crime", "Horror", "Film-Noir"]}},
+    }
+
+
+def test_twin_evidence_boxes_follow_the_rules():
+    truth = tiny_truth()
+    assert twin_evidence_boxes(truth, "0000001", "Horror") == [[10, 40, 60, 90]]
+    assert twin_evidence_boxes(truth, "0000001", "Crime") == [[100, 40, 150, 90]]  # the named prop
+    assert twin_evidence_boxes(truth, "0000001", "Drama") == []  # text evidence
+    assert twin_evidence_boxes(truth, "0000001", "Film-Noir") == []  # a palette, no object
+    assert twin_evidence_boxes(truth, "0000001", "Thriller") == []  # not a clean genre (label noise)
+
+
+# ----------------------------------------------------------------------------------------- intervals
+
+
+def test_mean_with_ci_brackets_the_mean_and_collapses_for_constant_values():
+    values = np.random.default_rng(1).random(200) < 0.3
+    estimate = mean_with_ci(values, seed=0)
+    assert estimate.n == 200 and estimate.mean == pytest.approx(values.mean())
+    assert estimate.low < estimate.mean < estimate.high
+    assert estimate.high - estimate.low == pytest.approx(2 * 1.96 * np.sqrt(0.3 * 0.7 / 200), abs=0.03)
+    constant = mean_with_ci(np.ones(50))
+    assert (constant.low, constant.mean, constant.high) == (1.0, 1.0, 1.0)
+    assert np.isnan(mean_with_ci([]).mean)
+
+
+# ------------------------------------------------------------------------------------ the whole check
+
+
+@pytest.fixture(scope="module")
+def tiny_twin_run(tmp_path_factory):
+    """A 60-movie twin and an untrained text + ViT cross-attention model with its batches (mechanics only)."""
+    from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
+    from thesis_lib.data.images import ImageTransformConfig, build_image_transform
+    from thesis_lib.data.mmimdb import load_release
+    from thesis_lib.data.text import CLEAN, clean_text
+    from thesis_lib.data.tokenizers import train_wordpiece_tokenizer
+    from thesis_lib.data.twin import TwinConfig, generate_twin, load_twin_truth
+    from thesis_lib.models import build_model
+    from thesis_lib.xai.check import RunUnderTest
+
+    root = tmp_path_factory.mktemp("twin")
+    generate_twin(root, TwinConfig(n_movies=60, seed=3), workers=1, overwrite=True)
+    release = load_release(root, verify_posters="none", workers=1)
+    test = {movie_id: release.movies[movie_id] for movie_id in release.official_split["test"]}
+    tokenizer = train_wordpiece_tokenizer(
+        [clean_text(release.movies[m].plot) for m in release.official_split["train"]], vocab_size=500
+    )
+    parts = dict(modalities="text,image", text_backbone="random-bert-small", text_pretrained=False,
+                 text_vocab_size=len(tokenizer), text_max_length=128, image_input_size=64)
+    torch.manual_seed(0)
+    model = build_model("fusion_cross_attention", **parts).eval()
+    rollout = build_model("fusion_cross_attention", text_need_attentions=True, **parts).eval()
+    rollout.load_state_dict(model.state_dict())
+    stats = model.encoders["image"].normalization()
+    transform = build_image_transform(ImageTransformConfig(size=64, mean=stats.mean, std=stats.std), train=False)
+    dataset = MMIMDbDataset(list(test.values()), image_transform=transform, text_cleaning=CLEAN, tokenizer=tokenizer)
+    row_of = {movie.id: row for row, movie in enumerate(dataset.movies)}
+    collator = MultimodalCollator(tokenizer, max_length=128)
+
+    def make_batch(ids):
+        return collator([dataset[row_of[movie_id]] for movie_id in ids])
+
+    # Thresholds of 0: every labelled genre counts as predicted, so an untrained model has pairs too.
+    run = RunUnderTest("fusion_cross_attention", 0, model, test, make_batch, np.zeros(23), tokenizer, CLEAN, 128,
+                       rollout_model=rollout)
+    return root, load_twin_truth(root), run
+
+
+def test_evaluate_run_scores_every_key_on_a_tiny_twin(tiny_twin_run):
+    from thesis_lib.xai.check import TWIN_KEYS, XaiCheckConfig, evaluate_run, select_pairs
+
+    _, truth, run = tiny_twin_run
+    config = XaiCheckConfig(max_pairs=12, max_plots=8, batch_size=8, n_resamples=200)
+    pairs = select_pairs(run, truth, config)
+    assert 0 < len(pairs) <= 12
+    for pair in pairs:  # labelled genres with a planted poster object
+        assert GENRES[pair.genre] in run.movies[pair.movie_id].genres and pair.boxes
+        assert truth["genre_evidence"][GENRES[pair.genre]] in ("image", "both", "interaction", "alignment")
+    assert select_pairs(run, truth, config) == pairs  # a fixed sample
+    result = evaluate_run(run, truth, config)
+    assert result["n_pairs"] == len(pairs)
+    for key in TWIN_KEYS:
+        assert result[key] is not None, key
+        low, high = result[f"{key}_ci"]
+        assert low <= result[key] <= high
+    for key in ("gradcam_pointing_game", "random_pointing_game", "center_pointing_game",
+                "randomized_model_pointing_game", "attention_cue_recall_at_5", "random_cue_recall_at_5"):
+        assert 0.0 <= result[key] <= 1.0
+    assert 0.0 < result["random_pointing_game"] < 0.2  # one object covers a few % of the poster
+    assert -1.0 <= result["randomized_model_rank_correlation"] <= 1.0
+
+
+def test_the_check_reports_the_cross_attention_run_on_top_and_every_run_below(tiny_twin_run, tmp_path, capsys):
+    import json
+
+    from thesis_lib.xai.check import XaiCheckConfig, check_runs, main_xai_check
+
+    root, _, run = tiny_twin_run
+    for name in ("fusion_cross_attention/seed0", "fusion_cross_attention/seed1"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "record.json").write_text("{}")
+    config = XaiCheckConfig(max_pairs=4, max_plots=4, batch_size=4, n_resamples=50)
+    summary = check_runs(root, tmp_path, config, load=lambda folder, data: run)
+    assert summary["twin"] and summary["headline_run"] == "fusion_cross_attention/seed0"
+    assert [(r["model"], r["seed"]) for r in summary["per_run"]] == [("fusion_cross_attention", 0)] * 2
+    assert summary["gradcam_pointing_game"] == summary["per_run"][0]["gradcam_pointing_game"]
+    json.dumps(summary)  # plain JSON
+    assert main_xai_check(str(root), str(tmp_path / "missing"), as_json=True) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_without_ground_truth_only_deletion_and_the_randomised_model_are_reported(tiny_twin_run):
+    from thesis_lib.xai.check import REAL_KEYS, XaiCheckConfig, evaluate_run
+
+    _, _, run = tiny_twin_run
+    result = evaluate_run(run, None, XaiCheckConfig(max_pairs=4, batch_size=4, n_resamples=50))
+    assert result["n_pairs"] == 4  # any labelled genre is a candidate on real data
+    assert {k for k in result if not k.endswith(("_ci", "_n"))} == {"model", "seed", "n_pairs", *REAL_KEYS}
+    assert result["deletion_auc"] is not None
+
+
+def test_energy_in_boxes_is_the_share_of_the_map_inside_the_box():
+    from thesis_lib.xai.faithfulness import energy_in_boxes
+
+    cam = np.zeros((INPUT, INPUT), dtype=np.float32)
+    cam[100:150, 50:100] = 1.0  # model frame rows 100..150 -> poster rows 150..225
+    assert energy_in_boxes(cam, [[50, 150, 100, 225]], POSTER) == pytest.approx(1.0, abs=0.02)
+    assert energy_in_boxes(cam, [[50, 150, 75, 225]], POSTER) == pytest.approx(0.5, abs=0.02)
+    uniform = np.ones((INPUT, INPUT), dtype=np.float32)
+    box = [[0, 0, 112, 168]]
+    assert energy_in_boxes(uniform, box, POSTER) == pytest.approx(random_point_hit_rate(box, POSTER))
+    assert np.isnan(energy_in_boxes(np.zeros((INPUT, INPUT)), box, POSTER))
+
+
+def test_model_configs_come_back_from_a_json_record():
+    import dataclasses
+    import json
+
+    from thesis_lib.models.registry import default_config
+    from thesis_lib.xai.check import model_config_from_record
+
+    config = default_config("fusion_cross_attention").with_overrides(image_timm_kwargs=(("channels", (8, 16)),))
+    assert model_config_from_record(json.loads(json.dumps(dataclasses.asdict(config)))) == config
+
+
+def test_a_grid_run_folder_is_loaded_with_its_weights_batches_and_predictions(tiny_twin_run, tmp_path):
+    """A run folder as the experiment grid writes it (record, best weights, test predictions)."""
+    import dataclasses
+
+    from safetensors.torch import save_file
+
+    from thesis_lib.data.mmimdb import load_release
+    from thesis_lib.data.splits import official_split
+    from thesis_lib.experiments.records import Predictions, write_json, write_predictions
+    from thesis_lib.models import build_model
+    from thesis_lib.xai.check import NotExplainable, XaiCheckConfig, check_runs, load_run
+
+    root, _, _ = tiny_twin_run
+    release = load_release(root, verify_posters="none", workers=1)
+    split = official_split(release)
+    torch.manual_seed(0)
+    model = build_model("image_vit", image_input_size=64).eval()
+    folder = tmp_path / "image_vit" / "seed0"
+    (folder / "checkpoints" / "best").mkdir(parents=True)
+    save_file(model.state_dict(), str(folder / "checkpoints" / "best" / "model.safetensors"))
+    probs = np.random.default_rng(0).random((len(split.test), 23)).astype(np.float32)
+    write_predictions(folder / "predictions_test.npz",
+                      Predictions(np.asarray(split.test, dtype=str), probs, release.labels(split.test)))
+    thresholds = {genre: {"threshold": 0.25} for genre in GENRES}
+    record = {
+        "name": "image_vit", "model": "image_vit", "kind": "train", "seed": 0, "text_cleaning": None,
+        "model_config": dataclasses.asdict(model.config),
+        "split": {"name": "official", "hash": split.split_hash()},
+        "data": {"fingerprint": release.fingerprint, "root": str(root)},
+        "config": {"train": {"model_size": "small"}},
+        "metrics": {"tuned_per_genre": {"per_genre": thresholds}},
+    }
+    write_json(folder / "record.json", record)
+    run = load_run(folder, release)
+    assert (run.model_name, run.seed) == ("image_vit", 0) and set(run.movies) == set(split.test)
+    np.testing.assert_allclose(run.thresholds, 0.25)
+    np.testing.assert_allclose(run.probabilities[split.test[2]], probs[2])
+    batch = run.make_batch(list(split.test[:3]))
+    with torch.no_grad():
+        torch.testing.assert_close(run.model(batch).logits, model(batch).logits)  # the saved weights
+    baseline = tmp_path / "baseline_frequency" / "seed0"
+    baseline.mkdir(parents=True)
+    write_json(baseline / "record.json", dict(record, name="baseline_frequency", kind="baseline"))
+    with pytest.raises(NotExplainable):
+        load_run(baseline, release)
+    summary = check_runs(root, tmp_path, XaiCheckConfig(max_pairs=3, max_deletion_pairs=1, n_resamples=20))
+    assert [(r["model"], r["n_pairs"] > 0) for r in summary["per_run"]] == [("image_vit", True)]
+    assert summary["skipped_runs"][0]["model"] == "baseline_frequency"
+    assert summary["headline_run"] is None and summary["gradcam_pointing_game"] is None

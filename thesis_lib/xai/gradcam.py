@@ -1,0 +1,247 @@
+"""Grad-CAM (and Grad-CAM++ / HiResCAM) on the poster branch of any image-reading model, via pytorch-grad-cam.
+
+pytorch-grad-cam calls `model(images)` with one tensor. `PosterOnlyModel` wraps a `GenreClassifier` so it
+can: the other inputs of the same movies (the plot's token features, the detected objects) are encoded
+once, detached, and held fixed; only the poster goes through the image encoder, then through the fusion
+and the head. The gradient of a genre's logit therefore reaches the poster through the fusion (the plot
+can steer where the model looks), but never the text encoder or its input.
+
+Targets are one (row, genre) pair per map: multi-label, so a poster gets a map per genre, each for the
+genre's *logit* (`ClassifierOutputTarget`), never a softmax over the 23 genres. A batch of pairs is
+explained in one forward/backward pass, each row with its own target.
+
+Frozen encoders have `requires_grad=False`, which would leave Grad-CAM without gradients. During
+explanation every parameter is switched off instead (restored afterwards) and the *input* poster requires
+the gradient: the activations of the target layer then carry gradients whether or not the backbone was
+frozen, no parameter `.grad` is written, and the caller's model is left as it was (except for eval mode,
+which pytorch-grad-cam sets).
+
+Frames: maps come back in the model-input frame (S x S, values in [0, 1], per map min-max scaled as
+pytorch-grad-cam does). Posters were squashed, not cropped, to that square (data.images), so the
+mapping back to the JPEG's W x H pixels is a per-axis scaling: `to_poster_frame` resizes a map,
+`point_to_poster_frame` maps one pixel (centre to centre).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from thesis_lib.models.classifier import GenreClassifier
+from thesis_lib.models.outputs import EncoderOutput
+
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam")  # Grad-CAM, Grad-CAM++ (Chattopadhay 2018), HiResCAM (Draelos 2020)
+
+
+def _cam_class(method: str) -> type:
+    # pytorch-grad-cam is an optional dependency (not on the GPU image): imported only when used.
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM
+
+    classes = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "hirescam": HiResCAM}
+    if method not in classes:
+        raise ValueError(f"CAM method {method!r} is not one of {CAM_METHODS}")
+    return classes[method]
+
+
+def select_rows(batch: Mapping[str, Any], rows: Sequence[int]) -> dict[str, Any]:
+    """The batch restricted to `rows` (repeats allowed): tensors, nested dicts (objects) and lists (ids)."""
+    index = torch.as_tensor(list(rows), dtype=torch.long)
+    selected: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, Tensor):
+            selected[key] = value.index_select(0, index.to(value.device))
+        elif isinstance(value, Mapping):
+            selected[key] = select_rows(value, rows)
+        elif isinstance(value, (list, tuple)):
+            selected[key] = [value[row] for row in rows]
+        else:
+            selected[key] = value
+    return selected
+
+
+def _select_features(features: EncoderOutput, index: Tensor) -> EncoderOutput:
+    index = index.to(features.tokens.device)
+    return EncoderOutput(
+        tokens=features.tokens.index_select(0, index),  # (R, N, D)
+        mask=features.mask.index_select(0, index),  # (R, N)
+        pooled=features.pooled.index_select(0, index),  # (R, D)
+    )
+
+
+def _broadcast(features: EncoderOutput, batch_size: int) -> EncoderOutput:
+    """Held features of one movie repeated for a batch of poster variants (deletion curves)."""
+    if features.tokens.shape[0] == batch_size:
+        return features
+    if features.tokens.shape[0] != 1:
+        raise ValueError(f"held features for {features.tokens.shape[0]} movies cannot explain {batch_size} posters")
+    return EncoderOutput(
+        tokens=features.tokens.expand(batch_size, -1, -1),  # (B, N, D)
+        mask=features.mask.expand(batch_size, -1),  # (B, N)
+        pooled=features.pooled.expand(batch_size, -1),  # (B, D)
+    )
+
+
+class PosterOnlyModel(nn.Module):
+    """`model(images) -> logits` with every non-poster input of `batch` encoded once and held fixed.
+
+    Built for the rows of `batch`; a one-row batch also serves any number of variants of its poster.
+    The wrapped model is put in eval mode (dropout off), as the held features were computed in it.
+    """
+
+    def __init__(self, model: GenreClassifier, batch: Mapping[str, Any] | None, *,
+                 held: Mapping[str, EncoderOutput] | None = None):
+        super().__init__()
+        if "image" not in model.encoders:
+            raise ValueError(f"model reads {list(model.modalities)}: Grad-CAM on posters needs an image encoder")
+        self.model = model.eval()
+        if held is None:
+            with torch.no_grad():
+                # Detached: no gradient can reach the text encoder, its embeddings or the object encoder.
+                held = {m: encoder(batch).detach() for m, encoder in model.encoders.items() if m != "image"}
+        self.held = dict(held)
+
+    def select(self, rows: Sequence[int]) -> PosterOnlyModel:
+        """The same wrapper for some of its movies (repeats allowed), without encoding anything again."""
+        index = torch.as_tensor(list(rows), dtype=torch.long)
+        held = {m: _select_features(features, index) for m, features in self.held.items()}
+        return PosterOnlyModel(self.model, None, held=held)
+
+    @property
+    def image_encoder(self) -> nn.Module:
+        return self.model.encoders["image"]
+
+    def forward(self, images: Tensor) -> Tensor:
+        encoded = {m: _broadcast(features, images.shape[0]) for m, features in self.held.items()}
+        encoded["image"] = self.image_encoder({"image": images})  # (B, N, D) fresh, with gradient
+        return self.model.classify(encoded).logits  # (B, 23)
+
+
+@contextlib.contextmanager
+def gradients_to_input_only(model: nn.Module) -> Iterator[None]:
+    """Switch off every parameter's requires_grad for the block (frozen or not), then restore each flag."""
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    try:
+        for param, _ in flags:
+            param.requires_grad_(False)
+        yield
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
+
+
+def gradcam_maps(
+    model: GenreClassifier,
+    batch: Mapping[str, Any],
+    targets: Sequence[tuple[int, int]],
+    method: str = "gradcam",
+    chunk_size: int = 16,
+    held: PosterOnlyModel | None = None,
+) -> np.ndarray:
+    """One class-activation map per (row of batch, genre index) pair: float32 (P, S, S) in [0, 1].
+
+    The maps are in the model-input frame (the S x S square of batch["image"]); see `to_poster_frame`.
+    Pairs are explained `chunk_size` at a time, each with its own genre target on the logits.
+    `held`: a `PosterOnlyModel(model, batch)` already built (the plot is then not encoded again).
+    """
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_class = _cam_class(method)
+    encoder = model.encoders["image"] if "image" in model.encoders else None
+    if encoder is None:
+        raise ValueError(f"model reads {list(model.modalities)}: Grad-CAM on posters needs an image encoder")
+    if not targets:
+        return np.zeros((0, *batch["image"].shape[-2:]), dtype=np.float32)
+    held = PosterOnlyModel(model, batch) if held is None else held
+    if held.model is not model:
+        raise ValueError("gradcam_maps: `held` wraps another model than the one to explain")
+    maps = []
+    with gradients_to_input_only(model):
+        for start in range(0, len(targets), chunk_size):
+            chunk = targets[start : start + chunk_size]
+            rows = [row for row, _ in chunk]
+            wrapper = held.select(rows)
+            images = batch["image"].index_select(0, torch.as_tensor(rows, device=batch["image"].device))
+            images = images.detach().clone().requires_grad_(True)  # (P, 3, S, S) the only leaf with a gradient
+            cam = cam_class(
+                model=wrapper,
+                target_layers=encoder.gradcam_target_layers(),
+                reshape_transform=encoder.gradcam_reshape_transform(),
+            )
+            try:
+                # Not `with cam:` -- its __exit__ swallows IndexError; release the hooks explicitly instead.
+                maps.append(cam(input_tensor=images, targets=[ClassifierOutputTarget(g) for _, g in chunk]))
+            finally:
+                cam.activations_and_grads.release()
+    return np.concatenate(maps).astype(np.float32)  # (P, S, S)
+
+
+def randomized_copy(model: GenreClassifier, seed: int = 0) -> GenreClassifier:
+    """The same architecture with every weight re-initialised (the model-randomisation sanity check of
+    Adebayo et al. 2018): a faithful map should change when what was learned is thrown away.
+
+    Modules re-draw their own parameters with `reset_parameters()` (BatchNorm also resets its running
+    statistics); parameters that no such module owns (a ViT's CLS token and position embeddings, late
+    fusion's weight logits) are re-drawn from a truncated N(0, 0.02), timm's init for them. The original
+    model and the global random state are left untouched.
+    """
+    randomized = copy.deepcopy(model)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        reset: set[int] = set()
+        for module in randomized.modules():
+            if hasattr(module, "reset_parameters") and callable(module.reset_parameters):
+                module.reset_parameters()
+                reset.update(id(p) for p in module.parameters(recurse=False))
+            if hasattr(module, "reset_running_stats"):
+                module.reset_running_stats()
+        with torch.no_grad():
+            for param in randomized.parameters():
+                if id(param) not in reset:
+                    nn.init.trunc_normal_(param, std=0.02)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return randomized.eval()
+
+
+# ------------------------------------------------------------------------------------------------ frames
+
+
+def to_poster_frame(cam: np.ndarray | Tensor, poster_size: tuple[int, int]) -> np.ndarray:
+    """A map (..., S_h, S_w) in the model-input frame -> (..., H, W) over the poster JPEG of
+    `poster_size` = (width, height), bilinear (pixel centres aligned, values stay in the input's range)."""
+    tensor = torch.as_tensor(np.asarray(cam, dtype=np.float32))
+    width, height = poster_size
+    lead = tensor.shape[:-2]
+    flat = tensor.reshape(-1, 1, *tensor.shape[-2:])  # (N, 1, S_h, S_w)
+    resized = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)  # (N, 1, H, W)
+    return resized.reshape(*lead, height, width).numpy()
+
+
+def point_to_poster_frame(
+    row: float, col: float, input_size: tuple[int, int], poster_size: tuple[int, int]
+) -> tuple[float, float]:
+    """Pixel (row, col) of the S_h x S_w model input -> (x, y) in the poster's pixel coordinates.
+
+    Pixel centres map to pixel centres: x = (col + 0.5) * W / S_w, y = (row + 0.5) * H / S_h.
+    """
+    input_h, input_w = input_size
+    width, height = poster_size
+    return (col + 0.5) * width / input_w, (row + 0.5) * height / input_h
+
+
+def box_to_model_frame(
+    box: Sequence[float], poster_size: tuple[int, int], input_size: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """A poster box [x0, y0, x1, y1] (JPEG pixels) -> the same box in the model-input frame (for figures)."""
+    width, height = poster_size
+    input_h, input_w = input_size
+    x0, y0, x1, y1 = box
+    return x0 * input_w / width, y0 * input_h / height, x1 * input_w / width, y1 * input_h / height
