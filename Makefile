@@ -15,8 +15,14 @@ TWIN ?= data/twin
 TWIN_MOVIES ?= 2000
 TWIN_SEED ?= 0
 PYTEST_ARGS ?=
+BOOK_ARGS ?=
+BENCH_PROFILE ?= cpu
+BENCH_ARGS ?=
+# The book test opens the rendered book in headless Chromium; Nanum gives the Korean titles their glyphs.
+BROWSER_PACKAGES := chromium fonts-nanum
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help venv test book twin clean-book clean
+.PHONY: help venv test book browser twin bench clean-book clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -31,18 +37,26 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(VPY) -m ipykernel install --sys-prefix --name thesis-lib --display-name "Python (thesis-lib)" >/dev/null
 	@touch $@
 
-test: $(STAMP)  ## run the test suite
-	$(VPY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) browser  ## run the test suite (includes a tiny book opened in headless Chromium)
+	THESIS_REQUIRE_CHROMIUM=1 $(VPY) -m pytest $(PYTEST_ARGS)
+
+browser:  ## install headless Chromium (Debian apt-get) when it is missing
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "browser: no chromium and no apt-get: install Chromium yourself" >&2; exit 1; }; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES); }
 
 twin: $(STAMP)  ## generate the synthetic MM-IMDb twin used by the smoke profile (skipped when present)
 	@test -f $(TWIN)/twin_truth.json || $(VENV)/bin/thesis data synth $(TWIN) --movies $(TWIN_MOVIES) --seed $(TWIN_SEED)
 
-book: twin  ## run every chapter (papermill, $(PROFILE) profile) and build the HTML book in _build/html
-	$(VENV)/bin/jupyter-book build -W -n --keep-going .
-	@echo "book: $(CURDIR)/_build/html/index.html"
+# The twin is the smoke profile's data; other profiles name their own data_root.
+book: $(if $(filter smoke,$(PROFILE)),twin,$(STAMP))  ## run every chapter (papermill, $(PROFILE) profile) and build the HTML book in _build/html
+	$(VPY) -m thesis_lib.book --profile $(PROFILE) $(BOOK_ARGS)
 
-clean-book:  ## remove the built book
-	rm -rf _build
+bench: $(STAMP)  ## speed benchmark (cpu: small models, prints numbers, asserts nothing; gpu: full size); JSON in benchmarks/results/
+	$(VPY) benchmarks/run_bench.py --profile $(BENCH_PROFILE) $(BENCH_ARGS)
+
+clean-book:  ## remove the built book and the executed notebooks
+	rm -rf _build book/_executed
 
 clean: clean-book  ## remove the book, caches and the environment (not data/ or runs/)
 	rm -rf $(VENV) .cache .pytest_cache

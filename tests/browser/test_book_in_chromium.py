@@ -1,0 +1,354 @@
+"""End to end: render a tiny book (tiny twin, tiny parameters) and open it in headless Chromium.
+
+The build runs every chapter of the real `_toc.yml` with the real notebooks and the smoke profile, on a
+copy of the book tree in a temporary folder, with overrides that keep it small (a 40-movie twin, one
+training epoch, a few models; the runs go to the copy's own runs folder). Chromium then loads each page
+(`--dump-dom`) and the checks read what it rendered: the page and its banner, every figure present and
+not blank, every caption naming its data (and its weights outside the data chapter); on the chapter-4
+pages also a number of the results table against its run record, and the Grad-CAM images as the browser
+loaded them. A screenshot is kept in test-artifacts/ (git-ignored).
+
+Chromium is Debian's `chromium` (`make test` installs it when missing); without it the test is skipped,
+unless THESIS_REQUIRE_CHROMIUM=1 (set by `make test`), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from PIL import Image
+
+from thesis_lib.book.build import BookBuild, BookResult, build_book
+from thesis_lib.book.chapters import chapters_from_toc
+from thesis_lib.book.execute import declared_parameters
+from thesis_lib.data.twin import TwinConfig, generate_twin
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+TINY_TWIN = TwinConfig(n_movies=40, seed=0)
+# Parameters that keep each chapter tiny. Only those some chapter declares are passed (a `-p` nobody
+# declares is an error). The grid of the tiny book: the models chapter 4 reads (the proposed model, the
+# sources its fusions reuse, the attention fusion, two baselines), with the twin's true boxes as detections
+# (no detector to train) and two ablations; one epoch, one learning-rate trial, 20 bootstrap resamples.
+TINY_MODELS = ("baseline_frequency", "baseline_shallow", "text_roberta", "image_resnet50", "objects_oracle",
+               "fusion_early", "fusion_late", "fusion_attention", "fusion_cross_attention")
+TINY_ABLATIONS = ("fusion_cross_attention@no_objects modalities=text,image",
+                  "fusion_cross_attention@one_way fusion_bidirectional=false")
+TINY_PARAMETERS = {"epochs": "1", "seeds": "0", "lr_scales": "1.0", "bootstrap_resamples": "20",
+                   "models": ",".join(TINY_MODELS), "ablations": json.dumps(list(TINY_ABLATIONS)),
+                   "fusion_objects_source": "objects_oracle"}
+RUNS = "runs"  # the tiny grid's runs folder, inside the book's copy (never the project's runs/)
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND"]  # never reach the network
+BROWSER_TIMEOUT_S = 90
+WEIGHTLESS_CHAPTERS = {"03_data"}  # figures of the data alone: their captions name no weights
+
+
+def chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    found = chromium()
+    if found is None:
+        message = "headless Chromium not found (Debian: apt-get install chromium; `make test` does it)"
+        if os.environ.get("THESIS_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def run_browser(browser: str, *arguments: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *arguments],
+                              capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=True)
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory) -> BookResult:
+    twin = tmp_path_factory.mktemp("twin") / "release"
+    generate_twin(twin, TINY_TWIN, workers=1)
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, root / name)
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_executed"))
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    declared = set().union(*(declared_parameters(c.source) for c in chapters_from_toc(root)))
+    tiny = TINY_PARAMETERS | {"runs_dir": str(root / RUNS)}
+    overrides = [("data_root", str(twin))] + [(k, v) for k, v in tiny.items() if k in declared]
+    return build_book(BookBuild(root=root, profile="smoke", overrides=tuple(overrides)))
+
+
+@dataclass
+class RenderedPage:
+    """What Chromium rendered: title, banner text, and each figure's image sources and caption."""
+
+    title: str = ""
+    banner: str = ""
+    figures: list[tuple[list[str], str]] = field(default_factory=list)
+    text: str = ""
+
+
+class _DomReader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.page = RenderedPage()
+        self._open: list[str] = []  # what we are inside of: "h1", "banner", "figure", "figcaption"
+        self._images: list[str] = []
+        self._caption: list[str] = []
+        self._title: list[str] = []
+        self._banner: list[str] = []
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        classes = (attributes.get("class") or "").split()
+        if tag == "h1" and not self.page.title and "h1" not in self._open:
+            self._open.append("h1")
+        elif tag == "aside" and "bd-header-announcement" in classes:
+            self._open.append("banner")
+        elif tag == "figure":
+            self._open.append("figure")
+            self._images, self._caption = [], []
+        elif tag == "figcaption":
+            self._open.append("figcaption")
+        elif tag == "img" and "figure" in self._open:
+            self._images.append(attributes.get("src", ""))
+        elif tag == "a" and "headerlink" in classes:
+            self._open.append("headerlink")  # the "#" anchor Sphinx appends to headings
+
+    def handle_endtag(self, tag):
+        closing = {"h1": "h1", "aside": "banner", "figure": "figure", "figcaption": "figcaption",
+                   "a": "headerlink"}.get(tag)
+        if closing is None or closing not in self._open:
+            return
+        self._open.remove(closing)
+        if closing == "h1":
+            self.page.title = " ".join("".join(self._title).split())
+        elif closing == "banner":
+            self.page.banner = " ".join("".join(self._banner).split())
+        elif closing == "figure":
+            self.page.figures.append((self._images, " ".join("".join(self._caption).split())))
+
+    def handle_data(self, data):
+        if "headerlink" in self._open:
+            return
+        self._text.append(data)
+        if "h1" in self._open:
+            self._title.append(data)
+        if "banner" in self._open:
+            self._banner.append(data)
+        if "figcaption" in self._open:
+            self._caption.append(data)
+
+    def close(self):
+        super().close()
+        self.page.text = " ".join("".join(self._text).split())
+
+
+def render(browser: str, page: Path) -> RenderedPage:
+    dom = run_browser(browser, "--dump-dom", page.as_uri()).stdout
+    assert "<body" in dom, f"Chromium returned no document for {page}"
+    reader = _DomReader()
+    reader.feed(dom)
+    reader.close()
+    return reader.page
+
+
+def assert_not_blank(path: Path) -> None:
+    """An image with real content: not one flat colour, not a few pixels."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("L"), dtype=np.float32)  # (H, W)
+    assert min(pixels.shape) >= 50, f"{path.name}: only {pixels.shape} pixels"
+    assert pixels.std() > 5 and len(np.unique(pixels)) > 10, f"{path.name} is blank"
+
+
+def chapter_title(chapter_source: Path) -> str:
+    first_line = nbformat.read(chapter_source, as_version=4).cells[0].source.splitlines()[0]
+    return first_line.removeprefix("# ").strip()
+
+
+def glued_figures(chapter_source: Path) -> int:
+    cells = nbformat.read(chapter_source, as_version=4).cells
+    return sum(cell.source.count("{glue:figure}") for cell in cells if cell.cell_type == "markdown")
+
+
+# Checks that only a chapter-4 page needs, by chapter name; the generic checks run on every page.
+ChapterCheck = Callable[[RenderedPage, Path, Path], None]  # (page, html folder, book root)
+FIRST_NUMBER = re.compile(r"-?\d+\.\d+")
+
+
+class _TableReader(HTMLParser):
+    """Every <table> of a page as rows of cell texts (header rows included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th") and self.tables and self.tables[-1]:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def rendered_tables(page: Path) -> list[list[list[str]]]:
+    reader = _TableReader()
+    reader.feed(run_browser(chromium(), "--dump-dom", page.as_uri()).stdout)
+    return reader.tables
+
+
+def table_cell(tables: list[list[list[str]]], column: str, row: str) -> str:
+    """The cell of the first table with a header cell `column`, in the row whose first cell is `row`."""
+    for table in tables:
+        header = next((cells for cells in table if column in cells), None)
+        if header is None:
+            continue
+        body = next((cells for cells in table if cells and cells[0] == row), None)
+        assert body is not None, f"the table with column {column!r} has no row {row!r}"
+        offset = len(body) - len(header)  # the index cell may sit in a header row of its own
+        return body[header.index(column) + offset]
+    raise AssertionError(f"no table with a column {column!r}")
+
+
+def keep_screenshot(page: Path) -> None:
+    """A tall screenshot of a chapter-4 page in test-artifacts/, for a person to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"book-{page.stem}.png"
+    run_browser(chromium(), "--window-size=1280,9000", f"--screenshot={shot}", page.as_uri())
+    assert_not_blank(shot)
+
+
+def check_results_table_against_records(page: RenderedPage, html: Path, root: Path) -> None:
+    """The proposed model's macro-F1 in the comparison table equals the one in its run records."""
+    from thesis_lib.book.experiments_chapter import PROPOSED
+
+    page_path = html / "book" / "_executed" / "04_experiments.html"
+    keep_screenshot(page_path)
+    tables = rendered_tables(page_path)
+    records = [json.loads(path.read_text()) for path in sorted((root / RUNS / PROPOSED).glob("seed*/record.json"))]
+    assert records, f"no run records of {PROPOSED} under {root / RUNS}"
+    for column, policy in (("macro-F1 @0.5", "fixed_0.5"), ("macro-F1 tuned", "tuned_per_genre")):
+        shown = float(FIRST_NUMBER.search(table_cell(tables, column, PROPOSED)).group())
+        recorded = np.mean([record["metrics"][policy]["summary"]["macro_f1"] for record in records])
+        assert shown == pytest.approx(recorded, abs=5e-4), f"{column}: page {shown}, records {recorded}"
+
+
+IMAGE_REPORT = """<script>
+window.addEventListener("load", () => {
+  const report = document.createElement("pre");
+  report.id = "image-report";
+  report.textContent = JSON.stringify([...document.images].map(
+    image => [image.getAttribute("src"), image.complete, image.naturalWidth, image.naturalHeight]));
+  document.body.appendChild(report);
+});
+</script>"""
+
+
+def images_as_loaded(page: Path) -> dict[str, tuple[bool, int, int]]:
+    """src -> (complete, natural width, natural height) of every <img>, as Chromium loaded the page: a copy
+    of the page next to it reports them once the window's load event has fired."""
+    probe = page.with_name(f"_probe_{page.name}")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", IMAGE_REPORT + "</body>"), encoding="utf-8")
+    try:
+        dom = run_browser(chromium(), "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()).stdout
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="image-report"[^>]*>(.*?)</pre>', dom, flags=re.S)  # the theme adds attributes
+    assert found, f"{page.name}: the page's load event never fired in Chromium"
+    report = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    return {src: (complete, width, height) for src, complete, width, height in report}
+
+
+def check_gradcam_figures_are_loaded(page: RenderedPage, html: Path, root: Path) -> None:
+    """The XAI page shows its Grad-CAM figures inline: loaded by the browser, with varying pixels."""
+    page_path = html / "book" / "_executed" / "04_xai.html"
+    gradcam = [(images[0], caption) for images, caption in page.figures if "Grad-CAM" in caption]
+    assert len(gradcam) >= 3, f"expected the Grad-CAM grid, side-by-side and methods figures, got {len(gradcam)}"
+    keep_screenshot(page_path)
+    loaded = images_as_loaded(page_path)
+    for source, caption in gradcam:
+        complete, width, height = loaded[source]
+        assert complete and width >= 50 and height >= 50, f"Chromium did not load {source} ({caption[:60]!r})"
+        assert_not_blank((page_path.parent / source).resolve())
+        assert "Weights:" in caption and "fusion_cross_attention/seed0" in caption, f"no weights named: {caption!r}"
+
+
+CHAPTER_CHECKS: dict[str, ChapterCheck] = {
+    "04_experiments": check_results_table_against_records,
+    "04_xai": check_gradcam_figures_are_loaded,
+}
+
+
+def test_front_page_states_what_produced_the_build(book, browser):
+    html = book.html_index.parent
+    front = render(browser, html / "book" / "intro.html")
+    assert "not thesis evidence" in front.banner
+    for expected in ("What produced this build", "Profile: smoke", f"twin ({TINY_TWIN.n_movies} movies, seed 0)",
+                     "Weights:", "minilm", "Code: thesis_lib"):
+        assert expected in front.text, f"front page lacks {expected!r}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "book-front.png"
+    run_browser(browser, "--window-size=1280,1400", f"--screenshot={shot}", (html / "book" / "intro.html").as_uri())
+    assert_not_blank(shot)
+
+
+def test_every_chapter_renders_its_figures_and_captions(book, browser):
+    html = book.html_index.parent
+    root = html.parents[1]
+    chapters = chapters_from_toc(root)
+    assert chapters, "the TOC lists no chapter"
+    for chapter in chapters:
+        page_path = html / "book" / "_executed" / f"{chapter.name}.html"
+        page = render(browser, page_path)
+        assert page.title == chapter_title(chapter.source), f"{chapter.name}: title {page.title!r}"
+        assert "not thesis evidence" in page.banner, f"{chapter.name}: no twin banner"
+        assert len(page.figures) == glued_figures(chapter.source), f"{chapter.name}: figures missing"
+        for images, caption in page.figures:
+            assert len(images) == 1, f"{chapter.name}: figure {caption!r} has {len(images)} images"
+            assert_not_blank((page_path.parent / images[0]).resolve())
+            assert re.search(r"Data: (synthetic twin|MM-IMDb|not used)", caption), (
+                f"{chapter.name}: caption does not name its data: {caption!r}")
+            if chapter.name not in WEIGHTLESS_CHAPTERS:
+                assert "Weights:" in caption, f"{chapter.name}: caption does not name its weights: {caption!r}"
+        if chapter.name in CHAPTER_CHECKS:
+            CHAPTER_CHECKS[chapter.name](page, html, root)
+
+
+def test_screenshot_of_the_data_chapter_is_kept(book, browser):
+    page = book.html_index.parent / "book" / "_executed" / f"{chapters_from_toc(ROOT)[0].name}.html"
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "book.png"
+    run_browser(browser, "--window-size=1280,6000", f"--screenshot={shot}", page.as_uri())
+    assert_not_blank(shot)
+
+
+def test_chapter_4_pages_come_with_their_specific_checks():
+    missing = [c.name for c in chapters_from_toc(ROOT) if c.name.startswith("04_") and c.name not in CHAPTER_CHECKS]
+    assert not missing, f"add the page checks of {missing} to CHAPTER_CHECKS (see the comment above it)"

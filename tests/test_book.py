@@ -1,0 +1,414 @@
+"""The book machinery (thesis_lib.book): profiles, chapters from the TOC, papermill runs, provenance.
+
+Real notebooks are exercised end to end by tests/browser/; here small throw-away notebooks in a
+temporary book tree test the machinery itself, including the two runs that start a kernel (a failing
+cell, and a build with MPLBACKEND=Agg in the environment).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from thesis_lib.book import objects
+from thesis_lib.book.architecture import (
+    PARTS,
+    example_batch,
+    parameter_table,
+    profile_config,
+    readable_counts,
+    trace_cross_attention,
+    without_pretrained_weights,
+)
+from thesis_lib.book.build import BookBuild, build_book, main_book
+from thesis_lib.book.chapters import (
+    EXECUTED_DIR,
+    TocError,
+    chapters_from_toc,
+    restrict_toc,
+    select_chapters,
+    toc_files,
+)
+from thesis_lib.book.execute import ChapterFailedError, Parameter, declared_parameters, present_parameters
+from thesis_lib.book.profiles import ProfileError, load_profile, parameters_with_overrides, parse_parameter_value
+from thesis_lib.book.provenance import (
+    TWIN_BANNER,
+    BuildProvenance,
+    NoDataError,
+    book_config,
+    describe_release,
+    describe_weights,
+    front_page_block,
+    release_folder,
+)
+from thesis_lib.data.mmimdb import load_release
+from thesis_lib.data.twin import TwinConfig, generate_twin
+from thesis_lib.detection import DetectorConfig
+from thesis_lib.detection.truth import load_truth_boxes
+from thesis_lib.detection.vocab import twin_classes
+from thesis_lib.models.object_encoder import Detections, collate_objects
+from thesis_lib.models.registry import build_from_config
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def write_notebook(path: Path, *cells: tuple[str, str], parameters: str | None = None) -> Path:
+    """A notebook of ("md" | "code", source) cells, with a tagged parameters cell first when given."""
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
+    if parameters is not None:
+        notebook.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+    for kind, source in cells:
+        maker = nbformat.v4.new_markdown_cell if kind == "md" else nbformat.v4.new_code_cell
+        notebook.cells.append(maker(source))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+    return path
+
+
+def write_book_tree(root: Path, chapters: dict[str, list[tuple[str, str]]], parameters: str) -> Path:
+    """A minimal book: _config.yml, _toc.yml with the given chapters, an intro page, the notebooks."""
+    (root / "book").mkdir(parents=True)
+    (root / "book" / "intro.md").write_text("# Intro\n\n{{ build_provenance }}\n", encoding="utf-8")
+    (root / "_config.yml").write_text(
+        'title: test\nonly_build_toc_files: true\nexecute:\n  execute_notebooks: "off"\n  stderr_output: remove\n'
+        "parse:\n  myst_enable_extensions: [colon_fence, substitution]\n"
+        "  myst_substitutions:\n    build_provenance: not built\n"
+        'exclude_patterns: ["notebooks/*", "_build/*"]\n',
+        encoding="utf-8",
+    )
+    entries = "".join(f"  - file: book/_executed/{name}\n" for name in chapters)
+    (root / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nchapters:\n{entries}", encoding="utf-8")
+    for name, cells in chapters.items():
+        write_notebook(root / "notebooks" / f"{name}.ipynb", *cells, parameters=parameters)
+    return root
+
+
+# --------------------------------------------------------------------------------------------------------
+# Profiles and overrides
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("3", 3), ("-2", -2), ("0.5", 0.5), ("1e-3", 1e-3), ("True", True), ("False", False), ("None", None),
+     ("true", "true"), ("data/twin", "data/twin"), ("", "")],
+)
+def test_overrides_are_typed_like_papermill_p(text, value):
+    parsed = parse_parameter_value(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_overrides_apply_in_order_and_reject_non_identifiers():
+    assert parameters_with_overrides({"a": 1, "b": "x"}, [("a", "2"), ("a", "3"), ("c", "y")]) == {
+        "a": 3, "b": "x", "c": "y"}
+    with pytest.raises(ProfileError, match="not a Python identifier"):
+        parameters_with_overrides({}, [("data-root", "x")])
+
+
+def test_load_profile_reads_a_flat_mapping_and_names_the_file_when_wrong(tmp_path):
+    params = tmp_path / "notebooks" / "params"
+    params.mkdir(parents=True)
+    (params / "smoke.yaml").write_text("data_root: data/twin  # c\nepochs: 1\n", encoding="utf-8")
+    assert load_profile(tmp_path, "smoke") == {"data_root": "data/twin", "epochs": 1}
+    with pytest.raises(ProfileError, match=r"full\.yaml: no such profile file \(profiles found: smoke\)"):
+        load_profile(tmp_path, "full")
+    (params / "nested.yaml").write_text("model:\n  size: small\n", encoding="utf-8")
+    with pytest.raises(ProfileError, match="nested.yaml: parameters must be plain values, not mappings: model"):
+        load_profile(tmp_path, "nested")
+    (params / "list.yaml").write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(ProfileError, match="list.yaml: a profile must be a mapping"):
+        load_profile(tmp_path, "list")
+    own = tmp_path / "tiny.yaml"
+    own.write_text("epochs: 1\n", encoding="utf-8")
+    assert load_profile(tmp_path, str(own)) == {"epochs": 1}  # a path works as a profile too
+
+
+# --------------------------------------------------------------------------------------------------------
+# Chapters from the table of contents
+
+
+def test_chapters_follow_the_toc_and_need_their_notebooks(tmp_path):
+    write_book_tree(tmp_path, {"03_b": [], "03_a": []}, parameters="x: int = 1  # x")
+    chapters = chapters_from_toc(tmp_path)
+    assert [c.name for c in chapters] == ["03_b", "03_a"]  # TOC order, not alphabetical
+    assert chapters[0].source == tmp_path / "notebooks" / "03_b.ipynb"
+    assert chapters[0].executed == tmp_path / EXECUTED_DIR / "03_b.ipynb"
+    assert [c.name for c in select_chapters(chapters, ["03_a"])] == ["03_a"]
+    with pytest.raises(TocError, match="no chapter named 04_x"):
+        select_chapters(chapters, ["04_x"])
+    (tmp_path / "notebooks" / "03_a.ipynb").unlink()
+    with pytest.raises(TocError, match=r"lists chapter 'book/_executed/03_a' but its notebook .*03_a.ipynb"):
+        chapters_from_toc(tmp_path)
+
+
+def test_restricted_toc_drops_unselected_chapters_and_emptied_parts():
+    toc = {"format": "jb-book", "root": "book/intro", "parts": [
+        {"caption": "3", "chapters": [{"file": "book/_executed/03_data"}, {"file": "book/_executed/03_methods"}]},
+        {"caption": "4", "chapters": [{"file": "book/_executed/04_experiments"}]},
+        {"caption": "A", "chapters": [{"file": "book/reproduce", "sections": [{"file": "book/_executed/04_x"}]}]},
+    ]}
+    restricted = restrict_toc(toc, {"03_data"})
+    assert list(toc_files(restricted)) == ["book/_executed/03_data", "book/reproduce"]
+    assert [part["caption"] for part in restricted["parts"]] == ["3", "A"]
+    assert list(toc_files(toc))[1] == "book/_executed/03_methods"  # the original is untouched
+
+
+def test_main_book_rejects_an_unknown_chapter_before_touching_anything(capsys):
+    executed = ROOT / EXECUTED_DIR
+    before = sorted(executed.iterdir()) if executed.exists() else None
+    assert main_book("smoke", [], ["no_such_chapter"]) == 2
+    assert "book: error: no chapter named no_such_chapter" in capsys.readouterr().err
+    assert (sorted(executed.iterdir()) if executed.exists() else None) == before
+
+
+def test_module_entry_point_shows_the_book_options():
+    result = subprocess.run([sys.executable, "-m", "thesis_lib.book", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for option in ("--profile", "--parameter NAME VALUE", "--only CHAPTER"):
+        assert option in result.stdout
+
+
+# --------------------------------------------------------------------------------------------------------
+# The executed copy
+
+
+def test_parameter_cells_are_hidden_and_replaced_by_one_note_with_the_values_used(tmp_path):
+    path = write_notebook(tmp_path / "run.ipynb", ("code", "print(n)"),
+                          parameters="n: int = 1  # how many\nname: str = 'a'  # what | which")
+    notebook = nbformat.read(path, as_version=4)
+    injected = nbformat.v4.new_code_cell("n = 5", metadata={"tags": ["injected-parameters"]})
+    notebook.cells.insert(1, injected)
+    nbformat.write(notebook, path)
+    declared = declared_parameters(path)
+    assert declared["name"] == Parameter("name", "str", "a", "'a'", "what | which")
+    present_parameters(path, declared, {"n": 5})
+    cells = nbformat.read(path, as_version=4).cells
+    assert "remove-cell" in cells[0].metadata.tags and "remove-cell" in cells[1].metadata.tags
+    note = cells[2]
+    assert note.cell_type == "markdown" and note.source.startswith(":::{admonition} Parameters of this run")
+    assert "| `n` | `5` | how many |" in note.source
+    assert "| `name` | `'a'` (default) | what \\| which |" in note.source  # a pipe would break the table
+    assert cells[3].source == "print(n)"
+
+
+def test_parameters_cell_is_read_with_any_annotation_and_bad_lines_are_named(tmp_path):
+    path = write_notebook(tmp_path / "p.ipynb", parameters=(
+        'data_root: str | None = None  # release; None: the twin\nsplits: list[str] = ["thesis", "a#b"]  # first\n'
+        "seed = 3\nlr: float = 1e-3"))
+    declared = declared_parameters(path)
+    assert list(declared) == ["data_root", "splits", "seed", "lr"]
+    assert declared["data_root"] == Parameter("data_root", "str | None", None, "None", "release; None: the twin")
+    assert declared["splits"].default == ["thesis", "a#b"] and declared["splits"].meaning == "first"
+    assert (declared["seed"].annotation, declared["lr"].default, declared["lr"].meaning) == ("", 1e-3, "")
+    for bad, problem in (("import os", "is not `name = value`"), ("n: int = len('ab')", "no literal default")):
+        write_notebook(tmp_path / "bad.ipynb", parameters=bad)
+        with pytest.raises(ValueError, match=problem):
+            declared_parameters(tmp_path / "bad.ipynb")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Provenance
+
+
+@pytest.fixture(scope="module")
+def tiny_twin(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("twin") / "release"
+    generate_twin(root, TwinConfig(n_movies=12, seed=3), workers=1)
+    return root
+
+
+def provenance(data, **changes) -> BuildProvenance:
+    fields = dict(profile="smoke", profile_file=None, overrides={"epochs": 1}, data=data, weights="tiny weights",
+                  commit="abc123", dirty=True, version="0.1.0", built_at="2026-01-01 00:00 UTC",
+                  chapter_seconds={"03_data": 12.3})
+    return BuildProvenance(**(fields | changes))
+
+
+def test_a_twin_is_described_as_such_and_gets_the_banner(tiny_twin, tmp_path):
+    data = describe_release(load_release(tiny_twin))
+    assert (data.kind, data.n_movies, data.twin_seed) == ("twin", 12, 3)
+    assert data.caption == "Data: synthetic twin (12 movies, seed 3), not MM-IMDb."
+    build = provenance(data)
+    block = front_page_block(build, tmp_path)
+    for expected in ("`smoke`", "synthetic MM-IMDb twin (12 movies, seed 3)", data.fingerprint[:12],
+                     "tiny weights", "`abc123` with uncommitted changes", "03_data (12 s)", "`epochs=1`",
+                     "not thesis evidence"):
+        assert expected in block
+    assert "Code:** thesis_lib 0.1.0, commit unknown (not a git checkout)" in front_page_block(
+        provenance(data, commit=None, dirty=None), tmp_path)
+    config = book_config({"html": {"use_issues_button": False}, "parse": {"myst_enable_extensions": ["x"]}},
+                         build, tmp_path)
+    assert config["html"] == {"use_issues_button": False, "announcement": TWIN_BANNER}
+    assert config["parse"]["myst_substitutions"]["build_provenance"] == block
+    assert config["parse"]["myst_enable_extensions"] == ["x"]
+
+
+def test_a_real_release_gets_no_banner(tiny_twin, tmp_path):
+    data = describe_release(load_release(tiny_twin))
+    real = type(data)(kind="mmimdb", root=data.root, n_movies=25959, fingerprint="f" * 64)
+    assert real.caption == "Data: MM-IMDb (25,959 usable movies)."
+    build = provenance(real)
+    assert book_config({}, build, tmp_path)["html"]["announcement"] == ""
+    assert "not thesis evidence" not in front_page_block(build, tmp_path)
+
+
+def test_release_folder_is_data_root_else_a_generated_twin(tiny_twin, tmp_path):
+    assert release_folder("/data/mmimdb", "data/twin", tmp_path) == Path("/data/mmimdb")  # not checked: loaders do
+    assert release_folder(None, str(tiny_twin), tmp_path) == tiny_twin
+    with pytest.raises(NoDataError, match=r"twin .*data/twin has not been generated: run `make twin`"):
+        release_folder(None, "data/twin", tmp_path)
+    with pytest.raises(NoDataError, match="pass the MM-IMDb release with -p data_root ROOT"):
+        release_folder(None, None, tmp_path)
+
+
+def test_weights_sentence_names_the_backbones_of_the_profile():
+    small = describe_weights("small")
+    assert "minilm (pretrained all-MiniLM-L6-v2, packaged)" in small
+    assert "resnet18 (random init)" in small and "4 blocks" in small
+    assert "yolo (trained on the twin)" in small and "oracle (the twin's true boxes)" in small
+
+
+# --------------------------------------------------------------------------------------------------------
+# Runs with a kernel
+
+
+FIGURE_CELL = (
+    "import sys\nimport matplotlib.pyplot as plt\nfrom myst_nb import glue\n"
+    "print('progress 50%', file=sys.stderr)\n"
+    "figure, axis = plt.subplots(figsize=(2, 2)); axis.plot([0, n])\nglue('line', figure, display=False)\n"
+    "glue('n_value', n, display=False)"
+)
+
+
+@pytest.mark.slow
+def test_a_failing_cell_stops_the_build_naming_chapter_cell_and_partial_notebook(tmp_path):
+    root = write_book_tree(tmp_path, {"03_ok": [("code", "x = 1")],
+                                      "03_broken": [("md", "# Broken"), ("code", "y = 2"),
+                                                    ("code", "raise ValueError('no such poster')")],
+                                      "03_never": [("code", "z = 3")]},
+                           parameters="n: int = 1  # n")
+    with pytest.raises(ChapterFailedError) as failure:
+        build_book(BookBuild(root=root, overrides=(("n", "4"),)), log=lambda _: None)
+    message = str(failure.value)
+    partial = root / EXECUTED_DIR / "03_broken.ipynb"
+    # Cell 4 of the committed notebook: parameters, markdown, y = 2, then the raise.
+    assert message.startswith("chapter 03_broken failed in cell 4: ValueError: no such poster")
+    assert str(partial) in message and failure.value.partial == partial
+    cells = nbformat.read(partial, as_version=4).cells
+    assert any(output.get("ename") == "ValueError" for cell in cells if cell.cell_type == "code"
+               for output in cell.outputs)
+    assert (root / EXECUTED_DIR / "03_ok.ipynb").is_file()
+    assert not (root / EXECUTED_DIR / "03_never.ipynb").exists()  # the build stopped at the failure
+    assert not (root / "_build" / "html" / "index.html").exists()
+
+
+@pytest.mark.slow
+def test_build_keeps_figures_under_agg_hides_parameters_and_stderr(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # the known pitfall: would drop every figure
+    root = write_book_tree(tmp_path, {"03_fig": [
+        ("md", "# Figure\n\nn is {glue:text}`n_value:d`.\n\n```{glue:figure} line\n:name: fig-line\n\nA line.\n```"),
+        ("code", FIGURE_CELL)]}, parameters="n: int = 1  # the slope")
+    with pytest.raises(ProfileError, match="no chapter of this build declares the parameter.s. typo"):
+        build_book(BookBuild(root=root, overrides=(("typo", "1"),)), log=lambda _: None)
+    result = build_book(BookBuild(root=root, overrides=(("n", "7"),)), log=lambda _: None)
+
+    executed = nbformat.read(root / EXECUTED_DIR / "03_fig.ipynb", as_version=4)
+    outputs = [output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
+    glued = [output for output in outputs if "application/papermill.record/text/plain" in output.get("data", {})]
+    assert any("application/papermill.record/image/png" in output["data"] for output in glued), "figure dropped"
+    page = (root / "_build" / "html" / "book" / "_executed" / "03_fig.html").read_text(encoding="utf-8")
+    assert "n is <span class=\"pasted-text\">7</span>" in page  # the override reached the notebook
+    assert "<img" in page and "A line." in page
+    assert "output stderr" not in page  # the cell's stderr output (a progress line) stays out of the page
+    assert "# Parameters" not in page  # papermill's injected cell is hidden
+    assert "Parameters of this run" in page and "the slope" in page
+    assert result.html_index == root / "_build" / "html" / "index.html"
+    recorded = json.loads((root / EXECUTED_DIR / "provenance.json").read_text(encoding="utf-8"))
+    assert recorded["overrides"] == {"n": 7} and recorded["data"] is None
+    assert set(recorded["chapter_seconds"]) == {"03_fig"}
+
+
+# --------------------------------------------------------------------------------------------------------
+# What the methods chapter shows about the models
+
+
+@pytest.mark.slow
+def test_parameter_counts_add_up_and_read_well():
+    table = parameter_table("small", ["fusion_cross_attention", "image_vit"], image_size=224, text_max_length=64)
+    parts = table[list(PARTS)].fillna(0).sum(axis=1)
+    assert (parts == table["total"]).all()
+    assert table.loc["image_vit", ["text", "objects"]].isna().all()
+    shown = readable_counts(table)
+    assert shown.loc["image_vit", "text"] == "" and shown.loc["fusion_cross_attention", "total"].endswith("M")
+    assert list(shown.columns) == ["fusion_kind", *PARTS, "total", "trainable"]
+
+
+@pytest.mark.slow
+def test_cross_attention_trace_records_the_shapes_of_a_real_batch(tiny_twin):
+    release = load_release(tiny_twin)
+    ids = list(release.official_split["train"][:2])
+    config = without_pretrained_weights(profile_config("fusion_cross_attention", "small", 64, 32))
+    truth = load_truth_boxes(release, ids, twin_classes())
+    objects = collate_objects([truth[movie_id].as_detections() for movie_id in ids])  # the oracle's regions
+    trace = trace_cross_attention(build_from_config(config), example_batch(release, ids, config, objects))
+    batch, heads, head_dim = 2, config.fusion.heads, config.fusion.dim // config.fusion.heads
+    n_text = trace.shapes["text"][1]
+    n_image = (64 // 16) ** 2 + 1 + objects["mask"].shape[1]  # ViT patches + CLS, then the regions
+    assert n_text <= 32 and trace.image_parts == ("image", "objects")
+    assert trace.shapes["image"] == (batch, n_image, config.fusion.dim)
+    assert trace.shapes["query"] == (batch, heads, n_text, head_dim)
+    assert trace.shapes["key"] == trace.shapes["value"] == (batch, heads, n_image, head_dim)
+    assert trace.shapes["weights"] == (batch, heads, n_text, n_image)
+    assert trace.shapes["update"] == (batch, n_text, config.fusion.dim)
+
+
+# --------------------------------------------------------------------------------------------------------
+# What the methods chapter shows about the detectors (a stand-in detector: the real ones are trained in
+# tests/test_detection*.py and run end to end in tests/browser/)
+
+
+class FixedDetector:
+    """Finds one "ghost" box and one "car" box on every poster."""
+
+    vocabulary = ("person", "car", "ghost")
+    num_parameters = 1_234_567
+
+    def __init__(self, weights: str, training_report: dict | None = None):
+        self.config = DetectorConfig(kind="yolo", weights=weights, max_regions=4)
+        self.training_report = training_report
+
+    def detect(self, images, score_threshold=None, max_regions=None):
+        boxes = torch.tensor([[0.1, 0.1, 0.5, 0.4], [0.5, 0.6, 0.9, 0.9]])  # (2, 4) normalised xyxy
+        return [Detections(boxes, torch.tensor([2, 1]), torch.tensor([0.9, 0.6])) for _ in images]
+
+
+def test_detector_words_and_map_sentence():
+    twin = FixedDetector("twin", {"train_posters": 1200, "train_seconds": 61.4, "dev_map50": 0.9})
+    assert objects.detector_weights(twin) == (
+        "YOLOv8n, trained here from scratch on 1,200 twin training posters (3 epochs)")
+    assert objects.detector_weights(FixedDetector("coco")) == "YOLOv8n, COCO-pretrained"
+    table = pd.DataFrame({"test mAP@0.5": [0.912, 0.97]}, index=["YOLOv8n", "Faster R-CNN"])
+    assert objects.map_sentence(table, ["1"] * 100) == (
+        "on 100 test posters of the twin, mAP@0.5 is YOLOv8n 0.91 and Faster R-CNN 0.97.")
+    assert "not measured on MM-IMDb" in objects.map_sentence(table, None)
+
+
+def test_detections_become_the_padded_objects_batch_and_a_figure():
+    detector = FixedDetector("twin")
+    posters = [Image.new("RGB", (224, 336), (200, 120, 40)) for _ in range(3)]
+    batch = objects.objects_batch(detector, ["a", "b", "c"], posters)
+    assert batch["boxes"].shape == (3, 4, 4) and batch["mask"].sum(dim=1).tolist() == [2, 2, 2]
+    assert batch["classes"][0, :2].tolist() == [2, 1]  # sorted by score, padded to max_regions
+    figure = objects.detections_figure({"yolo": detector, "frcnn": detector}, ["a", "b", "c"], posters)
+    assert len(figure.axes) == 6  # one row per detector
+    first = figure.axes[0]
+    assert [p.get_width() for p in first.patches] == pytest.approx([0.4 * 224, 0.4 * 224])  # scaled to pixels
+    assert first.get_title() == "YOLOv8n: a" and "ghost 0.90" in [t.get_text() for t in first.texts]

@@ -1,0 +1,268 @@
+"""The library behind the chapter-4 notebooks (thesis_lib.book.experiments_chapter, xai_chapter, prose):
+what they read from run folders and how they word it. Run folders are written with the records API from
+hand-made predictions, so every expected number is known; the notebooks themselves are exercised end to
+end by tests/browser/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from thesis_lib.book import experiments_chapter as chapter
+from thesis_lib.book import xai_chapter
+from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.records import Predictions, finish_run
+from thesis_lib.experiments.table import results_table
+from thesis_lib.genres import GENRES, NUM_GENRES
+from thesis_lib.metrics import evaluate_threshold_policies
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "notebooks" / "params" / "smoke.yaml"
+DRAMA, COMEDY = GENRES.index("Drama"), GENRES.index("Comedy")
+
+
+def write_run(runs: Path, name: str, probs: np.ndarray, labels: np.ndarray, *, stage: str = "fusion",
+              seed: int = 0, extra: dict | None = None) -> Path:
+    """A finished run folder whose dev and test predictions are `probs` (tuned thresholds come out of the
+    dev split as the runner computes them)."""
+    ids = np.array([f"{i:07d}" for i in range(len(labels))])
+    predictions = Predictions(ids, probs.astype(np.float32), labels.astype(np.float32))
+    reports = evaluate_threshold_policies(labels, probs, labels, probs)
+    record = {"name": name, "seed": seed, "stage": stage, "split": {"name": "thesis", "hash": "s" * 64},
+              "data": {"fingerprint": "f" * 64}, "metrics": {p: r.to_dict() for p, r in reports.items()},
+              **(extra or {})}
+    folder = runs / name / f"seed{seed}"
+    folder.mkdir(parents=True)
+    finish_run(folder, record, predictions, predictions)
+    return folder
+
+
+def base_labels(n: int = 40) -> np.ndarray:
+    labels = np.zeros((n, NUM_GENRES), dtype=np.float32)  # (n, 23)
+    labels[: n // 2, DRAMA] = 1
+    labels[n // 4 : 3 * n // 4, COMEDY] = 1
+    return labels
+
+
+@pytest.fixture
+def grid(tmp_path):
+    """A fusion that finds Drama everywhere and wrongly adds Drama to Comedy movies; a text run and an
+    image run that miss the first five Drama movies."""
+    labels = base_labels()
+    fusion = np.where(labels > 0, 0.9, 0.1)  # (40, 23) right everywhere ...
+    fusion[20:30, DRAMA] = 0.95  # ... except Drama added to the Comedy-only movies 20..29 (no threshold helps)
+    single = np.where(labels > 0, 0.9, 0.1)
+    single[:5, DRAMA] = 0.1  # both single-modality runs miss Drama on movies 0..4
+    runs = tmp_path / "runs"
+    write_run(runs, "fusion_cross_attention", fusion, labels)
+    write_run(runs, "text_x", single, labels, stage="unimodal")
+    write_run(runs, "image_x", single.copy(), labels, stage="unimodal")
+    return runs, labels
+
+
+# ------------------------------------------------------------------------------------------ parameters
+
+
+def test_profile_from_parameters_takes_papermill_values():
+    parameters = yaml.safe_load(SMOKE.read_text(encoding="utf-8"))
+    parameters |= {"models": "text_roberta,fusion_cross_attention",  # `-p models a,b`
+                   "ablations": '["fusion_cross_attention@one_way fusion_bidirectional=false"]',
+                   "seeds": 0, "lr_scales": 1.0, "unrelated": "ignored"}
+    profile = chapter.profile_from_parameters(parameters)
+    assert profile.models == ["text_roberta", "fusion_cross_attention"]
+    assert profile.ablations == ["fusion_cross_attention@one_way fusion_bidirectional=false"]
+    assert (profile.seeds, profile.lr_scales) == ([0], [1.0])
+    del parameters["epochs"]
+    with pytest.raises(ThesisError, match="epochs"):
+        chapter.profile_from_parameters(parameters)
+
+
+def test_ablations_are_described_in_words():
+    profile = chapter.profile_from_parameters(yaml.safe_load(SMOKE.read_text(encoding="utf-8")))
+    found = {ablation.name: ablation for ablation in chapter.ablations_of(profile)}
+    assert found and all("@" in name for name in found)
+    no_objects = found["fusion_cross_attention@no_objects"]
+    assert (no_objects.base, no_objects.description) == ("fusion_cross_attention", "reads text + image only")
+    assert chapter.describe_setting("fusion_depth", "1") == "1 cross-attention block"
+    assert chapter.describe_setting("late", "joint") == "late fusion trained jointly"
+    assert chapter.describe_setting("new_key", "3") == "new_key=3"
+    assert chapter.ablations_of(profile, runs={}) == []  # only variants whose runs finished
+
+
+# ------------------------------------------------------------------------------------------ the table
+
+
+def test_comparison_table_shows_the_numbers_of_the_records(grid):
+    runs_dir, _ = grid
+    runs = chapter.finished_runs(runs_dir)
+    rows = results_table(runs_dir, n_resamples=20)
+    table = chapter.comparison_table(rows, runs)
+    for name, run in runs.items():
+        cell = table.loc[name, "macro-F1 tuned"]
+        recorded = run.records[0]["metrics"]["tuned_per_genre"]["summary"]["macro_f1"]
+        assert float(cell.split()[0]) == pytest.approx(recorded, abs=5e-4) and "–" in cell  # "0.950 [lo–hi]"
+    assert list(chapter.full_metrics_table(rows, runs).columns[:2]) == ["stage", "seeds"]
+
+
+def test_standing_names_the_leader_and_the_sign_of_the_gap():
+    def row(name, score):
+        return {"model": name, "metrics_tuned": {"macro_f1": {"mean": score}}}
+
+    rows = [row("fusion_cross_attention", 0.80), row("fusion_early", 0.81), row("fusion_cross_attention@x", 0.9),
+            row("text_x", 0.5)]
+    assert [r["model"] for r in chapter.ranked(rows)] == ["fusion_early", "fusion_cross_attention", "text_x"]
+    position = chapter.standing(rows)
+    assert (position["rank"], position["n_models"], position["best_other"]) == (2, 3, "fusion_early")
+    assert position["gap"] == pytest.approx(-0.01)
+    assert "ranks 2nd of 3 models, 0.010 below the best, fusion_early" in chapter.standing_sentence(position)
+
+
+@pytest.mark.parametrize(("low", "high", "verdict"), [
+    (0.01, 0.05, "is ahead, and the interval excludes zero"),
+    (-0.05, -0.01, "is behind, and the interval excludes zero"),
+    (-0.02, 0.03, "cannot be told apart"),
+])
+def test_difference_sentence_follows_the_interval(low, high, verdict):
+    result = {"compared with": "fusion_early", "delta": (low + high) / 2, "ci_low": low, "ci_high": high,
+              "p_value": 0.2}
+    assert verdict in chapter.difference_sentence("fusion_cross_attention", result, "On all genres")
+
+
+def test_ablation_sentence_sorts_variants_by_their_interval():
+    table = pd.DataFrame({"variant": ["a@1", "a@2", "a@3"], "ci_low": [-0.1, 0.01, -0.02],
+                          "ci_high": [-0.01, 0.05, 0.02]})
+    sentence = chapter.ablation_sentence(table)
+    assert "lower than the run they change (the interval lies below zero): a@1." in sentence
+    assert "Clearly higher (the interval lies above zero): a@2." in sentence
+    assert sentence.endswith("1 of 3 variants differ from their base by less than this test split can resolve "
+                             "(the interval includes zero).")
+
+
+def test_evidence_kinds_lead_level_and_trail():
+    kind_f1 = pd.DataFrame({"image": [0.9, 0.8], "text": [0.90, 0.91], "alignment": [0.3, 0.5]},
+                           index=["fusion_cross_attention", "fusion_early"])
+    sentence = chapter.evidence_kind_sentence(kind_f1)
+    assert "highest mean F1 on image" in sentence and f"within {chapter.LEVEL} of the best on text" in sentence
+    assert "trails on alignment (fusion_early 0.500 against 0.300)" in sentence
+    assert chapter.trailing_kinds(kind_f1) == ["alignment"]
+    assert "named prop" in chapter.trailing_explanation(["alignment"])
+    assert chapter.trailing_explanation([]) == ""
+
+
+# ---------------------------------------------------------------------------------------- error analysis
+
+
+def test_fusion_only_hits_count_positives_every_single_run_misses(grid):
+    runs_dir, _ = grid
+    runs = chapter.finished_runs(runs_dir)
+    hits = chapter.fusion_only_hits(runs["fusion_cross_attention"], [runs["text_x"], runs["image_x"]], None)
+    assert list(hits.index) == ["Drama"]
+    assert (hits.loc["Drama", "fusion-only hits"], hits.loc["Drama", "test positives"]) == (5, 20)
+    assert chapter.fusion_only_sentence(hits) == "most in Drama (5 of 20 positives)"
+
+
+def test_confusions_count_added_genres_next_to_their_cooccurrence(grid):
+    runs_dir, labels = grid
+    confusions, _ = chapter.cooccurrence_confusions(chapter.finished_runs(runs_dir)["fusion_cross_attention"])
+    top = confusions.iloc[0]
+    assert confusions.index[0] == ("Comedy", "Drama")  # Drama added to the ten Comedy-only movies
+    assert top["false positives"] == 10 and top["rate"] == pytest.approx(1.0)
+    with_comedy = labels[:, COMEDY] > 0
+    assert top["co-occurrence P(added | true)"] == pytest.approx(labels[with_comedy, DRAMA].mean())
+
+
+def test_reliability_measures_the_gap_to_the_diagonal(tmp_path):
+    rng = np.random.default_rng(0)
+    probs = rng.uniform(0, 1, (4000, NUM_GENRES))  # (N, 23)
+    calibrated = (rng.uniform(0, 1, probs.shape) < probs).astype(np.float32)  # true with probability p
+    overconfident = (rng.uniform(0, 1, probs.shape) < probs / 2).astype(np.float32)
+    for name, labels in (("calibrated", calibrated), ("overconfident", overconfident)):
+        labels[0], labels[1] = 1, 0  # every genre has both classes (threshold tuning needs them)
+        write_run(tmp_path, name, probs, labels)
+    runs = chapter.finished_runs(tmp_path)
+    table, good = chapter.reliability(runs["calibrated"])
+    _, bad = chapter.reliability(runs["overconfident"])
+    assert good < 0.02 < 0.2 < bad and table["pairs"].sum() == probs.size
+    assert "below the diagonal" in chapter.calibration_sentence(chapter.reliability(runs["overconfident"])[0],
+                                                                "inverse_frequency")
+
+
+def test_weights_caption_and_costs_come_from_the_records(tmp_path):
+    labels = base_labels()
+    probs = np.where(labels > 0, 0.9, 0.1)
+    common = {"wall_time_s": 12.5, "parameters": {"total": 2_500_000, "trainable": 500_000},
+              "device": {"type": "cpu", "name": "x86_64"}}
+    write_run(tmp_path, "text_x", probs, labels, stage="unimodal", extra=common | {
+        "backbones": {"text": {"weights": "pretrained", "name": "minilm"}}, "samples_per_s": 250.0,
+        "training": {"epochs_run": 3}})
+    write_run(tmp_path, "objects_x", probs, labels, stage="unimodal", extra=common | {
+        "backbones": {"objects": {"weights": "detector", "name": "yolo",
+                                  "detector": {"detector": {"weights": "twin"}}}}, "samples_per_s": None})
+    runs = chapter.finished_runs(tmp_path)
+    caption = chapter.weights_caption(runs)
+    assert caption.startswith("Weights: each model's own run of this build (best dev checkpoint, seed 0)")
+    assert "minilm (pretrained)" in caption and "yolo (trained on the twin)" in caption
+    costs = chapter.cost_table(runs)
+    assert costs.loc["text_x", "samples/s"] == "250" and costs.loc["objects_x", "samples/s"] == "–"
+    assert (costs.loc["text_x", "params (M)"], costs.loc["text_x", "epochs"]) == ("2.50", 3)
+    assert chapter.devices(runs) == "cpu"
+
+
+def test_require_runs_names_what_is_missing(grid):
+    runs = chapter.finished_runs(grid[0])
+    with pytest.raises(ThesisError, match="fusion_attention"):
+        chapter.require_runs(runs, ["fusion_cross_attention", "fusion_attention"])
+
+
+# ---------------------------------------------------------------------------------------------- the XAI
+
+
+def faithfulness_result(**changes):
+    result = {"n_pairs": 120, "gradcam_pointing_game": 0.30, "random_pointing_game": 0.10,
+              "center_pointing_game": 0.15, "randomized_model_pointing_game": 0.12,
+              "attention_cue_recall_at_5": 0.40, "random_cue_recall_at_5": 0.10, "deletion_auc": 0.5,
+              "random_deletion_auc": 0.7}
+    result |= {f"{key}_ci": [value - 0.05, value + 0.05] for key, value in result.items() if key != "n_pairs"}
+    return result | changes
+
+
+def test_criteria_are_checked_against_their_references():
+    criteria = xai_chapter.criteria_table(faithfulness_result())
+    assert criteria["met"].tolist() == [True, True, True, True, True]
+    assert xai_chapter.criteria_sentence(criteria) == "all 5 criteria are met."
+    weak = xai_chapter.criteria_table(faithfulness_result(gradcam_pointing_game=0.15,
+                                                          randomized_model_pointing_game=0.2))
+    assert weak["met"].tolist() == [False, False, False, True, True]
+    assert xai_chapter.criteria_sentence(weak).startswith("2 of 5 criteria are met; not met: pointing game >= 2 x")
+    unknown = xai_chapter.criteria_table(faithfulness_result(attention_cue_recall_at_5=None))
+    assert "not measurable here: cue recall@5" in xai_chapter.criteria_sentence(unknown)
+
+
+def test_faithfulness_numbers_are_written_with_their_intervals():
+    results = {"fusion_cross_attention": faithfulness_result(),
+               "text_x": {"n_pairs": 0, "gradcam_pointing_game": None, "rollout_cue_recall_at_5": 0.5,
+                          "rollout_cue_recall_at_5_ci": [0.4, 0.6]}}
+    table = xai_chapter.faithfulness_table(results)
+    assert table.loc["fusion_cross_attention", "pointing: Grad-CAM"] == "0.30 [0.25, 0.35]"
+    assert table.loc["text_x", "pointing: Grad-CAM"] == "" and table.loc["text_x", "pairs"] == 0
+    assert xai_chapter.faithfulness_glue(results["fusion_cross_attention"])["cue_text"] == "0.40 [0.35, 0.45]"
+    assert xai_chapter.faithfulness_glue(faithfulness_result(deletion_auc=None))["deletion_text"] == "n/a"
+
+
+@pytest.mark.parametrize(("seeds", "first"), [([3, 1], 3), (2, 2), ("4,5", 4), ("[6]", 6)])
+def test_first_seed_reads_every_way_papermill_passes_seeds(seeds, first):
+    assert xai_chapter.first_seed(seeds) == first
+
+
+def test_modality_sentence_compares_text_and_image_genres():
+    weights = pd.DataFrame({"text": np.linspace(0.2, 0.6, NUM_GENRES), "image": np.linspace(0.8, 0.4, NUM_GENRES)},
+                           index=GENRES)
+    truth = {"genre_evidence": {genre: ("text" if index % 2 else "image") for index, genre in enumerate(GENRES)}}
+    sentence = xai_chapter.modality_sentence(weights, truth)
+    assert sentence.startswith(f"Across genres, text weighs most for {GENRES[-1]} (0.60), image weighs most "
+                               f"for {GENRES[0]} (0.80).")
+    assert "weight where the plot carries the genre" in sentence

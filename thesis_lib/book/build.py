@@ -1,0 +1,250 @@
+"""`thesis book`: run every chapter notebook with papermill, then build the HTML book with Jupyter Book.
+
+    main_book("smoke", [("data_root", "/data/mmimdb")], only=None)   # what `thesis book -p ...` calls
+    build_book(BookBuild(root=Path("."), profile="smoke"))           # the same, as a library call
+
+Steps, each with one job:
+1. parameters: the profile file (notebooks/params/<profile>.yaml) plus `-p` overrides;
+2. chapters: the notebooks `_toc.yml` points at (book/_executed/<name> <- notebooks/<name>.ipynb);
+3. papermill runs them in TOC order into book/_executed/ (git-ignored); the first failing cell stops the
+   build, naming the chapter and cell and keeping the partial notebook;
+4. provenance: profile, data, weights and commit, written to book/_executed/provenance.json and into the
+   front page; on the synthetic twin a banner on every page says the results are not thesis evidence;
+5. `jupyter-book build -W -n --keep-going` with a per-build copy of _config.yml (front page, banner) and
+   of _toc.yml (only the chapters this build ran). Notebooks are never executed by Jupyter Book.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from thesis_lib.book.chapters import EXECUTED_DIR, chapters_from_toc, read_toc, restrict_toc, select_chapters
+from thesis_lib.book.execute import ChapterFailedError, ChapterRun, declared_parameters, execute_chapter, project_kernel
+from thesis_lib.book.profiles import ProfileError, load_profile, parameters_with_overrides, profile_path
+from thesis_lib.book.provenance import (
+    BuildProvenance,
+    book_config,
+    describe_data,
+    describe_weights,
+    release_folder,
+    utc_now,
+)
+from thesis_lib.errors import ThesisError
+
+DEFAULT_PROFILE = "smoke"
+DATA_ROOT_PARAMETER = "data_root"  # the release folder (see notebooks/params/); None: the twin ...
+TWIN_ROOT_PARAMETER = "twin_root"  # ... at this folder
+MODEL_SIZE_PARAMETER = "model_size"  # "small" | "full": which registry recipes the chapters build
+BUILD_CONFIG = "_config.yml"  # per-build copies, written into the executed folder
+BUILD_TOC = "_toc.yml"
+PROVENANCE_FILE = "provenance.json"
+BUILD_LOG = "book-build.log"  # Jupyter Book's full output, next to the html folder
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Sphinx colours its console output
+
+
+@dataclass(frozen=True)
+class BookBuild:
+    """One build of the book: which tree, which profile, which chapters, where the HTML goes."""
+
+    root: Path  # the book's tree: _config.yml, _toc.yml, book/, notebooks/ (the project root)
+    profile: str = DEFAULT_PROFILE  # a name in notebooks/params/, or a path to a .yaml parameter file
+    overrides: tuple[tuple[str, str], ...] = ()  # `-p name value` pairs, typed as papermill types them
+    only: tuple[str, ...] | None = None  # chapter names to run (None: every chapter of the TOC)
+    output: Path | None = None  # Jupyter Book's --path-output (None: root); HTML lands in <output>/_build/html
+    kernel: str | None = None  # Jupyter kernel (None: the project's thesis-lib kernel, else python3)
+
+
+@dataclass(frozen=True)
+class BookResult:
+    html_index: Path
+    provenance: BuildProvenance
+    runs: list[ChapterRun] = field(default_factory=list)
+    book_seconds: float = 0.0  # the Jupyter Book step alone
+
+
+class BookBuildError(ThesisError, RuntimeError):
+    """Jupyter Book reported warnings or errors (the build runs with -W, so a broken reference fails)."""
+
+
+def build_book(build: BookBuild, log: Callable[[str], None] = print) -> BookResult:
+    """Run the chapters and build the book; see the module docstring. Raises ChapterFailedError or
+    BookBuildError (both name what to look at)."""
+    root = Path(build.root).resolve()
+    base_parameters, profile_file = _profile_parameters(root, build.profile, log)
+    parameters = parameters_with_overrides(base_parameters, build.overrides)
+    chapters = select_chapters(chapters_from_toc(root), list(build.only) if build.only is not None else None)
+    _check_overrides_are_declared(build.overrides, [chapter.source for chapter in chapters])
+    planned = _planned_parameters([chapter.source for chapter in chapters], parameters)
+    if DATA_ROOT_PARAMETER in planned or TWIN_ROOT_PARAMETER in planned:
+        # Fail before running anything when the data is missing (e.g. the full profile without -p data_root).
+        release_folder(planned.get(DATA_ROOT_PARAMETER), planned.get(TWIN_ROOT_PARAMETER), root)
+
+    executed_dir = root / EXECUTED_DIR
+    if executed_dir.exists():
+        shutil.rmtree(executed_dir)  # build output only: stale chapters of an earlier build must not linger
+    executed_dir.mkdir(parents=True)
+
+    kernel = build.kernel or project_kernel()
+    runs = []
+    for chapter in chapters:
+        log(f"book: running {chapter.name} (papermill, kernel {kernel}) ...")
+        run = execute_chapter(chapter, parameters, kernel=kernel, cwd=root)
+        log(f"book: {chapter.name} done in {run.seconds:.1f} s -> {_shown(run.executed, root)}")
+        runs.append(run)
+
+    provenance = _provenance(root, build, profile_file, parameters, runs)
+    (executed_dir / PROVENANCE_FILE).write_text(_json(provenance.to_json()), encoding="utf-8")
+    config_path, toc_path = _write_build_files(root, provenance, {chapter.name for chapter in chapters})
+
+    started = time.perf_counter()
+    html_index = _run_jupyter_book(root, build.output or root, config_path, toc_path, log)
+    return BookResult(html_index, provenance, runs, time.perf_counter() - started)
+
+
+def main_book(profile: str, params: list[tuple[str, str]], only: list[str] | None) -> int:
+    """`thesis book --profile P [-p name value ...] [--only chapter ...]`: exit status 0, 1 (a chapter or
+    the book build failed; the message names it) or 2 (bad input: profile, parameter or chapter name)."""
+    from thesis_lib.paths import project_root
+
+    build = BookBuild(root=project_root(), profile=profile, overrides=tuple(params),
+                      only=tuple(only) if only else None)
+    started = time.perf_counter()
+    try:
+        result = build_book(build)
+    except (ChapterFailedError, BookBuildError) as error:  # the message names the chapter/cell or the log
+        print(f"book: {error}", file=sys.stderr)
+        return 1
+    except ThesisError as error:
+        print(f"book: error: {error}", file=sys.stderr)
+        return 2
+    print(f"book: built in {time.perf_counter() - started:.0f} s -> {result.html_index}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _profile_parameters(root: Path, profile: str, log: Callable[[str], None]) -> tuple[dict[str, Any], str | None]:
+    path = profile_path(root, profile)
+    if not path.is_file() and profile == DEFAULT_PROFILE:
+        # The chapters' own defaults *are* the smoke profile (tests/test_notebooks.py keeps them equal).
+        log(f"book: {path} not found; each chapter runs with its own defaults (the smoke profile)")
+        return {}, None
+    return load_profile(root, profile), str(path)
+
+
+def _check_overrides_are_declared(overrides: Sequence[tuple[str, str]], notebooks: list[Path]) -> None:
+    """A `-p` name that no chapter of this build declares is a typo, not a silent no-op."""
+    declared: set[str] = set()
+    for notebook in notebooks:
+        declared |= set(declared_parameters(notebook))
+    unknown = sorted({name for name, _ in overrides} - declared)
+    if unknown:
+        raise ProfileError(
+            f"no chapter of this build declares the parameter(s) {', '.join(unknown)}; "
+            f"declared: {', '.join(sorted(declared)) or 'none'}"
+        )
+
+
+def _provenance(root: Path, build: BookBuild, profile_file: str | None, parameters: dict[str, Any],
+                runs: list[ChapterRun]) -> BuildProvenance:
+    import thesis_lib
+    from thesis_lib.experiments.provenance import git_state  # the same record every run carries
+
+    effective = _effective_parameters(runs)
+    data = None
+    if DATA_ROOT_PARAMETER in effective or TWIN_ROOT_PARAMETER in effective:
+        folder = release_folder(effective.get(DATA_ROOT_PARAMETER), effective.get(TWIN_ROOT_PARAMETER), root)
+        data = describe_data(folder)
+    size = effective.get(MODEL_SIZE_PARAMETER, "small")
+    state = git_state(root)
+    return BuildProvenance(
+        profile=build.profile,
+        profile_file=profile_file,
+        overrides={name: parameters[name] for name, _ in build.overrides},
+        data=data,
+        weights=describe_weights(size),
+        commit=state["commit"],
+        dirty=state["dirty"],
+        version=thesis_lib.__version__,
+        built_at=utc_now(),
+        chapter_seconds={run.chapter: round(run.seconds, 1) for run in runs},
+    )
+
+
+def _planned_parameters(notebooks: list[Path], parameters: dict[str, Any]) -> dict[str, Any]:
+    """What the chapters will run with: the profile's value of each declared parameter, else its default."""
+    planned: dict[str, Any] = {}
+    for notebook in notebooks:
+        for name, parameter in declared_parameters(notebook).items():
+            planned.setdefault(name, parameters.get(name, parameter.default))
+    return planned
+
+
+def _effective_parameters(runs: list[ChapterRun]) -> dict[str, Any]:
+    """The values the chapters ran with (a name shared by several chapters has one value: the profile's)."""
+    effective: dict[str, Any] = {}
+    for run in runs:
+        for name, value in run.parameters.items():
+            effective.setdefault(name, value)
+    return effective
+
+
+def _write_build_files(root: Path, provenance: BuildProvenance, chapters: set[str]) -> tuple[Path, Path]:
+    import yaml
+
+    base = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
+    config_path = root / EXECUTED_DIR / BUILD_CONFIG
+    config_path.write_text(yaml.safe_dump(book_config(base, provenance, root), allow_unicode=True, sort_keys=False),
+                           encoding="utf-8")
+    toc_path = root / EXECUTED_DIR / BUILD_TOC
+    toc = restrict_toc(read_toc(root / "_toc.yml"), chapters)
+    toc_path.write_text(yaml.safe_dump(toc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return config_path, toc_path
+
+
+def _run_jupyter_book(root: Path, output: Path, config: Path, toc: Path, log: Callable[[str], None]) -> Path:
+    """`jupyter-book build -W -n --keep-going --all`; warnings are printed, the full log is kept."""
+    command = [
+        str(Path(sys.executable).parent / "jupyter-book"), "build", str(root),
+        "--config", str(config), "--toc", str(toc), "--path-output", str(output),
+        "-W", "-n", "--keep-going", "--all",
+    ]
+    log("book: jupyter-book build -W -n --keep-going ...")
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    log_path = Path(output) / "_build" / BUILD_LOG
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    output_text = _ANSI_ESCAPE.sub("", result.stdout + result.stderr)
+    problems = [line for line in output_text.splitlines()
+                if "WARNING" in line or "ERROR" in line or "Traceback" in line]
+    log_path.write_text(output_text, encoding="utf-8")
+    for line in problems:
+        log(f"book: {line}")
+    html_index = Path(output) / "_build" / "html" / "index.html"
+    if result.returncode != 0 or not html_index.is_file():
+        raise BookBuildError(
+            f"jupyter-book failed (exit status {result.returncode}, {len(problems)} warning/error lines); "
+            f"full log: {log_path}"
+        )
+    return html_index
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _json(content: Any) -> str:
+    import json
+
+    return json.dumps(content, indent=1, ensure_ascii=False) + "\n"

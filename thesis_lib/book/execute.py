@@ -1,0 +1,229 @@
+"""Run one chapter notebook with papermill and prepare the executed copy for the book.
+
+- Figures: notebooks draw with matplotlib's inline backend. `MPLBACKEND=Agg` in the environment (common in
+  test and CI shells) would silently drop every figure, so the kernel is started with the inline backend
+  named explicitly.
+- Parameters: a notebook gets only the profile parameters its `parameters` cell declares, so its hidden
+  injected cell lists exactly what it uses (the papermill CLI with `-f` injects the whole file; both work).
+- Failure: papermill writes the notebook cell by cell, so a failing chapter leaves its partial copy with
+  the traceback; `ChapterFailedError` names the chapter, the cell and that file.
+- Presentation: the parameters cell and papermill's injected cell are hidden (`remove-cell`) and replaced
+  by one collapsed note listing the values this run used, with the comments of the parameters cell.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from thesis_lib.book.chapters import Chapter
+from thesis_lib.errors import ThesisError
+
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # what ipykernel uses; Agg would drop figures
+PROJECT_KERNEL = "thesis-lib"  # registered by `make venv` (ipykernel install --sys-prefix --name thesis-lib)
+FALLBACK_KERNEL = "python3"  # ipykernel's own spec: the interpreter running papermill
+REMOVE_CELL = "remove-cell"
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+RUN_PARAMETERS_TAG = "run-parameters"  # the note the build inserts in place of the hidden cells
+
+
+class ChapterFailedError(ThesisError, RuntimeError):
+    """A cell of a chapter raised; the partial executed notebook is kept at `partial`."""
+
+    def __init__(self, chapter: str, cell: int | None, detail: str, partial: Path):
+        self.chapter, self.cell, self.partial = chapter, cell, partial
+        where = f"cell {cell}" if cell is not None else "before any cell ran"
+        super().__init__(f"chapter {chapter} failed in {where}: {detail}; partial notebook: {partial}")
+
+
+@dataclass(frozen=True)
+class ChapterRun:
+    """What running one chapter produced."""
+
+    chapter: str
+    executed: Path
+    seconds: float
+    parameters: dict[str, Any]  # the values the notebook ran with: injected, else its own default
+    injected: tuple[str, ...]  # which of them came from the profile or the command line
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One line of a notebook's parameters cell: `name: type = default  # meaning`."""
+
+    name: str
+    annotation: str  # as written ("str | None"), "" when untyped
+    default: Any  # the literal's value
+    default_source: str  # as written ("'data/twin'", "1e-3")
+    meaning: str  # the trailing comment
+
+
+def declared_parameters(notebook: Path) -> dict[str, Parameter]:
+    """The parameters cell of `notebook` (the code cell tagged `parameters`), name -> Parameter.
+
+    Read with `ast` rather than papermill's inspector, whose pattern skips annotations such as
+    `str | None` (the cell still works with papermill: injection never reads it). A parameter must be a
+    plain literal, as a profile file could give it.
+    """
+    import ast
+
+    import nbformat
+
+    cells = [cell for cell in nbformat.read(notebook, as_version=4).cells
+             if cell.cell_type == "code" and PARAMETERS_TAG in cell.metadata.get("tags", [])]
+    if not cells:
+        return {}
+    source = cells[0].source
+    lines = source.splitlines()
+    parameters = {}
+    for statement in ast.parse(source).body:
+        if isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            target, annotation = statement.target, ast.unparse(statement.annotation)
+        elif isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+            target, annotation = statement.targets[0], ""
+        else:
+            raise ValueError(f"{notebook}: line {statement.lineno} of the parameters cell is not `name = value`")
+        if not isinstance(target, ast.Name):
+            raise ValueError(f"{notebook}: line {statement.lineno} of the parameters cell assigns to no plain name")
+        try:
+            default = ast.literal_eval(statement.value)
+        except ValueError:
+            raise ValueError(f"{notebook}: parameter {target.id} has no literal default") from None
+        after = lines[statement.end_lineno - 1][statement.end_col_offset:]  # what follows the value
+        meaning = after.split("#", 1)[1].strip() if "#" in after else ""
+        written = ast.get_source_segment(source, statement.value)
+        parameters[target.id] = Parameter(target.id, annotation, default, written, meaning)
+    return parameters
+
+
+def project_kernel() -> str:
+    """The kernel to run chapters with: the project's `thesis-lib` kernel when registered, else `python3`."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return PROJECT_KERNEL if PROJECT_KERNEL in KernelSpecManager().find_kernel_specs() else FALLBACK_KERNEL
+
+
+class _DeclaredParametersFilter(logging.Filter):
+    """Drops papermill's "Passed unknown parameter" warning. Its inspector skips annotations such as
+    `str | None`, so it calls such parameters unknown; the build injects only names the cell declares
+    (read by `declared_parameters`), which makes the warning noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passed unknown parameter")
+
+
+@contextmanager
+def papermill_quiet_about_declared_parameters() -> Iterator[None]:
+    papermill_logger = logging.getLogger("papermill")
+    noise = _DeclaredParametersFilter()
+    papermill_logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        papermill_logger.removeFilter(noise)
+
+
+@contextmanager
+def inline_figures() -> Iterator[None]:
+    """Start kernels with the inline matplotlib backend, whatever MPLBACKEND the caller's shell sets."""
+    previous = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = previous
+
+
+def execute_chapter(
+    chapter: Chapter, parameters: Mapping[str, Any], *, kernel: str, cwd: Path
+) -> ChapterRun:
+    """Run `chapter` with the `parameters` it declares into its executed copy (cwd: the book's root)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    declared = declared_parameters(chapter.source)
+    injected = {name: value for name, value in parameters.items() if name in declared}
+    chapter.executed.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        with inline_figures(), papermill_quiet_about_declared_parameters():
+            papermill.execute_notebook(
+                str(chapter.source),
+                str(chapter.executed),
+                parameters=injected,
+                kernel_name=kernel,
+                cwd=str(cwd),
+                progress_bar=False,
+                log_output=False,
+            )
+    except PapermillExecutionError as error:
+        first_line = next((line for line in error.source.splitlines() if line.strip()), "")
+        detail = f"{error.ename}: {error.evalue} (cell starting {first_line.strip()!r})"
+        raise ChapterFailedError(chapter.name, _source_cell_number(chapter), detail, chapter.executed) from None
+    seconds = time.perf_counter() - started
+    present_parameters(chapter.executed, declared, injected)
+    effective = {name: injected[name] if name in injected else parameter.default
+                 for name, parameter in declared.items()}
+    return ChapterRun(chapter.name, chapter.executed, seconds, effective, tuple(injected))
+
+
+def _source_cell_number(chapter: Chapter) -> int | None:
+    """1-based number, in the *committed* notebook, of the cell that failed: the cell of the partial copy
+    with an error output, counted without the cells papermill added (injected parameters, error banners)."""
+    import nbformat
+
+    own_cells = [cell for cell in nbformat.read(chapter.executed, as_version=4).cells
+                 if not _is_papermill_cell(cell)]
+    for number, cell in enumerate(own_cells, start=1):
+        if any(output.get("output_type") == "error" for output in cell.get("outputs", [])):
+            return number
+    return None
+
+
+def _is_papermill_cell(cell: Any) -> bool:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return INJECTED_TAG in tags or "papermill-error-cell-tag" in tags
+
+
+def present_parameters(executed: Path, declared: Mapping[str, Parameter], injected: Mapping[str, Any]) -> None:
+    """Hide the parameters and injected cells of `executed` and insert one collapsed note with the values
+    this run used (injected, else the notebook's default) and what each means."""
+    import nbformat
+
+    notebook = nbformat.read(executed, as_version=4)
+    insert_at = None
+    for index, cell in enumerate(notebook.cells):
+        tags = cell.metadata.setdefault("tags", [])
+        if PARAMETERS_TAG in tags or INJECTED_TAG in tags:
+            if REMOVE_CELL not in tags:
+                tags.append(REMOVE_CELL)
+            insert_at = index + 1
+    if insert_at is None or not declared:
+        nbformat.write(notebook, executed)
+        return
+    rows = []
+    for name, parameter in declared.items():
+        value = repr(injected[name]) if name in injected else parameter.default_source
+        origin = "" if name in injected else " (default)"
+        meaning = parameter.meaning.replace("|", "\\|")
+        rows.append(f"| `{name}` | `{value}`{origin} | {meaning} |")
+    note = "\n".join([
+        ":::{admonition} Parameters of this run",
+        ":class: note dropdown",
+        "| parameter | value | meaning |",
+        "|---|---|---|",
+        *rows,
+        ":::",
+    ])
+    notebook.cells.insert(insert_at, nbformat.v4.new_markdown_cell(note, metadata={"tags": [RUN_PARAMETERS_TAG]}))
+    nbformat.write(notebook, executed)

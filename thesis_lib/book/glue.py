@@ -1,0 +1,41 @@
+"""Helpers notebooks use to hand numbers and figures to the prose (`myst_nb.glue`).
+
+The prose never types a number: a code cell glues it (`glue_values(n_movies=2000)`) and a markdown cell
+quotes it (`` {glue:text}`n_movies:,d` ``; a format must end in its type letter). Figures are glued and
+closed (`glue_figure`), so each appears once, where its `{glue:figure}` directive puts it with a caption;
+the caption ends with the glued `data_caption` sentence, which names the data the figure shows
+(`glue_data`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thesis_lib.book.provenance import DataDescription
+
+
+def glue_values(**values: Any) -> None:
+    """Glue each keyword as a hidden value: `glue_values(n_movies=2000, share=0.31)`.
+
+    NumPy scalars are glued as Python numbers: the prose formats a glued value from its text form
+    (`{glue:text}`share:.1%``), and "np.float64(0.31)" is not a number to the formatter.
+    """
+    import numpy as np
+    from myst_nb import glue
+
+    for name, value in values.items():
+        glue(name, value.item() if isinstance(value, np.generic) else value, display=False)
+
+
+def glue_figure(name: str, figure: Any) -> None:
+    """Glue a matplotlib figure for a `{glue:figure}` directive and close it (else it shows twice)."""
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    glue(name, figure, display=False)
+    plt.close(figure)
+
+
+def glue_data(data: DataDescription) -> None:
+    """Glue the words that name the data: `data_short`, `data_long` and the caption sentence `data_caption`."""
+    glue_values(data_short=data.short, data_long=data.long, data_caption=data.caption)

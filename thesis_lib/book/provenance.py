@@ -1,0 +1,227 @@
+"""What produced a build of the book: profile, data, weights, code; and the words pages use to say so.
+
+Two audiences read these:
+- the front page, which states the profile, data, weights and commit of the build (`front_page_block`);
+- every figure caption, which names its data (and, where it matters, its weights) through
+  `DataDescription.caption` and `describe_weights`, glued into the caption by the notebook.
+
+On the synthetic twin every page also carries a banner (`TWIN_BANNER`): results on synthetic data
+validate the pipeline, they are not thesis evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from thesis_lib.data.mmimdb import Release
+from thesis_lib.data.twin.generate import TRUTH_FILE
+from thesis_lib.errors import ThesisError
+
+DataKind = Literal["twin", "mmimdb"]
+
+TWIN_BANNER = (
+    "Synthetic data: every number and figure in this build comes from the synthetic MM-IMDb twin. "
+    "It validates the pipeline; it is <strong>not thesis evidence</strong>."
+)
+
+
+@dataclass(frozen=True)
+class DataDescription:
+    """Which data a page shows, in the words captions and the front page use."""
+
+    kind: DataKind  # "twin" (has twin_truth.json) or "mmimdb" (a real release)
+    root: Path  # the release folder (holds split.json and dataset/)
+    n_movies: int  # usable movies
+    fingerprint: str  # the release's content hash (Release.fingerprint)
+    twin_seed: int | None = None  # generator seed (twin only)
+
+    @property
+    def short(self) -> str:
+        """A few words: "synthetic twin" or "MM-IMDb"."""
+        return "synthetic twin" if self.kind == "twin" else "MM-IMDb"
+
+    @property
+    def long(self) -> str:
+        """One phrase for prose, e.g. "the synthetic MM-IMDb twin (2,000 movies, seed 0)"."""
+        if self.kind == "twin":
+            return f"the synthetic MM-IMDb twin ({self.n_movies:,} movies, seed {self.twin_seed})"
+        return f"the MM-IMDb release ({self.n_movies:,} usable movies)"
+
+    @property
+    def caption(self) -> str:
+        """The sentence every figure caption ends with: "Data: synthetic twin (2,000 movies, seed 0)."."""
+        if self.kind == "twin":
+            return f"Data: synthetic twin ({self.n_movies:,} movies, seed {self.twin_seed}), not MM-IMDb."
+        return f"Data: MM-IMDb ({self.n_movies:,} usable movies)."
+
+
+class NoDataError(ThesisError, ValueError):
+    """The parameters name no release, or name a synthetic twin that was never generated."""
+
+
+def release_folder(data_root: str | None, twin_root: str | None, root: Path | None = None) -> Path:
+    """The release a chapter reads: `data_root`, else the synthetic twin at `twin_root` (the profiles'
+    convention; relative paths are taken from `root`, default the project root)."""
+    from thesis_lib.paths import project_root
+
+    folder = data_root or twin_root
+    if not folder:
+        raise NoDataError("no data: data_root and twin_root are both unset; pass the MM-IMDb release with "
+                          "-p data_root ROOT")
+    path = Path(folder).expanduser()
+    path = path if path.is_absolute() else (root or project_root()) / path
+    if not data_root and not (path / TRUTH_FILE).is_file():
+        raise NoDataError(f"the synthetic twin {path} has not been generated: run `make twin` "
+                          f"(or `thesis data synth {folder}`)")
+    return path
+
+
+def describe_release(release: Release) -> DataDescription:
+    """Describe a loaded release: a synthetic twin when it holds the generator's twin_truth.json."""
+    truth_path = release.root / TRUTH_FILE
+    seed = None
+    if truth_path.is_file():
+        import json
+
+        seed = json.loads(truth_path.read_text(encoding="utf-8")).get("seed")
+    return DataDescription(
+        kind="twin" if truth_path.is_file() else "mmimdb",
+        root=release.root,
+        n_movies=len(release.movies),
+        fingerprint=release.fingerprint,
+        twin_seed=seed,
+    )
+
+
+def describe_data(root: Path | str) -> DataDescription:
+    """Describe the release at `root` without decoding posters (fast enough to run before every build)."""
+    from thesis_lib.data.mmimdb import load_release
+
+    return describe_release(load_release(root, verify_posters="none"))
+
+
+def describe_weights(model_size: str) -> str:
+    """The backbones and weights the registry's `model_size` recipes use, as one sentence."""
+    from thesis_lib.models.registry import default_config, list_models
+
+    parts: dict[str, list[str]] = {"text": [], "image": [], "objects": []}
+    for name in list_models():
+        config = default_config(name, model_size)
+        for modality in ("text", "image"):
+            part = getattr(config, modality)
+            if part is None:
+                continue
+            blocks = f", {part.depth} blocks" if getattr(part, "depth", None) else ""
+            origin = "pretrained" if part.pretrained else "random init"
+            if part.backbone == "minilm":
+                origin = "pretrained all-MiniLM-L6-v2, packaged"
+            entry = f"{part.backbone} ({origin}{blocks})"
+            if entry not in parts[modality]:
+                parts[modality].append(entry)
+        if config.objects is not None:
+            entry = _object_source(config.objects.source, model_size)
+            if entry not in parts["objects"]:
+                parts["objects"].append(entry)
+    return (
+        f"{model_size} recipes: text {', '.join(parts['text'])}; image {', '.join(parts['image'])}; "
+        f"object detections from {', '.join(parts['objects'])}"
+    )
+
+
+def _object_source(source: str, model_size: str) -> str:
+    """"yolo (trained on the twin)", "frcnn (COCO-pretrained)", "oracle (the twin's true boxes)"."""
+    if source == "oracle":
+        return "oracle (the twin's true boxes)"
+    from thesis_lib.detection.config import default_detector_config
+
+    trained = default_detector_config(source, model_size).weights == "twin"
+    return f"{source} ({'trained on the twin' if trained else 'COCO-pretrained'})"
+
+
+@dataclass(frozen=True)
+class BuildProvenance:
+    """Everything the front page states about one build (also written as provenance.json)."""
+
+    profile: str  # profile name or file
+    profile_file: str | None  # the parameter file used (None: the notebooks' own defaults)
+    overrides: dict[str, Any]  # `-p name value` given on the command line
+    data: DataDescription | None  # None when no parameter names a data root
+    weights: str  # see describe_weights
+    commit: str | None  # None outside a git checkout
+    dirty: bool | None
+    version: str  # thesis_lib.__version__
+    built_at: str  # UTC, ISO 8601, minutes
+    chapter_seconds: dict[str, float] = field(default_factory=dict)  # chapter -> papermill wall time
+
+    @property
+    def is_twin(self) -> bool:
+        return self.data is not None and self.data.kind == "twin"
+
+    def to_json(self) -> dict[str, Any]:
+        data = None
+        if self.data is not None:
+            data = {"kind": self.data.kind, "root": str(self.data.root), "n_movies": self.data.n_movies,
+                    "fingerprint": self.data.fingerprint, "twin_seed": self.data.twin_seed}
+        return {"profile": self.profile, "profile_file": self.profile_file, "overrides": self.overrides,
+                "data": data, "weights": self.weights, "commit": self.commit, "dirty": self.dirty,
+                "version": self.version, "built_at": self.built_at, "chapter_seconds": self.chapter_seconds}
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def front_page_block(provenance: BuildProvenance, root: Path) -> str:
+    """The "What produced this build" admonition for the front page (MyST markdown)."""
+    profile = f"`{provenance.profile}`"
+    if provenance.profile_file:
+        profile += f" ({_relative(Path(provenance.profile_file), root)})"
+    else:
+        profile += " (no parameter file: each chapter's own defaults, which are the smoke profile)"
+    if provenance.overrides:
+        profile += "; overrides " + ", ".join(f"`{k}={v!r}`" for k, v in provenance.overrides.items())
+    data = "none named by the parameters"
+    if provenance.data is not None:
+        data = (f"{provenance.data.long} at `{_relative(provenance.data.root, root)}`, "
+                f"content fingerprint `{provenance.data.fingerprint[:12]}`")
+    commit = "unknown (not a git checkout)"
+    if provenance.commit is not None:
+        commit = f"`{provenance.commit[:12]}`" + (" with uncommitted changes" if provenance.dirty else "")
+    chapters = ", ".join(f"{name} ({seconds:.0f} s)" for name, seconds in provenance.chapter_seconds.items())
+    lines = [
+        ":::{admonition} What produced this build",
+        f":class: {'warning' if provenance.is_twin else 'note'}",
+        f"- **Profile:** {profile}",
+        f"- **Data:** {data}",
+        f"- **Weights:** {provenance.weights}",
+        f"- **Code:** thesis_lib {provenance.version}, commit {commit}",
+        f"- **Built:** {provenance.built_at}; chapters run with papermill: {chapters or 'none'}",
+    ]
+    if provenance.is_twin:
+        lines += ["", "Every number and figure of this build comes from the synthetic twin: it shows that the "
+                      "pipeline works end to end, and it is **not thesis evidence**. The full profile reruns the "
+                      "same chapters on the real MM-IMDb release with pretrained weights."]
+    return "\n".join([*lines, ":::"])
+
+
+def book_config(base: Mapping[str, Any], provenance: BuildProvenance, root: Path) -> dict[str, Any]:
+    """The Jupyter Book config of one build: `base` (the repository's _config.yml) with the front-page
+    block as the `build_provenance` substitution and, on the twin, the banner on every page."""
+    import copy
+
+    config = copy.deepcopy(dict(base))
+    parse = config.setdefault("parse", {})
+    parse.setdefault("myst_substitutions", {})["build_provenance"] = front_page_block(provenance, root)
+    config.setdefault("html", {})["announcement"] = TWIN_BANNER if provenance.is_twin else ""
+    return config
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(path)

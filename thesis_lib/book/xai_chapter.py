@@ -1,0 +1,452 @@
+"""What the XAI chapter (notebooks/04_xai.ipynb) shows: explanations of the grid's trained runs and how
+faithful they are.
+
+The runs are loaded as `thesis xai check` loads them (`xai.check.load_run`: best weights, eval
+transforms, the run's tokenizer and dev-tuned thresholds), so the pictures and the faithfulness numbers
+come from the same models. Which movies and genres are shown is decided here, deterministically, from
+the run's saved test predictions (and, on the synthetic twin, its ground truth): a build shows the same
+examples every time.
+
+The faithfulness criteria the chapter states ("clearly better than chance") are the constants below;
+`criteria_table` checks the numbers of one run against them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from thesis_lib.data.images import load_poster
+from thesis_lib.genres import GENRES
+from thesis_lib.xai.check import HEADLINE, RunUnderTest, XaiCheckConfig, evaluate_run, load_run
+from thesis_lib.xai.faithfulness import POSTER_EVIDENCE_KINDS, twin_evidence_boxes
+from thesis_lib.xai.figures import Provenance
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from thesis_lib.book.provenance import DataDescription
+    from thesis_lib.data.mmimdb import Release
+    from thesis_lib.xai.words import ShadedPlot
+
+PROPOSED = HEADLINE[0]  # the thesis's model: the headline run of `thesis xai check`
+ATTENTION_FUSION = "fusion_attention"  # the fusion with per-movie modality weights
+CLEARLY_BETTER = 2.0  # a score "clearly better than chance" is at least this many times chance
+NEAR_CHANCE = 1.5  # the randomised model's pointing game "falls to near chance": at most this many times chance
+# The strict pointing game asks for the map's maximum inside the object's box. A 128 px ResNet gives a 4 x 4
+# map whose cell centres fall between the twin's 3 x 3 object layout (xai.check's module docstring), so the
+# chapter uses Zhang et al.'s tolerant variant; chance and the centre baseline use the same grown boxes.
+POINTING_TOLERANCE_PX = 15.0
+BATCH = 32  # movies per forward pass
+
+
+# ------------------------------------------------------------------------------------------ the runs
+
+
+def run_folder(runs_dir: str | Path, name: str, seed: int) -> Path:
+    """RUNS/<name>/seed<k> (primary split), as the grid writes it."""
+    from thesis_lib.paths import project_root
+
+    root = Path(runs_dir).expanduser()
+    root = root if root.is_absolute() else project_root() / root
+    return root / name / f"seed{seed}"
+
+
+def first_seed(seeds: int | str | Sequence[int]) -> int:
+    """The seed whose runs are explained: the first of the profile's `seeds` (a list, or one value as
+    papermill's `-p seeds 0` or `-p seeds 0,1` gives it)."""
+    if isinstance(seeds, int):
+        return seeds
+    if isinstance(seeds, str):
+        return int(seeds.strip("[] ").split(",")[0])
+    return int(list(seeds)[0])
+
+
+def load_runs(runs_dir: str | Path, release: Release, names: Sequence[str], seed: int,
+              optional: Sequence[str] = ()) -> dict[str, RunUnderTest]:
+    """The named runs of one seed, loaded for explanation (detections shared between runs); the
+    `optional` ones only when the grid produced them."""
+    objects: dict[str, Any] = {}
+    runs = {name: load_run(run_folder(runs_dir, name, seed), release, objects) for name in dict.fromkeys(names)}
+    for name in optional:
+        if name not in runs and (run_folder(runs_dir, name, seed) / "record.json").is_file():
+            runs[name] = load_run(run_folder(runs_dir, name, seed), release, objects)
+    return runs
+
+
+def use_threads(cpu_threads: int) -> None:
+    """The profile's `cpu_threads` for this chapter's kernel (0 leaves torch's default)."""
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
+
+
+def feature_grid(run: RunUnderTest) -> int:
+    """Side of the square feature grid the run's image encoder gives Grad-CAM (and the fusion) per poster."""
+    movie_id = sorted(run.movies)[0]
+    with torch.no_grad():
+        tokens = run.model.encoders["image"](run.make_batch([movie_id])).tokens.shape[1]  # N = prefix + side^2
+    prefix = getattr(run.model.encoders["image"], "num_prefix_tokens", 0)
+    return int(round((tokens - prefix) ** 0.5))
+
+
+def figure_provenance(data: DataDescription, *runs: RunUnderTest) -> Provenance:
+    """The line under every figure: the data (and split) and the run(s) whose weights it shows."""
+    weights = " and ".join(f"run {run.model_name}/seed{run.seed}" for run in runs)
+    return Provenance(data=f"{data.short}, test split", weights=f"{weights} (best dev checkpoint)")
+
+
+def weights_caption(*runs: RunUnderTest) -> str:
+    """The caption sentence naming the weights, e.g. "Weights: run fusion_cross_attention/seed0 of this
+    build (best dev checkpoint)."."""
+    names = " and ".join(f"run {run.model_name}/seed{run.seed}" for run in runs)
+    return f"Weights: {names} of this build (trained weights, best dev checkpoint)."
+
+
+def _probabilities(run: RunUnderTest, movie_id: str) -> np.ndarray:
+    if run.probabilities is None:
+        with torch.no_grad():
+            return torch.sigmoid(run.model(run.make_batch([movie_id])).logits[0]).float().numpy()  # (23,)
+    return np.asarray(run.probabilities[movie_id])  # (23,)
+
+
+def predicted_genres(run: RunUnderTest, movie_id: str, limit: int) -> list[int]:
+    """Up to `limit` genres the run predicts for the movie (probability >= its tuned threshold), most
+    probable first; if it predicts none, its single most probable genre (so every poster has a map)."""
+    probs = _probabilities(run, movie_id)
+    order = np.argsort(-probs, kind="stable")
+    chosen = [int(g) for g in order if probs[g] >= run.thresholds[g]][:limit]
+    return chosen or [int(order[0])]
+
+
+def poster_evidence_hits(run: RunUnderTest, truth: Mapping[str, Any] | None, movie_id: str) -> list[int]:
+    """Genres of the movie that the run predicts, that are true, and (twin) whose evidence is an object
+    on the poster; most probable first."""
+    probs = _probabilities(run, movie_id)
+    genres = run.movies[movie_id].genres
+    hits = [GENRES.index(g) for g in genres if probs[GENRES.index(g)] >= run.thresholds[GENRES.index(g)]]
+    if truth is not None:
+        hits = [g for g in hits if twin_evidence_boxes(truth, movie_id, GENRES[g])]
+    return sorted(hits, key=lambda g: -probs[g])
+
+
+def explained_movies(run: RunUnderTest, truth: Mapping[str, Any] | None, count: int) -> list[str]:
+    """`count` test movies to explain: those with a correctly predicted genre whose evidence is on the
+    poster first (twin; any correct genre on MM-IMDb), then any others, in id order."""
+    ids = sorted(run.movies)
+    with_hits = [movie_id for movie_id in ids if poster_evidence_hits(run, truth, movie_id)]
+    rest = [movie_id for movie_id in ids if movie_id not in with_hits]
+    return (with_hits + rest)[:count]
+
+
+def choice_sentence(run: RunUnderTest, truth: Mapping[str, Any] | None, ids: Sequence[str]) -> str:
+    """How the explained movies were chosen, as the prose says it."""
+    chosen = sum(bool(poster_evidence_hits(run, truth, movie_id)) for movie_id in ids)
+    reason = "whose evidence is on the poster" if truth is not None else "(any genre: MM-IMDb has no boxes)"
+    if chosen == len(ids):
+        return f"All {len(ids)} were chosen because the model gets a genre right {reason}."
+    return (f"{chosen} of them were chosen because the model gets a genre right {reason}; the test split has no "
+            f"more such movies, so the other {len(ids) - chosen} are the first remaining test movies by id.")
+
+
+def showcase(run: RunUnderTest, truth: Mapping[str, Any] | None, ids: Sequence[str]) -> tuple[str, int]:
+    """The (movie, genre) of the side-by-side figures: the first of `ids` with a correct poster-evidence
+    genre (prefer image-only evidence on the twin), else the first movie's most probable genre."""
+    for wanted in (("image",), POSTER_EVIDENCE_KINDS):
+        for movie_id in ids:
+            hits = poster_evidence_hits(run, truth, movie_id)
+            hits = [g for g in hits if truth is None or truth["genre_evidence"][GENRES[g]] in wanted]
+            if hits:
+                return movie_id, hits[0]
+    return ids[0], predicted_genres(run, ids[0], 1)[0]
+
+
+def showcase_note(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -> str:
+    """What the outlined box is, for the prose: the planted object that carries the genre (twin)."""
+    if truth is None:
+        return "MM-IMDb has no ground-truth boxes, so nothing is outlined."
+    kind = truth["genre_evidence"][GENRES[genre]]
+    boxes = evidence_boxes(truth, movie_id, genre)
+    if not boxes:
+        return f"{GENRES[genre]} is a {kind} genre with no object to outline on this poster."
+    what = "the prop the plot names" if kind == "alignment" else "the planted " + " and ".join(
+        truth["rules"][GENRES[genre]]["objects"])
+    return f"{GENRES[genre]} is a {kind} genre on the twin; the white box outlines {what}, which carries it."
+
+
+def evidence_boxes(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -> list[list[int]]:
+    """The twin's boxes of the objects that carry the genre (poster pixels); none on MM-IMDb."""
+    return [] if truth is None else twin_evidence_boxes(truth, movie_id, GENRES[genre])
+
+
+# ------------------------------------------------------------------------------------------ Grad-CAM
+
+
+def gradcam_grid(run: RunUnderTest, ids: Sequence[str], provenance: Provenance, max_genres: int = 3,
+                 method: str = "gradcam") -> Figure:
+    """One row per movie: its poster, then a Grad-CAM overlay per predicted genre (up to `max_genres`),
+    each titled with the probability and whether the genre is a true label."""
+    from thesis_lib.xai.figures import explain_predicted_genres, overlay_grid_figure
+
+    batch = run.make_batch(list(ids))
+    maps = [explain_predicted_genres(run.model, batch, row, run.thresholds, method,
+                                     genres=predicted_genres(run, movie_id, max_genres))
+            for row, movie_id in enumerate(ids)]
+    posters = [load_poster(run.movies[movie_id].poster) for movie_id in ids]
+    labels = [f"{movie_id}\n{_two_lines(', '.join(run.movies[movie_id].genres))}" for movie_id in ids]
+    return overlay_grid_figure(posters, maps, provenance, row_labels=labels)
+
+
+def _two_lines(text: str, width: int = 30) -> str:
+    """`text` wrapped to at most two lines of `width` characters (a title above a small poster)."""
+    import textwrap
+
+    lines = textwrap.wrap(text, width)
+    return "\n".join(lines[:2]) + (" ..." if len(lines) > 2 else "")
+
+
+def _gradcam(run: RunUnderTest, movie_id: str, genre: int, method: str = "gradcam") -> np.ndarray:
+    from thesis_lib.xai.gradcam import gradcam_maps
+
+    return gradcam_maps(run.model, run.make_batch([movie_id]), [(0, genre)], method=method)[0]  # (S, S)
+
+
+def _attention(run: RunUnderTest, movie_id: str) -> Any:
+    from thesis_lib.xai.attention import explain_attention
+
+    return explain_attention(run.model, run.make_batch([movie_id]))
+
+
+def side_by_side(image_run: RunUnderTest, cross_run: RunUnderTest, movie_id: str, genre: int,
+                 truth: Mapping[str, Any] | None, provenance: Provenance) -> Figure:
+    """One poster explained three ways for one genre: Grad-CAM of the image-only model, Grad-CAM of the
+    cross-attention model, and where the plot's tokens attend on the poster (cross-attention averaged
+    over blocks, heads and tokens). The twin's evidence boxes are outlined."""
+    from thesis_lib.xai.attention import poster_attention_map
+    from thesis_lib.xai.figures import side_by_side_figure
+
+    name = GENRES[genre]
+    attention = poster_attention_map(_attention(cross_run, movie_id))[0].numpy()  # (rows, cols) patch grid
+    panels = [(f"{image_run.model_name}\nGrad-CAM: {name}", _gradcam(image_run, movie_id, genre)),
+              (f"{cross_run.model_name}\nGrad-CAM: {name}", _gradcam(cross_run, movie_id, genre)),
+              ("cross-attention\nplot -> poster patches", attention)]
+    poster = load_poster(cross_run.movies[movie_id].poster)
+    return side_by_side_figure(poster, panels, provenance, boxes=evidence_boxes(truth, movie_id, genre))
+
+
+def cam_methods(run: RunUnderTest, movie_id: str, genre: int, truth: Mapping[str, Any] | None,
+                provenance: Provenance) -> Figure:
+    """Grad-CAM, Grad-CAM++ and HiResCAM of the same model, poster and genre."""
+    from thesis_lib.xai.figures import side_by_side_figure
+
+    titles = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM"}
+    panels = [(f"{title}: {GENRES[genre]}", _gradcam(run, movie_id, genre, method)) for method, title in titles.items()]
+    poster = load_poster(run.movies[movie_id].poster)
+    return side_by_side_figure(poster, panels, provenance, boxes=evidence_boxes(truth, movie_id, genre))
+
+
+# ------------------------------------------------------------------------------------ attention
+
+
+def named_prop_movie(run: RunUnderTest, truth: Mapping[str, Any] | None, fallback: str) -> str:
+    """A test movie for the word-level figures: on the twin one whose true alignment genre the run
+    predicts (the plot names the prop that decides it), else one with any correct poster-evidence genre;
+    `fallback` otherwise (and on MM-IMDb)."""
+    if truth is None:
+        return fallback
+    for movie_id in sorted(run.movies):
+        hits = poster_evidence_hits(run, truth, movie_id)
+        if any(truth["genre_evidence"][GENRES[g]] == "alignment" for g in hits):
+            return movie_id
+    return fallback
+
+
+def _cue_spans(truth: Mapping[str, Any] | None, movie_id: str) -> list[tuple[int, int]]:
+    if truth is None:
+        return []
+    return [tuple(cue["char_span"]) for cue in truth["movies"][movie_id]["cue_words"] if cue["role"] == "evidence"]
+
+
+def _real_ids(batch: Mapping[str, Any]) -> list[int]:
+    return batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
+
+
+def shaded_plots(run: RunUnderTest, movie_id: str, truth: Mapping[str, Any] | None,
+                 data: DataDescription) -> tuple[ShadedPlot, ShadedPlot]:
+    """The movie's raw plot shaded twice: by how much the poster side attends to each word (cross-
+    attention, all layers) and by attention rollout through the text encoder. The twin's planted cue
+    words are underlined."""
+    from thesis_lib.xai.attention import explain_attention, rollout_token_importance, word_piece_importance
+    from thesis_lib.xai.words import plot_word_scores, shade_plot
+
+    batch = run.make_batch([movie_id])
+    plot = run.movies[movie_id].plot
+    sources = {"cross-attention word importance (poster -> plot)":
+               word_piece_importance(explain_attention(run.model, batch))[0],
+               "attention rollout of the text encoder ([CLS] row)":
+               rollout_token_importance(explain_attention(run.rollout_model, batch))[0]}
+    shaded = []
+    for label, scores in sources.items():
+        words = plot_word_scores(plot, scores.numpy(), run.tokenizer, run.text_cleaning, run.max_length,
+                                 input_ids=_real_ids(batch))
+        caption = (f"{label}, movie {movie_id}; underlined: the twin's planted cue words. "
+                   f"{figure_provenance(data, run).line()}")
+        shaded.append(shade_plot(words, caption, highlight=_cue_spans(truth, movie_id)))
+    return shaded[0], shaded[1]
+
+
+def prop_attention(run: RunUnderTest, movie_id: str, truth: Mapping[str, Any] | None,
+                   provenance: Provenance) -> tuple[Figure, str]:
+    """The poster-side cross-attention heat map: where all plot tokens attend, and (twin) where the word
+    naming the movie's prop attends, with the prop's box outlined. Returns the figure and the word."""
+    from thesis_lib.xai.attention import poster_attention_map
+    from thesis_lib.xai.figures import side_by_side_figure
+    from thesis_lib.xai.words import token_positions_of_span
+
+    explanation = _attention(run, movie_id)
+    panels = [("all plot tokens -> patches", poster_attention_map(explanation)[0].numpy())]
+    boxes, word = [], ""
+    if truth is not None:
+        movie = truth["movies"][movie_id]
+        mention = movie["named_object_mention"]
+        positions = token_positions_of_span(run.movies[movie_id].plot, tuple(mention["char_span"]), run.tokenizer,
+                                            run.text_cleaning, run.max_length)
+        if positions:
+            chosen = torch.zeros_like(explanation.text_mask)  # (1, N_text)
+            chosen[0, positions] = True
+            word = mention["word"]
+            panels.append((f"'{word}' -> patches", poster_attention_map(explanation, text_tokens=chosen)[0].numpy()))
+            boxes = [movie["objects"][movie["named_object"]]["box"]]
+    poster = load_poster(run.movies[movie_id].poster)
+    return side_by_side_figure(poster, panels, provenance, boxes=boxes), word
+
+
+def modality_weights(run: RunUnderTest, provenance: Provenance) -> tuple[Figure, pd.DataFrame]:
+    """Mean per-movie modality weights of the attention fusion over the test movies of each genre: the
+    figure and the (23 x M) table."""
+    from thesis_lib.xai.attention import modality_weights_over, modality_weights_per_genre
+    from thesis_lib.xai.figures import modality_weights_figure
+
+    ids = sorted(run.movies)
+    batches = (run.make_batch(ids[start : start + BATCH]) for start in range(0, len(ids), BATCH))
+    weights, labels = modality_weights_over(run.model, batches)  # (N, M), (N, 23)
+    per_genre = modality_weights_per_genre(weights, labels)  # (23, M)
+    modalities = list(run.model.modalities)
+    table = pd.DataFrame(per_genre, index=pd.Index(GENRES, name="genre"), columns=modalities)
+    return modality_weights_figure(per_genre, modalities, provenance), table
+
+
+# -------------------------------------------------------------------------------- faithfulness
+
+
+def faithfulness(runs: Mapping[str, RunUnderTest], truth: Mapping[str, Any] | None, max_pairs: int,
+                 n_resamples: int) -> dict[str, dict[str, Any]]:
+    """`thesis xai check`'s evaluation of each run (xai.check.evaluate_run) on a fixed sample of
+    `max_pairs` (poster, genre) pairs, with the chapter's pointing tolerance."""
+    config = XaiCheckConfig(max_pairs=max_pairs, max_plots=max_pairs, max_deletion_pairs=min(50, max_pairs),
+                            pointing_tolerance_px=POINTING_TOLERANCE_PX, n_resamples=n_resamples)
+    return {name: evaluate_run(run, truth, config) for name, run in runs.items()}
+
+
+FAITHFULNESS_COLUMNS = {
+    "gradcam_pointing_game": "pointing: Grad-CAM", "hirescam_pointing_game": "pointing: HiResCAM",
+    "random_pointing_game": "pointing: chance", "center_pointing_game": "pointing: centre",
+    "randomized_model_pointing_game": "pointing: randomised model", "gradcam_energy_in_box": "energy in box",
+    "deletion_auc": "deletion AUC", "random_deletion_auc": "deletion AUC: random",
+    "attention_cue_recall_at_5": "cue recall@5: cross-attention", "rollout_cue_recall_at_5": "cue recall@5: rollout",
+    "random_cue_recall_at_5": "cue recall@5: chance",
+}
+
+
+def faithfulness_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Runs x measures, each "mean [95% CI]" (blank where a model cannot have it), with the pair count."""
+    rows = {}
+    for name, result in results.items():
+        row = {"pairs": result["n_pairs"]}
+        for key, label in FAITHFULNESS_COLUMNS.items():
+            if key not in result:
+                continue  # real data: no boxes or cue words
+            value, interval = result[key], result.get(f"{key}_ci")
+            row[label] = "" if value is None else f"{value:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
+
+
+def criteria_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """The chapter's "clearly better" criteria checked on one run's faithfulness numbers (twin only):
+    criterion, value, reference, met (True / False; None where the run has no such number)."""
+
+    def ratio_at_least(value: float | None, reference: float | None, factor: float) -> bool | None:
+        return None if value is None or reference is None else bool(value >= factor * reference)
+
+    pointing, chance = result.get("gradcam_pointing_game"), result.get("random_pointing_game")
+    centre, randomised = result.get("center_pointing_game"), result.get("randomized_model_pointing_game")
+    cue, cue_chance = result.get("attention_cue_recall_at_5"), result.get("random_cue_recall_at_5")
+    deletion, random_deletion = result.get("deletion_auc"), result.get("random_deletion_auc")
+    rows = [
+        (f"pointing game >= {CLEARLY_BETTER:g} x chance", pointing, chance,
+         ratio_at_least(pointing, chance, CLEARLY_BETTER)),
+        ("pointing game above the centre baseline", pointing, centre,
+         None if pointing is None or centre is None else bool(pointing > centre)),
+        (f"randomised model near chance (<= {NEAR_CHANCE:g} x chance)", randomised, chance,
+         None if randomised is None or chance is None else bool(randomised <= NEAR_CHANCE * chance)),
+        (f"cue recall@5 >= {CLEARLY_BETTER:g} x chance", cue, cue_chance,
+         ratio_at_least(cue, cue_chance, CLEARLY_BETTER)),
+        ("deletion AUC below random order", deletion, random_deletion,
+         None if deletion is None or random_deletion is None else bool(deletion < random_deletion)),
+    ]
+    return pd.DataFrame(rows, columns=["criterion", "value", "reference", "met"]).set_index("criterion")
+
+
+def criteria_sentence(criteria: pd.DataFrame) -> str:
+    """"All five criteria are met." or which are not (and which could not be checked)."""
+    met = criteria[criteria["met"] == True].index.tolist()  # noqa: E712 - the column holds True/False/None
+    failed = criteria[criteria["met"] == False].index.tolist()  # noqa: E712
+    unknown = criteria[criteria["met"].isna()].index.tolist()
+    if not failed and not unknown:
+        return f"all {len(met)} criteria are met."
+    parts = [f"{len(met)} of {len(criteria)} criteria are met"]
+    if failed:
+        parts.append(f"not met: {'; '.join(failed)}")
+    if unknown:
+        parts.append(f"not measurable here: {'; '.join(unknown)}")
+    return ", ".join(parts[:1]) + ("; " + "; ".join(parts[1:]) if parts[1:] else "") + "."
+
+
+def modality_sentence(table: pd.DataFrame, truth: Mapping[str, Any] | None) -> str:
+    """Where each modality gets its largest mean weight, and (twin) the text weight on text genres
+    against image genres."""
+    parts = [f"{modality} weighs most for {table[modality].idxmax()} ({table[modality].max():.2f})"
+             for modality in table.columns]
+    sentence = "Across genres, " + ", ".join(parts) + "."
+    if truth is not None and "text" in table.columns:
+        kinds = truth["genre_evidence"]
+        text = table.loc[[g for g in GENRES if kinds[g] == "text"], "text"].mean()
+        image = table.loc[[g for g in GENRES if kinds[g] == "image"], "text"].mean()
+        sentence += (f" The plot's mean weight is {text:.2f} over the twin's text genres and {image:.2f} over its "
+                     f"image genres: {'more' if text > image else 'not more'} weight where the plot carries the genre.")
+    return sentence
+
+
+def _estimate(result: Mapping[str, Any], key: str) -> str:
+    value, interval = result.get(key), result.get(f"{key}_ci")
+    if value is None:
+        return "n/a"
+    return f"{value:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def faithfulness_glue(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The proposed model's faithfulness numbers as text ("0.25 [0.17, 0.34]"; "n/a" where it has none)
+    and the criteria constants, ready for `glue_values`."""
+    keys = {"pointing_text": "gradcam_pointing_game", "chance_text": "random_pointing_game",
+            "centre_text": "center_pointing_game", "randomised_text": "randomized_model_pointing_game",
+            "cue_text": "attention_cue_recall_at_5", "cue_chance_text": "random_cue_recall_at_5",
+            "rollout_text": "rollout_cue_recall_at_5", "deletion_text": "deletion_auc",
+            "random_deletion_text": "random_deletion_auc"}
+    values: dict[str, Any] = {name: _estimate(result, key) for name, key in keys.items()}
+    return values | {"n_pairs": int(result["n_pairs"]), "tolerance_px": POINTING_TOLERANCE_PX,
+                     "clearly_better": CLEARLY_BETTER, "near_chance": NEAR_CHANCE}

@@ -1,0 +1,232 @@
+"""Figure helpers shared by the book's chapters (matplotlib + seaborn; English labels only).
+
+Each function takes plain data (numbers, arrays, images, DataFrames) and returns a matplotlib Figure; it
+computes nothing a reader would need to check elsewhere. Labels stay in English so every glyph exists in
+matplotlib's bundled DejaVu Sans (Korean belongs in the prose, which the browser renders); captions,
+including which data and weights a figure shows, are written by the chapter around the figure.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+BOOK_DPI = 110  # sharp on screen, small files
+MAX_LENGTH_COLOR = "#b2182b"
+TITLE_WIDTH = 28  # characters per line of a small-multiple title (a poster's genre list)
+PALETTE = ("#4878a8", "#e49444", "#6a9f58", "#d1615d", "#8f6cb4", "#85b6b2")
+
+
+def use_book_style() -> None:
+    """One look for every figure of the book (call once per chapter)."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
+    mpl.rcParams.update({"figure.dpi": BOOK_DPI, "savefig.dpi": BOOK_DPI, "figure.autolayout": False,
+                         "axes.titleweight": "bold"})
+
+
+def genre_shares(
+    counts: Mapping[str, int], n_movies: int, reference: Mapping[str, float] | None = None,
+    reference_label: str = "MM-IMDb (published counts)",
+) -> Figure:
+    """Horizontal bars: percent of movies per genre (in the given order), with an optional reference share."""
+    import matplotlib.pyplot as plt
+
+    genres = list(counts)
+    shares = np.array([counts[g] for g in genres], dtype=float) / max(n_movies, 1) * 100  # (G,)
+    figure, axis = plt.subplots(figsize=(7, 6.2), layout="constrained")
+    rows = np.arange(len(genres))
+    axis.barh(rows, shares, color=PALETTE[0], label="this data set")
+    if reference is not None:
+        axis.scatter([reference[g] * 100 for g in genres], rows, marker="|", s=160, color="black", zorder=3,
+                     label=reference_label)
+    axis.set_yticks(rows, genres)
+    axis.invert_yaxis()  # most frequent genre on top, as listed
+    axis.set_xlabel("movies with the genre (%)")
+    axis.legend(loc="lower right")
+    return figure
+
+
+def conditional_cooccurrence(labels: np.ndarray) -> np.ndarray:
+    """P(genre j | genre i) from multi-hot labels (N, G): row i = movies with genre i. Rows of absent
+    genres are 0."""
+    labels = np.asarray(labels, dtype=float)  # (N, G)
+    together = labels.T @ labels  # (G, G) movies with both genres
+    totals = np.diag(together)[:, None]  # (G, 1) movies with genre i
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(totals > 0, together / totals, 0.0)  # (G, G)
+
+
+def cooccurrence_heatmap(labels: np.ndarray, genres: Sequence[str]) -> Figure:
+    """Heat map of P(column genre | row genre), diagonal masked (it is 1 by definition)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    matrix = conditional_cooccurrence(labels)  # (G, G)
+    figure, axis = plt.subplots(figsize=(8, 7), layout="constrained")
+    sns.heatmap(matrix * 100, mask=np.eye(len(genres), dtype=bool), cmap="rocket_r", vmin=0, square=True,
+                xticklabels=genres, yticklabels=genres, cbar_kws={"label": "P(column genre | row genre) (%)"},
+                ax=axis)
+    axis.set_xlabel("co-occurring genre")
+    axis.set_ylabel("genre")
+    return figure
+
+
+def labels_per_movie(labels: np.ndarray) -> Figure:
+    """Bar chart: how many movies have 1, 2, 3, ... genres."""
+    import matplotlib.pyplot as plt
+
+    per_movie = np.asarray(labels).sum(axis=1).astype(int)  # (N,)
+    values, counts = np.unique(per_movie, return_counts=True)
+    figure, axis = plt.subplots(figsize=(6, 3.2), layout="constrained")
+    axis.bar(values, counts / len(per_movie) * 100, color=PALETTE[0])
+    axis.set_xticks(values)
+    axis.set_xlabel("genres per movie")
+    axis.set_ylabel("movies (%)")
+    return figure
+
+
+def token_lengths(lengths: Mapping[str, Sequence[int]], limit: int = 512, model_limit: int | None = None) -> Figure:
+    """Overlaid histograms of plot lengths in tokens (one per text variant) with the encoder's limit."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 3.4), layout="constrained")
+    longest = max(max(values) for values in lengths.values())
+    bins = np.linspace(0, max(longest, limit) * 1.05, 60)
+    for color, (name, values) in zip(PALETTE, lengths.items(), strict=False):
+        axis.hist(values, bins=bins, alpha=0.55, color=color, label=name)
+    axis.axvline(limit, color=MAX_LENGTH_COLOR, linestyle="--", label=f"{limit}-token limit")
+    if model_limit is not None and model_limit != limit:
+        axis.axvline(model_limit, color="black", linestyle=":", label=f"truncation of this profile ({model_limit})")
+    axis.set_xlabel("tokens per plot (special tokens included)")
+    axis.set_ylabel("movies")
+    axis.legend()
+    return figure
+
+
+def image_grid(images: Sequence[Any], titles: Sequence[str], columns: int = 4, width: float = 9.0) -> Figure:
+    """Images (PIL, or arrays H x W x 3 in [0, 1]) in a grid, each with a small title."""
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(images) // columns)
+    first = np.asarray(images[0])
+    aspect = first.shape[0] / first.shape[1]  # height / width
+    figure, axes = plt.subplots(rows, columns, figsize=(width, width / columns * aspect * rows + 0.5 * rows),
+                                layout="constrained", squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, title in zip(axes.flat, images, titles, strict=False):
+        axis.imshow(np.clip(np.asarray(image), 0, 255 if np.asarray(image).dtype == np.uint8 else 1))
+        axis.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=8, fontweight="normal")
+    return figure
+
+
+def stratification_deviation(reports: Mapping[str, pd.DataFrame]) -> Figure:
+    """Per genre, the largest deviation (percentage points) of a part's share from the whole, per split."""
+    import matplotlib.pyplot as plt
+
+    names = list(reports)
+    genres = list(next(iter(reports.values())).index)
+    figure, axis = plt.subplots(figsize=(7, 6.2), layout="constrained")
+    rows = np.arange(len(genres))
+    height = 0.8 / len(names)
+    for i, (color, name) in enumerate(zip(PALETTE, names, strict=False)):
+        axis.barh(rows + i * height, reports[name]["max_abs_dev_pp"], height=height, color=color, label=name)
+    axis.set_yticks(rows + height * (len(names) - 1) / 2, genres)
+    axis.invert_yaxis()
+    axis.set_xlabel("largest |share in a part - share overall| (percentage points)")
+    axis.legend(loc="lower right")
+    return figure
+
+
+def parameter_counts(frame: pd.DataFrame, parts: Sequence[str]) -> Figure:
+    """Stacked horizontal bars of parameters (millions) per model part; one row per model (frame index)."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 0.42 * len(frame) + 1.2), layout="constrained")
+    left = np.zeros(len(frame))
+    rows = np.arange(len(frame))
+    for color, part in zip(PALETTE, parts, strict=False):
+        values = frame[part].fillna(0).to_numpy(dtype=float) / 1e6  # (M,)
+        axis.barh(rows, values, left=left, color=color, label=part)
+        left += values
+    axis.set_yticks(rows, frame.index)
+    axis.invert_yaxis()
+    axis.set_xlabel("parameters (millions)")
+    axis.legend(loc="lower right", ncols=len(parts))
+    return figure
+
+
+def cross_attention_diagram(shapes: Mapping[str, tuple[int, ...]], heads: int, head_dim: int) -> Figure:
+    """The text-queries-image half of one cross-attention block, each arrow labelled with its tensor shape.
+
+    `shapes` holds the traced shapes of: "text", "image", "query", "key", "value", "weights", "update".
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    figure, axis = plt.subplots(figsize=(8, 4.8), layout="constrained")
+    axis.set_xlim(0, 10)
+    axis.set_ylim(0, 6.4)
+    axis.axis("off")
+    text_color, image_color, mix_color = "#dbe7f3", "#f6e3cf", "#e8e8e8"
+
+    def box(x: float, y: float, width: float, text: str, color: str) -> None:
+        axis.add_patch(FancyBboxPatch((x - width / 2, y - 0.36), width, 0.72, boxstyle="round,pad=0.04",
+                                      facecolor=color, edgecolor="black", linewidth=0.8))
+        axis.text(x, y, text, ha="center", va="center", fontsize=9)
+
+    def arrow(start: tuple[float, float], end: tuple[float, float], name: str | None) -> None:
+        axis.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "-|>", "color": "#333333", "linewidth": 1.1})
+        if name is not None:
+            label = "(" + ", ".join(str(n) for n in shapes[name]) + ")"
+            axis.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, label, fontsize=8.5, ha="center",
+                      va="center", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
+
+    box(2.0, 5.6, 3.0, "plot tokens (B, N_text, D)", text_color)
+    box(7.5, 5.6, 3.6, "patches + regions (B, N_image, D)", image_color)
+    box(2.0, 3.8, 2.0, "Q = W_q x_text", text_color)
+    box(6.3, 3.8, 2.0, "K = W_k x_image", image_color)
+    box(8.8, 3.8, 2.0, "V = W_v x_image", image_color)
+    box(3.6, 2.1, 3.6, f"A = softmax(Q K^T / sqrt({head_dim}))", mix_color)
+    box(6.9, 0.6, 3.8, "A V, heads joined -> text update", text_color)
+    arrow((2.0, 5.24), (2.0, 4.16), "text")
+    arrow((7.0, 5.24), (6.3, 4.16), "image")
+    arrow((8.0, 5.24), (8.8, 4.16), None)
+    arrow((2.0, 3.44), (2.9, 2.46), "query")
+    arrow((6.3, 3.44), (4.6, 2.46), "key")
+    arrow((8.8, 3.44), (8.2, 0.96), "value")
+    arrow((3.6, 1.74), (5.2, 0.96), "weights")
+    axis.text(0.1, 0.6, f"output {tuple(shapes['update'])}\n{heads} heads x {head_dim} dims\n"
+              "B batch, H heads,\nN tokens per stream", fontsize=8.5, va="center")
+    return figure
+
+
+def detections_on_posters(
+    images: Sequence[Any], boxes: Sequence[np.ndarray], labels: Sequence[Sequence[str]],
+    scores: Sequence[Sequence[float]] | None = None, titles: Sequence[str] | None = None, columns: int = 4,
+) -> Figure:
+    """Posters (PIL) with their boxes drawn: `boxes[i]` is (K, 4) normalised xyxy (fractions of the
+    poster's width and height, the object encoder's format), labelled with `labels[i]` (and scores)."""
+    from matplotlib.patches import Rectangle
+
+    figure = image_grid(images, titles or [""] * len(images), columns=columns)
+    for index, axis in enumerate(figure.axes[: len(images)]):
+        width, height = images[index].size
+        pixels = np.asarray(boxes[index], dtype=float).reshape(-1, 4) * [width, height, width, height]  # (K, 4)
+        for k, (x0, y0, x1, y1) in enumerate(pixels):
+            color = PALETTE[k % len(PALETTE)]
+            axis.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=1.4))
+            text = labels[index][k] + (f" {float(scores[index][k]):.2f}" if scores is not None else "")
+            axis.text(x0, y0 - 2, text, fontsize=6.5, color="white", va="bottom",
+                      bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
+    return figure
