@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from thesis_lib.book.command import add_book_arguments, run_book
 from thesis_lib.errors import ThesisError
 
 
@@ -61,6 +62,34 @@ def _models_describe(ns: argparse.Namespace) -> int:
     return main_models_describe(ns.name)
 
 
+def _run(ns: argparse.Namespace) -> int:
+    from thesis_lib.experiments.grid import main_run
+
+    overrides = dict(_key_value(item) for item in ns.overrides)
+    models = [name for name in ns.models.split(",") if name] if ns.models else None
+    seeds = [int(seed) for seed in ns.seeds.split(",") if seed] if ns.seeds else None
+    return main_run(ns.profile, ns.data, ns.runs, models, seeds, overrides)
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ThesisError(f"expected a profile override KEY=VALUE, got {item!r}")
+    return key, value
+
+
+def _results_table(ns: argparse.Namespace) -> int:
+    from thesis_lib.experiments.table import main_results_table
+
+    return main_results_table(ns.runs_dir, as_json=ns.json)
+
+
+def _xai_check(ns: argparse.Namespace) -> int:
+    from thesis_lib.xai.check import main_xai_check
+
+    return main_xai_check(ns.data, ns.runs, as_json=ns.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thesis", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -101,6 +130,36 @@ def build_parser() -> argparse.ArgumentParser:
     describe = model_commands.add_parser("describe", help="parameters and expected input of a model")
     describe.add_argument("name")
     describe.set_defaults(handler=_models_describe)
+
+    run = commands.add_parser("run", help="run the (model x seed) grid of a profile; finished runs are skipped")
+    run.add_argument("--profile", default="smoke", help="smoke | full, or a .yaml profile file (default: smoke)")
+    run.add_argument("--data", default=None, help="release folder (default: the profile's data_root, or its twin)")
+    run.add_argument("--runs", default=None, help="runs folder (default: the profile's runs_dir)")
+    run.add_argument("--models", default=None, help="comma-separated model names (default: the profile's list)")
+    run.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's seeds)")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a profile value")
+    run.set_defaults(handler=_run)
+
+    results = commands.add_parser("results", help="results of finished runs")
+    results_commands = results.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+    table = results_commands.add_parser("table", help="the comparison table (mean, std, 95% CI per model)")
+    table.add_argument("runs_dir", help="runs folder written by `thesis run`")
+    table.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
+    table.set_defaults(handler=_results_table)
+
+    xai = commands.add_parser("xai", help="explanations and their faithfulness")
+    xai_commands = xai.add_subparsers(dest="xai_command", required=True, metavar="ACTION")
+    xai_check = xai_commands.add_parser(
+        "check", help="score Grad-CAM and attention of trained runs against the twin's ground truth"
+    )
+    xai_check.add_argument("--data", required=True, help="the release the runs were trained on (a twin has ground truth)")
+    xai_check.add_argument("--runs", required=True, help="runs folder written by `thesis run`")
+    xai_check.add_argument("--json", action="store_true", help="print one JSON object")
+    xai_check.set_defaults(handler=_xai_check)
+
+    book = commands.add_parser("book", help="run every chapter with papermill and build the HTML book")
+    add_book_arguments(book)
+    book.set_defaults(handler=run_book)
     return parser
 
 
