@@ -266,3 +266,16 @@ def test_modality_sentence_compares_text_and_image_genres():
     assert sentence.startswith(f"Across genres, text weighs most for {GENRES[-1]} (0.60), image weighs most "
                                f"for {GENRES[0]} (0.80).")
     assert "weight where the plot carries the genre" in sentence
+
+
+def test_a_variant_that_beats_every_model_is_named_and_drawn():
+    def row(name, score):
+        return {"model": name, "metrics_tuned": {"macro_f1": {"mean": score}}}
+
+    rows = [row("baseline_shallow", 0.5), row("fusion_cross_attention", 0.80), row("fusion_early", 0.81),
+            row("fusion_cross_attention@minilm", 0.88), row("text_x", 0.6)]
+    assert chapter.best_run_sentence(rows).startswith("Counting the ablation variants, the best run is "
+                                                      "fusion_cross_attention@minilm (0.880)")
+    assert chapter.curve_models(rows, 2) == ["fusion_early", "fusion_cross_attention",
+                                             "fusion_cross_attention@minilm", "baseline_shallow"]
+    assert chapter.best_run_sentence(rows[:3]) == "No ablation variant scores higher."

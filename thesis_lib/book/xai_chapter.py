@@ -172,10 +172,10 @@ def showcase_note(truth: Mapping[str, Any] | None, movie_id: str, genre: int) ->
     kind = truth["genre_evidence"][GENRES[genre]]
     boxes = evidence_boxes(truth, movie_id, genre)
     if not boxes:
-        return f"{GENRES[genre]} is a {kind} genre with no object to outline on this poster."
+        return f"On the twin, {GENRES[genre]}'s evidence kind is {kind}, with no object to outline on this poster."
     what = "the prop the plot names" if kind == "alignment" else "the planted " + " and ".join(
         truth["rules"][GENRES[genre]]["objects"])
-    return f"{GENRES[genre]} is a {kind} genre on the twin; the white box outlines {what}, which carries it."
+    return f"On the twin, {GENRES[genre]}'s evidence kind is {kind}; the white box outlines {what}, which carries it."
 
 
 def evidence_boxes(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -> list[list[int]]:
