@@ -59,7 +59,10 @@ def test_missing_key_is_named_with_the_file(tmp_path):
         load_profile(path)
 
 
-@pytest.mark.parametrize(("key", "value"), [("epochs", "three"), ("seeds", ["a"]), ("device", "tpu"), ("lr_scales", [])])
+BAD_VALUES = [("epochs", "three"), ("seeds", ["a"]), ("device", "tpu"), ("lr_scales", [])]
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_VALUES)
 def test_bad_values_are_refused(tmp_path, key, value):
     with pytest.raises(ProfileError, match=key):
         load_profile(write_profile(tmp_path, **{key: value}))
@@ -114,7 +117,8 @@ def test_bad_variant_definitions_are_refused(entry):
 def test_a_changed_setting_changes_exactly_the_affected_hashes():
     profile = load_profile("smoke")
     before = {key: value[0] for key, value in config_hashes(plan_grid(profile), profile).items()}
-    changed = dataclasses.replace(profile, model_overrides=[*profile.model_overrides, "fusion_early fusion_dropout=0.3"])
+    extra = "fusion_early fusion_dropout=0.3"
+    changed = dataclasses.replace(profile, model_overrides=[*profile.model_overrides, extra])
     after = {key: value[0] for key, value in config_hashes(plan_grid(changed), changed).items()}
     # model_overrides reach every run of that registry model, its variants included
     assert {key[2] for key in before if before[key] != after[key]} == {

@@ -131,5 +131,6 @@ def test_paired_difference_on_some_genres(runs):
     better = paired_difference(root, "fusion_x", "baseline_frequency", n_resamples=200, policy="fixed_0.5")
     assert better["seeds"] == [0] and better["delta"] > 0 and better["ci_low"] > 0 and better["p_value"] < 0.05
     record_a, record_b = written[("fusion_x", 0)][1], written[("baseline_frequency", 0)][1]
-    expected = record_a["metrics"]["fixed_0.5"]["summary"]["macro_f1"] - record_b["metrics"]["fixed_0.5"]["summary"]["macro_f1"]
+    scores = [record["metrics"]["fixed_0.5"]["summary"]["macro_f1"] for record in (record_a, record_b)]
+    expected = scores[0] - scores[1]
     assert better["delta"] == pytest.approx(expected)

@@ -47,13 +47,14 @@ def run_late_fusion(spec: RunSpec, ctx: GridContext) -> tuple[Predictions, Predi
     test_parts = {m: test for m, (_, test, _) in sources.items()}
     first_dev, first_test = next(iter(dev_parts.values())), next(iter(test_parts.values()))
     for modality in sources:
-        if list(dev_parts[modality].ids) != list(first_dev.ids) or list(test_parts[modality].ids) != list(first_test.ids):
+        same_dev = list(dev_parts[modality].ids) == list(first_dev.ids)
+        if not same_dev or list(test_parts[modality].ids) != list(first_test.ids):
             raise SourceRunError(f"{spec.label}: the source runs' predictions are not for the same movies")
-    weights = fit_late_fusion_weights({m: p.probs for m, p in dev_parts.items()}, first_dev.labels)
-    dev = Predictions(first_dev.ids, combine_late({m: p.probs for m, p in dev_parts.items()}, weights).astype("float32"),
-                      first_dev.labels)
-    test = Predictions(first_test.ids, combine_late({m: p.probs for m, p in test_parts.items()}, weights).astype("float32"),
-                       first_test.labels)
+    dev_probs = {m: p.probs for m, p in dev_parts.items()}  # m -> (N_dev, 23)
+    weights = fit_late_fusion_weights(dev_probs, first_dev.labels)  # m -> (23,), fitted on dev only
+    dev = Predictions(first_dev.ids, combine_late(dev_probs, weights).astype("float32"), first_dev.labels)
+    test_probs = combine_late({m: p.probs for m, p in test_parts.items()}, weights)  # (N_test, 23)
+    test = Predictions(first_test.ids, test_probs.astype("float32"), first_test.labels)
     source_records = {m: record for m, (_, _, record) in sources.items()}
     details = {
         "model_class": "thesis_lib.models.fusion.late.combine_late",

@@ -158,7 +158,8 @@ def profile_from_mapping(
     """A `Profile` from a parsed mapping; `source` names the file in error messages."""
     unknown = sorted(set(content) - set(PROFILE_KEYS))
     if unknown:
-        raise ProfileError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(PROFILE_KEYS)}")
+        raise ProfileError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                           f"known keys: {', '.join(PROFILE_KEYS)}")
     missing = [key for key in PROFILE_KEYS if key not in content]
     if missing:
         raise ProfileError(f"{source}: missing key(s) {', '.join(map(repr, missing))} (every profile lists every key)")

@@ -197,7 +197,8 @@ def tuned_thresholds(record: dict[str, Any], policy: str = "tuned_per_genre") ->
 def model_config_from_dict(content: dict[str, Any]) -> ModelConfig:
     """A record's `model_config` (JSON) back to the `ModelConfig` the run built (lists become tuples)."""
     parts = {"text": TextEncoderConfig, "image": ImageEncoderConfig, "objects": ObjectEncoderConfig}
-    values = {name: None if content.get(name) is None else kind(**_tuples(content[name])) for name, kind in parts.items()}
+    values = {name: None if content.get(name) is None else kind(**_tuples(content[name]))
+              for name, kind in parts.items()}
     return ModelConfig(name=content["name"], fusion=FusionConfig(**content["fusion"]),
                        head_dropout=content["head_dropout"], **values)
 

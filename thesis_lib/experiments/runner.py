@@ -219,7 +219,8 @@ def _trial_score(result: FitResult, config: TrainConfig) -> float:
 
 
 def _predict(module: Any, dataset: Any, collate: Any, batch_size: int, ctx: GridContext) -> Predictions:
-    ids, probs, labels = predict(module, evaluation_loader(dataset, collate, batch_size, ctx.accelerator), ctx.accelerator)
+    loader = evaluation_loader(dataset, collate, batch_size, ctx.accelerator)
+    ids, probs, labels = predict(module, loader, ctx.accelerator)
     return Predictions(ids=np.asarray(ids, dtype=str), probs=probs, labels=labels)
 
 

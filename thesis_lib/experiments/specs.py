@@ -213,7 +213,9 @@ def _check_choice(where: str, key: str, value: str, allowed: Sequence[str]) -> N
         raise ProfileError(f"{where}: {key}={value!r} is not one of {list(allowed)}")
 
 
-def plan_grid(profile: Profile, models: Iterable[str] | None = None, seeds: Iterable[int] | None = None) -> list[RunSpec]:
+def plan_grid(
+    profile: Profile, models: Iterable[str] | None = None, seeds: Iterable[int] | None = None
+) -> list[RunSpec]:
     """The runs of the grid, in the order they run: per split and seed, baselines, single-modality runs,
     late fusion, then trained fusions. Runs that a requested fusion reuses are added when missing."""
     available = definitions(profile)
@@ -255,7 +257,9 @@ def _modalities(spec: RunSpec, profile: Profile) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------- configuration
 
 
-def resolve_model_config(model: str, overrides: Sequence[tuple[str, Any]], profile: Profile, backbones: str) -> ModelConfig:
+def resolve_model_config(
+    model: str, overrides: Sequence[tuple[str, Any]], profile: Profile, backbones: str
+) -> ModelConfig:
     """The registry recipe in the profile's size, with the profile's input sizes, the backbone mode and
     the run's overrides applied (data-dependent settings, e.g. a trained tokenizer's vocabulary, come later)."""
     config = default_config(model, profile.model_size)

@@ -64,10 +64,12 @@ def _stage_rank(stage: str) -> int:
 
 def _check_same_split(groups: dict[str, list[tuple[Path, dict[str, Any]]]]) -> None:
     """Rows are only comparable on one test split of one data set."""
-    identities = {(r["split"]["hash"], r["data"]["fingerprint"]): folder for runs in groups.values() for folder, r in runs}
+    identities = {(r["split"]["hash"], r["data"]["fingerprint"]): folder
+                  for runs in groups.values() for folder, r in runs}
     if len(identities) > 1:
         examples = ", ".join(str(folder) for folder in list(identities.values())[:2])
-        raise RecordError(f"the runs mix splits or data sets (e.g. {examples}); a table compares one split of one release")
+        raise RecordError(f"the runs mix splits or data sets (e.g. {examples}); a table compares one split of "
+                          "one release")
 
 
 def _row(name: str, runs: list[tuple[Path, dict[str, Any]]], n_resamples: int) -> dict[str, Any]:
@@ -79,14 +81,21 @@ def _row(name: str, runs: list[tuple[Path, dict[str, Any]]], n_resamples: int) -
         raise RecordError(f"the seeds of {name!r} were tested on different movies")
     row: dict[str, Any] = {"model": name, "seeds": seeds}
     for key, policy in POLICIES.items():
-        values = {metric: [record["metrics"][policy]["summary"][metric] for _, record in runs] for metric in TABLE_METRICS}
-        thresholds = [np.full(len(GENRES), 0.5) if policy == "fixed_0.5" else tuned_thresholds(r, policy) for _, r in runs]
+        values = {metric: [record["metrics"][policy]["summary"][metric] for _, record in runs]
+                  for metric in TABLE_METRICS}
+        thresholds = [_thresholds(record, policy) for _, record in runs]
         intervals = seed_averaged_intervals(predictions, thresholds, TABLE_METRICS, n_resamples)
-        row[key] = {metric: {**_mean_std(values[metric]), "ci_low": intervals[metric][0], "ci_high": intervals[metric][1]}
+        row[key] = {metric: {**_mean_std(values[metric]), "ci_low": intervals[metric][0],
+                             "ci_high": intervals[metric][1]}
                     for metric in TABLE_METRICS}
     per_genre = [record["metrics"]["fixed_0.5"]["per_genre"] for _, record in runs]
     row["per_genre_f1"] = {genre: float(np.mean([table[genre]["f1"] for table in per_genre])) for genre in GENRES}
     return row
+
+
+def _thresholds(record: dict[str, Any], policy: str) -> np.ndarray:
+    """(23,) thresholds of a policy: 0.5 everywhere, or those the run tuned on dev."""
+    return np.full(len(GENRES), 0.5) if policy == "fixed_0.5" else tuned_thresholds(record, policy)
 
 
 def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
@@ -135,7 +144,7 @@ def paired_difference(runs_dir: str | Path, model_a: str, model_b: str, *, metri
         for name in (model_a, model_b):
             folder, record = runs[name][seed]
             test = read_predictions(folder / PREDICTIONS_TEST)
-            cutoffs = np.full(len(GENRES), 0.5) if policy == "fixed_0.5" else tuned_thresholds(record, policy)
+            cutoffs = _thresholds(record, policy)
             values.append((
                 _full_set_metric(test, cutoffs, metric, columns),
                 bootstrap_distribution(test.labels, test.probs, cutoffs, [metric], n_resamples=n_resamples,
@@ -165,9 +174,11 @@ def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = ("macro_f1
     """Plain-text table: per metric `mean ± std [ci]` at 0.5 and, for macro-F1, with tuned thresholds."""
     columns = [("metrics", metric) for metric in metrics] + [("metrics_tuned", "macro_f1")]
     headers = ["model", "seeds"] + [f"{m}{' (tuned)' if key == 'metrics_tuned' else ''}" for key, m in columns]
-    body = [[row["model"], ",".join(map(str, row["seeds"]))] + [_cell(row[key][m]) for key, m in columns] for row in rows]
+    body = [[row["model"], ",".join(map(str, row["seeds"]))] + [_cell(row[key][m]) for key, m in columns]
+            for row in rows]
     widths = [max(len(str(line[i])) for line in [headers, *body]) for i in range(len(headers))]
-    lines = ["  ".join(str(value).ljust(width) for value, width in zip(line, widths, strict=True)) for line in [headers, *body]]
+    lines = ["  ".join(str(value).ljust(width) for value, width in zip(line, widths, strict=True))
+             for line in [headers, *body]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
