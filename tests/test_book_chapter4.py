@@ -1,7 +1,7 @@
-"""The library behind the chapter-4 notebooks (thesis_lib.book.experiments_chapter, xai_chapter, prose):
-what they read from run folders and how they word it. Run folders are written with the records API from
-hand-made predictions, so every expected number is known; the notebooks themselves are exercised end to
-end by tests/browser/."""
+"""The library behind the chapter-4 notebooks (thesis_lib.book.experiments_chapter, error_analysis,
+xai_chapter): what they read from run folders and how they word it. Run folders are written with the
+records API from hand-made predictions, so every expected number is known; the notebooks themselves are
+exercised end to end by tests/browser/."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from thesis_lib.book import error_analysis as errors
 from thesis_lib.book import experiments_chapter as chapter
 from thesis_lib.book import xai_chapter
 from thesis_lib.errors import ThesisError
@@ -159,15 +160,15 @@ def test_evidence_kinds_lead_level_and_trail():
 def test_fusion_only_hits_count_positives_every_single_run_misses(grid):
     runs_dir, _ = grid
     runs = chapter.finished_runs(runs_dir)
-    hits = chapter.fusion_only_hits(runs["fusion_cross_attention"], [runs["text_x"], runs["image_x"]], None)
+    hits = errors.fusion_only_hits(runs["fusion_cross_attention"], [runs["text_x"], runs["image_x"]], None)
     assert list(hits.index) == ["Drama"]
     assert (hits.loc["Drama", "fusion-only hits"], hits.loc["Drama", "test positives"]) == (5, 20)
-    assert chapter.fusion_only_sentence(hits) == "most in Drama (5 of 20 positives)"
+    assert errors.fusion_only_sentence(hits) == "most in Drama (5 of 20 positives)"
 
 
 def test_confusions_count_added_genres_next_to_their_cooccurrence(grid):
     runs_dir, labels = grid
-    confusions, _ = chapter.cooccurrence_confusions(chapter.finished_runs(runs_dir)["fusion_cross_attention"])
+    confusions, _ = errors.cooccurrence_confusions(chapter.finished_runs(runs_dir)["fusion_cross_attention"])
     top = confusions.iloc[0]
     assert confusions.index[0] == ("Comedy", "Drama")  # Drama added to the ten Comedy-only movies
     assert top["false positives"] == 10 and top["rate"] == pytest.approx(1.0)
@@ -184,10 +185,10 @@ def test_reliability_measures_the_gap_to_the_diagonal(tmp_path):
         labels[0], labels[1] = 1, 0  # every genre has both classes (threshold tuning needs them)
         write_run(tmp_path, name, probs, labels)
     runs = chapter.finished_runs(tmp_path)
-    table, good = chapter.reliability(runs["calibrated"])
-    _, bad = chapter.reliability(runs["overconfident"])
+    table, good = errors.reliability(runs["calibrated"])
+    _, bad = errors.reliability(runs["overconfident"])
     assert good < 0.02 < 0.2 < bad and table["pairs"].sum() == probs.size
-    assert "below the diagonal" in chapter.calibration_sentence(chapter.reliability(runs["overconfident"])[0],
+    assert "below the diagonal" in errors.calibration_sentence(errors.reliability(runs["overconfident"])[0],
                                                                 "inverse_frequency")
 
 
@@ -206,10 +207,10 @@ def test_weights_caption_and_costs_come_from_the_records(tmp_path):
     caption = chapter.weights_caption(runs)
     assert caption.startswith("Weights: each model's own run of this build (best dev checkpoint, seed 0)")
     assert "minilm (pretrained)" in caption and "yolo (trained on the twin)" in caption
-    costs = chapter.cost_table(runs)
+    costs = errors.cost_table(runs)
     assert costs.loc["text_x", "samples/s"] == "250" and costs.loc["objects_x", "samples/s"] == "–"
     assert (costs.loc["text_x", "params (M)"], costs.loc["text_x", "epochs"]) == ("2.50", 3)
-    assert chapter.devices(runs) == "cpu"
+    assert errors.devices(runs) == "cpu"
 
 
 def test_require_runs_names_what_is_missing(grid):

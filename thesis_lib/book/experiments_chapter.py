@@ -3,7 +3,8 @@
 The chapter runs the grid through `thesis_lib.experiments.run_grid` (finished runs are skipped, so a
 re-render costs seconds) and then only *reads*: the run records (RUNS/<run>/seed<k>/record.json), the
 test predictions next to them, and, on the synthetic twin, its ground truth. Each function here turns
-those into one table or one set of numbers for the page; `experiments_figures` draws them.
+those into one table or one set of numbers for the page; `experiments_figures` draws them and
+`error_analysis` looks at the decisions of single runs.
 
 Conventions used throughout:
 - the headline score is macro-F1 with per-genre thresholds tuned on the dev split (each run's own,
@@ -377,7 +378,7 @@ def evidence_kind_sentence(kind_f1: pd.DataFrame, proposed: str = PROPOSED) -> s
             level.append(kind)
         else:
             trails.append(f"{kind} ({leader} {column[leader]:.3f} against {column[proposed]:.3f})")
-    parts = [f"{proposed} has the highest mean F1 on {', '.join(leads) if leads else 'no kind'}"]
+    parts = [f"{proposed} has the highest mean F1 on {', '.join(leads)}" if leads else f"{proposed} leads on no kind"]
     if level:
         parts.append(f"is within {LEVEL} of the best on {', '.join(level)}")
     if trails:
@@ -617,157 +618,6 @@ def ablation_sentence(table: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
-# -------------------------------------------------------------------------------- error analysis
-
-
-def weakest_genres(run: FinishedRun, evidence: Mapping[str, str] | None, count: int = 5) -> pd.DataFrame:
-    """The `count` genres with the lowest tuned test F1 (first seed), with support and evidence kind."""
-    genres = run.records[0]["metrics"][TUNED_POLICY]["per_genre"]
-    rows = {g: {"F1": genres[g]["f1"], "precision": genres[g]["precision"], "recall": genres[g]["recall"],
-                "test positives": int(genres[g]["support"])}
-            for g in GENRES if genres[g]["support"] > 0}
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("genre").sort_values("F1").head(count).round(3)
-    if evidence is not None:
-        table.insert(0, "evidence", [evidence[g] for g in table.index])
-    return table
-
-
-def cooccurrence_confusions(run: FinishedRun, count: int = 8) -> tuple[pd.DataFrame, float]:
-    """The genre pairs the model confuses most: for a true genre a and another genre b the movie lacks,
-    how often the model adds b, next to how often b co-occurs with a in the test labels.
-
-    Returns the `count` pairs with most such false positives and the Spearman correlation, over all
-    pairs with at least one movie, between the false-positive rate and the label co-occurrence."""
-    from scipy.stats import spearmanr
-
-    labels = run.test_predictions().labels.astype(bool)  # (N, 23)
-    decided = run.decisions()  # (N, 23)
-    false_positive = decided & ~labels  # (N, 23)
-    rows = []
-    for a, true_genre in enumerate(GENRES):
-        with_a = labels[:, a]
-        for b, added in enumerate(GENRES):
-            if a == b or with_a.sum() == 0:
-                continue
-            without_b = with_a & ~labels[:, b]
-            if without_b.sum() == 0:
-                continue
-            rows.append({"true genre": true_genre, "added genre": added,
-                         "false positives": int(false_positive[without_b, b].sum()),
-                         "rate": false_positive[without_b, b].mean(),
-                         "co-occurrence P(added | true)": labels[with_a, b].mean()})
-    table = pd.DataFrame(rows)
-    rate, cooccurrence = table["rate"], table["co-occurrence P(added | true)"]
-    defined = len(table) > 2 and np.ptp(rate) > 0 and np.ptp(cooccurrence) > 0  # a constant column has no rank order
-    correlation = spearmanr(rate, cooccurrence).statistic if defined else np.nan
-    top = table.sort_values(["false positives", "rate"], ascending=False).head(count)
-    return top.set_index(["true genre", "added genre"]), float(correlation)
-
-
-def fusion_only_hits(fusion: FinishedRun, singles: Sequence[FinishedRun],
-                     evidence: Mapping[str, str] | None) -> pd.DataFrame:
-    """Per genre with any: test positives the fusion finds (at its tuned thresholds) while every
-    single-modality run misses them, and their share of the genre's positives (first seeds)."""
-    labels = fusion.test_predictions().labels.astype(bool)  # (N, 23)
-    found = fusion.decisions() & labels  # (N, 23)
-    for single in singles:
-        if list(single.test_predictions().ids) != list(fusion.test_predictions().ids):
-            raise ThesisError(f"{single.name} and {fusion.name} were tested on different movies")
-    missed_by_all = np.logical_and.reduce([~single.decisions() for single in singles])  # (N, 23)
-    only = found & missed_by_all  # (N, 23)
-    table = pd.DataFrame({"fusion-only hits": only.sum(axis=0), "test positives": labels.sum(axis=0)},
-                         index=pd.Index(GENRES, name="genre"))
-    table["share"] = table["fusion-only hits"] / table["test positives"].where(table["test positives"] > 0)
-    if evidence is not None:
-        table.insert(0, "evidence", [evidence[g] for g in GENRES])
-    return table[table["fusion-only hits"] > 0].sort_values(["fusion-only hits", "share"], ascending=False)
-
-
-def reliability(run: FinishedRun, bins: int = 10) -> tuple[pd.DataFrame, float]:
-    """Reliability of the first seed's test probabilities over every (movie, genre) pair: per
-    equal-width bin the mean probability, the observed share of true labels and the count; and the
-    expected calibration error (count-weighted mean |observed - predicted|)."""
-    test = run.test_predictions()
-    probs, labels = test.probs.ravel(), test.labels.ravel()
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)  # (N*23,) bin of each pair
-    rows = []
-    for index in range(bins):
-        members = which == index
-        if members.any():
-            rows.append({"bin": index, "predicted": probs[members].mean(), "observed": labels[members].mean(),
-                         "pairs": int(members.sum())})
-    table = pd.DataFrame(rows)
-    error = float((table["pairs"] * (table["observed"] - table["predicted"]).abs()).sum() / table["pairs"].sum())
-    return table, error
-
-
-def calibration_sentence(table: pd.DataFrame, pos_weight: str) -> str:
-    """Which side of the diagonal most pairs fall on, and (with inverse-frequency weighting) why."""
-    above = table.loc[table["predicted"] > table["observed"], "pairs"].sum()
-    below = table.loc[table["predicted"] < table["observed"], "pairs"].sum()
-    if above > below:
-        text = ("Most pairs lie in bins below the diagonal: the probabilities overstate how often a genre is "
-                "true (over-confidence)")
-        if pos_weight == "inverse_frequency":
-            text += (", as the loss's inverse-frequency weighting, which raises the probabilities of rare genres, "
-                     "leads one to expect")
-    else:
-        text = "Most pairs lie in bins above the diagonal: the probabilities understate how often a genre is true"
-    return text + ". The tuned thresholds absorb a uniform shift when deciding; the ranking metrics do not see it."
-
-
-def genre_mention_effect(truth: Mapping[str, Any], runs: Mapping[str, FinishedRun],
-                         names: Sequence[str]) -> pd.DataFrame:
-    """Plots that name their own genre (the twin's `genre_mentions`): per model, the recall on those
-    (movie, named genre) pairs against the recall on the same genres in test movies whose plot does not
-    name them. Empty when no test plot names a genre."""
-    first = runs[names[0]].test_predictions()
-    ids = [str(i) for i in first.ids]
-    named = np.zeros((len(ids), len(GENRES)), dtype=bool)  # (N, 23)
-    for row, movie_id in enumerate(ids):
-        for mention in truth["movies"][movie_id].get("genre_mentions", []):
-            named[row, GENRES.index(mention["genre"])] = True
-    labels = first.labels.astype(bool)
-    mentioned = named & labels  # (N, 23) positives whose plot names them
-    genres = mentioned.any(axis=0)  # (23,) genres named somewhere
-    unnamed = labels & ~named & genres  # (N, 23) positives of those genres, not named
-    rows = {}
-    for name in names:
-        decided = runs[name].decisions()
-        rows[name] = {"recall, plot names the genre": decided[mentioned].mean() if mentioned.any() else np.nan,
-                      "recall, same genres unnamed": decided[unnamed].mean() if unnamed.any() else np.nan,
-                      "named pairs": int(mentioned.sum())}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
-
-
-# ------------------------------------------------------------------------------------------- cost
-
-
-def cost_table(runs: Mapping[str, FinishedRun]) -> pd.DataFrame:
-    """Per run (first seed), slowest first: wall time, training samples/s, epochs run, parameters (total
-    and trainable, in millions)."""
-    rows = {}
-    for name, run in runs.items():
-        record = run.records[0]
-        speed = record.get("samples_per_s")
-        rows[name] = {"wall time (s)": round(float(record["wall_time_s"]), 1),
-                      "samples/s": "–" if speed is None else f"{speed:,.0f}",
-                      "epochs": (record.get("training") or {}).get("epochs_run", 0),
-                      "params (M)": f"{record['parameters']['total'] / 1e6:.2f}",
-                      "trainable (M)": f"{record['parameters']['trainable'] / 1e6:.2f}"}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run").sort_values("wall time (s)", ascending=False)
-
-
-def devices(runs: Mapping[str, FinishedRun]) -> str:
-    """The devices the runs computed on, e.g. "cpu" or "cuda (NVIDIA H100)"."""
-    found = []
-    for run in runs.values():
-        device = run.records[0]["device"]
-        found.append(device["type"] if device["type"] == "cpu" else f"{device['type']} ({device['name']})")
-    return ", ".join(dict.fromkeys(found))
-
-
 # ----------------------------------------------------------------------------- sentences for the page
 
 
@@ -823,44 +673,3 @@ def significance_sentences(tests: pd.DataFrame, others: Mapping[str, str],
     return sentences
 
 
-def correlation_verdict(correlation: float) -> str:
-    """Words for the rank correlation between false positives and label co-occurrence."""
-    if np.isnan(correlation):
-        return "cannot be judged on so few test movies"
-    if correlation >= 0.3:
-        return "adds the genres that usually come with the true one more readily than others"
-    if correlation >= 0.1:
-        return "is only weakly drawn to the genres that usually come with the true one"
-    return "does not favour the genres that usually come with the true one"
-
-
-def fusion_only_sentence(hits: pd.DataFrame, count: int = 3) -> str:
-    """"most in War (4 of 13 positives, image), ..." or "none at all"."""
-    found = hits.head(count)
-    if found.empty:
-        return "so every positive it finds is also found by one of them"
-    parts = []
-    for genre, row in found.iterrows():
-        kind = f", {row['evidence']}" if "evidence" in row else ""
-        parts.append(f"{genre} ({int(row['fusion-only hits'])} of {int(row['test positives'])} positives{kind})")
-    return "most in " + ", ".join(parts)
-
-
-def mention_summary(truth: Mapping[str, Any] | None, runs: Mapping[str, FinishedRun],
-                    names: Sequence[str]) -> SectionSummary:
-    """The genre-mention analysis (twin) with one sentence that states it and its numbers."""
-    if truth is None:
-        return SectionSummary(None, {}, "MM-IMDb records no genre mentions, so this applies to the synthetic "
-                                        "twin only.")
-    table = genre_mention_effect(truth, runs, list(dict.fromkeys(names)))
-    pairs = int(table["named pairs"].iloc[0])
-    if pairs == 0:
-        return SectionSummary(None, {}, "No test plot of this twin names its own genre.")
-    numbers = "; ".join(f"{name} {row['recall, plot names the genre']:.2f} against "
-                        f"{row['recall, same genres unnamed']:.2f}" for name, row in table.iterrows())
-    sentence = (f"The twin writes a genre's own name into some plots (\"at heart it is a horror story\"), a "
-                f"nuisance no rule uses. {pairs} test movie-genre pairs are named in their plot. A model that "
-                f"leaned on the word would recall named pairs clearly more often than the same genres unnamed; "
-                f"recall on named against unnamed pairs is: {numbers}. With {pairs} named pairs, one pair moves "
-                f"that recall by {1 / pairs:.2f}.")
-    return SectionSummary(table.round(3), {}, sentence)
