@@ -94,7 +94,7 @@ def load_table(path: Path) -> DetectionTable:
         arrays = load_file(str(path))
         return DetectionTable(
             ids=tuple(json.loads(metadata["ids"])), boxes=arrays["boxes"], classes=arrays["classes"],
-            scores=arrays["scores"], mask=arrays["mask"],
+            scores=arrays["scores"], mask=arrays["mask"].astype(bool),  # older caches stored uint8
             vocabulary=tuple(json.loads(metadata["vocabulary"])), source=metadata["source"],
             provenance=json.loads(metadata["provenance"]),
         )
