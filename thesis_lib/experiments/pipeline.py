@@ -48,7 +48,12 @@ from thesis_lib.models.registry import build_from_config
 from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
 from thesis_lib.models.text import load_tokenizer as load_backbone_tokenizer
 from thesis_lib.train.checkpoint import BEST, MODEL_FILE
-from thesis_lib.train.features import CachedFeatureDataset, cache_encoder_features, collate_cached_features
+from thesis_lib.train.features import (
+    CachedFeatureDataset,
+    cache_encoder_features,
+    collate_cached_features,
+    encoder_outputs_from_features,
+)
 
 TEXT_CLEANINGS: dict[str, TextCleaningConfig] = {"clean": CLEAN, "raw": RAW}
 TRAINED_TOKENIZER_VOCAB = 8000  # vocabulary of tokenizers trained on the training plots (random text encoders)
@@ -397,10 +402,7 @@ class FrozenEncodersClassifier(nn.Module):
         return self.model
 
     def forward(self, batch: Mapping[str, Any]) -> Any:
-        encoded = {
-            modality: EncoderOutput(tokens=parts["tokens"], mask=parts["mask"], pooled=parts["pooled"])
-            for modality, parts in batch["features"].items()
-        }
+        encoded = encoder_outputs_from_features(batch["features"])
         for modality, encoder in self.model.encoders.items():
             if modality not in encoded:
                 encoded[modality] = encoder(batch)

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from thesis_lib.models.outputs import EncoderOutput
 from thesis_lib.paths import cache_dir
 from thesis_lib.train.checkpoint import atomic_write
+from thesis_lib.train.freezing import freeze_backbones
 
 FEATURE_CACHE_FORMAT = 1
 TokensDtype = Literal["float16", "float32"]
@@ -229,13 +230,7 @@ class FrozenBackboneClassifier(nn.Module):
     def __init__(self, model: nn.Module, backbone_prefixes: tuple[str, ...] = ("encoders.",)):
         super().__init__()
         self.model = model
-        frozen = 0
-        for name, param in model.named_parameters():
-            if name.startswith(backbone_prefixes):
-                param.requires_grad_(False)
-                frozen += 1
-        if frozen == 0:
-            raise ValueError(f"{type(model).__name__} has no parameter under {backbone_prefixes} to freeze")
+        freeze_backbones(model, backbone_prefixes)
 
     @property
     def checkpoint_module(self) -> nn.Module:
@@ -243,8 +238,12 @@ class FrozenBackboneClassifier(nn.Module):
         return self.model
 
     def forward(self, batch: Mapping[str, Any]) -> Any:
-        encoded = {
-            modality: EncoderOutput(tokens=parts["tokens"], mask=parts["mask"], pooled=parts["pooled"])
-            for modality, parts in batch["features"].items()
-        }
-        return self.model.classify(encoded)
+        return self.model.classify(encoder_outputs_from_features(batch["features"]))
+
+
+def encoder_outputs_from_features(features: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, EncoderOutput]:
+    """A cached-features batch entry {modality: {tokens, mask, pooled}} -> {modality: EncoderOutput}."""
+    return {
+        modality: EncoderOutput(tokens=parts["tokens"], mask=parts["mask"], pooled=parts["pooled"])
+        for modality, parts in features.items()
+    }

@@ -41,6 +41,7 @@ from thesis_lib.train.checkpoint import (
     save_last,
 )
 from thesis_lib.train.config import TrainConfig
+from thesis_lib.train.freezing import freeze_backbones
 from thesis_lib.train.loaders import SeededLoader, item_lengths
 from thesis_lib.train.logging import StepLogger, progress_bar, train_logger
 from thesis_lib.train.loss import make_loss, training_label_matrix
@@ -80,17 +81,6 @@ class TrainingParts:
 
 # ------------------------------------------------------------------------------------ model handling
 
-
-def freeze_backbones(model: nn.Module, backbone_prefixes: tuple[str, ...]) -> int:
-    """Set requires_grad=False on backbone parameters; returns how many tensors were frozen."""
-    frozen = 0
-    for name, param in model.named_parameters():
-        if name.startswith(backbone_prefixes):
-            param.requires_grad_(False)
-            frozen += 1
-    if frozen == 0:
-        raise ValueError(f"freeze_backbones: no parameter of {type(model).__name__} starts with {backbone_prefixes}")
-    return frozen
 
 
 def set_train_mode(model: nn.Module, accelerator: Accelerator, config: TrainConfig) -> None:
