@@ -17,6 +17,7 @@ from PIL import Image
 
 from thesis_lib.data.images import load_poster
 from thesis_lib.data.mmimdb import load_release
+from thesis_lib.data.splits import official_split, thesis_split
 from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.data.twin.poster import DRAWERS
 from thesis_lib.detection import (
@@ -33,6 +34,7 @@ from thesis_lib.detection import (
     twin_classes,
 )
 from thesis_lib.detection.frcnn import coco_detector
+from thesis_lib.detection.truth import load_twin_annotations
 from thesis_lib.detection.vocab import coco_id_to_contiguous
 from thesis_lib.errors import ThesisError
 from thesis_lib.models.configs import ObjectEncoderConfig
@@ -243,6 +245,23 @@ def test_table_survives_a_save_and_load(tmp_path, twin):
     assert table.mask.sum(axis=1).max() == 4
 
 
+def test_twin_detectors_learn_only_from_the_train_part_of_the_split_they_serve(twin):
+    thesis = thesis_split(twin.ids, twin.labels(twin.ids), seed=0)
+    annotations = load_twin_annotations(twin, twin_classes(), train_posters=10_000, seed=0, split=thesis)
+    assert set(annotations.train) == set(thesis.train) and set(annotations.dev) == set(thesis.dev)
+    assert not set(annotations.posters) & set(thesis.test), "a detector must never see a scored test poster"
+    leaked = set(official_split(twin).train) & set(thesis.test)
+    assert leaked, "the tiny twin's official train part overlaps the thesis test part: the case that matters"
+    subsample = load_twin_annotations(twin, twin_classes(), train_posters=20, seed=0, split=thesis)
+    assert len(subsample.train) == 20 and set(subsample.train) <= set(thesis.train)
+    # One cache entry per split: a detector trained for the official split is not reused for the thesis one.
+    config = DetectorConfig(kind="yolo", training=TINY_TRAINING["yolo"])
+    assert pipeline.detector_key(config, twin, split=thesis) != pipeline.detector_key(config, twin)
+    assert pipeline.detector_key(config, twin, split=official_split(twin)) == pipeline.detector_key(config, twin)
+    coco = DetectorConfig(kind="yolo", weights="coco")  # pretrained weights saw no twin poster: split-free
+    assert pipeline.detector_key(coco, twin, split=thesis) == pipeline.detector_key(coco, twin)
+
+
 @pytest.fixture(scope="module", params=["yolo", "frcnn"])
 def trained(request, twin):
     """A detector trained briefly on the tiny twin, and its (cached) detection table."""
@@ -259,6 +278,7 @@ def test_training_writes_safetensors_and_a_report(trained, twin):
     assert not list(folder.rglob("*.pt")), "pickled checkpoints must not stay in the cache"
     report = detector.training_report
     assert report["train_posters"] == 90 and report["dev_posters"] == 15
+    assert report["split"] == {"name": "official", "split_hash": official_split(twin).split_hash()}
     assert 0.0 <= report["dev_map50"] <= 1.0 and report["parameters"] == detector.num_parameters
 
 

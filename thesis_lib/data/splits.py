@@ -107,6 +107,19 @@ def official_split(release: Release) -> Split:
     return Split("official", *(release.official_split[part] for part in PART_NAMES))
 
 
+def named_split(release: Release, name: str, seed: int = 0) -> Split:
+    """The split a profile names: "official" (split.json) or "thesis" (stratified 70/15/15 with `seed`).
+
+    The thesis split is a pure function of the release and the seed, so this equals the file the grid
+    stores under RUNS/splits/ (`load_or_create_thesis_split`); notebooks that only read use this.
+    """
+    if name == "official":
+        return official_split(release)
+    if name == "thesis":
+        return thesis_split(release.ids, release.labels(release.ids), seed=seed)
+    raise ValueError(f"unknown split {name!r}; expected 'thesis' or 'official'")
+
+
 def thesis_split(
     ids: Sequence[str],
     labels: np.ndarray,

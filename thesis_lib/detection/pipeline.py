@@ -21,6 +21,7 @@ from PIL import Image
 
 from thesis_lib.data.images import load_poster
 from thesis_lib.data.mmimdb import Release
+from thesis_lib.data.splits import Split, official_split
 from thesis_lib.detection import cache, frcnn, yolo
 from thesis_lib.detection.config import DetectorConfig, stable_hash
 from thesis_lib.detection.evaluate import MapResult, detection_map50
@@ -58,11 +59,13 @@ class Detector(Protocol):
 
 
 def get_detector(config: DetectorConfig, release: Release | None = None,
-                 truth_path: Path | str | None = None) -> Detector:
+                 truth_path: Path | str | None = None, split: Split | None = None) -> Detector:
     """The detector `config` describes: COCO weights loaded, or twin weights trained once and then reused.
 
-    `release` (and its twin_truth.json, or `truth_path`) is needed only for weights="twin". A twin-trained
-    detector carries `training_report` (train time, dev mAP@0.5, parameters) from its meta.json.
+    `release` (and its twin_truth.json, or `truth_path`) is needed only for weights="twin"; such a detector
+    trains on the train part of `split` (default: the official split) and is checked on its dev part, so
+    pass the split the genre models are scored on: its test posters then stay unseen. A twin-trained
+    detector carries `training_report` (split, train time, dev mAP@0.5, parameters) from its meta.json.
     """
     if config.kind == "oracle":
         raise ValueError("the oracle reads the twin's boxes, not pixels: use detections_for_release(config, release)")
@@ -70,36 +73,43 @@ def get_detector(config: DetectorConfig, release: Release | None = None,
         return _BACKENDS[config.kind].load_coco(config)
     if release is None:
         raise ValueError(f"{config.name}: a detector trained on the twin needs the twin release to train on")
-    key = detector_key(config, release, truth_path)
+    split = official_split(release) if split is None else split
+    key = detector_key(config, release, truth_path, split)
     folder = cache.detector_dir(config.name, key)
     if not (folder / cache.META_FILE).is_file():
-        _train(config, release, truth_path, folder)
+        _train(config, release, truth_path, split, folder)
     meta = cache.read_meta(folder)
     detector = _BACKENDS[config.kind].load_twin(folder / "weights.safetensors", tuple(meta["vocabulary"]), config)
     detector.training_report = meta
     return detector
 
 
-def detector_key(config: DetectorConfig, release: Release, truth_path: Path | str | None = None) -> str:
-    """Cache key of a detector: its model fields, vocabulary and, when trained here, the data it saw."""
+def detector_key(config: DetectorConfig, release: Release, truth_path: Path | str | None = None,
+                 split: Split | None = None) -> str:
+    """Cache key of a detector: its model fields, vocabulary and, when trained here, the data it saw
+    (release, truth file, and the split whose train part it learned from; default the official split)."""
     payload: dict[str, Any] = {"format": FORMAT_VERSION, "model": config.model_fields()}
     if config.weights == "twin":
+        split = official_split(release) if split is None else split
         digest = hashlib.sha256(truth_file(release, truth_path).read_bytes()).hexdigest()
-        payload |= {"vocabulary": twin_classes(), "release": release.fingerprint, "truth": digest}
+        payload |= {"vocabulary": twin_classes(), "release": release.fingerprint, "truth": digest,
+                    "split": split.split_hash()}
     return stable_hash(payload)
 
 
-def detections_for_release(config: DetectorConfig, release: Release,
-                           truth_path: Path | str | None = None) -> DetectionTable:
-    """Every poster's top-R detections from the source `config` names, computed once and cached."""
+def detections_for_release(config: DetectorConfig, release: Release, truth_path: Path | str | None = None,
+                           split: Split | None = None) -> DetectionTable:
+    """Every poster's top-R detections from the source `config` names, computed once and cached.
+
+    A twin-trained detector learns from the train part of `split` (see `get_detector`)."""
     if config.kind == "oracle":
         return oracle_table(config, release, truth_path)
-    key = stable_hash({"detector": detector_key(config, release, truth_path), "release": release.fingerprint,
+    key = stable_hash({"detector": detector_key(config, release, truth_path, split), "release": release.fingerprint,
                        "output": config.output_fields()})
     path = cache.table_path(config.name, key)
     if path.is_file():
         return cache.load_table(path)
-    detector = get_detector(config, release, truth_path)
+    detector = get_detector(config, release, truth_path, split)
     ids = release.ids
     started = time.perf_counter()
     detections = _detect_posters(detector, release, ids)
@@ -138,20 +148,23 @@ def _detect_posters(detector: Detector, release: Release, ids: Sequence[str], **
     return detections
 
 
-def _train(config: DetectorConfig, release: Release, truth_path: Path | str | None, folder: Path) -> None:
-    """Train on the twin's training posters, measure dev mAP@0.5, and publish the folder when all is done."""
+def _train(config: DetectorConfig, release: Release, truth_path: Path | str | None, split: Split,
+           folder: Path) -> None:
+    """Train on the split's training posters, measure dev mAP@0.5, and publish the folder when all is done."""
     training = config.training
     assert training is not None
-    annotations = load_twin_annotations(release, twin_classes(), training.train_posters, training.seed, truth_path)
-    log.info("%s: training on %d twin posters (dev: %d) into %s", config.name, len(annotations.train),
-             len(annotations.dev), folder)
+    annotations = load_twin_annotations(release, twin_classes(), training.train_posters, training.seed, truth_path,
+                                        split)
+    log.info("%s: training on %d twin posters of the %s split's train part (dev: %d) into %s", config.name,
+             len(annotations.train), split.name, len(annotations.dev), folder)
     with cache.building(folder) as work:
         measured = _BACKENDS[config.kind].train_twin(config, annotations, work)
         detector = _BACKENDS[config.kind].load_twin(work / "weights.safetensors", annotations.vocabulary, config)
         dev = evaluate_detector(detector, release, list(annotations.dev), truth_path)
         meta = {
             "config": config.model_fields(), "vocabulary": list(annotations.vocabulary),
-            "release": release.fingerprint, "train_posters": len(annotations.train),
+            "release": release.fingerprint, "split": {"name": split.name, "split_hash": split.split_hash()},
+            "train_posters": len(annotations.train),
             "dev_posters": len(annotations.dev), "dev_map50": dev.map50,
             "dev_ap50_per_class": {annotations.vocabulary[c]: ap for c, ap in dev.per_class.items()},
             "parameters": detector.num_parameters, **measured,

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from thesis_lib.data.mmimdb import Release
+from thesis_lib.data.splits import Split, official_split
 from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.detection.vocab import class_index
 from thesis_lib.errors import ThesisError
@@ -99,13 +100,17 @@ def _read_movies(path: Path) -> dict:
 
 
 def load_twin_annotations(release: Release, vocabulary: tuple[str, ...], train_posters: int, seed: int,
-                          truth_path: Path | str | None = None) -> TwinAnnotations:
-    """True boxes of up to `train_posters` training posters (a seeded subsample) and of every dev poster."""
-    train_ids = list(release.official_split["train"])
-    dev_ids = list(release.official_split["dev"])
+                          truth_path: Path | str | None = None, split: Split | None = None) -> TwinAnnotations:
+    """True boxes of up to `train_posters` training posters (a seeded subsample) and of every dev poster.
+
+    Train and dev posters come from `split` (default: the official split), so that a detector never sees
+    a poster of the test part of the split its genre models are scored on.
+    """
+    split = official_split(release) if split is None else split
+    train_ids, dev_ids = list(split.train), list(split.dev)
     if not train_ids or not dev_ids:
-        raise ThesisError(f"{release.root}: detectors are trained on the train split and checked on the dev split; "
-                          f"this release has {len(train_ids)} train and {len(dev_ids)} dev posters")
+        raise ThesisError(f"{release.root}: detectors are trained on the train part and checked on the dev part; "
+                          f"the {split.name} split has {len(train_ids)} train and {len(dev_ids)} dev posters")
     if len(train_ids) > train_posters:
         chosen = np.random.default_rng(seed).choice(len(train_ids), size=train_posters, replace=False)
         train_ids = [train_ids[index] for index in sorted(chosen)]

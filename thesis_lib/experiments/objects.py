@@ -3,7 +3,8 @@
 The registry's object configs name a source ("yolo", "frcnn", "oracle"); the detector that source means
 in this profile's size is `detection.default_detector_config(source, size)`: trained on the twin's boxes
 for "small", COCO weights for "full". `detections_for_release` runs (and, the first time, trains) it over
-every poster of the release and caches the table, so every run and seed reads the same detections.
+every poster of the release and caches the table, so every run and seed reads the same detections. A
+detector trained on the twin learns from the train part of the split being scored, never from its test part.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from thesis_lib.data.mmimdb import Release
+from thesis_lib.data.splits import Split
 
 
 @dataclass
@@ -24,10 +26,12 @@ class ObjectsProvider:
     table: Any  # thesis_lib.detection.DetectionTable
 
     @classmethod
-    def create(cls, source: str, release: Release, model_size: str) -> ObjectsProvider:
+    def create(cls, source: str, release: Release, model_size: str, split: Split) -> ObjectsProvider:
+        """The detections of `source`; a detector trained here learns from `split`'s train part only."""
         from thesis_lib.detection import default_detector_config, detections_for_release
 
-        return cls(source, detections_for_release(default_detector_config(source, model_size), release))
+        config = default_detector_config(source, model_size)
+        return cls(source, detections_for_release(config, release, split=split))
 
     def objects(self, ids: list[str]) -> dict[str, torch.Tensor]:
         """{"boxes", "classes", "scores", "mask"} padded to the table's R regions, rows in `ids` order."""

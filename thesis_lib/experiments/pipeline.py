@@ -74,7 +74,7 @@ class GridContext:
     accelerator: Accelerator
     plan: dict[tuple[str, int, str], RunSpec]
     hashes: dict[tuple[str, int, str], tuple[str, dict[str, Any]]]
-    objects: dict[str, ObjectsProvider] = field(default_factory=dict)  # by source: built on first use
+    objects: dict[tuple[str, str], ObjectsProvider] = field(default_factory=dict)  # (source, split): on first use
 
     def folder(self, spec: RunSpec) -> Path:
         return run_dir(self.runs_root, split=spec.split, primary_split=self.profile.primary_split,
@@ -89,10 +89,12 @@ class GridContext:
     def movies(self, split: str, part: str) -> list[Movie]:
         return self.release.movies_in(self.splits[split].part(part))
 
-    def objects_provider(self, source: str) -> ObjectsProvider:
-        if source not in self.objects:
-            self.objects[source] = ObjectsProvider.create(source, self.release, self.profile.model_size)
-        return self.objects[source]
+    def objects_provider(self, source: str, split: str) -> ObjectsProvider:
+        """Detections of `source` for the runs of `split` (a twin-trained detector learns from its train part)."""
+        if (source, split) not in self.objects:
+            self.objects[source, split] = ObjectsProvider.create(source, self.release, self.profile.model_size,
+                                                                 self.splits[split])
+        return self.objects[source, split]
 
 
 # ------------------------------------------------------------------------------------------- the model
@@ -153,7 +155,7 @@ def build_run_model(spec: RunSpec, ctx: GridContext) -> BuiltModel:
     config, tokenizer, cleaning = prepare_config(spec, ctx)
     torch.manual_seed(spec.seed)  # the same seed gives the same initial weights (and the same feature caches)
     model = build_from_config(config)
-    backbones = {m: _fresh_backbone(getattr(config, m), m, ctx) for m in config.modalities}
+    backbones = {m: _fresh_backbone(getattr(config, m), m, spec, ctx) for m in config.modalities}
     if spec.encoders == "runs":
         for modality in config.modalities:
             source = ctx.source_spec(spec, modality)
@@ -170,9 +172,10 @@ def build_run_model(spec: RunSpec, ctx: GridContext) -> BuiltModel:
     return BuiltModel(model, config, tokenizer, backbones, cleaning)
 
 
-def _fresh_backbone(part: Any, modality: str, ctx: GridContext) -> dict[str, Any]:
+def _fresh_backbone(part: Any, modality: str, spec: RunSpec, ctx: GridContext) -> dict[str, Any]:
     if modality == "objects":
-        return {"weights": "detector", "name": part.source, "detector": ctx.objects_provider(part.source).provenance()}
+        provider = ctx.objects_provider(part.source, spec.split)
+        return {"weights": "detector", "name": part.source, "detector": provider.provenance()}
     pretrained = part.pretrained and not (modality == "text" and part.backbone in RANDOM_TEXT_BACKBONES)
     return {"weights": "pretrained" if pretrained else "random", "name": part.backbone}
 
@@ -216,7 +219,8 @@ def build_run_data(spec: RunSpec, ctx: GridContext, built: BuiltModel) -> RunDat
     """Datasets for the run: cached features when every heavy encoder is frozen, else raw inputs."""
     model = built.model
     heavy = [m for m in model.modalities if m != "objects"]
-    objects = ObjectsCollator(ctx.objects_provider(built.config.objects.source)) if built.config.objects else None
+    objects = (ObjectsCollator(ctx.objects_provider(built.config.objects.source, spec.split))
+               if built.config.objects else None)
     frozen = bool(heavy) and all(model.encoders[m].frozen for m in heavy)
     if frozen:
         parts = {part: _cached_dataset(spec, ctx, built, heavy, part) for part in ("train", "dev", "test")}

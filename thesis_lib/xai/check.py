@@ -481,12 +481,13 @@ def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = No
     if config.objects is not None:
         source = config.objects.source
         cache = {} if objects is None else objects
+        key = (source, split.split_hash())  # the detector the run read: trained on its split's train part
         try:
-            if source not in cache:
-                cache[source] = ObjectsProvider.create(source, release, record["config"]["train"]["model_size"])
+            if key not in cache:
+                cache[key] = ObjectsProvider.create(source, release, record["config"]["train"]["model_size"], split)
         except ImportError as error:  # the detector's library is not installed here (ultralytics on the GPU image)
             raise NotExplainable(f"its {source} detections cannot be produced here: {error}") from None
-        objects_collator = ObjectsCollator(cache[source])
+        objects_collator = ObjectsCollator(cache[key])
     cleaning = TEXT_CLEANINGS[record["text_cleaning"] or "clean"]
     dataset = MMIMDbDataset(test_movies, image_transform=transform, text_cleaning=cleaning, tokenizer=tokenizer,
                             modalities=heavy)
@@ -537,7 +538,7 @@ def check_runs(
     found = find_runs(runs)  # a missing or empty runs folder fails before the data is read
     truth = load_twin_truth(data) if (data / TRUTH_FILE).is_file() else None
     release = load_release(data)
-    objects: dict[str, Any] = {}
+    objects: dict[Any, Any] = {}  # (source, split hash) -> ObjectsProvider
     load = load or (lambda folder, release: load_run(folder, release, objects))
     per_run, skipped = [], []
     for model_name, seed, folder in found:
