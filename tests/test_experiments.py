@@ -231,3 +231,31 @@ def test_learning_rate_trials_keep_the_dev_best(environment, first_grid, tmp_pat
     assert record["train_config"]["lr_head"] == trials[record["training"]["chosen_trial"]]["lr_head"]
     checkpoints = tmp_path / "objects_oracle" / "seed0" / "checkpoints"
     assert sorted(path.name for path in checkpoints.iterdir()) == ["best"]
+
+
+def test_detectors_are_asked_for_the_split_their_runs_are_scored_on(environment, first_grid, monkeypatch):
+    """A detector trained on the twin must learn from the train part of the run's own split, never from
+    posters of its test part (the official train part overlaps the thesis split's test part)."""
+    from thesis_lib.experiments import objects as objects_module
+
+    ctx = open_grid(load_profile(environment["profile"]), data_root=str(environment["twin"]),
+                    runs_dir=str(environment["runs"]))
+    asked = []
+    monkeypatch.setattr(objects_module.ObjectsProvider, "create",
+                        classmethod(lambda cls, source, release, size, split: asked.append((source, split)) or cls(
+                            source, None)))
+    ctx.objects_provider("yolo", "thesis")
+    ctx.objects_provider("yolo", "thesis")  # built once per (source, split)
+    assert len(asked) == 1 and asked[0][1] is ctx.splits["thesis"]
+
+
+def test_speed_switches_of_the_profile_reach_the_training_runs(environment, first_grid, tmp_path):
+    profile = load_profile(environment["profile"], {"fused_adamw": "true", "channels_last": "true",
+                                                    "group_by_length": "true"})
+    report = run_grid(profile, data_root=str(environment["twin"]), runs_dir=str(tmp_path),
+                      models=["text_roberta", "image_resnet50"])
+    assert report.ok, report.summary()
+    text = json.loads((tmp_path / "text_roberta" / "seed0" / RECORD_FILE).read_text())["train_config"]
+    image = json.loads((tmp_path / "image_resnet50" / "seed0" / RECORD_FILE).read_text())["train_config"]
+    assert text["fused_adamw"] and text["channels_last"] and text["group_by_length"]
+    assert image["channels_last"] and not image["group_by_length"]  # posters only: no plot lengths to group by

@@ -130,3 +130,11 @@ def test_a_changed_setting_changes_exactly_the_affected_hashes():
     moved = {key[2] for key in before if before[key] != reused[key]}
     assert profile.fusion_text_source in moved and "fusion_cross_attention" in moved and "fusion_late" in moved
     assert "image_vit" not in moved and "baseline_shallow" not in moved
+
+
+def test_string_keys_keep_words_yaml_would_turn_into_booleans(tmp_path):
+    assert load_profile("smoke", {"mixed_precision": "no"}).mixed_precision == "no"
+    assert load_profile("smoke", {"data_root": "null"}).data_root is None  # an optional path may be cleared
+    assert load_profile("smoke", {"data_root": "on"}).data_root == "on"  # a folder called "on" stays one
+    with pytest.raises(ProfileError, match="mixed_precision.*quote the value"):
+        load_profile(write_profile(tmp_path, mixed_precision=False))  # what `mixed_precision: no` reads as

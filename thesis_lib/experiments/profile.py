@@ -58,6 +58,9 @@ class Profile:
     model_size: str                  # registry form: "small" (offline, CPU) | "full" (pretrained, GPU)
     device: str                      # "cpu" | "auto" (accelerate's choice: the GPU when there is one)
     mixed_precision: str             # "no" | "bf16"
+    fused_adamw: bool                # one fused AdamW kernel per step (GPU speed; same maths)
+    channels_last: bool              # NHWC weights and posters for convolutional encoders (GPU tensor cores)
+    group_by_length: bool            # training batches of plots of similar token length (less padding)
     cpu_threads: int                 # torch intra-op threads; 0 leaves torch's default (one per core)
     image_size: int                  # poster side in pixels fed to every image encoder
     image_augment: bool              # random resized crops, flips and colour jitter on training posters
@@ -167,7 +170,7 @@ def profile_from_mapping(
     for key, value in (overrides or {}).items():
         if key not in PROFILE_KEYS:
             raise ProfileError(f"override {key!r} is not a key of {source}; known keys: {', '.join(PROFILE_KEYS)}")
-        values[key] = parse_override(value) if isinstance(value, str) else value
+        values[key] = _parse_override_for(key, value) if isinstance(value, str) else value
     hints = typing.get_type_hints(Profile)
     typed = {key: _check_type(key, values[key], hints[key], source) for key in PROFILE_KEYS}
     try:
@@ -183,6 +186,16 @@ def parse_override(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def _parse_override_for(key: str, text: str) -> Any:
+    """An override of `key` from the command line: a string key keeps the text as it is (YAML would read
+    `mixed_precision=no` as False), "null" included only where the key may be null; others go through YAML."""
+    options = typing.get_args(hint) if isinstance(hint := typing.get_type_hints(Profile)[key], types.UnionType) \
+        else (hint,)
+    if str in options:
+        return None if type(None) in options and text.strip() in ("null", "~") else text
+    return parse_override(text)
 
 
 def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
@@ -223,7 +236,9 @@ def _scalar(key: str, value: Any, kind: type, source: str) -> Any:
             pass
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value
-    raise ProfileError(f"{source}: key {key!r} must be {kind.__name__}, got {value!r} ({type(value).__name__})")
+    hint = ' (YAML reads unquoted no/yes/off/on as booleans: quote the value, e.g. "no")' \
+        if kind is str and isinstance(value, bool) else ""
+    raise ProfileError(f"{source}: key {key!r} must be {kind.__name__}, got {value!r} ({type(value).__name__}){hint}")
 
 
 def _project_path(path: str) -> Path:

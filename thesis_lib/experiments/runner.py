@@ -114,8 +114,12 @@ def _check_ids(spec: RunSpec, ctx: GridContext, predictions: Predictions, part: 
 # --------------------------------------------------------------------------------------------- training
 
 
-def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, scale: float, wrapped: bool) -> TrainConfig:
-    """The profile's training settings for this run (every model gets the same epochs and trials)."""
+def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, scale: float, wrapped: bool,
+                      plot_lengths_known: bool = False) -> TrainConfig:
+    """The profile's training settings for this run (every model gets the same epochs and trials).
+
+    `group_by_length` applies only where it can help: a model that reads plots from a dataset that knows
+    their lengths (not the fixed-width feature caches)."""
     profile = ctx.profile
     prefixes = trainable_encoder_prefixes(built)
     if wrapped:  # FrozenEncodersClassifier keeps the model under `model.`
@@ -131,6 +135,9 @@ def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, scale:
         monitor=profile.monitor,
         patience=profile.patience,
         mixed_precision=profile.mixed_precision,
+        fused_adamw=profile.fused_adamw,
+        channels_last=profile.channels_last,
+        group_by_length=profile.group_by_length and plot_lengths_known and "text" in built.config.modalities,
         seed=spec.seed,
         num_workers=profile.num_workers,
         backbone_prefixes=prefixes,
@@ -146,7 +153,8 @@ def _train(spec: RunSpec, ctx: GridContext, folder: Path, resume: bool) -> tuple
     for index, scale in enumerate(scales):
         built = build_run_model(spec, ctx)
         data = build_run_data(spec, ctx, built)
-        config = make_train_config(spec, ctx, built, scale, wrapped=data.trainable is not built.model)
+        config = make_train_config(spec, ctx, built, scale, wrapped=data.trainable is not built.model,
+                                   plot_lengths_known=hasattr(data.train, "item_lengths"))
         checkpoints = folder / CHECKPOINTS if len(scales) == 1 else folder / CHECKPOINTS / f"trial{index}"
         result = fit(data.trainable, data.train, data.dev, config, checkpoint_dir=checkpoints,
                      collate_fn=data.collate, resume=resume, accelerator=ctx.accelerator)
