@@ -25,7 +25,7 @@ SMOKE = ROOT / "notebooks" / "params" / "smoke.yaml"
 ALLOWED_IMPORTS = {"numpy", "pandas", "torch", "IPython"}
 MAX_CELL_LINES = 18  # "short cells": a cell does one thing
 MAX_LINE_LENGTH = 88  # wider lines scroll sideways in the book's code blocks
-TITLE = re.compile(r"^# \d+(\.\d+)* [^\n]*[\uac00-\ud7a3][^\n]* · [A-Za-z][^\n]*$")  # "# 3.1 데이터 · Data"
+TITLE = re.compile(r"^# (\d+|[A-Z])(\.\d+)* [^\n]*[\uac00-\ud7a3][^\n]* · [A-Za-z][^\n]*$")  # "# 3.1 데이터 · Data"
 
 
 def read(path: Path) -> nbformat.NotebookNode:

@@ -230,3 +230,23 @@ def detections_on_posters(
             axis.text(x0, y0 - 2, text, fontsize=6.5, color="white", va="bottom",
                       bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0})
     return figure
+
+
+def throughput_bars(frame: pd.DataFrame, title: str) -> Figure:
+    """Horizontal bars of samples/s per variant (frame index), each annotated with its speed-up over plain
+    (column "x plain"; blank where the benchmark measured no plain twin)."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(frame) + 1.3), layout="constrained")
+    rows = np.arange(len(frame))
+    rates = frame["samples/s"].to_numpy(dtype=float)  # (V,)
+    axis.barh(rows, rates, color=PALETTE[0])
+    for row, rate, speedup in zip(rows, rates, frame["x plain"], strict=True):
+        if speedup is not None and not np.isnan(speedup):
+            axis.annotate(f" x{speedup:.2f}", (rate, row), va="center", fontsize=8)
+    axis.set_yticks(rows, frame.index)
+    axis.invert_yaxis()
+    axis.set_xlabel("training samples per second")
+    axis.set_title(textwrap.shorten(title, 90), loc="left", fontsize=9)
+    axis.margins(x=0.15)
+    return figure
