@@ -3,6 +3,9 @@
 Modules, one job each: `profiles` (parameter files and `-p` overrides), `chapters` (the notebooks
 `_toc.yml` lists), `execute` (one chapter through papermill, and its presentation), `provenance` (what
 produced a build, in the words the front page and captions use), `glue` (numbers and figures into the
-prose), `architecture` (parameter counts and cross-attention shapes for the methods chapter), `build`
+prose), `architecture` (parameter counts and cross-attention shapes for the methods chapter), `objects`
+(detector tables and figures), `experiments_chapter`, `experiments_figures` and `error_analysis` (chapter
+4's tables, figures and error analysis from the run records), `xai_chapter` (chapter 4's explanations and
+faithfulness table), `prose` (sentences built from records), `speed` (the benchmark appendix), `build`
 (the whole build and `main_book`), `command` (the `thesis book` arguments). Nothing heavy is imported here.
 """
