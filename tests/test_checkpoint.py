@@ -1,19 +1,23 @@
-"""Checkpoint files: atomic writes, safetensors weights, a weights_only training state, RNG round trips."""
+"""Checkpoint files: atomic writes, whole and slim safetensors weights, a weights_only state, RNG round trips."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from thesis_lib.train import TrainConfig, make_accelerator
 from thesis_lib.train.checkpoint import (
+    EXCLUDED_PREFIXES,
     LAST,
     MODEL_FILE,
     STATE_FILE,
+    CheckpointMismatchError,
     ProcessState,
     RunProgress,
     atomic_write,
@@ -122,3 +126,39 @@ def test_weights_and_state_from_different_steps_are_refused(tmp_path):
     save_model_weights(model, tmp_path / LAST / MODEL_FILE, {"global_step": "4"})
     with pytest.raises(ValueError, match="step 4"):
         load_last(tmp_path, accelerator, model, optimizer, scheduler)
+
+
+class FirstLayerFrozen(nn.Module):
+    """A wrapper that trains all but the first layer of `model`, whose weights come from elsewhere."""
+
+    def __init__(self, model: nn.Module, excludes: tuple[str, ...] = ("0.",)):
+        super().__init__()
+        self.model = model
+        self.checkpoint_excludes = excludes
+
+    @property
+    def checkpoint_module(self) -> nn.Module:
+        return self.model
+
+
+def test_slim_weights_leave_out_the_excluded_prefixes_and_load_only_onto_the_same_backbone(tmp_path):
+    model = tiny_model(0)
+    save_model_weights(FirstLayerFrozen(model), tmp_path / MODEL_FILE, {"epoch": "1"})
+    assert set(load_file(str(tmp_path / MODEL_FILE))) == {"1.weight", "1.bias", "2.weight", "2.bias"}
+    metadata = load_model_weights(model, tmp_path / MODEL_FILE)
+    assert metadata["epoch"] == "1" and json.loads(metadata[EXCLUDED_PREFIXES]) == ["0."]
+
+    other = tiny_model(1)  # another first layer: the file's layers 1-2 were trained on top of model's
+    before = {name: tensor.clone() for name, tensor in other.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError, match="fingerprint"):
+        load_model_weights(FirstLayerFrozen(other), tmp_path / MODEL_FILE)
+    assert all(torch.equal(before[name], tensor) for name, tensor in other.state_dict().items())  # unchanged
+    other[0].load_state_dict(model[0].state_dict())  # the caller puts the backbone in place first
+    load_model_weights(other, tmp_path / MODEL_FILE)  # into the bare module as well as through the wrapper
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, other.state_dict()[name])
+    with pytest.raises(ValueError, match="name nothing"):
+        save_model_weights(FirstLayerFrozen(model, ("0.", "encoders.")), tmp_path / "typo" / MODEL_FILE)
+    # A whole-module file still loads strictly, and a slim file never loads into a model of other layers.
+    with pytest.raises(CheckpointMismatchError, match=MODEL_FILE):
+        load_model_weights(nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3)), tmp_path / MODEL_FILE)

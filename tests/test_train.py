@@ -8,12 +8,15 @@ are exercised. Runs are a few dozen optimizer steps on CPU.
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import pickle
+import re
 from dataclasses import dataclass, replace
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
@@ -24,6 +27,7 @@ from thesis_lib.train.features import (
     CachedFeatureDataset,
     FeatureCacheConfig,
     FrozenBackboneClassifier,
+    MappedRows,
     cache_encoder_features,
     collate_cached_features,
 )
@@ -387,7 +391,8 @@ def test_feature_cache_is_built_once_and_reproduces_the_frozen_models_logits(tmp
 
     cached = CachedFeatureDataset(path)
     assert cached.ids == VAL.ids and torch.equal(cached.labels, VAL.labels)
-    assert cached.features["text"]["tokens"].shape == (24, 12, 16)  # padded to the longest plot of the split
+    # Stored ragged: each plot's own tokens, no padding to the split's longest (12).
+    assert cached.features["text"]["tokens"].lengths.tolist() == [len(plot) for plot in VAL.plots]
     model.eval()
     wrapper = FrozenBackboneClassifier(model)
     full = val_logits(model)  # (24, C) the full model in eval mode
@@ -421,12 +426,111 @@ def test_training_on_cached_features_equals_training_the_frozen_full_model(tmp_p
 
     assert result.history[-1].train_loss < result.history[0].train_loss
     torch.testing.assert_close(val_logits(on_cache), val_logits(frozen_full), rtol=1e-5, atol=1e-5)
-    # The checkpoint holds the full model's own keys: it loads into a fresh model directly.
-    from thesis_lib.train.checkpoint import load_model_weights
+    # The checkpoint holds the model's own keys without the frozen backbones: it loads into a fresh model
+    # once that model holds the backbones it was trained on, and refuses one with other backbones.
+    from thesis_lib.train.checkpoint import CheckpointMismatchError, load_model_weights
 
     fresh = toy_model(seed=3)
+    with pytest.raises(CheckpointMismatchError, match="fingerprint"):
+        load_model_weights(fresh, tmp_path / "cached" / BEST / MODEL_FILE)
+    fresh.encoders.load_state_dict(on_cache.encoders.state_dict())
     load_model_weights(fresh, tmp_path / "cached" / BEST / MODEL_FILE)
     assert_same_state(state_tensors(fresh), state_tensors(on_cache))
+
+
+def toy_cache_options(root, tokens_dtype: str = "float32") -> dict:
+    """cache_encoder_features keywords for the toy movies under `root` (batches of 5: other than the tests')."""
+    config = FeatureCacheConfig(tokens_dtype=tokens_dtype, batch_size=5)
+    return {"backbone_id": "toy", "data_fingerprint": "toy-v1", "collate_fn": collate_movies, "config": config,
+            "cache_root": root}
+
+
+def test_ragged_cache_batches_equal_the_encoders_own_padded_batches(tmp_path):
+    model = toy_model().eval()
+    cached = CachedFeatureDataset(cache_encoder_features(model, VAL, part="val", **toy_cache_options(tmp_path)))
+    # What the padded layout held: each batch as `model.encode` sees it, padded to the batch's longest plot.
+    for start, size in ((0, 8), (8, 7), (15, 9)):
+        rows = range(start, start + size)
+        with torch.no_grad():
+            direct = model.encode(collate_movies([VAL[i] for i in rows]))
+        batch = collate_cached_features([cached[i] for i in rows])
+        assert batch["ids"] == VAL.ids[start : start + size]
+        assert torch.equal(batch["labels"], VAL.labels[start : start + size])
+        for modality, output in direct.items():
+            got = batch["features"][modality]
+            assert got["tokens"].shape == output.tokens.shape and got["tokens"].dtype == torch.float32
+            assert torch.equal(got["mask"], output.mask)
+            torch.testing.assert_close(got["tokens"][got["mask"]], output.tokens[output.mask], rtol=1e-6, atol=1e-6)
+            assert not got["tokens"][~got["mask"]].any()  # padding is zeros (the padded layout kept whatever)
+            torch.testing.assert_close(got["pooled"], output.pooled, rtol=1e-6, atol=1e-6)
+    # Only real tokens are stored, and they are read from the file per item, not loaded whole.
+    tokens = cached.features["text"]["tokens"]
+    assert isinstance(tokens.values, MappedRows) and len(tokens.values) == sum(len(p) for p in VAL.plots)
+    assert len(cached.features["image"]["tokens"].values) == len(VAL) * 16  # every patch is real
+    copy = pickle.loads(pickle.dumps(cached))  # what a DataLoader worker gets: it opens the file itself
+    for index in (0, 23):
+        for modality in ("text", "image"):
+            for part in ("tokens", "mask", "pooled"):
+                assert torch.equal(copy[index]["features"][modality][part], cached[index]["features"][modality][part])
+
+
+def test_a_feature_cache_of_an_older_format_is_rebuilt_next_to_it_not_read(tmp_path, monkeypatch):
+    from thesis_lib.train import features
+
+    model = toy_model()
+    options = toy_cache_options(tmp_path)
+    key = {name: options[name] for name in ("backbone_id", "data_fingerprint", "config", "cache_root")}
+    current = features.feature_cache_path(model, part="val", **key)
+    monkeypatch.setattr(features, "FEATURE_CACHE_FORMAT", 1)
+    stale = features.feature_cache_path(model, part="val", **key)
+    monkeypatch.undo()
+    assert stale != current  # the format is part of the key
+    # A format-1 file (tokens padded to the split's longest plot), as an older checkout left it.
+    stale.parent.mkdir(parents=True)
+    padded = {"labels": VAL.labels, "text.tokens": torch.zeros(len(VAL), 12, 16),
+              "text.mask": torch.zeros(len(VAL), 12, dtype=torch.bool), "text.pooled": torch.zeros(len(VAL), 16)}
+    save_file(padded, str(stale), metadata={"format": "1", "ids": json.dumps(VAL.ids), "modalities": '["text"]'})
+    assert cache_encoder_features(model, VAL, part="val", **options) == current
+    assert len(CachedFeatureDataset(current)) == len(VAL) and stale.is_file()
+    with pytest.raises(ValueError, match=f"{re.escape(str(stale))} is not a format-2 feature cache"):
+        CachedFeatureDataset(stale)
+
+
+def test_a_frozen_backbone_run_saves_slim_checkpoints_and_resumes_like_an_uninterrupted_run(tmp_path):
+    from thesis_lib.train.checkpoint import CheckpointMismatchError
+
+    cache = toy_cache_options(tmp_path)
+    train = CachedFeatureDataset(cache_encoder_features(toy_model(), TRAIN, part="train", **cache))
+    val = CachedFeatureDataset(cache_encoder_features(toy_model(), VAL, part="val", **cache))
+    config = replace(BASE, epochs=2, checkpoint_every_steps=3, restore_best=False)
+    reference = FrozenBackboneClassifier(toy_model())
+    options = {"collate_fn": collate_cached_features}
+    result = fit(reference, train, val, config, checkpoint_dir=tmp_path / "reference", **options)
+    own = {key for key in reference.model.state_dict() if not key.startswith("encoders.")}
+    for which in (BEST, LAST):
+        path = tmp_path / "reference" / which / MODEL_FILE
+        assert set(load_file(str(path))) == own  # fusion + head only: the frozen encoders are not saved
+        print(f"toy {which}: {path.stat().st_size} B slim, encoders left out")
+
+    def crash(event):
+        if event.global_step == 7:  # one step after the checkpoint of step 6 (8 steps per epoch)
+            raise SimulatedCrash
+
+    with pytest.raises(SimulatedCrash):
+        fit(FrozenBackboneClassifier(toy_model()), train, val, config, checkpoint_dir=tmp_path / "resumed",
+            on_step_end=crash, **options)
+    resume = {**options, "checkpoint_dir": tmp_path / "resumed", "resume": True}
+    # Other backbones than the ones it trained on: refused before anything is loaded.
+    with pytest.raises(CheckpointMismatchError, match="fingerprint"):
+        fit(FrozenBackboneClassifier(toy_model(seed=123)), train, val, config, **resume)
+    # The same backbones, everything else initialised differently: the rest must come from the checkpoint.
+    resumed_model = toy_model(seed=123)
+    resumed_model.encoders.load_state_dict(toy_model().encoders.state_dict())
+    resumed = fit(FrozenBackboneClassifier(resumed_model), train, val, config, **resume)
+    assert_same_state(state_tensors(resumed_model), state_tensors(reference.model))
+    assert torch.equal(val_logits(resumed_model), val_logits(reference.model))
+    assert [r.train_loss for r in resumed.history] == [r.train_loss for r in result.history]
+    assert result.history[-1].train_loss < result.history[0].train_loss
 
 
 # ------------------------------------------------------------------------------ the real model zoo

@@ -6,6 +6,8 @@
 - `records`: the run folder (record.json, predictions, checkpoints), written atomically; finished-run test.
 - `pipeline`: release + split + model + datasets + loaders (and feature caches) for one run.
 - `objects`: detections per poster for runs that read the object modality.
+- `restore`: a finished run's trained model from its folder (`restore_trained_model`; slim checkpoints of
+  frozen-encoder runs get their encoders back from the source runs).
 - `runner`: one run start to finish (`restore_run_model` reloads a finished one); `late`: late fusion of
   finished runs; `baselines`: frequency and shallow reference rows.
 - `grid`: `run_grid` / `main_run` (`thesis run`), `open_grid` (data, splits and plan without running).

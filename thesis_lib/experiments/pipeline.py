@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file
+from safetensors import safe_open
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -47,7 +47,7 @@ from thesis_lib.models.outputs import EncoderOutput
 from thesis_lib.models.registry import build_from_config
 from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
 from thesis_lib.models.text import load_tokenizer as load_backbone_tokenizer
-from thesis_lib.train.checkpoint import BEST, MODEL_FILE
+from thesis_lib.train.checkpoint import BEST, MODEL_FILE, excluded_prefixes, read_weights_metadata
 from thesis_lib.train.features import (
     CachedFeatureDataset,
     cache_encoder_features,
@@ -160,7 +160,7 @@ def build_run_model(spec: RunSpec, ctx: GridContext) -> BuiltModel:
         for modality in config.modalities:
             source = ctx.source_spec(spec, modality)
             if modality != "objects":
-                _load_encoder(model, modality, ctx.folder(source) / CHECKPOINTS / BEST / MODEL_FILE, source)
+                load_source_encoder(model, modality, ctx.folder(source) / CHECKPOINTS / BEST / MODEL_FILE, source.label)
             backbones[modality] = {
                 **backbones[modality],
                 "weights": "run" if modality != "objects" else backbones[modality]["weights"],
@@ -180,12 +180,23 @@ def _fresh_backbone(part: Any, modality: str, spec: RunSpec, ctx: GridContext) -
     return {"weights": "pretrained" if pretrained else "random", "name": part.backbone}
 
 
-def _load_encoder(model: GenreClassifier, modality: str, weights: Path, source: RunSpec) -> None:
-    """Copy `encoders.<modality>.*` from a source run's best checkpoint into `model` (every key must match)."""
+def load_source_encoder(model: GenreClassifier, modality: str, weights: Path, source_label: str) -> None:
+    """Copy `encoders.<modality>.*` from a source run's best checkpoint into `model` (every key must match).
+
+    A source run that kept this encoder frozen (trained on its cached features) saved a slim file without
+    it: the encoder is then the one that run built itself, and comes back by restoring that run from its
+    folder (`restore.restore_trained_model`, which checks it against the file's fingerprint)."""
     if not weights.is_file():
-        raise SourceRunError(f"{source.label} has no trained weights at {weights}: run it first")
+        raise SourceRunError(f"{source_label} has no trained weights at {weights}: run it first")
     prefix = f"encoders.{modality}."
-    state = {key[len(prefix):]: value for key, value in load_file(str(weights)).items() if key.startswith(prefix)}
+    left_out = excluded_prefixes(read_weights_metadata(weights), weights)
+    if any(p.startswith(prefix) or prefix.startswith(p) for p in left_out):
+        from thesis_lib.experiments.restore import restore_trained_model  # restore builds on this module
+
+        state = restore_trained_model(weights.parents[2]).encoders[modality].state_dict()  # RUN/checkpoints/best/
+    else:
+        with safe_open(str(weights), framework="pt") as handle:  # read only this encoder's tensors
+            state = {key[len(prefix):]: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefix)}
     try:
         model.encoders[modality].load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -390,13 +401,15 @@ def _input_identity(built: BuiltModel, modality: str) -> dict[str, Any]:
 
 class FrozenEncodersClassifier(nn.Module):
     """Trains the fusion and head (and any live encoder, e.g. the object encoder) of `model` on cached
-    outputs of its frozen encoders, which never run. Checkpoints hold the whole `model` (its own parameter
-    names), so they load straight back into `build_from_config(record["model_config"])`."""
+    outputs of its frozen encoders, which never run. Checkpoints hold `model`'s keys (its own parameter
+    names) without the cached encoders (`checkpoint_excludes`): those come from the registry or a source
+    run, and `restore.restore_trained_model` puts them back before it loads the checkpoint."""
 
     def __init__(self, model: GenreClassifier, cached: tuple[str, ...]):
         super().__init__()
         self.model = model
         self.cached = cached
+        self.checkpoint_excludes: tuple[str, ...] = tuple(f"encoders.{modality}." for modality in cached)
         for modality in cached:
             if not model.encoders[modality].frozen:
                 raise ValueError(f"the {modality} encoder is not frozen: its features cannot be cached")

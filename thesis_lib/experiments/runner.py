@@ -26,6 +26,7 @@ from thesis_lib.experiments.pipeline import (
     build_run_data,
     build_run_model,
     evaluation_loader,
+    prepare_config,
     trainable_encoder_prefixes,
 )
 from thesis_lib.experiments.provenance import device_info, git_state, library_versions
@@ -33,13 +34,16 @@ from thesis_lib.experiments.records import (
     CHECKPOINTS,
     RECORD_FORMAT,
     Predictions,
+    RecordError,
     finish_run,
+    read_record,
     start_run,
 )
+from thesis_lib.experiments.restore import restore_trained_model
 from thesis_lib.experiments.specs import RunSpec, train_settings
 from thesis_lib.metrics import evaluate_threshold_policies
 from thesis_lib.train import FitResult, TrainConfig, fit, predict
-from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE, load_model_weights
+from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE
 
 
 @dataclass(frozen=True)
@@ -197,13 +201,20 @@ def _train(spec: RunSpec, ctx: GridContext, folder: Path, resume: bool) -> tuple
 
 
 def restore_run_model(ctx: GridContext, spec: RunSpec) -> Any:
-    """The trained model of a finished run, as it was when it predicted: built the way the run built it
-    (a fusion's frozen encoders from its source runs), then its best checkpoint loaded (strict). Returns
-    the module the run trained (`GenreClassifier`, or `FrozenEncodersClassifier` around it when it trained
-    on cached features) together with its data: `(module, RunData)`."""
-    built = build_run_model(spec, ctx)
+    """The trained model of a finished run, as it was when it predicted (`restore.restore_trained_model`:
+    its frozen encoders from its source runs or the registry, then its best checkpoint, checked), with the
+    data the run read. Returns the module the run trained (`GenreClassifier`, or `FrozenEncodersClassifier`
+    around it when it trained on cached features) together with its data: `(module, RunData)`."""
+    folder = ctx.folder(spec)
+    record = read_record(folder)
+    if record is None:
+        raise RecordError(f"{spec.label} has not finished: no record in {folder}")
+    config, tokenizer, cleaning = prepare_config(spec, ctx)
+    model = restore_trained_model(folder, record)
+    if model.config != config:  # the profile changed since: its data pipeline would not be the run's
+        raise RecordError(f"{spec.label}: the model config in {folder} is not the one the profile builds now")
+    built = BuiltModel(model, config, tokenizer, record["backbones"], cleaning)
     data = build_run_data(spec, ctx, built)
-    load_model_weights(data.trainable, ctx.folder(spec) / CHECKPOINTS / BEST / MODEL_FILE)
     return data.trainable, data
 
 

@@ -12,12 +12,25 @@ the global step, and loading refuses a pair from different steps instead of resu
 with `torch.load(path, weights_only=True)`: no pickled code runs when a checkpoint is opened.
 
 A wrapper that trains part of a bigger model (`features.FrozenBackboneClassifier`) names that model in its
-`checkpoint_module` attribute: the files then hold the wrapped model's own keys and load straight into it.
+`checkpoint_module` attribute: the files then hold the wrapped model's own keys. When the wrapper's frozen
+backbones come from elsewhere (a pretrained checkpoint, a source run), it also names their state-dict
+prefixes in `checkpoint_excludes`, and its weight files are *slim*: they leave those tensors out (the
+full profile's BERT-base + ViT-B/16 fusions: 0.2-21 MB instead of 0.78-0.80 GB per file, measured on their
+shapes) and record in their metadata
+    excluded_prefixes     JSON list of the prefixes left out (relative to the checkpoint module's keys)
+    excluded_fingerprint  sha256 of the left-out tensors (`weights_fingerprint`) at save time
+A slim file loads only into a model whose excluded weights are already in place (the caller loaded them,
+see `thesis_lib.experiments.restore`): the file must hold exactly the model's other keys, and the model's
+excluded weights must match the fingerprint, so a fusion head never silently lands on other encoders.
+Files without that metadata (every file of a fine-tuned run, files from before slim checkpoints) hold the
+whole module and load strictly, as they always did.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import random
 from collections.abc import Callable
@@ -29,6 +42,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -36,6 +50,12 @@ CHECKPOINT_FORMAT = 1
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 BEST, LAST = "best", "last"
+EXCLUDED_PREFIXES = "excluded_prefixes"  # metadata key of a slim weights file (see the module docstring)
+EXCLUDED_FINGERPRINT = "excluded_fingerprint"
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A weights file that does not fit the model it is loaded into (keys, shapes or left-out weights)."""
 
 
 @dataclass
@@ -86,26 +106,122 @@ def checkpoint_module(model: nn.Module) -> nn.Module:
     return getattr(model, "checkpoint_module", model)
 
 
+def checkpoint_excludes(model: nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes (of `checkpoint_module(model)`) a wrapper's checkpoints leave out: its frozen
+    backbones, which come from elsewhere. Empty for everything else (whole-module files)."""
+    return tuple(getattr(model, "checkpoint_excludes", ()))
+
+
+def weights_fingerprint(model: nn.Module, prefixes: tuple[str, ...]) -> str:
+    """sha256 of the names, dtypes, shapes and bytes of every state-dict tensor under `prefixes`."""
+    digest = hashlib.sha256()
+    matched = 0
+    for name, tensor in sorted(model.state_dict().items()):
+        if not name.startswith(prefixes):
+            continue
+        matched += 1
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    if matched == 0:
+        raise ValueError(f"{type(model).__name__} has no state-dict entry under {prefixes} to identify its backbones")
+    return digest.hexdigest()
+
+
 def save_model_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    """The state dict of `checkpoint_module(model)` as safetensors (CPU copies), written atomically."""
-    tensors = {name: t.detach().to("cpu").contiguous() for name, t in checkpoint_module(model).state_dict().items()}
+    """The state dict of `checkpoint_module(model)` as safetensors (CPU copies), written atomically; without
+    the tensors under `checkpoint_excludes(model)`, which the metadata then names and fingerprints."""
+    module, excluded = checkpoint_module(model), checkpoint_excludes(model)
+    state = module.state_dict()
+    metadata = dict(metadata or {})
+    if excluded:
+        if unknown := [p for p in excluded if not any(name.startswith(p) for name in state)]:
+            raise ValueError(f"{type(model).__name__}.checkpoint_excludes {unknown} name nothing in "
+                             f"{type(module).__name__}: the file could never be loaded back")
+        metadata[EXCLUDED_PREFIXES] = json.dumps(list(excluded))
+        metadata[EXCLUDED_FINGERPRINT] = weights_fingerprint(module, excluded)
+    tensors = {
+        name: t.detach().to("cpu").contiguous()
+        for name, t in state.items()
+        if not name.startswith(excluded)  # str.startswith(()) is False: nothing left out without excludes
+    }
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
+def read_weights_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors weights file (empty when it has none), without reading its tensors."""
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata() or {}
+
+
+def excluded_prefixes(metadata: dict[str, str], path: Path) -> tuple[str, ...]:
+    """The prefixes a weights file leaves out (empty for a whole-module file); `path` names it in errors."""
+    if EXCLUDED_PREFIXES not in metadata:
+        return ()
+    try:
+        prefixes = json.loads(metadata[EXCLUDED_PREFIXES])
+    except json.JSONDecodeError:
+        prefixes = None
+    if not (isinstance(prefixes, list) and prefixes and all(isinstance(p, str) and p for p in prefixes)):
+        raise CheckpointMismatchError(f"{path}: metadata {EXCLUDED_PREFIXES} is not a JSON list of prefixes: "
+                                      f"{metadata[EXCLUDED_PREFIXES]!r}")
+    if EXCLUDED_FINGERPRINT not in metadata:
+        raise CheckpointMismatchError(f"{path}: leaves out {prefixes} but records no {EXCLUDED_FINGERPRINT}")
+    return tuple(prefixes)
+
+
 def load_model_weights(model: nn.Module, path: Path) -> dict[str, str]:
-    """Load safetensors weights into `checkpoint_module(model)` (strict); returns the file's metadata."""
+    """Load safetensors weights into `checkpoint_module(model)`; returns the file's metadata.
+
+    A whole-module file loads strictly. A slim file (see the module docstring) loads what it holds; the
+    keys it lacks must be exactly the model's keys under its excluded prefixes, and those weights must
+    already be the ones it was trained with (fingerprint). Anything else is a `CheckpointMismatchError`
+    naming the file; a slim file's checks run before the model is changed."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model weights at {path}")
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    module = checkpoint_module(model)
+    metadata = read_weights_metadata(path)
+    excluded = excluded_prefixes(metadata, path)
+    state = load_file(str(path))
+    if excluded:
+        _check_slim_file(module, state, excluded, metadata[EXCLUDED_FINGERPRINT], path)
     try:
-        checkpoint_module(model).load_state_dict(load_file(str(path)), strict=True)
+        module.load_state_dict(state, strict=not excluded)  # slim: the key sets were checked just above
     except RuntimeError as error:
-        raise RuntimeError(f"{path} does not match {type(checkpoint_module(model)).__name__}: {error}") from error
+        raise CheckpointMismatchError(f"{path} does not match {type(module).__name__}: {error}") from error
     return metadata
+
+
+def _check_slim_file(
+    module: nn.Module, state: dict[str, torch.Tensor], excluded: tuple[str, ...], fingerprint: str, path: Path
+) -> None:
+    """The file holds every key of `module` but those under `excluded`, and the module's excluded weights
+    are the ones the file was saved with."""
+    names = set(module.state_dict())
+    problems = []
+    if unknown := [p for p in excluded if not any(name.startswith(p) for name in names)]:
+        problems.append(f"it leaves out {unknown}, which name nothing in the model")
+    if held := sorted(name for name in state if name.startswith(excluded)):
+        problems.append(f"it holds {len(held)} tensors under its own excluded prefixes ({_some(held)})")
+    if unexpected := sorted(set(state) - names):
+        problems.append(f"{len(unexpected)} keys the model lacks ({_some(unexpected)})")
+    if missing := sorted(name for name in names - set(state) if not name.startswith(excluded)):
+        problems.append(f"it lacks {len(missing)} keys it does not exclude ({_some(missing)})")
+    if problems:
+        raise CheckpointMismatchError(
+            f"{path} does not match {type(module).__name__} (a slim file leaving out {list(excluded)}): "
+            + "; ".join(problems)
+        )
+    if (found := weights_fingerprint(module, excluded)) != fingerprint:
+        raise CheckpointMismatchError(
+            f"{path} was trained on other weights under {list(excluded)} than the model holds (fingerprint "
+            f"{fingerprint[:12]}, model {found[:12]}): load the frozen backbones it was trained with first "
+            f"(thesis_lib.experiments.restore does this for a run folder)"
+        )
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 # ------------------------------------------------------------------------------------------------ RNG

@@ -6,24 +6,38 @@ plots, a CNN/ViT over posters). `cache_encoder_features` computes them once per
 `<cache>/features/`:
     labels               float32 (N, C)
     <modality>.pooled    float32 (N, D_pooled)
-    <modality>.tokens    float16 (default) or float32 (N, N_max, D_tokens), padded to the longest sample
-    <modality>.mask      bool    (N, N_max), True = real token
-plus the movie ids (in dataset order) and the cache key in the file's metadata. float16 tokens halve the
-space (ViT-B/16 patch tokens of the 15.5k MM-IMDb training movies: ~4.6 GB instead of ~9.3 GB) for a
-relative rounding error of ~5e-4, far below what changes a prediction; choose float32 for bit-level checks.
-The backbone identity is the caller's `backbone_id` (e.g. registry name + config) together with a hash of
-the backbone weights, so fine-tuned or re-initialised encoders never reuse stale features.
+    <modality>.tokens    float16 (default) or float32 (T, D_tokens): every movie's tokens, end to end
+    <modality>.mask      bool    (T,), True = real token
+    <modality>.offsets   int64   (N + 1,): movie i's rows are offsets[i]:offsets[i + 1]
+plus the movie ids (in dataset order) and the cache key in the file's metadata. Tokens are stored ragged:
+a movie keeps its rows up to its last real token, so the padding of the batch it was encoded in is
+dropped (the mask is kept for encoders whose padding is not all at the end). Sizes of MM-IMDb's
+18,171-movie training part in float16 (computed, not measured: 768 values x 2 bytes per token, i.e.
+27.9 MB per token of mean length):
+    BERT-base plots     padded to 512 tokens (format 1): 14.3 GB; ragged: 27.9 MB x the mean plot length
+                        in tokens (5.6 GB at a mean of 200; the release's real mean is not measured here)
+    ViT-B/16 posters    197 tokens, all real: 5.5 GB in either layout
+float16 halves the space of float32 for a relative rounding error of ~5e-4, far below what changes a
+prediction; choose float32 for bit-level checks. The backbone identity is the caller's `backbone_id`
+(e.g. registry name + config) together with a hash of the backbone weights, so fine-tuned or
+re-initialised encoders never reuse stale features. The format number is part of the key: a cache
+written in an older layout is never read, the new one is built next to it (old files stay on disk until
+`<cache>/features/` is cleared by hand).
 
-`CachedFeatureDataset` reads a cache file, `collate_cached_features` batches it (trimming token padding to
-the batch's longest sample, as the text collator does), and `FrozenBackboneClassifier` feeds the batches to
-`model.classify` (fusion + head) without touching the backbones. Its checkpoints hold the full model's
-weights (`checkpoint_module`), so they load straight back into `build_model(...)`.
+`CachedFeatureDataset` reads a cache file without loading its tokens: they stay in the file and each item
+reads its own rows through the file's memory map (`safetensors.safe_open` slices), so a 10 GB cache costs
+page cache, not process memory (measured here: one epoch over a 621 MB cache in batches of 32 added 10 MB
+of anonymous memory). `collate_cached_features` pads a batch to its longest movie, as the text
+collator does, and `FrozenBackboneClassifier` feeds the batches to `model.classify` (fusion + head)
+without touching the backbones. Its checkpoints are slim (`checkpoint.save_model_weights`): the wrapped
+model's keys without the frozen backbones, which a restore loads from where they came from first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,17 +47,18 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import send_to_device
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from thesis_lib.models.outputs import EncoderOutput
 from thesis_lib.paths import cache_dir
-from thesis_lib.train.checkpoint import atomic_write
+from thesis_lib.train.checkpoint import atomic_write, weights_fingerprint
 from thesis_lib.train.freezing import freeze_backbones
 
-FEATURE_CACHE_FORMAT = 1
+FEATURE_CACHE_FORMAT = 2  # 2: ragged tokens + offsets; 1: tokens padded to the split's longest sample
 TokensDtype = Literal["float16", "float32"]
+PARTS = ("tokens", "mask", "pooled")  # what an item holds per modality
 
 
 @dataclass(frozen=True)
@@ -53,21 +68,6 @@ class FeatureCacheConfig:
     tokens_dtype: TokensDtype = "float16"  # storage type of token features; pooled vectors stay float32
     batch_size: int = 64  # batch size of the one pass over the data (inference only: no gradients kept)
     backbone_prefixes: tuple[str, ...] = ("encoders.",)  # parameters hashed into the backbone identity
-
-
-def weights_fingerprint(model: nn.Module, prefixes: tuple[str, ...]) -> str:
-    """sha256 of the names, dtypes, shapes and bytes of every state-dict tensor under `prefixes`."""
-    digest = hashlib.sha256()
-    matched = 0
-    for name, tensor in sorted(model.state_dict().items()):
-        if not name.startswith(prefixes):
-            continue
-        matched += 1
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    if matched == 0:
-        raise ValueError(f"{type(model).__name__} has no state-dict entry under {prefixes} to identify its backbones")
-    return digest.hexdigest()
 
 
 def feature_cache_path(
@@ -81,7 +81,7 @@ def feature_cache_path(
 ) -> Path:
     """Where the features of (backbones of `model`, data, split part) are cached."""
     key = {
-        "format": FEATURE_CACHE_FORMAT,
+        "format": FEATURE_CACHE_FORMAT,  # a new layout gets new files: older ones are never read
         "backbone_id": backbone_id,
         "backbone_weights": weights_fingerprint(model, config.backbone_prefixes),
         "data": data_fingerprint,
@@ -126,6 +126,12 @@ def _module_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def stored_lengths(mask: torch.Tensor) -> torch.Tensor:
+    """(B, N) padding mask -> (B,) rows kept per sample: up to its last real token (0 when it has none)."""
+    positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)  # (N,) 1-based
+    return nn.functional.pad(mask.long() * positions, (1, 0)).amax(dim=1)  # (B,); the 0 column: N may be 0
+
+
 def _write_feature_cache(
     model: nn.Module, dataset: Dataset, path: Path, collate_fn, config: FeatureCacheConfig, device: torch.device
 ) -> None:
@@ -144,9 +150,14 @@ def _write_feature_cache(
                 ids += list(batch["ids"])
                 labels.append(batch["labels"].float().cpu())  # (B, C)
                 for modality, output in encoded.items():
-                    store = parts.setdefault(modality, {"tokens": [], "mask": [], "pooled": []})
-                    store["tokens"].append(output.tokens.to("cpu", token_dtype))  # (B, N, D)
-                    store["mask"].append(output.mask.to("cpu", torch.bool))  # (B, N)
+                    store = parts.setdefault(modality, {"tokens": [], "mask": [], "lengths": [], "pooled": []})
+                    mask = output.mask.to("cpu", torch.bool)  # (B, N)
+                    lengths = stored_lengths(mask)  # (B,)
+                    kept = torch.arange(mask.shape[1]) < lengths[:, None]  # (B, N): each sample's stored rows
+                    # Boolean indexing walks (B, N) row-major: sample 0's rows, then sample 1's, ...
+                    store["tokens"].append(output.tokens.to("cpu", token_dtype)[kept])  # (sum(lengths), D)
+                    store["mask"].append(mask[kept])  # (sum(lengths),)
+                    store["lengths"].append(lengths)  # (B,)
                     store["pooled"].append(output.pooled.to("cpu", torch.float32))  # (B, D)
     finally:
         model.to(model_device).train(was_training)
@@ -154,26 +165,67 @@ def _write_feature_cache(
         raise ValueError(f"no features to cache for {path.name}: the dataset is empty")
     tensors = {"labels": torch.cat(labels)}  # (N, C)
     for modality, store in parts.items():
-        longest = max(t.shape[1] for t in store["tokens"])
-        # Batches were padded to their own longest sample: pad all to the longest of the split (mask False).
-        tensors[f"{modality}.tokens"] = torch.cat([_pad_tokens(t, longest) for t in store["tokens"]])  # (N, N_max, D)
-        tensors[f"{modality}.mask"] = torch.cat([_pad_tokens(m, longest) for m in store["mask"]])  # (N, N_max)
-        tensors[f"{modality}.pooled"] = torch.cat(store["pooled"])  # (N, D)
+        lengths = torch.cat(store.pop("lengths"))  # (N,)
+        tensors[f"{modality}.offsets"] = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])  # (N + 1,)
+        for name in PARTS:
+            tensors[f"{modality}.{name}"] = torch.cat(store.pop(name))  # (T, D) | (T,) | (N, D)
     metadata = {"format": str(FEATURE_CACHE_FORMAT), "ids": json.dumps(ids), "modalities": json.dumps(sorted(parts))}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
-def _pad_tokens(tensor: torch.Tensor, length: int) -> torch.Tensor:
-    """Zero-pad dim 1 of (B, N, ...) to `length` (False for bool masks)."""
-    missing = length - tensor.shape[1]
-    if missing == 0:
-        return tensor
-    padding = torch.zeros((tensor.shape[0], missing, *tensor.shape[2:]), dtype=tensor.dtype)
-    return torch.cat([tensor, padding], dim=1)
+class MappedRows:
+    """One tensor of a safetensors file, read a slice of rows at a time through the file's memory map.
+
+    The file is opened on first use in each process (a DataLoader worker opens its own: the open handle
+    cannot be pickled), and never read whole."""
+
+    def __init__(self, path: Path, name: str):
+        self.path, self.name = Path(path), name
+        self._handle: Any = None
+        with safe_open(str(self.path), framework="pt") as handle:
+            view = handle.get_slice(name)
+            self.shape: tuple[int, ...] = tuple(view.get_shape())
+            self.dtype: torch.dtype = view[0:0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        if self._handle is None:
+            self._handle = safe_open(str(self.path), framework="pt")
+        return self._handle.get_slice(self.name)[rows]  # reads just these rows
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_handle": None}
+
+
+class RaggedRows:
+    """Rows of different lengths stored end to end: item i is `values[offsets[i]:offsets[i + 1]]`."""
+
+    def __init__(self, values: torch.Tensor | MappedRows, offsets: torch.Tensor):
+        self.values = values
+        self.offsets: list[int] = offsets.tolist()  # plain ints: indexing a tensor per item costs more
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return torch.tensor(self.offsets).diff()  # (N,)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        index = range(len(self))[operator.index(index)]  # negative indices; IndexError past the end
+        return self.values[self.offsets[index] : self.offsets[index + 1]]  # (n_i, ...)
 
 
 class CachedFeatureDataset(Dataset):
-    """Items {"id", "labels" (C,), "features": {modality: {"tokens", "mask", "pooled"}}} from a cache file."""
+    """Items {"id", "labels" (C,), "features": {modality: {"tokens" (n_i, D), "mask" (n_i,), "pooled" (D,)}}}
+    from a cache file. Tokens stay in the file (memory-mapped); labels, masks, offsets and pooled vectors
+    (small) are read into memory."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -181,17 +233,46 @@ class CachedFeatureDataset(Dataset):
             raise FileNotFoundError(f"no feature cache at {self.path} (build it with cache_encoder_features)")
         with safe_open(str(self.path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-        if metadata.get("format") != str(FEATURE_CACHE_FORMAT):
-            found = metadata.get("format")
-            raise ValueError(f"{self.path} is not a format-{FEATURE_CACHE_FORMAT} feature cache (format: {found!r})")
-        tensors = load_file(str(self.path))
-        self.ids: list[str] = json.loads(metadata["ids"])
-        self.modalities: tuple[str, ...] = tuple(json.loads(metadata["modalities"]))
-        self.labels = tensors["labels"]  # (N, C): also what `fit` reads for pos_weight
-        self.features = {m: {k: tensors[f"{m}.{k}"] for k in ("tokens", "mask", "pooled")} for m in self.modalities}
-        counts = {name: t.shape[0] for name, t in tensors.items()}
-        if any(n != len(self.ids) for n in counts.values()):
-            raise ValueError(f"{self.path}: {len(self.ids)} ids but tensor rows {counts}")
+            if metadata.get("format") != str(FEATURE_CACHE_FORMAT):
+                found = metadata.get("format")
+                raise ValueError(
+                    f"{self.path} is not a format-{FEATURE_CACHE_FORMAT} feature cache (format: {found!r}); "
+                    f"cache_encoder_features builds the current format under a new name"
+                )
+            self.ids: list[str] = json.loads(metadata["ids"])
+            self.modalities: tuple[str, ...] = tuple(json.loads(metadata["modalities"]))
+            self.labels = handle.get_tensor("labels")  # (N, C): also what `fit` reads for pos_weight
+            self.features: dict[str, dict[str, Any]] = {}
+            for modality in self.modalities:
+                offsets = handle.get_tensor(f"{modality}.offsets")  # (N + 1,)
+                tokens = MappedRows(self.path, f"{modality}.tokens")  # (T, D), read per item
+                mask = handle.get_tensor(f"{modality}.mask")  # (T,)
+                pooled = handle.get_tensor(f"{modality}.pooled")  # (N, D)
+                self._check_layout(modality, offsets, len(tokens), len(mask), len(pooled))
+                self.features[modality] = {
+                    "tokens": RaggedRows(tokens, offsets),
+                    "mask": RaggedRows(mask, offsets),
+                    "pooled": pooled,
+                }
+        if len(self.labels) != len(self.ids):
+            raise ValueError(f"{self.path}: {len(self.ids)} ids but {len(self.labels)} label rows")
+
+    def _check_layout(self, modality: str, offsets: torch.Tensor, tokens: int, masks: int, pooled: int) -> None:
+        """Offsets that start at 0, never go back and end at the last token row; one pooled row per movie."""
+        n = len(self.ids)
+        ok = (
+            offsets.shape == (n + 1,)
+            and int(offsets[0]) == 0
+            and bool((offsets.diff() >= 0).all())
+            and int(offsets[-1]) == tokens == masks
+            and pooled == n
+        )
+        if not ok:
+            raise ValueError(
+                f"{self.path}: {modality} features do not fit {n} movies (offsets {tuple(offsets.shape)} ending at "
+                f"{int(offsets[-1]) if len(offsets) else None}, {tokens} token rows, {masks} mask rows, "
+                f"{pooled} pooled rows)"
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -205,17 +286,26 @@ class CachedFeatureDataset(Dataset):
 
 
 def collate_cached_features(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Batch {"ids", "labels" (B, C), "features": {modality: tokens (B, N, D) float32, mask (B, N), pooled}}."""
+    """Batch {"ids", "labels" (B, C), "features": {modality: tokens (B, N, D) float32, mask (B, N), pooled}}.
+
+    N is the batch's longest sample (at least 1); shorter samples are zero-padded with mask False. Items
+    may hold each sample's own rows (a ragged cache) or rows padded further: only up to the last real
+    token is read."""
     features = {}
     for modality in items[0]["features"]:
-        mask = torch.stack([item["features"][modality]["mask"] for item in items])  # (B, N_max)
-        # Trim the split-wide padding to this batch's longest sample (fewer tokens to attend over).
-        length = max(int(mask.any(dim=0).nonzero().max()) + 1, 1) if mask.any() else 1
-        tokens = torch.stack([item["features"][modality]["tokens"][:length] for item in items])  # (B, N, D)
+        parts = [item["features"][modality] for item in items]
+        lengths = [int(stored_lengths(part["mask"][None])[0]) for part in parts]
+        length = max(*lengths, 1)  # an all-padding batch still gets one (masked) position
+        width = parts[0]["tokens"].shape[-1]
+        tokens = torch.zeros(len(parts), length, width)  # (B, N, D) float32: CPUs lack fast fp16 kernels
+        mask = torch.zeros(len(parts), length, dtype=torch.bool)  # (B, N)
+        for row, (part, n) in enumerate(zip(parts, lengths, strict=True)):
+            tokens[row, :n] = part["tokens"][:n]  # float16 storage -> float32 on copy
+            mask[row, :n] = part["mask"][:n]
         features[modality] = {
-            "tokens": tokens.float(),  # float16 storage -> float32 compute (CPUs lack fast fp16 kernels)
-            "mask": mask[:, :length],  # (B, N)
-            "pooled": torch.stack([item["features"][modality]["pooled"] for item in items]),  # (B, D)
+            "tokens": tokens,
+            "mask": mask,
+            "pooled": torch.stack([part["pooled"] for part in parts]),  # (B, D)
         }
     return {
         "ids": [item["id"] for item in items],
@@ -225,11 +315,15 @@ def collate_cached_features(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class FrozenBackboneClassifier(nn.Module):
-    """Trains `model`'s fusion and head on cached encoder outputs; the backbones are frozen and never run."""
+    """Trains `model`'s fusion and head on cached encoder outputs; the backbones are frozen and never run.
+
+    Its checkpoints leave the backbones out (`checkpoint_excludes`): they are not trained here, and they
+    come back from where they were built or loaded before the checkpoint is loaded."""
 
     def __init__(self, model: nn.Module, backbone_prefixes: tuple[str, ...] = ("encoders.",)):
         super().__init__()
         self.model = model
+        self.checkpoint_excludes: tuple[str, ...] = tuple(backbone_prefixes)
         freeze_backbones(model, backbone_prefixes)
 
     @property

@@ -439,16 +439,22 @@ def _run_tokenizer(config: ModelConfig, record: Mapping[str, Any], split: Split,
 def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = None) -> RunUnderTest:
     """A finished run folder -> `RunUnderTest`: its best weights, test split, eval batches, tokenizer,
     saved test predictions and dev-tuned per-genre thresholds. `objects` caches detection providers
-    across runs. Raises `NotExplainable` for runs without a poster or plot encoder to explain."""
-    from safetensors.torch import load_file
-
+    across runs. Raises `NotExplainable` for runs without a poster or plot encoder to explain.
+    The weights come back through `experiments.restore` (a fusion's frozen encoders from its source runs)."""
     from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
     from thesis_lib.data.images import ImageTransformConfig, build_image_transform
     from thesis_lib.experiments.objects import ObjectsProvider
-    from thesis_lib.experiments.pipeline import TEXT_CLEANINGS, ObjectsCollator, RawBatchCollator
-    from thesis_lib.experiments.records import PREDICTIONS_TEST, read_predictions, read_record, tuned_thresholds
+    from thesis_lib.experiments.pipeline import TEXT_CLEANINGS, ObjectsCollator, RawBatchCollator, SourceRunError
+    from thesis_lib.experiments.records import (
+        PREDICTIONS_TEST,
+        RecordError,
+        read_predictions,
+        read_record,
+        tuned_thresholds,
+    )
+    from thesis_lib.experiments.restore import best_weights, restore_trained_model
     from thesis_lib.models.registry import build_from_config
-    from thesis_lib.train.checkpoint import BEST, MODEL_FILE
+    from thesis_lib.train.checkpoint import CheckpointMismatchError
 
     record = read_record(folder)
     if record is None:
@@ -462,13 +468,13 @@ def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = No
     heavy = tuple(m for m in config.modalities if m != "objects")
     if not heavy:
         raise NotExplainable("reads detections only (no poster or plot encoder)")
-    weights = folder / "checkpoints" / BEST / MODEL_FILE
+    weights = best_weights(folder)
     if not weights.is_file():
         raise XaiCheckError(f"run {folder} has a record but no best weights at {weights}")
-    state = load_file(str(weights))
-    model = build_from_config(config)
-    model.load_state_dict(state, strict=True)
-    model.eval()
+    try:
+        model = restore_trained_model(folder, record, config=config)  # eval mode
+    except (SourceRunError, RecordError, CheckpointMismatchError) as error:  # a source run, or weights that do not fit
+        raise XaiCheckError(f"run {folder}: {error}") from None
     split = _record_split(record, folder.parent.parent, release)
     test_movies = release.movies_in(split.test)
     tokenizer = _run_tokenizer(config, record, split, release) if config.text is not None else None
@@ -503,7 +509,7 @@ def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = No
     if config.text is not None:
         rollout = build_from_config(dataclasses.replace(
             config, text=dataclasses.replace(config.text, need_attentions=True)))
-        rollout.load_state_dict(state, strict=True)
+        rollout.load_state_dict(model.state_dict(), strict=True)  # the same weights, attention maps on
         rollout.eval()
     return RunUnderTest(
         model_name=record["name"],
