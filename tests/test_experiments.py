@@ -258,3 +258,20 @@ def test_speed_switches_of_the_profile_reach_the_training_runs(environment, firs
     image = json.loads((tmp_path / "image_resnet50" / "seed0" / RECORD_FILE).read_text())["train_config"]
     assert text["fused_adamw"] and text["channels_last"] and text["group_by_length"]
     assert image["channels_last"] and not image["group_by_length"]  # posters only: no plot lengths to group by
+
+
+def test_a_runs_split_is_found_by_its_hash_for_primary_and_secondary_splits(environment, first_grid, tmp_path):
+    from thesis_lib.data.mmimdb import load_release
+    from thesis_lib.data.splits import official_split, save_split, thesis_split
+    from thesis_lib.experiments.records import RecordError, run_split
+
+    release = load_release(environment["twin"], verify_posters="none")
+    split = thesis_split(release.ids, release.labels(release.ids), seed=5)
+    save_split(split, tmp_path / "splits" / "thesis-seed5.json")
+    record = {"split": {"name": "thesis", "hash": split.split_hash()}}
+    for folder in (tmp_path / "text_roberta" / "seed0", tmp_path / "thesis" / "text_roberta" / "seed0"):
+        assert run_split(record, folder, release) == split  # RUNS/<model>/seed0 and RUNS/<split>/<model>/seed0
+    official = {"split": {"name": "official", "hash": official_split(release).split_hash()}}
+    assert run_split(official, tmp_path / "official" / "x" / "seed0", release).name == "official"
+    with pytest.raises(RecordError, match="hash 000000000000"):
+        run_split({"split": {"name": "thesis", "hash": "0" * 64}}, tmp_path / "m" / "seed0", release)

@@ -23,11 +23,9 @@ from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.splits import Split, load_or_create_thesis_split, official_split
 from thesis_lib.experiments.pipeline import GridContext
 from thesis_lib.experiments.profile import Profile, ProfileError, load_profile
-from thesis_lib.experiments.records import is_finished, write_error
+from thesis_lib.experiments.records import SPLITS_FOLDER, is_finished, write_error
 from thesis_lib.experiments.runner import RunOutcome, execute_run
 from thesis_lib.experiments.specs import config_hashes, plan_grid
-
-SPLITS_FOLDER = "splits"  # RUNS/splits/: the thesis split files the grid made (reused on later runs)
 
 
 @dataclass

@@ -238,7 +238,7 @@ def build_run_data(spec: RunSpec, ctx: GridContext, built: BuiltModel) -> RunDat
         collate = CachedBatchCollator(objects)
         trainable = FrozenEncodersClassifier(model, tuple(heavy))
         return RunData(parts["train"], parts["dev"], parts["test"], collate, trainable, tuple(heavy))
-    transforms = _image_transforms(model, ctx.profile.image_augment) if "image" in model.modalities else None
+    transforms = image_transforms(model, ctx.profile.image_augment) if "image" in model.modalities else None
     datasets = {
         part: _raw_dataset(ctx.movies(spec.split, part), heavy, built, transforms, train=part == "train")
         for part in ("train", "dev", "test")
@@ -254,7 +254,7 @@ def _multimodal_collator(built: BuiltModel) -> MultimodalCollator:
     return MultimodalCollator(built.tokenizer, built.config.text.max_length)
 
 
-def _image_transforms(model: GenreClassifier, augment: bool = False) -> dict[bool, Callable]:
+def image_transforms(model: GenreClassifier, augment: bool = False) -> dict[bool, Callable]:
     """Transforms by `train`: the backbone's normalisation; augmentation on training posters if asked."""
     encoder = model.encoders["image"]
     stats = encoder.normalization()
@@ -364,7 +364,7 @@ def _cached_dataset(spec: RunSpec, ctx: GridContext, built: BuiltModel, modaliti
     """The frozen encoders' outputs over one split part, from (or into) the feature cache."""
     split = ctx.splits[spec.split]
     movies = ctx.movies(spec.split, part)
-    transforms = _image_transforms(built.model) if "image" in modalities else None
+    transforms = image_transforms(built.model) if "image" in modalities else None
     paths = {}
     for modality in modalities:
         dataset = _raw_dataset(movies, [modality], built, transforms, train=False)

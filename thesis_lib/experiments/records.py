@@ -41,6 +41,8 @@ from thesis_lib.models.configs import (
 )
 from thesis_lib.train.checkpoint import atomic_write
 
+SPLITS_FOLDER = "splits"  # RUNS/splits/: the thesis split files the grid made (reused on later runs)
+
 RECORD_FORMAT = 1
 RECORD_FILE = "record.json"
 PREDICTIONS_DEV = "predictions_dev.npz"
@@ -208,3 +210,24 @@ def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
         return tuple(convert(item) for item in value) if isinstance(value, list) else value
 
     return {key: convert(value) for key, value in fields.items()}
+
+
+def run_split(record: dict[str, Any], folder: Path, release: Any) -> Any:
+    """The split (`thesis_lib.data.splits.Split`) the run in `folder` was trained and tested on, found by the
+    hash its record holds (never re-drawn): the official split of `release`, or a thesis split file under
+    the runs folder's `splits/` (RUNS/<model>/seed<k> for the primary split, RUNS/<split>/<model>/seed<k>
+    for another one)."""
+    from thesis_lib.data.splits import load_split, official_split
+
+    wanted = record["split"]["hash"]
+    if record["split"]["name"] == "official":
+        candidates = [official_split(release)]
+    else:
+        folders = [Path(folder).parents[level] / SPLITS_FOLDER for level in (1, 2) if len(Path(folder).parents) > level]
+        candidates = [load_split(path) for splits in folders for path in sorted(splits.glob("*.json"))]
+    for split in candidates:
+        if split.split_hash() == wanted:
+            return split
+    raise RecordError(f"run {folder}: its {record['split']['name']} split (hash {wanted[:12]}) is neither the "
+                      f"release's official split nor a split file under the runs folder's {SPLITS_FOLDER}/")
+

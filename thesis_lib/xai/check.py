@@ -88,7 +88,6 @@ from thesis_lib.xai.words import plot_word_scores
 
 HEADLINE = ("fusion_cross_attention", 0)  # (model, seed) whose values are the JSON's top-level keys
 THRESHOLD_POLICY = "tuned_per_genre"  # which predictions count as positive: the run's dev-tuned thresholds
-SPLITS_FOLDER = "splits"  # RUNS/splits/: the split files the grid made
 POINTING_KEYS = ("gradcam_pointing_game", "hirescam_pointing_game", "random_pointing_game", "center_pointing_game",
                  "randomized_model_pointing_game", "gradcam_energy_in_box")
 DELETION_KEYS = ("deletion_auc", "random_deletion_auc", "randomized_model_rank_correlation", "gradcam_flat_map_share")
@@ -401,21 +400,6 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
 
 
-def _record_split(record: Mapping[str, Any], runs_root: Path, release: Release) -> Split:
-    """The split the run was trained and tested on, found by its hash (never re-drawn)."""
-    from thesis_lib.data.splits import load_split, official_split
-
-    wanted = record["split"]["hash"]
-    candidates = [official_split(release)] if record["split"]["name"] == "official" else [
-        load_split(path) for path in sorted((runs_root / SPLITS_FOLDER).glob("*.json"))
-    ]
-    for split in candidates:
-        if split.split_hash() == wanted:
-            return split
-    raise XaiCheckError(f"run {record['name']}/seed{record['seed']}: its {record['split']['name']} split "
-                        f"(hash {wanted[:12]}) is not under {runs_root / SPLITS_FOLDER}")
-
-
 def _run_tokenizer(config: ModelConfig, record: Mapping[str, Any], split: Split, release: Release) -> Any:
     """The tokenizer the run read its plots with: the backbone's own, or the one trained on the split's
     training plots for random text encoders (the grid caches it, so it is found, not retrained)."""
@@ -450,6 +434,7 @@ def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = No
         RecordError,
         read_predictions,
         read_record,
+        run_split,
         tuned_thresholds,
     )
     from thesis_lib.experiments.restore import best_weights, restore_trained_model
@@ -475,7 +460,10 @@ def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = No
         model = restore_trained_model(folder, record, config=config)  # eval mode
     except (SourceRunError, RecordError, CheckpointMismatchError) as error:  # a source run, or weights that do not fit
         raise XaiCheckError(f"run {folder}: {error}") from None
-    split = _record_split(record, folder.parent.parent, release)
+    try:
+        split = run_split(record, folder, release)
+    except RecordError as error:
+        raise XaiCheckError(str(error)) from None
     test_movies = release.movies_in(split.test)
     tokenizer = _run_tokenizer(config, record, split, release) if config.text is not None else None
     transform = None
