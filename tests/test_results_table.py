@@ -134,3 +134,18 @@ def test_paired_difference_on_some_genres(runs):
     scores = [record["metrics"]["fixed_0.5"]["summary"]["macro_f1"] for record in (record_a, record_b)]
     expected = scores[0] - scores[1]
     assert better["delta"] == pytest.approx(expected)
+
+
+def test_seeds_select_the_runs_a_table_reads(runs, capsys):
+    root, written = runs
+    only_zero = {row["model"]: row for row in results_table(root, n_resamples=100, seeds=[0])}
+    assert set(only_zero) == {"baseline_frequency", "fusion_x"}  # text_y ran on seed 3 only
+    assert only_zero["fusion_x"]["seeds"] == [0]
+    summary = written[("fusion_x", 0)][1]["metrics"]["fixed_0.5"]["summary"]
+    assert only_zero["fusion_x"]["metrics"]["macro_f1"]["mean"] == pytest.approx(summary["macro_f1"])
+    both = paired_difference(root, "fusion_x", "baseline_frequency", n_resamples=100, seeds=[0, 1])
+    assert both["seeds"] == [0]  # the pair shares seed 0 only
+    with pytest.raises(RecordError, match="no finished seed in common"):
+        paired_difference(root, "fusion_x", "text_y", n_resamples=100, seeds=[0, 1])
+    assert main_results_table(str(root), as_json=True, seeds=[3]) == 0
+    assert [row["model"] for row in json.loads(capsys.readouterr().out)] == ["text_y"]

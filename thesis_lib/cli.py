@@ -67,8 +67,17 @@ def _run(ns: argparse.Namespace) -> int:
 
     overrides = dict(_key_value(item) for item in ns.overrides)
     models = [name for name in ns.models.split(",") if name] if ns.models else None
-    seeds = [int(seed) for seed in ns.seeds.split(",") if seed] if ns.seeds else None
-    return main_run(ns.profile, ns.data, ns.runs, models, seeds, overrides)
+    return main_run(ns.profile, ns.data, ns.runs, models, _seed_list(ns.seeds), overrides)
+
+
+def _seed_list(text: str | None) -> list[int] | None:
+    """"0,1,2" -> [0, 1, 2]; None stays None (the default)."""
+    if not text:
+        return None
+    try:
+        return [int(seed) for seed in text.split(",") if seed.strip()]
+    except ValueError:
+        raise ThesisError(f"--seeds expects comma-separated integers such as 0,1,2, got {text!r}") from None
 
 
 def _key_value(item: str) -> tuple[str, str]:
@@ -81,7 +90,7 @@ def _key_value(item: str) -> tuple[str, str]:
 def _results_table(ns: argparse.Namespace) -> int:
     from thesis_lib.experiments.table import main_results_table
 
-    return main_results_table(ns.runs_dir, as_json=ns.json)
+    return main_results_table(ns.runs_dir, as_json=ns.json, seeds=_seed_list(ns.seeds))
 
 
 def _xai_check(ns: argparse.Namespace) -> int:
@@ -145,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     table = results_commands.add_parser("table", help="the comparison table (mean, std, 95% CI per model)")
     table.add_argument("runs_dir", help="runs folder written by `thesis run`")
     table.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
+    table.add_argument("--seeds", default=None, help="comma-separated seeds to include (default: every finished seed)")
     table.set_defaults(handler=_results_table)
 
     xai = commands.add_parser("xai", help="explanations and their faithfulness")

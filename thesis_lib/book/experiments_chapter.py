@@ -156,10 +156,11 @@ class FinishedRun:
         return self.test_predictions(index).probs >= self.thresholds(index)
 
 
-def finished_runs(runs_dir: str | Path) -> dict[str, FinishedRun]:
-    """Every run name with records directly under `runs_dir` (the primary split), by name."""
+def finished_runs(runs_dir: str | Path, seeds: Sequence[int] | None = None) -> dict[str, FinishedRun]:
+    """Every run name with records directly under `runs_dir` (the primary split), by name; only the
+    runs of `seeds` when given."""
     grouped: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
-    for folder, record in iter_records(Path(runs_dir)):
+    for folder, record in iter_records(Path(runs_dir), seeds):
         grouped.setdefault(record["name"], []).append((folder, record))
     runs = {}
     for name, entries in grouped.items():
@@ -308,13 +309,13 @@ def curve_models(rows: Sequence[Mapping[str, Any]], count: int = 4) -> list[str]
 
 
 def variant_sentence(runs_dir: str | Path, rows: Sequence[Mapping[str, Any]], rival: str, n_resamples: int,
-                     proposed: str = PROPOSED) -> str:
+                     proposed: str = PROPOSED, seeds: Sequence[int] | None = None) -> str:
     """When a variant of the proposed model beats it: the best such variant against `rival` (paired)."""
     variants = [row for row in ranked(rows, variants=True) if row["model"].startswith(f"{proposed}@")]
     if not variants or headline(variants[0]) <= headline(row_of(rows, proposed)):
         return " "
     best = variants[0]["model"]
-    result = paired_difference(runs_dir, best, rival, n_resamples=n_resamples)
+    result = paired_difference(runs_dir, best, rival, n_resamples=n_resamples, seeds=seeds)
     result = {"compared with": rival} | result
     return f"Its best variant, {best}, reaches {headline(variants[0]):.3f}. " + difference_sentence(
         best, result, f"Against {rival}")
@@ -489,13 +490,15 @@ def genre_sets(evidence: Mapping[str, str] | None) -> dict[str, list[str] | None
 
 
 def significance_table(runs_dir: str | Path, proposed: str, others: Sequence[str],
-                       sets: Mapping[str, Sequence[str] | None], n_resamples: int) -> pd.DataFrame:
+                       sets: Mapping[str, Sequence[str] | None], n_resamples: int,
+                       seeds: Sequence[int] | None = None) -> pd.DataFrame:
     """Paired bootstrap of `proposed` minus each other model (macro-F1, tuned thresholds, the same
     resampled test movies for both), once per genre set ({"all genres": None, "alignment ...": [...]})."""
     rows = []
     for other in dict.fromkeys(others):
         for label, genres in sets.items():
-            result = paired_difference(runs_dir, proposed, other, genres=genres, n_resamples=n_resamples)
+            result = paired_difference(runs_dir, proposed, other, genres=genres, n_resamples=n_resamples,
+                                       seeds=seeds)
             rows.append({"compared with": other, "genres": label, "delta": result["delta"],
                          "ci_low": result["ci_low"], "ci_high": result["ci_high"], "p_value": result["p_value"]})
     return pd.DataFrame(rows)
@@ -580,11 +583,11 @@ def ablations_of(profile: Profile, runs: Mapping[str, FinishedRun] | None = None
 
 
 def ablation_table(runs_dir: str | Path, ablations: Sequence[Ablation], rows: Sequence[Mapping[str, Any]],
-                   n_resamples: int) -> pd.DataFrame:
+                   n_resamples: int, seeds: Sequence[int] | None = None) -> pd.DataFrame:
     """Each variant against the run it changes: both headline scores and the paired difference."""
     table = []
     for ablation in ablations:
-        result = paired_difference(runs_dir, ablation.name, ablation.base, n_resamples=n_resamples)
+        result = paired_difference(runs_dir, ablation.name, ablation.base, n_resamples=n_resamples, seeds=seeds)
         table.append({"variant": ablation.name, "change": ablation.description, "base": ablation.base,
                       "base macro-F1": headline(row_of(rows, ablation.base)),
                       "variant macro-F1": headline(row_of(rows, ablation.name)),

@@ -23,7 +23,7 @@ import io
 import json
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,13 +181,18 @@ def write_error(directory: Path, text: str) -> None:
     atomic_write(directory / ERROR_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def iter_records(runs_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """(folder, record) of every finished run directly under runs_dir (RUNS/<run>/seed<k>/record.json)."""
+def iter_records(runs_dir: Path, seeds: Sequence[int] | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(folder, record) of every finished run directly under runs_dir (RUNS/<run>/seed<k>/record.json);
+    with `seeds`, only the runs of those seeds (a book built for a profile shows that profile's seeds, even
+    when the folder also holds runs of other seeds)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise RecordError(f"{runs_dir}: no such runs folder")
+    wanted = None if seeds is None else {int(seed) for seed in seeds}
     for path in sorted(runs_dir.glob(f"*/seed*/{RECORD_FILE}")):
-        yield path.parent, read_json(path)
+        record = read_json(path)
+        if wanted is None or int(record["seed"]) in wanted:
+            yield path.parent, record
 
 
 def tuned_thresholds(record: dict[str, Any], policy: str = "tuned_per_genre") -> np.ndarray:

@@ -47,10 +47,12 @@ CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
 
 
-def results_table(runs_dir: str | Path, n_resamples: int = 1000) -> list[dict[str, Any]]:
-    """The rows described in the module docstring, baselines first, then single-modality runs, fusions."""
+def results_table(runs_dir: str | Path, n_resamples: int = 1000,
+                  seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """The rows described in the module docstring, baselines first, then single-modality runs, fusions
+    (only the runs of `seeds` when given)."""
     groups: dict[str, list[tuple[Path, dict[str, Any]]]] = defaultdict(list)
-    for folder, record in iter_records(Path(runs_dir)):
+    for folder, record in iter_records(Path(runs_dir), seeds):
         groups[record["name"]].append((folder, record))
     _check_same_split(groups)
     rows = [_row(name, sorted(runs, key=lambda run: run[1]["seed"]), n_resamples) for name, runs in groups.items()]
@@ -127,12 +129,12 @@ def seed_averaged_intervals(predictions: Sequence[Any], thresholds: Sequence[np.
 
 def paired_difference(runs_dir: str | Path, model_a: str, model_b: str, *, metric: str = "macro_f1",
                       genres: Sequence[str] | None = None, policy: str = TUNED_POLICY,
-                      n_resamples: int = 1000) -> dict[str, Any]:
+                      n_resamples: int = 1000, seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """Model a minus model b on `metric` (optionally over some genres only, e.g. the twin's alignment genres),
     averaged over their common seeds, with a paired bootstrap over test movies: every resample draws the
     same movies for both models and every seed. Returns delta, its 95% interval and a two-sided p-value
     (twice the smaller tail mass at zero, as `metrics.paired_bootstrap`)."""
-    runs = {name: {r["seed"]: (folder, r) for folder, r in iter_records(Path(runs_dir)) if r["name"] == name}
+    runs = {name: {r["seed"]: (folder, r) for folder, r in iter_records(Path(runs_dir), seeds) if r["name"] == name}
             for name in (model_a, model_b)}
     seeds = sorted(set(runs[model_a]) & set(runs[model_b]))
     if not seeds:
@@ -191,11 +193,11 @@ def _cell(entry: dict[str, float | None]) -> str:
     return f"{entry['mean']:.3f}{spread}{interval}"
 
 
-def main_results_table(runs_dir: str, as_json: bool) -> int:
-    """`thesis results table RUNS_DIR [--json]`: the comparison table, or its rows as a JSON list."""
+def main_results_table(runs_dir: str, as_json: bool, seeds: Sequence[int] | None = None) -> int:
+    """`thesis results table RUNS_DIR [--json] [--seeds 0,1]`: the comparison table, or its rows as JSON."""
     import json
 
-    rows = results_table(runs_dir)
+    rows = results_table(runs_dir, seeds=seeds)
     if not rows:
         print(f"no finished runs under {runs_dir}")
         return 1
