@@ -397,7 +397,16 @@ def test_a_grid_run_folder_is_loaded_with_its_weights_batches_and_predictions(ti
     write_json(baseline / "record.json", dict(record, name="baseline_frequency", kind="baseline"))
     with pytest.raises(NotExplainable):
         load_run(baseline, release)
-    summary = check_runs(root, tmp_path, XaiCheckConfig(max_pairs=3, max_deletion_pairs=1, n_resamples=20))
+    summary = check_runs(root, tmp_path, XaiCheckConfig(max_pairs=3, max_deletion_pairs=1, n_resamples=20,
+                                                        pointing_tolerance_px=15))
+    assert summary["pointing_tolerance_px"] == 15  # the JSON says which pointing game it scored
     assert [(r["model"], r["n_pairs"] > 0) for r in summary["per_run"]] == [("image_vit", True)]
     assert summary["skipped_runs"][0]["model"] == "baseline_frequency"
     assert summary["headline_run"] is None and summary["gradcam_pointing_game"] is None
+
+
+def test_the_command_refuses_a_negative_pointing_tolerance(tmp_path, capsys):
+    from thesis_lib.cli import main
+
+    assert main(["xai", "check", "--data", str(tmp_path), "--runs", str(tmp_path), "--tolerance", "-1"]) == 2
+    assert "--tolerance must be >= 0" in capsys.readouterr().err

@@ -94,9 +94,11 @@ def _results_table(ns: argparse.Namespace) -> int:
 
 
 def _xai_check(ns: argparse.Namespace) -> int:
-    from thesis_lib.xai.check import main_xai_check
+    from thesis_lib.xai.check import XaiCheckConfig, main_xai_check
 
-    return main_xai_check(ns.data, ns.runs, as_json=ns.json)
+    if ns.tolerance < 0:
+        raise ThesisError(f"--tolerance must be >= 0 pixels, got {ns.tolerance}")
+    return main_xai_check(ns.data, ns.runs, as_json=ns.json, config=XaiCheckConfig(pointing_tolerance_px=ns.tolerance))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     xai_check.add_argument("--data", required=True, help="the release the runs were trained on (a twin has ground truth)")
     xai_check.add_argument("--runs", required=True, help="runs folder written by `thesis run`")
     xai_check.add_argument("--json", action="store_true", help="print one JSON object")
+    xai_check.add_argument("--tolerance", type=float, default=0.0, metavar="PX",
+                           help="pointing game: count a maximum within PX poster pixels of the box (0: strictly "
+                                "inside, the default; Zhang et al. use 15, as the book does)")
     xai_check.set_defaults(handler=_xai_check)
 
     book = commands.add_parser("book", help="run every chapter with papermill and build the HTML book")

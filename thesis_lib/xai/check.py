@@ -552,6 +552,7 @@ def check_runs(
         "headline_run": None if headline is None else f"{HEADLINE[0]}/seed{HEADLINE[1]}",
         "threshold_policy": THRESHOLD_POLICY,
         "max_pairs": config.max_pairs,
+        "pointing_tolerance_px": config.pointing_tolerance_px,
         "seed": config.seed,
     }
     for key in keys:
