@@ -4,19 +4,16 @@ reruns of changed runs only, crash isolation, test/dev discipline and the result
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
-import yaml
 from safetensors.torch import load_file
+from tiny_grid import TINY_RESNET, TINY_ROBERTA, tiny_grid
 
 from thesis_lib.data.splits import load_split
-from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.experiments import load_profile, main_run, run_grid
 from thesis_lib.experiments.grid import open_grid
 from thesis_lib.experiments.pipeline import evaluation_loader
-from thesis_lib.experiments.profile import profile_path
 from thesis_lib.experiments.records import (
     ERROR_FILE,
     PREDICTIONS_DEV,
@@ -32,8 +29,6 @@ from thesis_lib.genres import GENRES
 from thesis_lib.metrics import evaluate, tune_thresholds
 from thesis_lib.train import predict
 
-TINY_RESNET = "image_resnet50 image_timm_kwargs={channels: [4, 8, 8, 8], stem_width: 4, layers: [1, 1, 1, 1]}"
-TINY_ROBERTA = "text_roberta text_pooling=mean"
 MODELS = ["baseline_frequency", "baseline_shallow", "text_roberta", "image_resnet50", "objects_oracle",
           "fusion_early", "fusion_late", "fusion_cross_attention"]
 RUNS = MODELS + ["text_bert@frozen"]
@@ -43,26 +38,10 @@ FUSION_OVERRIDES = [f"{name} fusion_dim=16 fusion_heads=2" for name in ("fusion_
 @pytest.fixture(scope="module")
 def environment(tmp_path_factory):
     """A tiny twin, a feature cache of its own, and the test profile written as a file."""
-    root = tmp_path_factory.mktemp("grid")
-    twin = root / "twin"
-    generate_twin(twin, TwinConfig(n_movies=100, seed=3), workers=1)
-    content = yaml.safe_load(profile_path("smoke").read_text())
-    content |= {
-        "models": MODELS,
-        "ablations": ["text_bert@frozen backbones=frozen"],
-        "model_overrides": [TINY_RESNET, TINY_ROBERTA, *FUSION_OVERRIDES],
-        "epochs": 1, "batch_size": 16, "image_size": 32, "text_max_length": 32, "patience": None,
-        "fusion_objects_source": "objects_oracle", "cpu_threads": 0, "lr_scales": [1.0],
-    }
-    profile = root / "test-profile.yaml"
-    profile.write_text(yaml.safe_dump(content, sort_keys=False))
-    previous = os.environ.get("THESIS_CACHE")
-    os.environ["THESIS_CACHE"] = str(root / "cache")
-    yield {"twin": twin, "profile": profile, "runs": root / "runs"}
-    if previous is None:
-        os.environ.pop("THESIS_CACHE", None)
-    else:
-        os.environ["THESIS_CACHE"] = previous
+    with tiny_grid(tmp_path_factory.mktemp("grid"), models=MODELS, ablations=["text_bert@frozen backbones=frozen"],
+                   model_overrides=[TINY_RESNET, TINY_ROBERTA, *FUSION_OVERRIDES], image_size=32,
+                   text_max_length=32, fusion_objects_source="objects_oracle") as grid:
+        yield {"twin": grid.twin, "profile": grid.profile, "runs": grid.runs}
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,15 @@ hand-made scores, and the whole probe on a tiny grid (a 100-movie twin, 1 epoch,
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import pytest
-import yaml
 from sklearn.metrics import balanced_accuracy_score
+from tiny_grid import TINY_RESNET, TINY_ROBERTA, tiny_grid
 
 from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.splits import load_split
-from thesis_lib.data.twin import TwinConfig, generate_twin, load_twin_truth
+from thesis_lib.data.twin import load_twin_truth
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments import load_profile, run_grid
 from thesis_lib.experiments.probes import (
@@ -45,10 +44,8 @@ from thesis_lib.experiments.probes import (
     run_probe,
     some_prop_has,
 )
-from thesis_lib.experiments.profile import profile_path
 
 FAST = ProbeConfig(n_resamples=200)
-TINY_RESNET = "image_resnet50 image_timm_kwargs={channels: [4, 8, 8, 8], stem_width: 4, layers: [1, 1, 1, 1]}"
 
 
 # ------------------------------------------------------------------------------ fitting and scoring
@@ -178,30 +175,16 @@ def test_the_sentence_follows_the_intervals():
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     """A 100-movie twin and the runs the cross-attention fusion reads, trained for one epoch."""
-    root = tmp_path_factory.mktemp("probes")
-    twin = root / "twin"
-    generate_twin(twin, TwinConfig(n_movies=100, seed=3), workers=1)
-    content = yaml.safe_load(profile_path("smoke").read_text())
-    content |= {
-        "models": ["text_roberta", "image_resnet50", "objects_oracle", "fusion_cross_attention"], "ablations": [],
-        "model_overrides": [TINY_RESNET, "text_roberta text_pooling=mean",
-                            "fusion_cross_attention fusion_dim=16 fusion_heads=2"],
-        "epochs": 1, "batch_size": 16, "image_size": 64, "patience": None, "lr_scales": [1.0],
-        "fusion_objects_source": "objects_oracle", "cpu_threads": 0,
-    }
-    profile = root / "profile.yaml"
-    profile.write_text(yaml.safe_dump(content, sort_keys=False))
-    previous = os.environ.get("THESIS_CACHE")
-    os.environ["THESIS_CACHE"] = str(root / "cache")
-    report = run_grid(load_profile(profile), data_root=str(twin), runs_dir=str(root / "runs"))
-    assert report.ok, report.summary()
-    release = load_release(twin, verify_posters="none")
-    yield {"runs": root / "runs", "release": release, "truth": load_twin_truth(twin),
-           "probes": alignment_probes(root / "runs", release, load_twin_truth(twin), config=FAST)}
-    if previous is None:
-        os.environ.pop("THESIS_CACHE", None)
-    else:
-        os.environ["THESIS_CACHE"] = previous
+    with tiny_grid(tmp_path_factory.mktemp("probes"),
+                   models=["text_roberta", "image_resnet50", "objects_oracle", "fusion_cross_attention"],
+                   model_overrides=[TINY_RESNET, TINY_ROBERTA, "fusion_cross_attention fusion_dim=16 fusion_heads=2"],
+                   image_size=64, fusion_objects_source="objects_oracle") as tiny:
+        report = run_grid(load_profile(tiny.profile), data_root=str(tiny.twin), runs_dir=str(tiny.runs))
+        assert report.ok, report.summary()
+        release = load_release(tiny.twin, verify_posters="none")
+        truth = load_twin_truth(tiny.twin)
+        yield {"runs": tiny.runs, "release": release, "truth": truth,
+               "probes": alignment_probes(tiny.runs, release, truth, config=FAST)}
 
 
 def test_the_table_has_one_row_per_probe(grid):

@@ -9,22 +9,19 @@ encoder comes from a source that itself left it out, so restoring it goes throug
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from tiny_grid import TINY_RESNET, tiny_grid
 
-from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.experiments import load_profile, run_grid
 from thesis_lib.experiments.grid import open_grid
 from thesis_lib.experiments.pipeline import SourceRunError, evaluation_loader
-from thesis_lib.experiments.profile import profile_path
 from thesis_lib.experiments.records import PREDICTIONS_DEV, read_predictions
 from thesis_lib.experiments.restore import best_weights, restore_trained_model
 from thesis_lib.experiments.runner import restore_run_model
@@ -36,39 +33,22 @@ from thesis_lib.train.checkpoint import (
     load_model_weights,
 )
 
-TINY_RESNET = "image_resnet50 image_timm_kwargs={channels: [4, 8, 8, 8], stem_width: 4, layers: [1, 1, 1, 1]}"
 ENCODERS = ("encoders.text.", "encoders.image.")
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     """The three runs, finished, and the grid context that reopens them."""
-    root = tmp_path_factory.mktemp("slim")
-    twin = root / "twin"
-    generate_twin(twin, TwinConfig(n_movies=100, seed=3), workers=1)
-    content = yaml.safe_load(profile_path("smoke").read_text())
-    content |= {
-        "models": ["text_bert", "image_resnet50", "fusion_early"],
-        "ablations": [],
-        "model_overrides": [TINY_RESNET, "text_bert text_frozen=true",
-                            "fusion_early fusion_dim=16 modalities=text,image"],
-        "fusion_text_source": "text_bert", "fusion_image_source": "image_resnet50",
-        "epochs": 1, "batch_size": 16, "image_size": 32, "text_max_length": 32, "patience": None,
-        "cpu_threads": 0, "lr_scales": [1.0],
-    }
-    (root / "profile.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
-    previous = os.environ.get("THESIS_CACHE")
-    os.environ["THESIS_CACHE"] = str(root / "cache")
-    profile = load_profile(root / "profile.yaml")
-    runs = root / "runs"
-    report = run_grid(profile, data_root=str(twin), runs_dir=str(runs))
-    assert report.ok, report.summary()
-    ctx = open_grid(profile, data_root=str(twin), runs_dir=str(runs))
-    yield {"runs": runs, "twin": twin, "ctx": ctx}
-    if previous is None:
-        os.environ.pop("THESIS_CACHE", None)
-    else:
-        os.environ["THESIS_CACHE"] = previous
+    with tiny_grid(tmp_path_factory.mktemp("slim"), models=["text_bert", "image_resnet50", "fusion_early"],
+                   model_overrides=[TINY_RESNET, "text_bert text_frozen=true",
+                                    "fusion_early fusion_dim=16 modalities=text,image"],
+                   fusion_text_source="text_bert", fusion_image_source="image_resnet50", image_size=32,
+                   text_max_length=32) as tiny:
+        profile = load_profile(tiny.profile)
+        report = run_grid(profile, data_root=str(tiny.twin), runs_dir=str(tiny.runs))
+        assert report.ok, report.summary()
+        ctx = open_grid(profile, data_root=str(tiny.twin), runs_dir=str(tiny.runs))
+        yield {"runs": tiny.runs, "twin": tiny.twin, "ctx": ctx}
 
 
 def run_folder(runs, name):
