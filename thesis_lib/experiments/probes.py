@@ -53,7 +53,7 @@ with `experiments.restore` and rebuilds their tokenizer and text cleaning), on t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -291,13 +291,9 @@ def encode_text(run: RunUnderTest, movies: Sequence[Movie], truth: Mapping[str, 
 
     dataset = MMIMDbDataset(movies, image_transform=None, text_cleaning=run.text_cleaning, tokenizer=run.tokenizer,
                             modalities=("text",))
-    collate = MultimodalCollator(run.tokenizer, run.max_length)
     pooled, mention = [], []
-    for start in range(0, len(movies), batch_size):
-        chunk = movies[start : start + batch_size]
-        batch = collate([dataset[start + row] for row in range(len(chunk))])
-        with torch.no_grad():
-            encoded = run.model.encode(batch)["text"]
+    for chunk, batch, encoded in _encoded_batches(run, "text", movies, dataset,
+                                                  MultimodalCollator(run.tokenizer, run.max_length), batch_size):
         tokens = encoded.tokens.float().cpu().numpy()  # (B, L, D)
         lengths = batch["attention_mask"].sum(dim=1).tolist()  # (B,) real tokens per plot
         pooled.append(encoded.pooled.float().cpu().numpy())  # (B, D)
@@ -318,13 +314,8 @@ def encode_image(run: RunUnderTest, movies: Sequence[Movie], truth: Mapping[str,
     encoder = run.model.encoders["image"]
     transform = image_transforms(run.model)[False]  # the encoder's normalisation, no augmentation
     dataset = MMIMDbDataset(movies, image_transform=transform, text_cleaning=run.text_cleaning, modalities=("image",))
-    collate = MultimodalCollator()
     pooled, prop_cells = [], []
-    for start in range(0, len(movies), batch_size):
-        chunk = movies[start : start + batch_size]
-        batch = collate([dataset[start + row] for row in range(len(chunk))])
-        with torch.no_grad():
-            encoded = run.model.encode(batch)["image"]
+    for chunk, _, encoded in _encoded_batches(run, "image", movies, dataset, MultimodalCollator(), batch_size):
         cells = encoded.tokens[:, encoder.num_prefix_tokens :].float().cpu().numpy()  # (B, h*w, D)
         grid = math.isqrt(cells.shape[1])
         if grid * grid != cells.shape[1]:
@@ -337,6 +328,17 @@ def encode_image(run: RunUnderTest, movies: Sequence[Movie], truth: Mapping[str,
             weights = box_cell_weights(facts["objects"][facts["named_object"]]["box"], poster_size, grid)
             prop_cells.append(weights @ cells[row])  # (D,)
     return ImageFeatures(np.concatenate(pooled), np.stack(prop_cells))
+
+
+def _encoded_batches(run: RunUnderTest, modality: str, movies: Sequence[Movie], dataset: MMIMDbDataset,
+                     collate: MultimodalCollator, batch_size: int) -> Iterator[tuple[Sequence[Movie], dict, Any]]:
+    """(movies, batch, the run's `modality` EncoderOutput) per batch of `movies`, in order, without gradients."""
+    for start in range(0, len(movies), batch_size):
+        chunk = movies[start : start + batch_size]
+        batch = collate([dataset[start + row] for row in range(len(chunk))])
+        with torch.no_grad():
+            encoded = run.model.encode(batch)[modality]
+        yield chunk, batch, encoded  # outside no_grad: the caller's code runs with its own grad mode
 
 
 def _mention_span(truth: Mapping[str, Any], movie: Movie) -> tuple[int, int]:

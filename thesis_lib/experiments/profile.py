@@ -131,6 +131,7 @@ class Profile:
 
 
 PROFILE_KEYS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Profile))
+PROFILE_HINTS: dict[str, Any] = typing.get_type_hints(Profile)  # key -> its annotation (int, list[str], ...)
 
 
 def profile_path(name_or_path: str | os.PathLike[str]) -> Path:
@@ -170,9 +171,8 @@ def profile_from_mapping(
     for key, value in (overrides or {}).items():
         if key not in PROFILE_KEYS:
             raise ProfileError(f"override {key!r} is not a key of {source}; known keys: {', '.join(PROFILE_KEYS)}")
-        values[key] = _parse_override_for(key, value) if isinstance(value, str) else value
-    hints = typing.get_type_hints(Profile)
-    typed = {key: _check_type(key, values[key], hints[key], source) for key in PROFILE_KEYS}
+        values[key] = _parse_override_for(value, PROFILE_HINTS[key]) if isinstance(value, str) else value
+    typed = {key: _check_type(key, values[key], PROFILE_HINTS[key], source) for key in PROFILE_KEYS}
     try:
         return Profile(**typed)
     except ValueError as error:
@@ -188,11 +188,15 @@ def parse_override(text: str) -> Any:
         return text
 
 
-def _parse_override_for(key: str, text: str) -> Any:
-    """An override of `key` from the command line: a string key keeps the text as it is (YAML would read
-    `mixed_precision=no` as False), "null" included only where the key may be null; others go through YAML."""
-    options = typing.get_args(hint) if isinstance(hint := typing.get_type_hints(Profile)[key], types.UnionType) \
-        else (hint,)
+def _options(hint: Any) -> tuple[Any, ...]:
+    """The types an annotation allows: (int,) for int, (str, NoneType) for str | None."""
+    return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+
+
+def _parse_override_for(text: str, hint: Any) -> Any:
+    """A command-line override of a key annotated `hint`: a string key keeps the text as it is (YAML would
+    read `mixed_precision=no` as False), "null" included only where the key may be null; others go through YAML."""
+    options = _options(hint)
     if str in options:
         return None if type(None) in options and text.strip() in ("null", "~") else text
     return parse_override(text)
@@ -200,7 +204,7 @@ def _parse_override_for(key: str, text: str) -> Any:
 
 def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
     """`value` checked against the annotation `hint` (int, float, str, bool, list[...], X | None)."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    options = _options(hint)
     if value is None:
         if type(None) in options:
             return None
