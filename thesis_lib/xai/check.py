@@ -437,7 +437,7 @@ def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = No
         run_split,
         tuned_thresholds,
     )
-    from thesis_lib.experiments.restore import best_weights, restore_trained_model
+    from thesis_lib.experiments.restore import restore_trained_model
     from thesis_lib.models.registry import build_from_config
     from thesis_lib.train.checkpoint import CheckpointMismatchError
 
@@ -453,12 +453,9 @@ def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = No
     heavy = tuple(m for m in config.modalities if m != "objects")
     if not heavy:
         raise NotExplainable("reads detections only (no poster or plot encoder)")
-    weights = best_weights(folder)
-    if not weights.is_file():
-        raise XaiCheckError(f"run {folder} has a record but no best weights at {weights}")
     try:
         model = restore_trained_model(folder, record, config=config)  # eval mode
-    except (SourceRunError, RecordError, CheckpointMismatchError) as error:  # a source run, or weights that do not fit
+    except (SourceRunError, RecordError, CheckpointMismatchError) as error:  # no weights, a missing source run, ...
         raise XaiCheckError(f"run {folder}: {error}") from None
     try:
         split = run_split(record, folder, release)
