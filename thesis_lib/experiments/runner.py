@@ -23,6 +23,7 @@ from thesis_lib.experiments.late import run_late_fusion
 from thesis_lib.experiments.pipeline import (
     BuiltModel,
     GridContext,
+    RunData,
     build_run_data,
     build_run_model,
     evaluation_loader,
@@ -118,15 +119,15 @@ def _check_ids(spec: RunSpec, ctx: GridContext, predictions: Predictions, part: 
 # --------------------------------------------------------------------------------------------- training
 
 
-def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, scale: float, wrapped: bool,
-                      plot_lengths_known: bool = False) -> TrainConfig:
+def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, data: RunData, scale: float) -> TrainConfig:
     """The profile's training settings for this run (every model gets the same epochs and trials).
 
     `group_by_length` applies only where it can help: a model that reads plots from a dataset that knows
     their lengths (not the fixed-width feature caches)."""
     profile = ctx.profile
     prefixes = trainable_encoder_prefixes(built)
-    if wrapped:  # FrozenEncodersClassifier keeps the model under `model.`
+    plot_lengths_known = hasattr(data.train, "item_lengths")
+    if data.trainable is not built.model:  # FrozenEncodersClassifier keeps the model under `model.`
         prefixes = tuple(f"model.{prefix}" for prefix in prefixes)
     return TrainConfig(
         epochs=profile.epochs,
@@ -157,8 +158,7 @@ def _train(spec: RunSpec, ctx: GridContext, folder: Path, resume: bool) -> tuple
     for index, scale in enumerate(scales):
         built = build_run_model(spec, ctx)
         data = build_run_data(spec, ctx, built)
-        config = make_train_config(spec, ctx, built, scale, wrapped=data.trainable is not built.model,
-                                   plot_lengths_known=hasattr(data.train, "item_lengths"))
+        config = make_train_config(spec, ctx, built, data, scale)
         checkpoints = folder / CHECKPOINTS if len(scales) == 1 else folder / CHECKPOINTS / f"trial{index}"
         result = fit(data.trainable, data.train, data.dev, config, checkpoint_dir=checkpoints,
                      collate_fn=data.collate, resume=resume, accelerator=ctx.accelerator)
