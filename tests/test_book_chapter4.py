@@ -16,10 +16,11 @@ from thesis_lib.book import error_analysis as errors
 from thesis_lib.book import experiments_chapter as chapter
 from thesis_lib.book import xai_chapter
 from thesis_lib.errors import ThesisError
-from thesis_lib.experiments.records import Predictions, finish_run
+from thesis_lib.experiments.records import finish_run
 from thesis_lib.experiments.table import results_table
 from thesis_lib.genres import GENRES, NUM_GENRES
 from thesis_lib.metrics import evaluate_threshold_policies
+from thesis_lib.train.results import Predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "notebooks" / "params" / "smoke.yaml"

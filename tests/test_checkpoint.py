@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from thesis_lib.storage import atomic_write
 from thesis_lib.train import TrainConfig, make_accelerator
 from thesis_lib.train.checkpoint import (
     EXCLUDED_PREFIXES,
@@ -20,7 +21,6 @@ from thesis_lib.train.checkpoint import (
     CheckpointMismatchError,
     ProcessState,
     RunProgress,
-    atomic_write,
     capture_rng_state,
     load_last,
     load_model_weights,

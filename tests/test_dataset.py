@@ -14,7 +14,7 @@ from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
 from thesis_lib.data.images import ImageTransformConfig, PosterError, build_image_transform
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import CLEAN, RAW
-from thesis_lib.data.tokenizers import load_tokenizer, minilm_dir
+from thesis_lib.data.tokenizers import load_pretrained_tokenizer, minilm_dir
 from thesis_lib.genres import GENRE_INDEX, NUM_GENRES
 
 IMAGE_SIZE = 32  # small posters keep the test fast; the contract is the same at 224
@@ -25,7 +25,7 @@ GENRE_SETS = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return load_tokenizer(minilm_dir())
+    return load_pretrained_tokenizer(minilm_dir())
 
 
 @pytest.fixture(scope="module")

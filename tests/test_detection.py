@@ -197,8 +197,7 @@ def test_oracle_reproduces_the_truth_boxes_normalised(twin):
 def test_batch_matches_the_object_encoder_contract(twin):
     table = detections_for_release(DetectorConfig(kind="oracle", max_regions=16), twin)
     ids = list(twin.official_split["test"][:6])
-    batch = table.batch(ids)
-    objects = batch["objects"]
+    objects = table.objects(ids)
     assert objects["boxes"].shape == (6, 16, 4) and objects["boxes"].dtype == torch.float32
     assert objects["classes"].shape == (6, 16) and objects["classes"].dtype == torch.int64
     assert objects["scores"].dtype == torch.float32 and objects["mask"].dtype == torch.bool
@@ -210,16 +209,15 @@ def test_batch_matches_the_object_encoder_contract(twin):
     width = collated["mask"].shape[1]
     for key in ("boxes", "classes", "scores", "mask"):
         torch.testing.assert_close(objects[key][:, :width], collated[key])
-    # The model-side encoder accepts the batch, and object_vector is its detection summary.
+    # The model-side encoder accepts the batch, and its pooled vector is the detection summary.
     classes = len(table.vocabulary)
     encoder = ObjectEncoder(ObjectEncoderConfig(source="oracle", num_classes=classes, person_class=0))
-    pooled = encoder({"objects": objects}).pooled
-    assert batch["object_vector"].shape == (6, 3 * classes + 1)
-    torch.testing.assert_close(batch["object_vector"], pooled.detach())
+    pooled = encoder({"objects": objects}).pooled.detach()
+    assert pooled.shape == (6, 3 * classes + 1)
     people = [sum(obj["label"] == "person" for obj in _truth_objects(twin)[movie_id]["objects"]) for movie_id in ids]
-    torch.testing.assert_close(batch["object_vector"][:, -1], torch.tensor(people, dtype=torch.float32) / 10)
+    torch.testing.assert_close(pooled[:, -1], torch.tensor(people, dtype=torch.float32) / 10)
     with pytest.raises(KeyError, match="not in the oracle detection table"):
-        table.batch(["9999999"])
+        table.objects(["9999999"])
 
 
 def test_table_keeps_the_top_r_by_score():

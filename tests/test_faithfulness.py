@@ -24,7 +24,7 @@ from thesis_lib.xai.faithfulness import (
     random_saliency,
     twin_evidence_boxes,
 )
-from thesis_lib.xai.gradcam import box_to_model_frame, point_to_poster_frame, to_poster_frame
+from thesis_lib.xai.gradcam import point_to_poster_frame, to_poster_frame
 from thesis_lib.xai.words import PlotWords
 
 POSTER = (224, 336)  # (width, height): the twin's portrait posters
@@ -71,8 +71,6 @@ def test_the_poster_frame_map_peaks_where_the_mapped_point_is():
     row, col = np.unravel_index(poster_map.argmax(), poster_map.shape)
     x, y = point_to_poster_frame(205, 60, (INPUT, INPUT), POSTER)
     assert abs(col + 0.5 - x) <= 1.0 and abs(row + 0.5 - y) <= 1.5
-    x0, y0, x1, y1 = box_to_model_frame([40, 300, 100, 330], POSTER, (INPUT, INPUT))
-    assert (x0, y0, x1, y1) == pytest.approx((40, 200, 100, 220))
 
 
 def test_flat_maps_point_at_random_and_score_chance():
@@ -345,11 +343,11 @@ def test_model_configs_come_back_from_a_json_record():
     import dataclasses
     import json
 
+    from thesis_lib.experiments.records import model_config_from_dict
     from thesis_lib.models.registry import default_config
-    from thesis_lib.xai.check import model_config_from_record
 
     config = default_config("fusion_cross_attention").with_overrides(image_timm_kwargs=(("channels", (8, 16)),))
-    assert model_config_from_record(json.loads(json.dumps(dataclasses.asdict(config)))) == config
+    assert model_config_from_dict(json.loads(json.dumps(dataclasses.asdict(config)))) == config
 
 
 def test_a_grid_run_folder_is_loaded_with_its_weights_batches_and_predictions(tiny_twin_run, tmp_path):
@@ -360,8 +358,9 @@ def test_a_grid_run_folder_is_loaded_with_its_weights_batches_and_predictions(ti
 
     from thesis_lib.data.mmimdb import load_release
     from thesis_lib.data.splits import official_split
-    from thesis_lib.experiments.records import Predictions, write_json, write_predictions
+    from thesis_lib.experiments.records import write_json, write_predictions
     from thesis_lib.models import build_model
+    from thesis_lib.train.results import Predictions
     from thesis_lib.xai.check import NotExplainable, XaiCheckConfig, check_runs, load_run
 
     root, _, _ = tiny_twin_run

@@ -21,7 +21,6 @@ from thesis_lib.data.mmimdb import (
     load_release,
     parse_year,
     resolve_release_root,
-    verify_poster,
 )
 from thesis_lib.genres import GENRES, NUM_GENRES
 
@@ -276,14 +275,22 @@ def test_labels_and_movies_in_follow_the_requested_order(release):
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
-def test_verify_poster_accepts_every_colour_mode_and_catches_truncation(tmp_path, mode):
+def test_the_poster_check_accepts_every_colour_mode_and_catches_truncation(tmp_path, mode):
     data = jpeg_bytes(mode, size=(64, 96))
-    whole, cut = tmp_path / "whole.jpeg", tmp_path / "cut.jpeg"
-    whole.write_bytes(data)
-    cut.write_bytes(data[: len(data) * 2 // 3])
-    assert verify_poster(whole) == (None, "JPEG")
-    error, _ = verify_poster(cut)
-    assert error is not None and "truncated" in error
+    loaded = load_release(one_poster_release(tmp_path, {"0000001": data, "0000002": data[: len(data) * 2 // 3]}))
+    assert set(loaded.movies) == {"0000001"}
+    [skip] = loaded.skipped
+    assert skip.id == "0000002" and skip.reason == SkipReason.BAD_POSTER and "truncated" in skip.detail
+
+
+def one_poster_release(root: Path, posters: dict[str, bytes]) -> Path:
+    """A release of one good plot per movie and the given poster bytes, every movie in train."""
+    dataset = root / "dataset"
+    dataset.mkdir(parents=True)
+    for movie_id, poster in posters.items():
+        write_movie(dataset, movie_id, movie_doc(["Drama"]), poster)
+    (root / "split.json").write_text(json.dumps({"train": sorted(posters), "dev": [], "test": []}))
+    return root
 
 
 def test_truncation_is_caught_even_when_another_module_allows_truncated_images(release_dir, monkeypatch):
@@ -302,13 +309,12 @@ def test_cheaper_poster_checks_trade_detection_for_speed(release_dir, tmp_path):
     assert "0000027" not in unchecked.movies  # but an empty file is caught by its size alone
 
     # A file that opens and ends properly, but whose Huffman table is bogus: only decoding sees it.
-    poster = tmp_path / "bogus_huffman_table.jpeg"
     data = bytearray(jpeg_bytes(size=(64, 96)))
     table = data.index(b"\xff\xc4")  # DHT marker, 2 length bytes, 1 class/id byte, then 16 code counts
     data[table + 5 : table + 21] = b"\xff" * 16  # far more codes than a table can hold
-    poster.write_bytes(bytes(data))
-    assert verify_poster(poster, "header") == (None, "JPEG")
-    assert verify_poster(poster, "full")[0] is not None
+    bogus = one_poster_release(tmp_path / "bogus_huffman_table", {"0000001": bytes(data)})
+    assert set(load_release(bogus, verify_posters="header").movies) == {"0000001"}
+    assert set(load_release(bogus, verify_posters="full").movies) == set()
 
 
 def test_the_thread_pool_gives_the_same_verdicts(release_dir, release, monkeypatch):

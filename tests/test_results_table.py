@@ -9,10 +9,11 @@ import zlib
 import numpy as np
 import pytest
 
-from thesis_lib.experiments.records import Predictions, RecordError, finish_run
+from thesis_lib.experiments.records import RecordError, finish_run
 from thesis_lib.experiments.table import TABLE_METRICS, main_results_table, paired_difference, results_table
 from thesis_lib.genres import GENRES, NUM_GENRES
 from thesis_lib.metrics import bootstrap_distribution, evaluate_threshold_policies
+from thesis_lib.train.results import Predictions
 
 N_DEV, N_TEST = 60, 80
 ENTRY_KEYS = {"mean", "std", "ci_low", "ci_high"}

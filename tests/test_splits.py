@@ -20,7 +20,7 @@ from thesis_lib.data.splits import (
     stratification_report,
     thesis_split,
 )
-from thesis_lib.genres import GENRES, MMIMDB_GENRE_COUNTS, MMIMDB_NUM_MOVIES, NUM_GENRES, from_multi_hot
+from thesis_lib.genres import GENRES, MMIMDB_GENRE_COUNTS, MMIMDB_NUM_MOVIES, NUM_GENRES
 
 REAL_COUNTS = np.array(list(MMIMDB_GENRE_COUNTS.values()))  # (23,)
 
@@ -180,7 +180,7 @@ def test_load_split_names_the_file_and_the_problem(tmp_path, content, expected):
 def make_release(ids: list[str], labels: np.ndarray, official: dict[str, tuple[str, ...]] | None = None) -> Release:
     """A Release as load_release would return it (no files needed to test the splits)."""
     movies = {
-        movie_id: Movie(movie_id, "A plot.", from_multi_hot(row.astype(float)), Path(f"dataset/{movie_id}.jpeg"))
+        movie_id: Movie(movie_id, "A plot.", tuple(g for g, on in zip(GENRES, row, strict=True) if on), Path(f"dataset/{movie_id}.jpeg"))
         for movie_id, row in zip(ids, labels, strict=False)
     }
     official = official or {"train": tuple(ids[:-2]), "dev": (ids[-2],), "test": (ids[-1],)}

@@ -13,7 +13,7 @@ from thesis_lib.data.tokenizers import (
     MINILM_HUB_ID,
     TokenizerNotFoundError,
     cached_trained_tokenizer,
-    load_tokenizer,
+    load_pretrained_tokenizer,
     minilm_dir,
     train_bpe_tokenizer,
     train_wordpiece_tokenizer,
@@ -51,7 +51,7 @@ def bpe():
 
 @pytest.fixture(scope="module")
 def minilm():
-    return load_tokenizer(minilm_dir())
+    return load_pretrained_tokenizer(minilm_dir())
 
 
 # --- the packaged MiniLM ---------------------------------------------------------------------------
@@ -81,18 +81,18 @@ def test_minilm_truncates_long_plots_at_512(minilm):
 
 
 def test_the_minilm_hub_id_resolves_to_the_packaged_copy(minilm):
-    assert load_tokenizer(MINILM_HUB_ID)("zombies")["input_ids"] == minilm("zombies")["input_ids"]
+    assert load_pretrained_tokenizer(MINILM_HUB_ID)("zombies")["input_ids"] == minilm("zombies")["input_ids"]
 
 
 def test_an_uncached_model_fails_with_a_message_naming_it():
     expected = "thesis-tests/not-a-cached-model.*not found offline.*THESIS_ONLINE=1"
     with pytest.raises(TokenizerNotFoundError, match=expected):
-        load_tokenizer("thesis-tests/not-a-cached-model")
+        load_pretrained_tokenizer("thesis-tests/not-a-cached-model")
 
 
 def test_a_folder_without_a_tokenizer_is_named_in_the_error(tmp_path):
     with pytest.raises(TokenizerNotFoundError, match=str(tmp_path)):
-        load_tokenizer(tmp_path)
+        load_pretrained_tokenizer(tmp_path)
 
 
 def test_a_missing_minilm_package_gets_an_install_hint(monkeypatch):
@@ -155,7 +155,7 @@ def test_trained_tokenizers_pad_batches_and_truncate(kind, wordpiece, bpe):
 def test_save_and_load_round_trip(kind, wordpiece, bpe, tmp_path):
     tokenizer = {"wordpiece": wordpiece, "bpe": bpe}[kind]
     tokenizer.save_pretrained(tmp_path)
-    reloaded = load_tokenizer(tmp_path)
+    reloaded = load_pretrained_tokenizer(tmp_path)
     for text in PLOTS[:5]:
         assert reloaded(text)["input_ids"] == tokenizer(text)["input_ids"]
     assert reloaded.all_special_tokens == tokenizer.all_special_tokens

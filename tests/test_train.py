@@ -20,13 +20,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput, masked_mean
 from thesis_lib.train import TrainConfig, fit, make_accelerator, predict
 from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE, STATE_FILE
 from thesis_lib.train.features import (
     CachedFeatureDataset,
     FeatureCacheConfig,
-    FrozenBackboneClassifier,
+    FrozenEncodersClassifier,
     MappedRows,
     cache_encoder_features,
     collate_cached_features,
@@ -88,9 +89,9 @@ class ToyOutput:
     logits: torch.Tensor  # (B, C)
 
 
-class ToyTextEncoder(nn.Module):
+class ToyTextEncoder(Encoder):
     def __init__(self, dim: int):
-        super().__init__()
+        super().__init__(token_dim=dim, pooled_dim=dim)
         self.embed = nn.Embedding(VOCAB, dim)
         self.norm = nn.LayerNorm(dim)
 
@@ -100,9 +101,9 @@ class ToyTextEncoder(nn.Module):
         return EncoderOutput(tokens=tokens, mask=mask, pooled=masked_mean(tokens, mask))
 
 
-class ToyImageEncoder(nn.Module):
+class ToyImageEncoder(Encoder):
     def __init__(self, dim: int):
-        super().__init__()
+        super().__init__(token_dim=dim, pooled_dim=dim)
         self.conv = nn.Sequential(
             nn.Conv2d(3, dim, 3, stride=2, padding=1), nn.BatchNorm2d(dim), nn.ReLU(), nn.Dropout(0.1)
         )
@@ -141,6 +142,18 @@ class ToyClassifier(nn.Module):
 def toy_model(seed: int = 0) -> ToyClassifier:
     torch.manual_seed(seed)
     return ToyClassifier()
+
+
+def frozen_encoders(model: nn.Module) -> nn.Module:
+    """`model` with every encoder frozen (`Encoder.set_frozen`), as the grid builds frozen-encoder runs."""
+    for encoder in model.encoders.values():
+        encoder.set_frozen(True)
+    return model
+
+
+def on_cached_features(model: nn.Module) -> FrozenEncodersClassifier:
+    """The module the grid trains on cached features of every (frozen) encoder of `model`."""
+    return FrozenEncodersClassifier(frozen_encoders(model), tuple(model.encoders))
 
 
 TRAIN, VAL = ToyMovies(64, seed=1), ToyMovies(24, seed=2)
@@ -272,7 +285,7 @@ def test_predict_returns_every_movie_once_in_dataset_order(reference_run):
     source = SeededLoader(VAL, batch_size=5, shuffle=False, seed=0, num_workers=0, collate_fn=collate_movies)
     loader = accelerator.prepare(source.loader)
     ids, probs, labels = predict(model, loader, accelerator)
-    assert ids == VAL.ids
+    assert ids.tolist() == VAL.ids
     assert probs.shape == (len(VAL), NUM_CLASSES) and ((probs >= 0) & (probs <= 1)).all()
     assert (labels == VAL.labels.numpy()).all()
     torch.testing.assert_close(torch.from_numpy(probs), torch.sigmoid(val_logits(model)))
@@ -281,8 +294,8 @@ def test_predict_returns_every_movie_once_in_dataset_order(reference_run):
 def test_early_stopping_restores_the_best_epoch(tmp_path):
     # lr 0 and frozen backbones (BatchNorm statistics fixed): the model never changes, so no epoch improves
     # on the first and patience 2 ends the run after epoch 3.
-    config = replace(BASE, epochs=10, lr_head=0.0, freeze_backbones=True, patience=2, checkpoint_every_steps=0)
-    result = fit_toy(toy_model(), config, tmp_path)
+    config = replace(BASE, epochs=10, lr_head=0.0, patience=2, checkpoint_every_steps=0)
+    result = fit_toy(frozen_encoders(toy_model()), config, tmp_path)
     assert result.stopped_early and result.epochs_run == 3 and result.best_epoch == 0
     assert result.budget.max_epochs == 10 and result.budget.epochs_run == 3
 
@@ -299,7 +312,7 @@ def test_restore_best_loads_the_best_epochs_weights(tmp_path):
 def test_frozen_backbones_keep_weights_and_batchnorm_statistics(tmp_path):
     model = toy_model()
     initial = state_tensors(model)
-    fit_toy(model, replace(BASE, epochs=1, freeze_backbones=True), tmp_path)
+    fit_toy(frozen_encoders(model), replace(BASE, epochs=1), tmp_path)
     after = state_tensors(model)
     backbone = [name for name in initial if name.startswith("encoders.")]  # incl. BatchNorm running statistics
     assert_same_state({k: initial[k] for k in backbone}, {k: after[k] for k in backbone})
@@ -394,7 +407,7 @@ def test_feature_cache_is_built_once_and_reproduces_the_frozen_models_logits(tmp
     # Stored ragged: each plot's own tokens, no padding to the split's longest (12).
     assert cached.features["text"]["tokens"].lengths.tolist() == [len(plot) for plot in VAL.plots]
     model.eval()
-    wrapper = FrozenBackboneClassifier(model)
+    wrapper = on_cached_features(model)
     full = val_logits(model)  # (24, C) the full model in eval mode
     for start in (0, 8, 16):
         with torch.no_grad():
@@ -419,8 +432,8 @@ def test_training_on_cached_features_equals_training_the_frozen_full_model(tmp_p
     train_features = CachedFeatureDataset(cache_encoder_features(on_cache, TRAIN, part="train", **cache))
     val_features = CachedFeatureDataset(cache_encoder_features(on_cache, VAL, part="val", **cache))
 
-    fit_toy(frozen_full, replace(config, freeze_backbones=True), tmp_path / "full")
-    wrapper = FrozenBackboneClassifier(on_cache)
+    fit_toy(frozen_encoders(frozen_full), config, tmp_path / "full")
+    wrapper = on_cached_features(on_cache)
     options = {"checkpoint_dir": tmp_path / "cached", "collate_fn": collate_cached_features}
     result = fit(wrapper, train_features, val_features, config, **options)
 
@@ -503,7 +516,7 @@ def test_a_frozen_backbone_run_saves_slim_checkpoints_and_resumes_like_an_uninte
     train = CachedFeatureDataset(cache_encoder_features(toy_model(), TRAIN, part="train", **cache))
     val = CachedFeatureDataset(cache_encoder_features(toy_model(), VAL, part="val", **cache))
     config = replace(BASE, epochs=2, checkpoint_every_steps=3, restore_best=False)
-    reference = FrozenBackboneClassifier(toy_model())
+    reference = on_cached_features(toy_model())
     options = {"collate_fn": collate_cached_features}
     result = fit(reference, train, val, config, checkpoint_dir=tmp_path / "reference", **options)
     own = {key for key in reference.model.state_dict() if not key.startswith("encoders.")}
@@ -517,16 +530,16 @@ def test_a_frozen_backbone_run_saves_slim_checkpoints_and_resumes_like_an_uninte
             raise SimulatedCrash
 
     with pytest.raises(SimulatedCrash):
-        fit(FrozenBackboneClassifier(toy_model()), train, val, config, checkpoint_dir=tmp_path / "resumed",
+        fit(on_cached_features(toy_model()), train, val, config, checkpoint_dir=tmp_path / "resumed",
             on_step_end=crash, **options)
     resume = {**options, "checkpoint_dir": tmp_path / "resumed", "resume": True}
     # Other backbones than the ones it trained on: refused before anything is loaded.
     with pytest.raises(CheckpointMismatchError, match="fingerprint"):
-        fit(FrozenBackboneClassifier(toy_model(seed=123)), train, val, config, **resume)
+        fit(on_cached_features(toy_model(seed=123)), train, val, config, **resume)
     # The same backbones, everything else initialised differently: the rest must come from the checkpoint.
     resumed_model = toy_model(seed=123)
     resumed_model.encoders.load_state_dict(toy_model().encoders.state_dict())
-    resumed = fit(FrozenBackboneClassifier(resumed_model), train, val, config, **resume)
+    resumed = fit(on_cached_features(resumed_model), train, val, config, **resume)
     assert_same_state(state_tensors(resumed_model), state_tensors(reference.model))
     assert torch.equal(val_logits(resumed_model), val_logits(reference.model))
     assert [r.train_loss for r in resumed.history] == [r.train_loss for r in result.history]
@@ -561,7 +574,7 @@ def test_registry_model_fine_tunes_and_trains_on_its_cached_features(tmp_path):
     cache |= {"config": FeatureCacheConfig(tokens_dtype="float32"), "cache_root": tmp_path / "cache"}
     train_features = CachedFeatureDataset(cache_encoder_features(frozen, TRAIN, part="train", **cache))
     val_features = CachedFeatureDataset(cache_encoder_features(frozen, VAL, part="val", **cache))
-    wrapper = FrozenBackboneClassifier(frozen)
+    wrapper = on_cached_features(frozen)
     options = {"checkpoint_dir": tmp_path / "cached", "collate_fn": collate_cached_features}
     result = fit(wrapper, train_features, val_features, config, **options)
     assert result.history[-1].train_loss < result.history[0].train_loss

@@ -101,7 +101,7 @@ def run(config: TrainConfig, directory: Path) -> dict:
         "val_metrics": [r.val_metrics for r in result.history],
         "global_batch_size": result.budget.global_batch_size,
         "optimizer_steps": result.budget.optimizer_steps,
-        "ids": ids,
+        "ids": ids.tolist(),
         "probs": probs.tolist(),
     }
 

@@ -26,7 +26,8 @@ from thesis_lib.data.twin import (
     load_twin_truth,
     oracle_predict,
 )
-from thesis_lib.data.twin.plot import GENRE_WORDS, vocabulary_words
+from thesis_lib.data.twin import plot as twin_plot
+from thesis_lib.data.twin.plot import GENRE_WORDS
 from thesis_lib.data.twin.poster import DRAWERS, GLOW_RGB, PALETTE_COLORS, PROP_RGB, ZONE_X, ZONE_Y
 from thesis_lib.data.twin.rules import CLUTTER_KINDS, CUE_WORD_GENRE, NEUTRAL_PALETTES, NOIR_PALETTE, PROP_KINDS
 from thesis_lib.genres import DROPPED_GENRES, GENRES, MMIMDB_GENRE_COUNTS, filter_genres
@@ -309,7 +310,19 @@ def test_cue_words_survive_text_cleaning_and_filler_never_uses_them():
     for word in [*CUE_WORD_GENRE, *PROP_KINDS]:
         assert re.fullmatch(r"[a-z]+", word) and word not in ENGLISH_STOP_WORDS, word
     planted = set(CUE_WORD_GENRE) | set(PROP_KINDS) | set(GENRE_WORDS.values())
-    assert vocabulary_words().isdisjoint(planted)
+    assert filler_words().isdisjoint(planted)
+
+
+def filler_words() -> set[str]:
+    """Every lower-cased word the plot filler can produce (templates and slot values)."""
+    texts = [*twin_plot.FILLER_TEMPLATES, *twin_plot.CUE_TEMPLATES, *twin_plot.CUE_LIST_TEMPLATES,
+             *twin_plot.PROP_TEMPLATES, *twin_plot.GENRE_MENTION_TEMPLATES]
+    texts += [value for values in twin_plot.SLOT_VALUES.values() for value in values]
+    words = set()
+    for text in texts:
+        without_slots = re.sub(r"\{[a-z_0-9]+\}", " ", text)
+        words.update(word.lower().strip("'-") for word in re.findall(r"[A-Za-zÀ-ÿ'-]+", without_slots))
+    return words
 
 
 def test_distractors_make_single_cues_insufficient(truth):

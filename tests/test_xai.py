@@ -372,7 +372,6 @@ def test_figures_carry_the_data_and_weights_line():
         Provenance,
         modality_weights_figure,
         overlay_grid_figure,
-        poster_overlays_figure,
         side_by_side_figure,
     )
 
@@ -382,7 +381,6 @@ def test_figures_carry_the_data_and_weights_line():
     maps = [GenreMap(7, cam, 0.91, True), GenreMap(10, cam, 0.55, False)]
     provenance = Provenance(data="synthetic twin, test split", weights="run image_vit/seed0")
     figures = [
-        poster_overlays_figure(poster, maps, provenance),
         overlay_grid_figure([poster, poster], [maps, maps[:1]], provenance),
         side_by_side_figure(poster, [("Grad-CAM", cam), ("cross-attention", np.random.rand(2, 2))], provenance,
                             boxes=[[10, 20, 60, 80]]),

@@ -67,9 +67,3 @@ def to_multi_hot(genres: Iterable[str]) -> np.ndarray:
     return vector
 
 
-def from_multi_hot(vector: Iterable[float], threshold: float = 0.5) -> tuple[str, ...]:
-    """Multi-hot (or probability) vector of shape (23,) -> genre names at or above `threshold`."""
-    values = np.asarray(list(vector), dtype=np.float64)
-    if values.shape != (NUM_GENRES,):
-        raise ValueError(f"expected a vector of {NUM_GENRES} genre scores, got shape {values.shape}")
-    return tuple(GENRES[i] for i in np.flatnonzero(values >= threshold))

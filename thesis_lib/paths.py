@@ -28,6 +28,3 @@ def cache_dir() -> Path:
     return project_root() / ".cache"
 
 
-def data_dir() -> Path:
-    """Default folder for data sets (the synthetic twin, a downloaded release): <root>/data."""
-    return project_root() / "data"

@@ -36,6 +36,7 @@ from thesis_lib.data.images import ImageTransformConfig, build_image_transform
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import CLEAN, RAW
 from thesis_lib.models.registry import default_config
+from thesis_lib.storage import write_text_atomic
 
 SOFTWARE = ("torch", "torchvision", "transformers", "tokenizers", "timm", "accelerate", "numpy", "pillow")
 
@@ -263,9 +264,4 @@ def _one_line(entry: dict[str, Any]) -> str:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write `payload` as indented JSON via a temporary file and a rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump(payload, stream, indent=2, default=str)
-        stream.write("\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from thesis_lib.models.configs import MODALITIES, ModelConfig
+from thesis_lib.data.dataset import MODALITIES
+from thesis_lib.models.configs import ModelConfig
 
 if TYPE_CHECKING:
     import pandas as pd

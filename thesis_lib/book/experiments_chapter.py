@@ -31,7 +31,6 @@ from thesis_lib.experiments.grid import GridReport, run_grid
 from thesis_lib.experiments.profile import PROFILE_KEYS, Profile, profile_from_mapping
 from thesis_lib.experiments.records import (
     PREDICTIONS_TEST,
-    Predictions,
     iter_records,
     read_predictions,
     tuned_thresholds,
@@ -39,6 +38,7 @@ from thesis_lib.experiments.records import (
 from thesis_lib.experiments.specs import definitions
 from thesis_lib.experiments.table import TUNED_POLICY, paired_difference
 from thesis_lib.genres import GENRES
+from thesis_lib.train.results import Predictions
 
 PROPOSED = "fusion_cross_attention"  # the thesis's model
 HEADLINE = ("metrics_tuned", "macro_f1")  # (results_table key, metric) every ranking in the chapter uses

@@ -37,24 +37,6 @@ def per_genre_heatmap(f1: pd.DataFrame, genre_labels: Sequence[str]) -> Figure:
     return figure
 
 
-def evidence_kind_heatmap(kind_f1: pd.DataFrame, bayes: float | None = None) -> Figure:
-    """Models x evidence kinds, mean test F1 annotated (the reference macro-F1 of the generating rule in
-    the title when given)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    figure, axis = plt.subplots(figsize=(6.4, 1.4 + 0.34 * kind_f1.shape[0]), layout="constrained")
-    sns.heatmap(kind_f1, annot=True, fmt=".2f", annot_kws={"fontsize": 8}, cmap="viridis", vmin=0, vmax=1,
-                cbar_kws={"label": "mean test F1 of the kind's genres"}, ax=axis)
-    axis.set_xlabel("evidence kind (where the twin planted the genre's signal)")
-    axis.set_ylabel("")
-    axis.tick_params(axis="y", labelsize=8)
-    if bayes is not None:
-        axis.set_title(f"generating rule (Bayes reference) on the same test movies: macro-F1 {bayes:.2f}",
-                       fontsize=9, fontweight="normal")
-    return figure
-
-
 def pr_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]]) -> Figure:
     """Micro-averaged precision-recall curves {model: (recall, precision, average precision)}."""
     import matplotlib.pyplot as plt

@@ -28,7 +28,8 @@ from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import TextCleaningConfig, clean_text
 from thesis_lib.genres import GENRE_INDEX, to_multi_hot
 
-MODALITIES = ("image", "text")
+MODALITIES = ("text", "image", "objects")  # the canonical order of modalities everywhere (weights, concatenation)
+RELEASE_MODALITIES = ("text", "image")  # what a dataset item reads from the release; detections come with the batch
 # Every text encoder here has 512 positions.
 MAX_TEXT_LENGTH = 512
 
@@ -48,12 +49,12 @@ class MMIMDbDataset(Dataset):
         image_transform: Callable[[Image.Image], torch.Tensor] | None,
         text_cleaning: TextCleaningConfig,
         tokenizer: Any = None,
-        modalities: Sequence[str] = MODALITIES,
+        modalities: Sequence[str] = RELEASE_MODALITIES,
     ):
         modalities = tuple(modalities)
-        unknown = [m for m in modalities if m not in MODALITIES]
+        unknown = [m for m in modalities if m not in RELEASE_MODALITIES]
         if unknown or not modalities:
-            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
+            raise ValueError(f"modalities must be a non-empty subset of {RELEASE_MODALITIES}, got {modalities}")
         if "image" in modalities and image_transform is None:
             raise ValueError("the image modality needs an image_transform (see build_image_transform)")
         _check_movies(movies)

@@ -504,18 +504,6 @@ def _fingerprint(
 # Decoded images are dropped at once: only verdicts are kept.
 
 
-def verify_poster(path: str | os.PathLike[str], mode: PosterCheck = "full") -> tuple[str | None, str | None]:
-    """Check one poster file: returns (error or None, PIL format name or None).
-
-    full:   decode the whole file at reduced scale (JPEG draft mode) and convert to RGB, which raises on
-            truncation ("image file is truncated") and on undecodable data;
-    header: open and identify, and for JPEG look for the end-of-image marker (cheap; catches a cut-off
-            file, but not damage that only decoding reveals).
-    """
-    with _truncated_images_refused():
-        return _check_poster(str(path), mode)
-
-
 @contextmanager
 def _truncated_images_refused() -> Iterator[None]:
     """Another module may allow truncated images process-wide (ImageFile.LOAD_TRUNCATED_IMAGES, the only

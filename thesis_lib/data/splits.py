@@ -12,11 +12,9 @@ result incomparable without anyone noticing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 from thesis_lib.data.mmimdb import SPLIT_NAMES, Release
 from thesis_lib.errors import ThesisError
 from thesis_lib.genres import GENRES, NUM_GENRES
+from thesis_lib.storage import stable_hash, write_text_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,7 +84,7 @@ class Split:
     def split_hash(self) -> str:
         """sha256 hex over the name and each part's ids (sorted within a part, so order does not matter)."""
         canonical = {"name": self.name} | {part: sorted(self.part(part)) for part in PART_NAMES}
-        return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return stable_hash(canonical)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -216,13 +215,7 @@ def _examples(ids: list[str], limit: int = 3) -> str:
 def save_split(split: Split, path: str | os.PathLike[str]) -> Path:
     """Write `split` as JSON, atomically (a reader never sees half a file); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(split.to_dict(), indent=1) + "\n"
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
+    write_text_atomic(path, json.dumps(split.to_dict(), indent=1) + "\n")
     return path
 
 

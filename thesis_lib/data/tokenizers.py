@@ -62,7 +62,7 @@ def minilm_dir() -> Path:
     return model_dir
 
 
-def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
+def load_pretrained_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     """A pretrained tokenizer from a local folder or the local Hugging Face cache (never the network
     unless THESIS_ONLINE=1). The MiniLM hub id resolves to the packaged copy."""
     source = minilm_dir() if str(name_or_path) == MINILM_HUB_ID else name_or_path

@@ -1,13 +1,13 @@
 """Object detection as auxiliary poster features: YOLO (ultralytics) and Faster R-CNN (torchvision).
 
 Detectors are frozen feature extractors. Each poster's detections are computed once, cached, and handed
-to the models as batch["objects"] (region tokens: boxes, classes, scores, mask; top-R by score) and
-batch["object_vector"] (per class count, max score, covered area; people count) - the format of
-`thesis_lib.models.object_encoder`.
+to the models as batch["objects"] (region tokens: boxes, classes, scores, mask; top-R by score) - the
+format of `thesis_lib.models.object_encoder`, whose pooled output is the fixed detection summary (per class
+count, max score, covered area; people count).
 
     from thesis_lib.detection import DetectorConfig, detections_for_release
     table = detections_for_release(DetectorConfig(kind="yolo", weights="twin"), release)
-    batch |= table.batch(batch["ids"])
+    batch["objects"] = table.objects(batch["ids"])
 
 Full profile: COCO-pretrained YOLOv8n / Faster R-CNN R50-FPN (weights="coco"; see `vocab` for what COCO
 can and cannot name). Offline: both are trained on the synthetic twin's boxes (weights="twin"), cached by

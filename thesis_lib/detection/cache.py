@@ -13,7 +13,6 @@ complete, so an interrupted run leaves nothing that a later run could mistake fo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from safetensors.numpy import load_file, save_file
 from thesis_lib.detection.features import DetectionTable
 from thesis_lib.errors import ThesisError
 from thesis_lib.paths import cache_dir
+from thesis_lib.storage import atomic_write
 
 META_FILE = "meta.json"
 
@@ -73,15 +73,7 @@ def save_table(table: DetectionTable, path: Path) -> None:
     metadata = {"ids": json.dumps(list(table.ids)), "vocabulary": json.dumps(list(table.vocabulary)),
                 "source": table.source, "provenance": json.dumps(dict(table.provenance), sort_keys=True)}
     arrays = {"boxes": table.boxes, "classes": table.classes, "scores": table.scores, "mask": table.mask}
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(arrays, temporary, metadata=metadata)
-        os.chmod(temporary, 0o644)  # mkstemp's private 0600 would outlive the rename
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
 
 
 def load_table(path: Path) -> DetectionTable:

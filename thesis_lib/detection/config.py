@@ -9,8 +9,6 @@ only), with a small budget that still reaches mAP@0.5 of about 0.9 on the twin's
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,12 +88,6 @@ class DetectorConfig:
     def output_fields(self) -> dict[str, Any]:
         """The fields that decide which detections are kept."""
         return {"max_regions": self.max_regions, "score_threshold": self.score_threshold, "nms_iou": self.nms_iou}
-
-
-def stable_hash(payload: Any, length: int = 16) -> str:
-    """Hex digest of a JSON-able payload, independent of dict order: a cache key."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def default_detector_config(kind: str, size: str) -> DetectorConfig:

@@ -2,14 +2,10 @@
 
 A `DetectionTable` holds, for every poster id, its top-R detections (R = DetectorConfig.max_regions) in
 the format of `thesis_lib.models.object_encoder` (normalised xyxy boxes, contiguous class ids, scores,
-and a mask that is True for real detections), padded to exactly R. `table.batch(ids)` returns
+and a mask that is True for real detections), padded to exactly R. `table.objects(ids)` returns
+batch["objects"], the ObjectEncoder's input:
 
-    "objects":       {"boxes": (B, R, 4) float32, "classes": (B, R) int64, "scores": (B, R) float32,
-                      "mask": (B, R) bool}                     -> ObjectEncoder's input, unchanged
-    "object_vector": (B, 3C + 1) float32, the fixed detection summary: per class of the detector's C-class
-                     vocabulary log(1 + count), max score and covered area, then the people count scaled to
-                     [0, 1]. It is computed by an ObjectEncoder (num_classes = C), so it is exactly the vector
-                     that encoder pools; use it for non-neural baselines and tables.
+    {"boxes": (B, R, 4) float32, "classes": (B, R) int64, "scores": (B, R) float32, "mask": (B, R) bool}
 
 R is fixed rather than the batch's largest count, so every batch has the same shapes.
 """
@@ -26,8 +22,7 @@ import torch
 from torch import Tensor
 
 from thesis_lib.detection.vocab import PERSON
-from thesis_lib.models.configs import ObjectEncoderConfig
-from thesis_lib.models.object_encoder import Detections, ObjectEncoder
+from thesis_lib.models.object_encoder import Detections
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,18 +107,3 @@ class DetectionTable:
             "mask": torch.from_numpy(self.mask[rows]),  # (B, R)
         }
 
-    def batch(self, ids: Sequence[str]) -> dict[str, object]:
-        """{"objects": ..., "object_vector": ...} for `ids`, ready to merge into a collated batch."""
-        objects = self.objects(ids)
-        return {"objects": objects, "object_vector": self.summary(objects)}
-
-    @cached_property
-    def _summariser(self) -> ObjectEncoder:
-        config = ObjectEncoderConfig(source=self.source.split("-")[0], num_classes=len(self.vocabulary),
-                                     person_class=self.person_class)
-        return ObjectEncoder(config, region_tokens=False)  # no parameters: the summary is a fixed function
-
-    def summary(self, objects: dict[str, Tensor]) -> Tensor:
-        """The fixed detection vector (B, 3C [+ 1]) of a batch["objects"] dict (see the module docstring)."""
-        with torch.no_grad():
-            return self._summariser({"objects": objects}).pooled  # (B, 3C [+ 1]); also validates the dict

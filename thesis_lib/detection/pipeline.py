@@ -2,7 +2,7 @@
 
     detector = get_detector(DetectorConfig(kind="yolo"), release)     # trains on the twin the first time
     table = detections_for_release(DetectorConfig(kind="yolo"), release)  # every poster, cached
-    batch |= table.batch(batch["ids"])                                # "objects" + "object_vector"
+    batch["objects"] = table.objects(batch["ids"])                    # padded boxes, classes, scores, mask
 
 Detectors are frozen feature extractors: they are never fine-tuned with the genre model, so their output
 is computed once per poster and reused by every model and seed.
@@ -23,13 +23,14 @@ from thesis_lib.data.images import load_poster
 from thesis_lib.data.mmimdb import Release
 from thesis_lib.data.splits import Split, official_split
 from thesis_lib.detection import cache, frcnn, yolo
-from thesis_lib.detection.config import DetectorConfig, stable_hash
+from thesis_lib.detection.config import DetectorConfig
 from thesis_lib.detection.evaluate import MapResult, detection_map50
 from thesis_lib.detection.features import DetectionTable
 from thesis_lib.detection.oracle import oracle_table
 from thesis_lib.detection.truth import load_truth_boxes, load_twin_annotations, truth_file
 from thesis_lib.detection.vocab import twin_classes
 from thesis_lib.models.object_encoder import Detections
+from thesis_lib.storage import stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def detector_key(config: DetectorConfig, release: Release, truth_path: Path | st
         digest = hashlib.sha256(truth_file(release, truth_path).read_bytes()).hexdigest()
         payload |= {"vocabulary": twin_classes(), "release": release.fingerprint, "truth": digest,
                     "split": split.split_hash()}
-    return stable_hash(payload)
+    return stable_hash(payload, length=16)
 
 
 def detections_for_release(config: DetectorConfig, release: Release, truth_path: Path | str | None = None,
@@ -105,7 +106,7 @@ def detections_for_release(config: DetectorConfig, release: Release, truth_path:
     if config.kind == "oracle":
         return oracle_table(config, release, truth_path)
     key = stable_hash({"detector": detector_key(config, release, truth_path, split), "release": release.fingerprint,
-                       "output": config.output_fields()})
+                       "output": config.output_fields()}, length=16)
     path = cache.table_path(config.name, key)
     if path.is_file():
         return cache.load_table(path)

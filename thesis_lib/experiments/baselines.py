@@ -20,9 +20,9 @@ from PIL import Image
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import clean_text
 from thesis_lib.experiments.pipeline import TEXT_CLEANINGS, GridContext
-from thesis_lib.experiments.records import Predictions
 from thesis_lib.experiments.specs import RunSpec
 from thesis_lib.metrics import frequency_baseline_probs
+from thesis_lib.train.results import Predictions
 
 HISTOGRAM_BINS = 8  # per RGB channel: 512 colour cells
 HISTOGRAM_SIDE = 64  # posters are reduced to 64 x 64 before counting (colour, not detail, is counted)

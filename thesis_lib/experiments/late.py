@@ -15,7 +15,6 @@ from thesis_lib.experiments.pipeline import GridContext, SourceRunError
 from thesis_lib.experiments.records import (
     PREDICTIONS_DEV,
     PREDICTIONS_TEST,
-    Predictions,
     is_finished,
     read_predictions,
     read_record,
@@ -23,6 +22,7 @@ from thesis_lib.experiments.records import (
 from thesis_lib.experiments.specs import RunSpec
 from thesis_lib.genres import GENRES
 from thesis_lib.models.fusion.late import combine_late, fit_late_fusion_weights
+from thesis_lib.train.results import Predictions
 
 
 def source_predictions(spec: RunSpec, ctx: GridContext) -> dict[str, tuple[Predictions, Predictions, dict[str, Any]]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from thesis_lib.experiments.records import CHECKPOINTS, run_dir
 from thesis_lib.experiments.specs import RunSpec, resolve_model_config
 from thesis_lib.genres import to_multi_hot
 from thesis_lib.models.classifier import GenreClassifier
-from thesis_lib.models.configs import ModelConfig
+from thesis_lib.models.configs import ModelConfig, TextEncoderConfig
 from thesis_lib.models.outputs import EncoderOutput
 from thesis_lib.models.registry import build_from_config
 from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
@@ -50,9 +50,9 @@ from thesis_lib.models.text import load_tokenizer as load_backbone_tokenizer
 from thesis_lib.train.checkpoint import BEST, MODEL_FILE, excluded_prefixes, read_weights_metadata
 from thesis_lib.train.features import (
     CachedFeatureDataset,
+    FrozenEncodersClassifier,
     cache_encoder_features,
     collate_cached_features,
-    encoder_outputs_from_features,
 )
 
 TEXT_CLEANINGS: dict[str, TextCleaningConfig] = {"clean": CLEAN, "raw": RAW}
@@ -131,22 +131,22 @@ def prepare_config(spec: RunSpec, ctx: GridContext) -> tuple[ModelConfig, Any, s
                 tokenizer, cleaning = source_tokenizer, source_cleaning
         config = dataclasses.replace(config, **changes)
     elif config.text is not None:
-        tokenizer = _tokenizer_for(config, spec, ctx)
+        tokenizer = run_tokenizer(config.text, spec.text_cleaning, ctx.movies(spec.split, "train"))
         if config.text.backbone in RANDOM_TEXT_BACKBONES:
             text = dataclasses.replace(config.text, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
             config = dataclasses.replace(config, text=text)
     return config, tokenizer, cleaning
 
 
-def _tokenizer_for(config: ModelConfig, spec: RunSpec, ctx: GridContext) -> Any:
-    """The backbone's own tokenizer, or one trained on this split's training plots (random backbones)."""
-    if config.text.backbone not in RANDOM_TEXT_BACKBONES:
-        return load_backbone_tokenizer(config.text)
-    kind = "bpe" if "roberta" in config.text.backbone else "wordpiece"
-    cleaning = TEXT_CLEANINGS[spec.text_cleaning]
-    texts = [clean_text(movie.plot, cleaning) for movie in ctx.movies(spec.split, "train")]
+def run_tokenizer(text: TextEncoderConfig, cleaning: str, train_movies: Sequence[Movie]) -> Any:
+    """The tokenizer a run reads its plots with: the backbone's own, or, for a random text backbone, one
+    trained on the cleaned training plots (cached by content, so a restored run gets the very same one)."""
+    if text.backbone not in RANDOM_TEXT_BACKBONES:
+        return load_backbone_tokenizer(text)
+    kind = "bpe" if "roberta" in text.backbone else "wordpiece"
+    texts = [clean_text(movie.plot, TEXT_CLEANINGS[cleaning]) for movie in train_movies]
     tokenizer = cached_trained_tokenizer(kind, texts, TRAINED_TOKENIZER_VOCAB)
-    tokenizer.model_max_length = config.text.max_length
+    tokenizer.model_max_length = text.max_length
     return tokenizer
 
 
@@ -397,33 +397,6 @@ def _input_identity(built: BuiltModel, modality: str) -> dict[str, Any]:
     tokenizer = built.tokenizer
     return {"cleaning": built.text_cleaning, "max_length": built.config.text.max_length,
             "tokenizer": getattr(tokenizer, "name_or_path", ""), "vocab": len(tokenizer)}
-
-
-class FrozenEncodersClassifier(nn.Module):
-    """Trains the fusion and head (and any live encoder, e.g. the object encoder) of `model` on cached
-    outputs of its frozen encoders, which never run. Checkpoints hold `model`'s keys (its own parameter
-    names) without the cached encoders (`checkpoint_excludes`): those come from the registry or a source
-    run, and `restore.restore_trained_model` puts them back before it loads the checkpoint."""
-
-    def __init__(self, model: GenreClassifier, cached: tuple[str, ...]):
-        super().__init__()
-        self.model = model
-        self.cached = cached
-        self.checkpoint_excludes: tuple[str, ...] = tuple(f"encoders.{modality}." for modality in cached)
-        for modality in cached:
-            if not model.encoders[modality].frozen:
-                raise ValueError(f"the {modality} encoder is not frozen: its features cannot be cached")
-
-    @property
-    def checkpoint_module(self) -> nn.Module:
-        return self.model
-
-    def forward(self, batch: Mapping[str, Any]) -> Any:
-        encoded = encoder_outputs_from_features(batch["features"])
-        for modality, encoder in self.model.encoders.items():
-            if modality not in encoded:
-                encoded[modality] = encoder(batch)
-        return self.model.classify(encoded)
 
 
 def evaluation_loader(dataset: Dataset, collate: Callable, batch_size: int, accelerator: Accelerator) -> DataLoader:

@@ -24,7 +24,6 @@ import json
 import math
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,8 @@ from thesis_lib.models.configs import (
     ObjectEncoderConfig,
     TextEncoderConfig,
 )
-from thesis_lib.train.checkpoint import atomic_write
+from thesis_lib.storage import atomic_write
+from thesis_lib.train.results import Predictions
 
 SPLITS_FOLDER = "splits"  # RUNS/splits/: the thesis split files the grid made (reused on later runs)
 
@@ -54,19 +54,6 @@ ERROR_FILE = "error.txt"
 
 class RecordError(ThesisError, ValueError):
     """A run folder whose files are unreadable or do not belong together."""
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """Per-movie outputs of one run on one split part, in the split's order."""
-
-    ids: np.ndarray     # (N,) str movie ids
-    probs: np.ndarray   # (N, 23) float32 probabilities
-    labels: np.ndarray  # (N, 23) float32 multi-hot truth
-
-    def __post_init__(self) -> None:
-        if self.probs.shape != (len(self.ids), NUM_GENRES) or self.labels.shape != self.probs.shape:
-            raise ValueError(f"predictions: {len(self.ids)} ids, probs {self.probs.shape}, labels {self.labels.shape}")
 
 
 def run_dir(runs_root: Path, *, split: str, primary_split: str, name: str, seed: int) -> Path:
@@ -107,7 +94,8 @@ def json_safe(value: Any) -> Any:
 
 
 def write_predictions(path: Path, predictions: Predictions) -> None:
-    """ids (str), probs and labels (float32) as one .npz, written atomically."""
+    """ids (str), probs and labels (float32) of the 23 genres as one .npz, written atomically."""
+    _check_genres(predictions, path)
     buffer = io.BytesIO()
     np.savez(buffer, ids=np.asarray(predictions.ids, dtype=str), probs=predictions.probs.astype(np.float32),
              labels=predictions.labels.astype(np.float32))
@@ -117,9 +105,16 @@ def write_predictions(path: Path, predictions: Predictions) -> None:
 def read_predictions(path: Path) -> Predictions:
     try:
         with np.load(path, allow_pickle=False) as content:
-            return Predictions(ids=content["ids"], probs=content["probs"], labels=content["labels"])
+            predictions = Predictions(ids=content["ids"], probs=content["probs"], labels=content["labels"])
     except (OSError, KeyError, ValueError) as error:
         raise RecordError(f"{path}: not a predictions file ({error})") from None
+    _check_genres(predictions, path)
+    return predictions
+
+
+def _check_genres(predictions: Predictions, path: Path) -> None:
+    if predictions.probs.shape[1] != NUM_GENRES:
+        raise RecordError(f"{path}: predictions of {predictions.probs.shape[1]} classes, not the {NUM_GENRES} genres")
 
 
 def read_record(directory: Path) -> dict[str, Any] | None:

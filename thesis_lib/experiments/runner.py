@@ -34,7 +34,6 @@ from thesis_lib.experiments.provenance import device_info, git_state, library_ve
 from thesis_lib.experiments.records import (
     CHECKPOINTS,
     RECORD_FORMAT,
-    Predictions,
     RecordError,
     finish_run,
     read_record,
@@ -45,6 +44,7 @@ from thesis_lib.experiments.specs import RunSpec, train_settings
 from thesis_lib.metrics import evaluate_threshold_policies
 from thesis_lib.train import FitResult, TrainConfig, fit, predict
 from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE
+from thesis_lib.train.results import Predictions
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,17 @@ hashes of the runs it reuses), so a changed setting reruns exactly the runs it a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from thesis_lib.data.dataset import MODALITIES
 from thesis_lib.experiments.profile import BACKBONE_MODES, Profile, ProfileError
-from thesis_lib.models.configs import MODALITIES, ModelConfig
+from thesis_lib.models.configs import ModelConfig
 from thesis_lib.models.registry import default_config, list_models
+from thesis_lib.storage import stable_hash
 
 BASELINES = ("baseline_frequency", "baseline_shallow")
 RUN_KEYS = ("backbones", "encoders", "text_cleaning", "late", "text_source", "image_source", "objects_source")
@@ -327,15 +327,3 @@ def config_hashes(plan: Sequence[RunSpec], profile: Profile) -> dict[tuple[str, 
     for spec in plan:
         compute(spec)
     return result
-
-
-def stable_hash(payload: Any) -> str:
-    """sha256 hex of canonical JSON (sorted keys, tuples as lists)."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"cannot hash a {type(value).__name__} in a run config")

@@ -1,8 +1,7 @@
 """Point estimates of every multi-label metric on one split, as a `MetricReport`.
 
 Conventions (the book's methods chapter cites these):
-- A movie gets a genre when its probability is >= that genre's threshold (same rule as
-  `thesis_lib.genres.from_multi_hot`).
+- A movie gets a genre when its probability is >= that genre's threshold.
 - Precision, recall and F1 use `zero_division=0`: a genre that is never predicted has precision 0, a genre
   with no positives has recall 0, and a genre with neither has F1 0 (so it lowers the macro average; it is
   not skipped). For samples-F1 a movie with no true and no predicted genre scores 0 as well.

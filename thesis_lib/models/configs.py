@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-MODALITIES = ("text", "image", "objects")  # canonical order of modalities everywhere (weights, concatenation)
+from thesis_lib.data.dataset import MODALITIES
+
 FUSION_KINDS = ("identity", "early", "late", "attention", "cross_attention")
 SIZES = ("small", "full")
 

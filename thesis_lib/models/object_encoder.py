@@ -1,6 +1,6 @@
 """Detected objects as a third modality: one token per detected region, and a fixed detection summary.
 
-The contract with the detector side (`thesis_lib.models.objects` runs and caches YOLO / Faster R-CNN;
+The contract with the detector side (`thesis_lib.detection` runs and caches YOLO / Faster R-CNN;
 the twin's ground truth stands in as the "oracle" detector). A batch carries `batch["objects"]`, a dict of
 tensors padded to the largest number of detections R in the batch:
 

@@ -21,8 +21,7 @@ from typing import Any
 from torch import Tensor
 from transformers import AutoConfig, AutoModel, BertConfig, PreTrainedModel, PreTrainedTokenizerBase, RobertaConfig
 
-from thesis_lib.data.tokenizers import load_tokenizer as load_pretrained_tokenizer
-from thesis_lib.data.tokenizers import minilm_dir
+from thesis_lib.data.tokenizers import load_pretrained_tokenizer, minilm_dir
 from thesis_lib.models.configs import TextEncoderConfig
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput, masked_mean

@@ -11,7 +11,7 @@ the global step, and loading refuses a pair from different steps instead of resu
 `state.pt` holds only tensors and plain containers (numpy's RNG state is converted to a tensor), so it loads
 with `torch.load(path, weights_only=True)`: no pickled code runs when a checkpoint is opened.
 
-A wrapper that trains part of a bigger model (`features.FrozenBackboneClassifier`) names that model in its
+A wrapper that trains part of a bigger model (`features.FrozenEncodersClassifier`) names that model in its
 `checkpoint_module` attribute: the files then hold the wrapped model's own keys. When the wrapper's frozen
 backbones come from elsewhere (a pretrained checkpoint, a source run), it also names their state-dict
 prefixes in `checkpoint_excludes`, and its weight files are *slim*: they leave those tensors out (the
@@ -31,9 +31,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,8 @@ from accelerate.utils import gather_object
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from thesis_lib.storage import atomic_write
 
 CHECKPOINT_FORMAT = 1
 MODEL_FILE = "model.safetensors"
@@ -86,19 +86,6 @@ class ProcessState:
 
 
 # ---------------------------------------------------------------------------------------------- files
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(tmp)` then move tmp onto `path` in one step (same directory, so `os.replace` is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:  # flush to disk before the rename makes the file visible
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def checkpoint_module(model: nn.Module) -> nn.Module:

@@ -41,7 +41,6 @@ class TrainConfig:
     seed: int = 0  # seeds python/numpy/torch, the per-epoch shuffling (seed + epoch) and dropout
     num_workers: int = 0  # DataLoader worker processes (0 loads in the main process)
     backbone_prefixes: tuple[str, ...] = ("encoders.",)  # parameter-name prefixes of pretrained backbones
-    freeze_backbones: bool = False  # True: backbones get no gradients and stay in eval mode (frozen-backbone mode)
     restore_best: bool = True  # when fit ends, load the `best` weights into the model
     progress_bar: bool = False  # a tqdm bar, shown only when stderr is a terminal (never in papermill logs)
     tuning_trials: int = 1  # configurations (e.g. learning rates) tried for this model: recorded as its budget

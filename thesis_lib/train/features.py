@@ -28,14 +28,13 @@ written in an older layout is never read, the new one is built next to it (old f
 reads its own rows through the file's memory map (`safetensors.safe_open` slices), so a 10 GB cache costs
 page cache, not process memory (measured here: one epoch over a 621 MB cache in batches of 32 added 10 MB
 of anonymous memory). `collate_cached_features` pads a batch to its longest movie, as the text
-collator does, and `FrozenBackboneClassifier` feeds the batches to `model.classify` (fusion + head)
+collator does, and `FrozenEncodersClassifier` feeds the batches to `model.classify` (fusion + head)
 without touching the backbones. Its checkpoints are slim (`checkpoint.save_model_weights`): the wrapped
 model's keys without the frozen backbones, which a restore loads from where they came from first.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import operator
 from collections.abc import Callable, Mapping
@@ -53,8 +52,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from thesis_lib.models.outputs import EncoderOutput
 from thesis_lib.paths import cache_dir
-from thesis_lib.train.checkpoint import atomic_write, weights_fingerprint
-from thesis_lib.train.freezing import freeze_backbones
+from thesis_lib.storage import atomic_write, stable_hash
+from thesis_lib.train.checkpoint import weights_fingerprint
 
 FEATURE_CACHE_FORMAT = 2  # 2: ragged tokens + offsets; 1: tokens padded to the split's longest sample
 TokensDtype = Literal["float16", "float32"]
@@ -88,7 +87,7 @@ def feature_cache_path(
         "part": part,
         "tokens_dtype": config.tokens_dtype,
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    digest = stable_hash(key, length=20)
     safe_part = "".join(c if c.isalnum() or c in "-_" else "_" for c in part)
     return Path(cache_root or cache_dir()) / "features" / f"{safe_part}-{digest}.safetensors"
 
@@ -314,17 +313,22 @@ def collate_cached_features(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class FrozenBackboneClassifier(nn.Module):
-    """Trains `model`'s fusion and head on cached encoder outputs; the backbones are frozen and never run.
+class FrozenEncodersClassifier(nn.Module):
+    """Trains the fusion and head (and any live encoder, e.g. the object encoder) of `model` on cached
+    outputs of its frozen encoders `cached`, which never run.
 
-    Its checkpoints leave the backbones out (`checkpoint_excludes`): they are not trained here, and they
-    come back from where they were built or loaded before the checkpoint is loaded."""
+    Checkpoints hold `model`'s keys (its own parameter names) without the cached encoders
+    (`checkpoint_excludes`): those are not trained here, and they come back from where they were built or
+    loaded (the registry or a source run) before the checkpoint is loaded."""
 
-    def __init__(self, model: nn.Module, backbone_prefixes: tuple[str, ...] = ("encoders.",)):
+    def __init__(self, model: nn.Module, cached: tuple[str, ...]):
         super().__init__()
+        for modality in cached:
+            if not getattr(model.encoders[modality], "frozen", False):
+                raise ValueError(f"the {modality} encoder is not frozen: its features cannot be cached")
         self.model = model
-        self.checkpoint_excludes: tuple[str, ...] = tuple(backbone_prefixes)
-        freeze_backbones(model, backbone_prefixes)
+        self.cached = tuple(cached)
+        self.checkpoint_excludes: tuple[str, ...] = tuple(f"encoders.{modality}." for modality in cached)
 
     @property
     def checkpoint_module(self) -> nn.Module:
@@ -332,7 +336,11 @@ class FrozenBackboneClassifier(nn.Module):
         return self.model
 
     def forward(self, batch: Mapping[str, Any]) -> Any:
-        return self.model.classify(encoder_outputs_from_features(batch["features"]))
+        encoded = encoder_outputs_from_features(batch["features"])
+        for modality, encoder in self.model.encoders.items():
+            if modality not in encoded:  # a live encoder reads its own batch keys
+                encoded[modality] = encoder(batch)
+        return self.model.classify(encoded)
 
 
 def encoder_outputs_from_features(features: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, EncoderOutput]:

@@ -41,7 +41,6 @@ from thesis_lib.train.checkpoint import (
     save_last,
 )
 from thesis_lib.train.config import TrainConfig
-from thesis_lib.train.freezing import freeze_backbones
 from thesis_lib.train.loaders import SeededLoader, item_lengths
 from thesis_lib.train.logging import StepLogger, progress_bar, train_logger
 from thesis_lib.train.loss import make_loss, training_label_matrix
@@ -81,16 +80,6 @@ class TrainingParts:
 
 # ------------------------------------------------------------------------------------ model handling
 
-
-
-def set_train_mode(model: nn.Module, accelerator: Accelerator, config: TrainConfig) -> None:
-    """model.train(), but frozen backbones stay in eval mode (no dropout, BatchNorm statistics untouched)."""
-    model.train()
-    if config.freeze_backbones:
-        # Module paths of the unwrapped model: DDP would prefix them with "module.".
-        for name, module in accelerator.unwrap_model(model).named_modules():
-            if f"{name}.".startswith(config.backbone_prefixes):
-                module.eval()
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
@@ -171,7 +160,7 @@ def train_one_epoch(
     accelerator, model, config, epoch = parts.accelerator, parts.model, parts.config, progress.epoch
     started = time.perf_counter()
     timed_until = started  # progress.train_time_s already holds the time before this instant
-    set_train_mode(model, accelerator, config)
+    model.train()  # a frozen encoder stays in eval mode (`Encoder.train`): no dropout, BatchNorm statistics kept
     loss_sum = torch.zeros((), device=accelerator.device)  # this process, since the last save: sum of loss x batch size
     unsaved_samples = 0  # this process: samples since the last save
     samples = 0  # all processes: samples in this call
@@ -259,8 +248,6 @@ def _prepare_training(
     collate_fn: Callable[[list[Any]], dict[str, Any]] | None,
     accelerator: Accelerator,
 ) -> TrainingParts:
-    if config.freeze_backbones:
-        freeze_backbones(model, config.backbone_prefixes)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)  # 4-D (convolution) weights only; inputs follow the weights
     train_labels = training_label_matrix(train_set) if config.pos_weight == "inverse_frequency" else None

@@ -7,8 +7,9 @@ training-curve figures can be built from them without the model or the training 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -64,12 +65,22 @@ class FitResult:
         return dataclasses.asdict(self)
 
 
-class Predictions(NamedTuple):
-    """Model outputs in dataset order: unpacks as `ids, probs, labels`."""
+@dataclass(frozen=True)
+class Predictions:
+    """Per-movie outputs of a model on one dataset, in dataset order (what `predict` returns and a run
+    record stores); unpacks as `ids, probs, labels`."""
 
-    ids: list[str]  # (N,)
+    ids: np.ndarray  # (N,) str movie ids
     probs: np.ndarray  # (N, C) float32 sigmoid probabilities
-    labels: np.ndarray  # (N, C) float32 multi-hot
+    labels: np.ndarray  # (N, C) float32 multi-hot truth
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ids", np.asarray(self.ids, dtype=str))
+        if self.probs.ndim != 2 or self.probs.shape[0] != len(self.ids) or self.labels.shape != self.probs.shape:
+            raise ValueError(f"predictions: {len(self.ids)} ids, probs {self.probs.shape}, labels {self.labels.shape}")
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.ids, self.probs, self.labels))
 
 
 @dataclass(frozen=True)

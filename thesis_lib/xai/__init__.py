@@ -15,7 +15,7 @@ pytorch-grad-cam and matplotlib are imported only inside the functions that use 
 In a notebook (a batch from the run's collator, the movie's poster and plot at hand):
 
     maps = explain_predicted_genres(model, batch, row=0, thresholds=run_thresholds)
-    poster_overlays_figure(load_poster(movie.poster), maps, Provenance("synthetic twin, test", "run image_vit/seed0"))
+    overlay_grid_figure([load_poster(movie.poster)], [maps], Provenance("synthetic twin, test", "run image_vit/seed0"))
     explanation = explain_attention(cross_model, batch)
     words = plot_word_scores(movie.plot, word_piece_importance(explanation)[0].numpy(), tokenizer, CLEAN, 64)
     shade_plot(words, caption="Data: synthetic twin, test | Weights: run fusion_cross_attention/seed0")

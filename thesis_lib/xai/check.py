@@ -57,16 +57,12 @@ from PIL import Image
 
 from thesis_lib.data.mmimdb import Movie, Release
 from thesis_lib.data.splits import Split
-from thesis_lib.data.text import TextCleaningConfig, clean_text
+from thesis_lib.data.text import TextCleaningConfig
 from thesis_lib.errors import ThesisError
 from thesis_lib.genres import GENRES
 from thesis_lib.models.classifier import GenreClassifier
 from thesis_lib.models.configs import (
-    FusionConfig,
-    ImageEncoderConfig,
     ModelConfig,
-    ObjectEncoderConfig,
-    TextEncoderConfig,
 )
 from thesis_lib.xai.attention import explain_attention, rollout_token_importance, word_piece_importance
 from thesis_lib.xai.faithfulness import (
@@ -378,43 +374,14 @@ class NotExplainable(Exception):
     """A run the check has nothing to explain in (a baseline, late fusion of predictions, detections only)."""
 
 
-def model_config_from_record(content: Mapping[str, Any]) -> ModelConfig:
-    """The `ModelConfig` a run record stores as a plain dict (JSON lists back to the config's tuples)."""
-
-    def part(cls: type, values: Mapping[str, Any] | None) -> Any:
-        if values is None:
-            return None
-        return cls(**{key: _tuples(value) for key, value in values.items()})
-
-    return ModelConfig(
-        name=content["name"],
-        text=part(TextEncoderConfig, content["text"]),
-        image=part(ImageEncoderConfig, content["image"]),
-        objects=part(ObjectEncoderConfig, content["objects"]),
-        fusion=part(FusionConfig, content["fusion"]),
-        head_dropout=content["head_dropout"],
-    )
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
-
-
 def _run_tokenizer(config: ModelConfig, record: Mapping[str, Any], split: Split, release: Release) -> Any:
-    """The tokenizer the run read its plots with: the backbone's own, or the one trained on the split's
-    training plots for random text encoders (the grid caches it, so it is found, not retrained)."""
-    from thesis_lib.data.tokenizers import cached_trained_tokenizer
-    from thesis_lib.experiments.pipeline import TEXT_CLEANINGS, TRAINED_TOKENIZER_VOCAB
-    from thesis_lib.models.text import RANDOM_TEXT_BACKBONES, load_tokenizer
+    """The tokenizer the run read its plots with (`pipeline.run_tokenizer`), checked against the model."""
+    from thesis_lib.experiments.pipeline import run_tokenizer
+    from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
 
-    if config.text.backbone not in RANDOM_TEXT_BACKBONES:
-        return load_tokenizer(config.text)
-    kind = "bpe" if "roberta" in config.text.backbone else "wordpiece"
-    cleaning = TEXT_CLEANINGS[record["text_cleaning"]]
-    texts = [clean_text(movie.plot, cleaning) for movie in release.movies_in(split.train)]
-    tokenizer = cached_trained_tokenizer(kind, texts, TRAINED_TOKENIZER_VOCAB)
-    tokenizer.model_max_length = config.text.max_length
-    if len(tokenizer) != config.text.vocab_size:
+    tokenizer = run_tokenizer(config.text, record["text_cleaning"], release.movies_in(split.train))
+    trained_here = config.text.backbone in RANDOM_TEXT_BACKBONES  # its vocabulary size is the model's
+    if trained_here and len(tokenizer) != config.text.vocab_size:
         raise XaiCheckError(f"run {record['name']}/seed{record['seed']}: the re-made tokenizer has {len(tokenizer)} "
                             f"entries, the model {config.text.vocab_size}: not the tokenizer it was trained with")
     return tokenizer
@@ -426,12 +393,18 @@ def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = No
     across runs. Raises `NotExplainable` for runs without a poster or plot encoder to explain.
     The weights come back through `experiments.restore` (a fusion's frozen encoders from its source runs)."""
     from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
-    from thesis_lib.data.images import ImageTransformConfig, build_image_transform
     from thesis_lib.experiments.objects import ObjectsProvider
-    from thesis_lib.experiments.pipeline import TEXT_CLEANINGS, ObjectsCollator, RawBatchCollator, SourceRunError
+    from thesis_lib.experiments.pipeline import (
+        TEXT_CLEANINGS,
+        ObjectsCollator,
+        RawBatchCollator,
+        SourceRunError,
+        image_transforms,
+    )
     from thesis_lib.experiments.records import (
         PREDICTIONS_TEST,
         RecordError,
+        model_config_from_dict,
         read_predictions,
         read_record,
         run_split,
@@ -449,7 +422,7 @@ def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = No
     if record["data"]["fingerprint"] != release.fingerprint:
         raise XaiCheckError(f"run {folder} was trained on other data (fingerprint {record['data']['fingerprint'][:12]}"
                             f", {record['data']['root']}) than {release.root} ({release.fingerprint[:12]})")
-    config = model_config_from_record(record["model_config"])
+    config = model_config_from_dict(record["model_config"])
     heavy = tuple(m for m in config.modalities if m != "objects")
     if not heavy:
         raise NotExplainable("reads detections only (no poster or plot encoder)")
@@ -463,11 +436,7 @@ def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = No
         raise XaiCheckError(str(error)) from None
     test_movies = release.movies_in(split.test)
     tokenizer = _run_tokenizer(config, record, split, release) if config.text is not None else None
-    transform = None
-    if config.image is not None:
-        stats = model.encoders["image"].normalization()
-        transform = build_image_transform(
-            ImageTransformConfig(size=config.image.input_size, mean=stats.mean, std=stats.std), train=False)
+    transform = image_transforms(model)[False] if config.image is not None else None
     objects_collator = None
     if config.objects is not None:
         source = config.objects.source

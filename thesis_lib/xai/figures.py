@@ -102,21 +102,6 @@ def _finish(fig: Figure, provenance: Provenance, title: str | None) -> Figure:
     return fig
 
 
-def poster_overlays_figure(
-    poster: Image.Image, maps: Sequence[GenreMap], provenance: Provenance, title: str | None = None
-) -> Figure:
-    """The poster, then one Grad-CAM overlay per genre (e.g. every predicted genre), titled with the
-    genre's probability and whether it is a true label."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2.2 * (len(maps) + 1), 3.6), squeeze=False)
-    axes[0, 0].imshow(poster)
-    axes[0, 0].set_title("poster", fontsize=9)
-    axes[0, 0].axis("off")
-    for ax, genre_map in zip(axes[0, 1:], maps, strict=True):
-        _overlay(ax, poster, genre_map.cam, genre_map.title)
-    return _finish(fig, provenance, title)
-
-
 def overlay_grid_figure(
     posters: Sequence[Image.Image],
     maps: Sequence[Sequence[GenreMap]],
@@ -192,15 +177,3 @@ def modality_weights_figure(
     return _finish(fig, provenance, title)
 
 
-def deletion_curves_figure(
-    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], provenance: Provenance, title: str | None = None
-) -> Figure:
-    """Deletion curves [(label, fractions, mean scores)], e.g. Grad-CAM vs. random order."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.2, 3.2))
-    for label, fractions, scores in curves:
-        ax.plot(fractions, scores, marker="o", markersize=3, label=label)
-    ax.set_xlabel("share of the poster replaced by its blurred copy")
-    ax.set_ylabel("genre probability")
-    ax.legend(fontsize=8)
-    return _finish(fig, provenance, title)

@@ -237,11 +237,3 @@ def point_to_poster_frame(
     return (col + 0.5) * width / input_w, (row + 0.5) * height / input_h
 
 
-def box_to_model_frame(
-    box: Sequence[float], poster_size: tuple[int, int], input_size: tuple[int, int]
-) -> tuple[float, float, float, float]:
-    """A poster box [x0, y0, x1, y1] (JPEG pixels) -> the same box in the model-input frame (for figures)."""
-    width, height = poster_size
-    input_h, input_w = input_size
-    x0, y0, x1, y1 = box
-    return x0 * input_w / width, y0 * input_h / height, x1 * input_w / width, y1 * input_h / height

@@ -12,7 +12,6 @@ presence in the plot is fully described by the spans recorded here.
 
 from __future__ import annotations
 
-import re
 import string
 from dataclasses import dataclass
 
@@ -110,7 +109,6 @@ SLOT_VALUES: dict[str, tuple[str, ...]] = {
 MAIN_PLOT_WORDS = (40, 250)     # usual length range of the main plot, in words
 LONG_PLOT_WORDS = (520, 700)    # the rare long plots (> 512 BERT tokens)
 CUE_ZONE_WORDS = 100            # every planted word sits within this many words from the start
-_WORD = re.compile(r"[A-Za-zÀ-ÿ'-]+")
 
 
 @dataclass(frozen=True)
@@ -134,17 +132,6 @@ class PlotText:
     prop_span: WordSpan                      # the one prop the plot names
     genre_mention_span: WordSpan | None      # the nuisance genre word, if any
     outline: str                             # a short generic sentence for the "plot outline" key
-
-
-def vocabulary_words() -> set[str]:
-    """Every lower-cased word the filler can produce (templates and slot values), for leak checks."""
-    texts = [*FILLER_TEMPLATES, *CUE_TEMPLATES, *CUE_LIST_TEMPLATES, *PROP_TEMPLATES, *GENRE_MENTION_TEMPLATES]
-    texts += [value for values in SLOT_VALUES.values() for value in values]
-    words = set()
-    for text in texts:
-        without_slots = re.sub(r"\{[a-z_0-9]+\}", " ", text)
-        words.update(word.lower().strip("'-") for word in _WORD.findall(without_slots))
-    return words
 
 
 def _fill(template: str, rng: np.random.Generator, planted: dict[str, str]) -> tuple[str, dict[str, tuple[int, int]]]:
