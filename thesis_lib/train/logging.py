@@ -2,9 +2,10 @@
 
 One plain log line every `log_every` optimizer steps and one per epoch (no carriage returns, so logs do not
 fill with partial progress-bar frames). A tqdm bar is added only when stderr is an interactive terminal.
-Lines go to the `thesis_lib.train` logger; if the program configured no logging at all, a stdout handler
-is attached to that logger so the lines still show (a notebook shows stdout), and any later
-`logging.basicConfig`/handler setup takes over as usual.
+Lines go to the `thesis_lib.train` logger; if the program configured no logging at all (neither
+`thesis_lib.logs.configure_logging` nor a root handler), a stdout handler is attached to that logger so the
+lines still show (a notebook shows stdout), and any later `logging.basicConfig`/handler setup takes over
+as usual.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ T = TypeVar("T")
 def train_logger() -> logging.Logger:
     """The training logger, made visible at INFO when the program has not configured logging."""
     logger = logging.getLogger(LOGGER_NAME)
-    if not logger.handlers and not logging.getLogger().handlers:
+    if not logger.hasHandlers():  # this logger, `thesis_lib` (configure_logging) or the root: none has one
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
         logger.addHandler(handler)

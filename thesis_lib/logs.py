@@ -1,0 +1,59 @@
+"""One place that makes the library's log lines visible: `configure_logging`.
+
+Library modules only create loggers (`logging.getLogger(__name__)`, all under `thesis_lib`) and never
+configure them; the program that runs them decides. Two programs do: the `thesis` command (its `main`)
+and the book, inside each chapter's kernel (`thesis_lib.book.execute`). Each line reads
+
+    14:03:59 thesis_lib.experiments.grid: [3/13] thesis/text_bert/seed0: running (train)
+
+on stderr, so stdout keeps only what a command prints as its result (a table, one JSON object).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+LIBRARY_LOGGER = "thesis_lib"
+LINE_FORMAT = "%(asctime)s %(name)s: %(message)s"
+TIME_FORMAT = "%H:%M:%S"
+
+
+class _LibraryLinesHandler(logging.StreamHandler):
+    """Writes to `stream`, or, when that is None, to whatever `sys.stderr` is when a line is emitted.
+
+    Looking stderr up per line (as logging's own last-resort handler does) keeps lines going where the
+    program currently points stderr: a notebook kernel's cell output, pytest's capture, or a
+    `contextlib.redirect_stderr` into a log file; a stream bound once would go stale.
+    """
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__()
+        self.fixed_stream = stream
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return self.fixed_stream if self.fixed_stream is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # StreamHandler.__init__ assigns a stream; the property above decides instead
+
+
+def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> logging.Logger:
+    """Send the `thesis_lib` loggers' lines at `level` and above to `stream` (None: the current stderr).
+
+    Idempotent: a second call adjusts the level and stream of the one handler it added, never adds
+    another. The root logger and other libraries' loggers are left alone (lines still propagate to the
+    root, so pytest's `caplog` and a program's own root handlers see them too).
+    """
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    handler = next((h for h in logger.handlers if isinstance(h, _LibraryLinesHandler)), None)
+    if handler is None:
+        handler = _LibraryLinesHandler(stream)
+        handler.setFormatter(logging.Formatter(LINE_FORMAT, datefmt=TIME_FORMAT))
+        logger.addHandler(handler)
+    handler.fixed_stream = stream
+    logger.setLevel(level)
+    return logger
