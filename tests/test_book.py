@@ -28,7 +28,7 @@ from thesis_lib.book.architecture import (
     trace_cross_attention,
     without_pretrained_weights,
 )
-from thesis_lib.book.build import BookBuild, build_book, main_book
+from thesis_lib.book.build import BookBuild, build_book
 from thesis_lib.book.chapters import (
     EXECUTED_DIR,
     TocError,
@@ -49,6 +49,7 @@ from thesis_lib.book.provenance import (
     front_page_block,
     release_folder,
 )
+from thesis_lib.cli import main
 from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.detection import DetectorConfig
@@ -161,11 +162,11 @@ def test_restricted_toc_drops_unselected_chapters_and_emptied_parts():
     assert list(toc_files(toc))[1] == "book/_executed/03_methods"  # the original is untouched
 
 
-def test_main_book_rejects_an_unknown_chapter_before_touching_anything(capsys):
+def test_book_command_rejects_an_unknown_chapter_before_touching_anything(capsys):
     executed = ROOT / EXECUTED_DIR
     before = sorted(executed.iterdir()) if executed.exists() else None
-    assert main_book("smoke", [], ["no_such_chapter"]) == 2
-    assert "book: error: no chapter named no_such_chapter" in capsys.readouterr().err
+    assert main(["book", "--profile", "smoke", "--only", "no_such_chapter"]) == 2
+    assert "thesis: error: no chapter named no_such_chapter" in capsys.readouterr().err
     assert (sorted(executed.iterdir()) if executed.exists() else None) == before
 
 

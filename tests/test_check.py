@@ -1,4 +1,4 @@
-"""`thesis data check`: the report's JSON schema, its text summary, and main_check's exit codes."""
+"""`thesis data check`: the report's JSON schema, its text summary, and the command's exit codes."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from thesis_lib.data.check import (
-    EXIT_NOT_A_RELEASE,
-    EXIT_UNUSABLE,
-    EXIT_USABLE,
-    CheckReport,
-    check_release,
-    main_check,
-)
+from thesis_lib.cli import main
+from thesis_lib.cli.data import EXIT_NOT_A_RELEASE, EXIT_UNUSABLE, EXIT_USABLE
+from thesis_lib.data.check import CheckReport, check_release
 from thesis_lib.data.mmimdb import SkipReason, load_release
 from thesis_lib.genres import GENRES
 
@@ -79,18 +74,23 @@ def test_text_summary_shows_counts_genres_and_skipped_grouped_by_reason(tmp_path
     assert "Verdict: usable" in text
 
 
-def test_main_check_prints_text_or_one_json_object(release_dir, capsys):
-    assert main_check(str(release_dir), as_json=False) == EXIT_USABLE
+def check_command(root, as_json: bool = False, plot_choice: str = "longest") -> int:
+    """`thesis data check ROOT [--json] [--plot CHOICE]`, run in-process."""
+    return main(["data", "check", str(root), *(["--json"] if as_json else []), "--plot", plot_choice])
+
+
+def test_check_command_prints_text_or_one_json_object(release_dir, capsys):
+    assert check_command(release_dir, as_json=False) == EXIT_USABLE
     out = capsys.readouterr().out
     assert "usable movies: 4" in out and SkipReason.BAD_POSTER in out
 
-    assert main_check(str(release_dir), as_json=True) == EXIT_USABLE
+    assert check_command(release_dir, as_json=True) == EXIT_USABLE
     captured = capsys.readouterr()
     assert json.loads(captured.out) == check_release(release_dir).to_dict()
     assert captured.err == ""
 
 
-def test_main_check_passes_the_plot_choice_on(release_dir, capsys, monkeypatch):
+def test_check_command_passes_the_plot_choice_on(release_dir, capsys, monkeypatch):
     from thesis_lib.data import check
 
     seen = []
@@ -101,21 +101,24 @@ def test_main_check_passes_the_plot_choice_on(release_dir, capsys, monkeypatch):
 
     monkeypatch.setattr(check, "load_release", recording_load_release)
     for plot_choice in ("longest", "first", "concat"):
-        assert main_check(str(release_dir), as_json=True, plot_choice=plot_choice) == EXIT_USABLE
+        assert check_command(release_dir, as_json=True, plot_choice=plot_choice) == EXIT_USABLE
     assert seen == ["longest", "first", "concat"]
     with pytest.raises(ValueError, match="plot_choice"):
-        main_check(str(release_dir), plot_choice="shortest")  # type: ignore[arg-type]
+        check_release(release_dir, plot_choice="shortest")  # type: ignore[arg-type]
+    with pytest.raises(SystemExit) as usage_error:  # the command's --plot has fixed choices
+        check_command(release_dir, plot_choice="shortest")
+    assert usage_error.value.code == 2
 
 
-def test_main_check_accepts_the_tarball_layout(tmp_path, capsys):
+def test_check_command_accepts_the_tarball_layout(tmp_path, capsys):
     write_release(tmp_path / "mmimdb", MOVIES)
-    assert main_check(str(tmp_path), as_json=True) == EXIT_USABLE
+    assert check_command(tmp_path, as_json=True) == EXIT_USABLE
     assert json.loads(capsys.readouterr().out)["root"] == str(tmp_path / "mmimdb")
 
 
-def test_main_check_on_a_folder_that_is_no_release_prints_one_line_and_fails(tmp_path, capsys):
+def test_check_command_on_a_folder_that_is_no_release_prints_one_line_and_fails(tmp_path, capsys):
     (tmp_path / "photos").mkdir()
-    code = main_check(str(tmp_path / "photos"), as_json=True)
+    code = check_command(tmp_path / "photos", as_json=True)
     captured = capsys.readouterr()
     assert code == EXIT_NOT_A_RELEASE != EXIT_USABLE
     assert captured.out == ""
@@ -123,10 +126,10 @@ def test_main_check_on_a_folder_that_is_no_release_prints_one_line_and_fails(tmp
     assert "no split.json" in captured.err and str(tmp_path / "photos") in captured.err
 
 
-def test_main_check_fails_when_a_split_has_no_usable_movie(tmp_path, capsys):
+def test_check_command_fails_when_a_split_has_no_usable_movie(tmp_path, capsys):
     movies = {movie_id: entry for movie_id, entry in MOVIES.items() if entry[0] != "dev"}
     movies["0000009"] = ("dev", ["News"])  # its only genre is dropped: dev ends up empty
-    assert main_check(str(write_release(tmp_path, movies)), as_json=False) == EXIT_UNUSABLE
+    assert check_command(write_release(tmp_path, movies), as_json=False) == EXIT_UNUSABLE
     assert "no usable movie in dev" in capsys.readouterr().out
 
 

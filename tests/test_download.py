@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from thesis_lib.cli import main
 from thesis_lib.data import download as download_module
 from thesis_lib.data.download import (
     URL_ENV,
@@ -26,7 +27,6 @@ from thesis_lib.data.download import (
     UnsafeArchiveError,
     download_release,
     extract_release,
-    main_download,
 )
 from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.twin import TwinConfig, generate_twin
@@ -271,8 +271,10 @@ def test_network_errors_name_the_url_and_the_mirror_option(server, tmp_path):
 
 def test_the_cli_entry_point_uses_the_mirror_variable(server, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(URL_ENV, server.url)
-    assert main_download(str(tmp_path), None, RELEASE_SHA256, no_extract=False) == 0
+    assert main(["data", "download", str(tmp_path), "--sha256", RELEASE_SHA256]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "mmimdb")
-    assert main_download(str(tmp_path / "other"), None, "f" * 64, no_extract=True) == 1
+    # A bad download is the user's input (a wrong hash, a mirror serving other bytes): the CLI's one-line
+    # error convention, exit status 2.
+    assert main(["data", "download", str(tmp_path / "other"), "--sha256", "f" * 64, "--no-extract"]) == 2
     assert "sha256 mismatch" in capsys.readouterr().err
-    assert main_download(str(tmp_path / "other"), None, "not-hex", no_extract=True) == 1
+    assert main(["data", "download", str(tmp_path / "other"), "--sha256", "not-hex", "--no-extract"]) == 2

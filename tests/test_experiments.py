@@ -10,8 +10,9 @@ import pytest
 from safetensors.torch import load_file
 from tiny_grid import TINY_RESNET, TINY_ROBERTA, tiny_grid
 
+from thesis_lib.cli import main
 from thesis_lib.data.splits import load_split
-from thesis_lib.experiments import load_profile, main_run, run_grid
+from thesis_lib.experiments import load_profile, run_grid
 from thesis_lib.experiments.grid import open_grid
 from thesis_lib.experiments.pipeline import evaluation_loader
 from thesis_lib.experiments.records import (
@@ -183,8 +184,8 @@ def test_a_crashing_run_is_reported_and_the_others_stay(environment, first_grid,
     runs = environment["runs"]
     before = mtimes(runs)
     broken = "image_resnet50 image_timm_kwargs={no_such_argument: 1}"  # valid config, fails when timm builds it
-    status = main_run(str(environment["profile"]), str(environment["twin"]), str(runs), None, None,
-                      {"model_overrides": [broken, TINY_ROBERTA, *FUSION_OVERRIDES]})
+    status = main(["run", "--profile", str(environment["profile"]), "--data", str(environment["twin"]),
+                   "--runs", str(runs), "model_overrides=" + json.dumps([broken, TINY_ROBERTA, *FUSION_OVERRIDES])])
     out = capsys.readouterr().out
     assert status == 1
     assert "FAILED  thesis/image_resnet50/seed0" in out and "no_such_argument" in out

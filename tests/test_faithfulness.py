@@ -300,7 +300,8 @@ def test_evaluate_run_scores_every_key_on_a_tiny_twin(tiny_twin_run):
 def test_the_check_reports_the_cross_attention_run_on_top_and_every_run_below(tiny_twin_run, tmp_path, capsys):
     import json
 
-    from thesis_lib.xai.check import XaiCheckConfig, check_runs, main_xai_check
+    from thesis_lib.cli import main
+    from thesis_lib.xai.check import XaiCheckConfig, check_runs
 
     root, _, run = tiny_twin_run
     for name in ("fusion_cross_attention/seed0", "fusion_cross_attention/seed1"):
@@ -312,7 +313,7 @@ def test_the_check_reports_the_cross_attention_run_on_top_and_every_run_below(ti
     assert [(r["model"], r["seed"]) for r in summary["per_run"]] == [("fusion_cross_attention", 0)] * 2
     assert summary["gradcam_pointing_game"] == summary["per_run"][0]["gradcam_pointing_game"]
     json.dumps(summary)  # plain JSON
-    assert main_xai_check(str(root), str(tmp_path / "missing"), as_json=True) == 2
+    assert main(["xai", "check", "--data", str(root), "--runs", str(tmp_path / "missing"), "--json"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

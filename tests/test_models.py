@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from thesis_lib.cli import main
 from thesis_lib.genres import NUM_GENRES
 from thesis_lib.models import (
     ImageEncoderConfig,
@@ -25,7 +26,7 @@ from thesis_lib.models import (
 )
 from thesis_lib.models.configs import ObjectEncoderConfig
 from thesis_lib.models.object_encoder import Detections, ObjectEncoder, collate_objects
-from thesis_lib.models.registry import build_encoder, main_models_describe, main_models_list
+from thesis_lib.models.registry import build_encoder
 
 IMAGE_SIZE = 32  # two ViT patches a side, a 1x1 ResNet grid: enough to exercise every path, fast on CPU
 REQUIRED_MODELS = {
@@ -387,7 +388,7 @@ def test_describe_reports_parameters_and_expected_input(capsys):
     assert f"{trainable:,} trainable" in text
     for key in ("input_ids", "attention_mask", "image", "objects"):
         assert f"    {key} " in text
-    assert main_models_list() == 0
+    assert main(["models", "list"]) == 0
     assert capsys.readouterr().out.split() == list_models()
-    assert main_models_describe("no_such_model") == 2
+    assert main(["models", "describe", "no_such_model"]) == 2
     assert "unknown model" in capsys.readouterr().err

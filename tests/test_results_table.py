@@ -9,8 +9,9 @@ import zlib
 import numpy as np
 import pytest
 
+from thesis_lib.cli import main
 from thesis_lib.experiments.records import RecordError, finish_run
-from thesis_lib.experiments.table import TABLE_METRICS, main_results_table, paired_difference, results_table
+from thesis_lib.experiments.table import TABLE_METRICS, paired_difference, results_table
 from thesis_lib.genres import GENRES, NUM_GENRES
 from thesis_lib.metrics import bootstrap_distribution, evaluate_threshold_policies
 from thesis_lib.train.results import Predictions
@@ -58,7 +59,7 @@ def runs(tmp_path):
 
 def test_json_rows_have_exactly_the_documented_schema(runs, capsys):
     root, _ = runs
-    assert main_results_table(str(root), as_json=True) == 0
+    assert main(["results", "table", str(root), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["model"] for row in rows] == ["baseline_frequency", "text_y", "fusion_x"]  # baselines first
     for row in rows:
@@ -108,7 +109,7 @@ def test_one_seed_has_no_std(runs):
 
 def test_text_table_lists_every_run(runs, capsys):
     root, _ = runs
-    assert main_results_table(str(root), as_json=False) == 0
+    assert main(["results", "table", str(root)]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("baseline_frequency", "text_y", "fusion_x")) and "macro_f1" in out
 
@@ -148,5 +149,5 @@ def test_seeds_select_the_runs_a_table_reads(runs, capsys):
     assert both["seeds"] == [0]  # the pair shares seed 0 only
     with pytest.raises(RecordError, match="no finished seed in common"):
         paired_difference(root, "fusion_x", "text_y", n_resamples=100, seeds=[0, 1])
-    assert main_results_table(str(root), as_json=True, seeds=[3]) == 0
+    assert main(["results", "table", str(root), "--json", "--seeds", "3"]) == 0
     assert [row["model"] for row in json.loads(capsys.readouterr().out)] == ["text_y"]

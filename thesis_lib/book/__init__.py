@@ -7,5 +7,6 @@ prose), `architecture` (parameter counts and cross-attention shapes for the meth
 (detector tables and figures), `experiments_chapter`, `experiments_figures` and `error_analysis` (chapter
 4's tables, figures and error analysis from the run records), `xai_chapter` (chapter 4's explanations and
 faithfulness table), `prose` (sentences built from records), `speed` (the benchmark appendix), `build`
-(the whole build and `main_book`), `command` (the `thesis book` arguments). Nothing heavy is imported here.
+(the whole build: `build_book`). The `thesis book` command itself lives in `thesis_lib.cli.book`. Nothing
+heavy is imported here.
 """

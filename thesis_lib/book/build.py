@@ -1,7 +1,9 @@
 """`thesis book`: run every chapter notebook with papermill, then build the HTML book with Jupyter Book.
 
-    main_book("smoke", [("data_root", "/data/mmimdb")], only=None)   # what `thesis book -p ...` calls
-    build_book(BookBuild(root=Path("."), profile="smoke"))           # the same, as a library call
+    build_book(BookBuild(root=Path("."), profile="smoke", overrides=(("data_root", "/data/mmimdb"),)))
+
+(what `thesis book --profile smoke -p data_root /data/mmimdb` and `make book` run). Progress lines go to
+this module's logger, or to the `log` function given.
 
 Steps, each with one job:
 1. parameters: the profile file (notebooks/params/<profile>.yaml) plus `-p` overrides;
@@ -16,6 +18,7 @@ Steps, each with one job:
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from thesis_lib.book.chapters import EXECUTED_DIR, chapters_from_toc, read_toc, restrict_toc, select_chapters
-from thesis_lib.book.execute import ChapterFailedError, ChapterRun, declared_parameters, execute_chapter, project_kernel
+from thesis_lib.book.execute import ChapterRun, declared_parameters, execute_chapter, project_kernel
 from thesis_lib.book.profiles import ProfileError, load_profile, parameters_with_overrides, profile_path
 from thesis_lib.book.provenance import (
     BuildProvenance,
@@ -48,6 +51,8 @@ BUILD_TOC = "_toc.yml"
 PROVENANCE_FILE = "provenance.json"
 BUILD_LOG = "book-build.log"  # Jupyter Book's full output, next to the html folder
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Sphinx colours its console output
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ class BookBuildError(ThesisError, RuntimeError):
     """Jupyter Book reported warnings or errors (the build runs with -W, so a broken reference fails)."""
 
 
-def build_book(build: BookBuild, log: Callable[[str], None] = print) -> BookResult:
+def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> BookResult:
     """Run the chapters and build the book; see the module docstring. Raises ChapterFailedError or
     BookBuildError (both name what to look at)."""
     root = Path(build.root).resolve()
@@ -95,9 +100,9 @@ def build_book(build: BookBuild, log: Callable[[str], None] = print) -> BookResu
     kernel = build.kernel or project_kernel()
     runs = []
     for chapter in chapters:
-        log(f"book: running {chapter.name} (papermill, kernel {kernel}) ...")
+        log(f"running {chapter.name} (papermill, kernel {kernel}) ...")
         run = execute_chapter(chapter, parameters, kernel=kernel, cwd=root)
-        log(f"book: {chapter.name} done in {run.seconds:.1f} s -> {_shown(run.executed, root)}")
+        log(f"{chapter.name} done in {run.seconds:.1f} s -> {_shown(run.executed, root)}")
         runs.append(run)
 
     provenance = _provenance(root, build, profile_file, parameters, runs)
@@ -109,26 +114,6 @@ def build_book(build: BookBuild, log: Callable[[str], None] = print) -> BookResu
     return BookResult(html_index, provenance, runs, time.perf_counter() - started)
 
 
-def main_book(profile: str, params: list[tuple[str, str]], only: list[str] | None) -> int:
-    """`thesis book --profile P [-p name value ...] [--only chapter ...]`: exit status 0, 1 (a chapter or
-    the book build failed; the message names it) or 2 (bad input: profile, parameter or chapter name)."""
-    from thesis_lib.paths import project_root
-
-    build = BookBuild(root=project_root(), profile=profile, overrides=tuple(params),
-                      only=tuple(only) if only else None)
-    started = time.perf_counter()
-    try:
-        result = build_book(build)
-    except (ChapterFailedError, BookBuildError) as error:  # the message names the chapter/cell or the log
-        print(f"book: {error}", file=sys.stderr)
-        return 1
-    except ThesisError as error:
-        print(f"book: error: {error}", file=sys.stderr)
-        return 2
-    print(f"book: built in {time.perf_counter() - started:.0f} s -> {result.html_index}")
-    return 0
-
-
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -136,7 +121,7 @@ def _profile_parameters(root: Path, profile: str, log: Callable[[str], None]) ->
     path = profile_path(root, profile)
     if not path.is_file() and profile == DEFAULT_PROFILE:
         # The chapters' own defaults *are* the smoke profile (tests/test_notebooks.py keeps them equal).
-        log(f"book: {path} not found; each chapter runs with its own defaults (the smoke profile)")
+        log(f"{path} not found; each chapter runs with its own defaults (the smoke profile)")
         return {}, None
     return load_profile(root, profile), str(path)
 
@@ -218,7 +203,7 @@ def _run_jupyter_book(root: Path, output: Path, config: Path, toc: Path, log: Ca
         "--config", str(config), "--toc", str(toc), "--path-output", str(output),
         "-W", "-n", "--keep-going", "--all",
     ]
-    log("book: jupyter-book build -W -n --keep-going ...")
+    log("jupyter-book build -W -n --keep-going ...")
     result = subprocess.run(command, cwd=root, capture_output=True, text=True)
     log_path = Path(output) / "_build" / BUILD_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +212,7 @@ def _run_jupyter_book(root: Path, output: Path, config: Path, toc: Path, log: Ca
                 if "WARNING" in line or "ERROR" in line or "Traceback" in line]
     log_path.write_text(output_text, encoding="utf-8")
     for line in problems:
-        log(f"book: {line}")
+        log(f"jupyter-book: {line}")
     html_index = Path(output) / "_build" / "html" / "index.html"
     if result.returncode != 0 or not html_index.is_file():
         raise BookBuildError(

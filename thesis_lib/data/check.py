@@ -1,25 +1,21 @@
-"""`thesis data check ROOT [--json]`: load and validate a release, then say what is usable and what is not.
+"""What `thesis data check ROOT` reports: load and validate a release, then say what is usable and what is not.
 
-Exit codes of `main_check`:
-    0  the release is usable: at least one usable movie in each of train, dev and test (skipped movies are
-       reported but do not fail the check: the real release may have a few, and they are left out cleanly);
-    1  the folder is a release, but some official split has no usable movie left;
-    2  the folder is not a release at all (no split.json, no dataset/, an unreadable split.json): one line
-       on stderr naming what is missing, no traceback.
+`check_release` returns a `CheckReport`; it raises `NotAReleaseError` when the folder is no release at all
+(no split.json, no dataset/, an unreadable split.json). A release is `usable` when each of train, dev and
+test keeps at least one usable movie (skipped movies are reported but do not make it unusable: the real
+release may have a few, and they are left out cleanly). The command's exit codes live in
+`thesis_lib.cli.data`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from thesis_lib.data.mmimdb import (
     SPLIT_NAMES,
-    NotAReleaseError,
     PlotChoice,
     PosterCheck,
     Release,
@@ -27,8 +23,6 @@ from thesis_lib.data.mmimdb import (
     load_release,
 )
 from thesis_lib.genres import GENRES
-
-EXIT_USABLE, EXIT_UNUSABLE, EXIT_NOT_A_RELEASE = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -117,17 +111,3 @@ def check_release(
     release = load_release(root, plot_choice=plot_choice, verify_posters=verify_posters, workers=workers)
     return CheckReport.from_release(release)
 
-
-def main_check(root: str, as_json: bool = False, plot_choice: PlotChoice = "longest") -> int:
-    """Print the check of `root` (text, or one JSON object with `as_json`) and return the exit code."""
-    try:
-        report = check_release(root, plot_choice=plot_choice)
-    except NotAReleaseError as error:
-        message = " ".join(str(error).split())  # one line, whatever the path holds
-        print(f"thesis data check: {message}", file=sys.stderr)
-        return EXIT_NOT_A_RELEASE
-    if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(report.format_text())
-    return EXIT_USABLE if report.usable else EXIT_UNUSABLE

@@ -64,6 +64,10 @@ class DownloadError(ThesisError, RuntimeError):
     """The release could not be downloaded, verified or extracted; the message says why and what to do."""
 
 
+class DownloadArgumentError(DownloadError, ValueError):
+    """A parameter of the download is unusable (a sha256 that is no hex digest, a URL naming no file)."""
+
+
 class ChecksumError(DownloadError):
     """The downloaded file's size or sha256 differs from the expected one."""
 
@@ -95,7 +99,10 @@ def download_release(
     url = resolve_url(url)
     expected_sha = _normalise_sha256(sha256)
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file in the way, no permission: say which folder, not a traceback
+        raise DownloadError(f"cannot use {dest} as the download folder: {error.strerror or error}") from None
     archive = dest / _archive_name(url)
 
     if extract and (root := _previous_extraction(archive, expected_sha, expected_size)) is not None:
@@ -115,24 +122,13 @@ def download_release(
     return extract_release(archive, dest, verified_sha256=expected_sha)
 
 
-def main_download(dest: str, url: str | None, sha256: str | None, no_extract: bool) -> int:
-    """`thesis data download DEST [--url URL] [--sha256 HEX] [--no-extract]`: print the result path."""
-    try:
-        path = download_release(Path(dest), url, sha256=sha256, extract=not no_extract)
-    except (DownloadError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
-
-
 # --- downloading ---------------------------------------------------------------------------------
 
 
 def _archive_name(url: str) -> str:
     name = PurePosixPath(unquote(urlsplit(url).path)).name
     if name in {"", ".", ".."}:
-        raise ValueError(f"cannot tell the archive's file name from the URL {url!r}")
+        raise DownloadArgumentError(f"cannot tell the archive's file name from the URL {url!r}")
     return name
 
 
@@ -252,7 +248,7 @@ def _normalise_sha256(sha256: str | None) -> str | None:
         return None
     value = sha256.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise ValueError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
+        raise DownloadArgumentError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
     return value
 
 

@@ -10,21 +10,19 @@
   frozen-encoder runs get their encoders back from the source runs).
 - `runner`: one run start to finish (`restore_run_model` reloads a finished one); `late`: late fusion of
   finished runs; `baselines`: frequency and shallow reference rows.
-- `grid`: `run_grid` / `main_run` (`thesis run`), `open_grid` (data, splits and plan without running).
-- `table`: `results_table` / `main_results_table` (`thesis results table`), `paired_difference`.
+- `grid`: `run_grid` (what `thesis run` runs), `open_grid` (data, splits and plan without running).
+- `table`: `results_table` and `format_table` (`thesis results table`), `paired_difference`.
 """
 
-from thesis_lib.experiments.grid import GridReport, main_run, run_grid
+from thesis_lib.experiments.grid import GridReport, run_grid
 from thesis_lib.experiments.profile import Profile, ProfileError, load_profile
-from thesis_lib.experiments.table import main_results_table, results_table
+from thesis_lib.experiments.table import results_table
 
 __all__ = [
     "GridReport",
     "Profile",
     "ProfileError",
     "load_profile",
-    "main_results_table",
-    "main_run",
     "results_table",
     "run_grid",
 ]

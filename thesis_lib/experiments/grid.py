@@ -5,11 +5,13 @@ missing), makes or reads the splits, plans the runs (`specs.plan_grid`: baseline
 late fusion, trained fusions) and executes each one that is not finished yet. A run is finished when its
 record exists with the same config hash, data fingerprint and split hash; anything else reruns. A failing
 run writes its traceback to `error.txt` in its folder and the grid goes on; runs that need it then fail
-too (with a message naming it). The summary lists every failure and `main_run` exits non-zero.
+too (with a message naming it). The returned `GridReport` lists every failure (`thesis run` then exits
+non-zero). Progress, one line per run, goes to this module's logger.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from collections.abc import Sequence
@@ -22,10 +24,12 @@ from accelerate import Accelerator
 from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.splits import Split, load_or_create_thesis_split, official_split
 from thesis_lib.experiments.pipeline import GridContext
-from thesis_lib.experiments.profile import Profile, ProfileError, load_profile
+from thesis_lib.experiments.profile import Profile, ProfileError
 from thesis_lib.experiments.records import SPLITS_FOLDER, is_finished, write_error
 from thesis_lib.experiments.runner import RunOutcome, execute_run
 from thesis_lib.experiments.specs import config_hashes, plan_grid
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,10 +74,10 @@ def resolve_data_root(profile: Profile, data_root: str | None) -> Path:
     if not (twin / TRUTH_FILE).is_file():
         from thesis_lib.data.twin import TwinConfig, generate_twin
 
-        print(f"generating the synthetic twin ({profile.twin_movies} movies, seed {profile.twin_seed}) in {twin}",
-              flush=True)
-        print(generate_twin(twin, TwinConfig(n_movies=profile.twin_movies, seed=profile.twin_seed), overwrite=True),
-              flush=True)
+        log.info("generating the synthetic twin (%d movies, seed %d) in %s", profile.twin_movies, profile.twin_seed,
+                 twin)
+        log.info("%s", generate_twin(twin, TwinConfig(n_movies=profile.twin_movies, seed=profile.twin_seed),
+                                     overwrite=True))
     return twin
 
 
@@ -102,8 +106,8 @@ def open_grid(
     runs_root = Path(runs_dir).expanduser() if runs_dir else profile.runs_path()
     plan = plan_grid(profile, models, seeds)  # profile errors surface before any data is read
     release = load_release(resolve_data_root(profile, data_root))
-    print(f"data: {len(release.movies)} movies from {release.root} (fingerprint {release.fingerprint[:12]}); "
-          f"{len(release.skipped_ids)} skipped", flush=True)
+    log.info("data: %d movies from %s (fingerprint %s); %d skipped", len(release.movies), release.root,
+             release.fingerprint[:12], len(release.skipped_ids))
     splits = make_splits(profile, release, runs_root)
     accelerator = Accelerator(cpu=profile.device == "cpu", mixed_precision=profile.mixed_precision)
     return GridContext(profile, release, splits, runs_root, accelerator, {s.key: s for s in plan},
@@ -132,40 +136,22 @@ def run_grid(
         if is_finished(folder, config_hash=ctx.config_hash(spec), data_fingerprint=release.fingerprint,
                        split_hash=split_hash):
             report.skipped.append(spec.label)
-            print(f"[{index}/{len(plan)}] {spec.label}: finished earlier, skipped", flush=True)
+            log.info("[%d/%d] %s: finished earlier, skipped", index, len(plan), spec.label)
             continue
-        print(f"[{index}/{len(plan)}] {spec.label}: running ({spec.kind})", flush=True)
+        log.info("[%d/%d] %s: running (%s)", index, len(plan), spec.label, spec.kind)
         try:
             outcome = execute_run(spec, ctx)
         except Exception as error:  # noqa: BLE001 - one run's failure must not stop the grid
             message = f"{type(error).__name__}: {error}".splitlines()[0]
             write_error(folder, traceback.format_exc())
             report.failed.append((spec.label, message))
-            print(f"[{index}/{len(plan)}] {spec.label}: FAILED: {message} (traceback in {folder / 'error.txt'})",
-                  flush=True)
+            log.warning("[%d/%d] %s: FAILED: %s (traceback in %s)", index, len(plan), spec.label, message,
+                        folder / "error.txt")
             continue
         report.executed.append(outcome)
-        print(f"[{index}/{len(plan)}] {spec.label}: done in {outcome.wall_time_s:.1f} s, test macro-F1 "
-              f"{_score(outcome.macro_f1)} (tuned {_score(outcome.macro_f1_tuned)})", flush=True)
+        log.info("[%d/%d] %s: done in %.1f s, test macro-F1 %s (tuned %s)", index, len(plan), spec.label,
+                 outcome.wall_time_s, _score(outcome.macro_f1), _score(outcome.macro_f1_tuned))
     report.wall_time_s = time.perf_counter() - started
     report.cpu_time_s = time.process_time() - cpu_started
     return report
 
-
-def main_run(
-    profile: str,
-    data: str | None,
-    runs: str | None,
-    models: list[str] | None,
-    seeds: list[int] | None,
-    overrides: dict[str, str],
-) -> int:
-    """`thesis run --profile NAME [--data ROOT] [--runs DIR] [--models a,b] [--seeds 0,1] [key=value ...]`.
-
-    Returns 0 when every run finished (now or earlier), 1 when some failed (after running all others).
-    Profile problems raise `ThesisError` (the CLI prints them as one line, exit status 2).
-    """
-    loaded = load_profile(profile, overrides)
-    report = run_grid(loaded, data_root=data, runs_dir=runs, models=models, seeds=seeds)
-    print(report.summary(), flush=True)
-    return 0 if report.ok else 1

@@ -192,14 +192,3 @@ def _cell(entry: dict[str, float | None]) -> str:
     interval = "" if entry["ci_low"] is None else f" [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
     return f"{entry['mean']:.3f}{spread}{interval}"
 
-
-def main_results_table(runs_dir: str, as_json: bool, seeds: Sequence[int] | None = None) -> int:
-    """`thesis results table RUNS_DIR [--json] [--seeds 0,1]`: the comparison table, or its rows as JSON."""
-    import json
-
-    rows = results_table(runs_dir, seeds=seeds)
-    if not rows:
-        print(f"no finished runs under {runs_dir}")
-        return 1
-    print(json.dumps(rows, indent=1) if as_json else format_table(rows))
-    return 0

@@ -13,12 +13,12 @@ objects (the thesis default); `modalities="text,image"` drops a part.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
+from thesis_lib.errors import ThesisError
 from thesis_lib.models.classifier import GenreClassifier
 from thesis_lib.models.configs import (
     SIZES,
@@ -34,6 +34,13 @@ from thesis_lib.models.heads import GenreHead
 
 Recipe = Callable[[str], ModelConfig]  # size -> config
 _RECIPES: dict[str, Recipe] = {}
+
+
+class UnknownModelError(ThesisError, KeyError):
+    """A model name that no recipe is registered under (a KeyError, as a dict lookup would raise)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # KeyError would quote the whole message
 
 
 def register_model(name: str) -> Callable[[Recipe], Recipe]:
@@ -56,7 +63,7 @@ def list_models() -> list[str]:
 def default_config(name: str, size: str = "small") -> ModelConfig:
     """The recipe `name` in the given size ("small" | "full")."""
     if name not in _RECIPES:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+        raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
     if size not in SIZES:
         raise ValueError(f"model size {size!r} is not one of {list(SIZES)}")
     return _RECIPES[name](size)
@@ -129,26 +136,6 @@ def describe_model(name: str, config: ModelConfig | None = None, *, size: str = 
     for encoder in model.encoders.values():
         lines += [f"    {key:<15} {what}" for key, what in encoder.expected_input()]
     return "\n".join(lines)
-
-
-def main_models_list() -> int:
-    """`thesis models list`: the registered names, one per line."""
-    for name in list_models():
-        print(name)
-    return 0
-
-
-def main_models_describe(name: str, size: str = "small") -> int:
-    """`thesis models describe NAME`: parameters and expected input; exit status 2 for an unknown name."""
-    if name not in _RECIPES:
-        print(f"unknown model {name!r}; registered: {', '.join(list_models())}", file=sys.stderr)
-        return 2
-    try:
-        print(describe_model(name, size=size))
-    except OSError as error:  # a full-form backbone whose config is not available offline
-        print(str(error), file=sys.stderr)
-        return 1
-    return 0
 
 
 def _without_pretrained_weights(config: ModelConfig) -> ModelConfig:

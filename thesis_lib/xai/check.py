@@ -44,8 +44,7 @@ A key a model cannot have (Grad-CAM of a text-only model) is null.
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +80,8 @@ from thesis_lib.xai.faithfulness import (
 )
 from thesis_lib.xai.gradcam import PosterOnlyModel, gradcam_maps, randomized_copy
 from thesis_lib.xai.words import plot_word_scores
+
+log = logging.getLogger(__name__)
 
 HEADLINE = ("fusion_cross_attention", 0)  # (model, seed) whose values are the JSON's top-level keys
 THRESHOLD_POLICY = "tuned_per_genre"  # which predictions count as positive: the run's dev-tuned thresholds
@@ -540,7 +541,8 @@ _SHORT_NAMES = {
 }
 
 
-def _format_table(summary: Mapping[str, Any]) -> str:
+def format_table(summary: Mapping[str, Any]) -> str:
+    """The summary `xai_check` returns as a plain-text table: one row per run, then the skipped runs."""
     keys = TWIN_KEYS if summary["twin"] else REAL_KEYS
     lines = [f"XAI check of {summary['data']} ({'synthetic twin' if summary['twin'] else 'real data'}); "
              "pointing game columns gradcam..energy, deletion AUC del.auc/rand.del, cue recall@5 *.cue5",
@@ -554,13 +556,12 @@ def _format_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main_xai_check(data: str, runs: str, as_json: bool, config: XaiCheckConfig = XaiCheckConfig()) -> int:
-    """`thesis xai check`: print the faithfulness table (or one JSON object); 2 for unusable input."""
+def xai_check(data: str | Path, runs: str | Path, config: XaiCheckConfig = XaiCheckConfig()) -> dict[str, Any]:
+    """What `thesis xai check` reports: `check_runs` with one progress line per run on this module's logger.
+
+    A file missing under `data` or `runs` is the user's input, so it is raised as `XaiCheckError`.
+    """
     try:
-        summary = check_runs(Path(data), Path(runs), config,
-                             progress=None if as_json else (lambda line: print(line, file=sys.stderr)))
-    except (ThesisError, FileNotFoundError) as error:
-        print(f"thesis xai check: error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2) if as_json else _format_table(summary))
-    return 0
+        return check_runs(Path(data), Path(runs), config, progress=log.info)
+    except FileNotFoundError as error:
+        raise XaiCheckError(str(error)) from error

@@ -1,0 +1,45 @@
+"""The `thesis` command line: one entry point for data, models, runs and the book.
+
+The only layer that prints and decides exit codes. Each command group has one module here (`data`,
+`models`, `run`, `results`, `xai`, `book`) that adds its subcommands to the parser and holds their
+handlers; a handler parses plain strings, calls one library function (the same one a notebook would
+call), prints what it returns and turns it into an exit status. Heavy modules are imported inside the
+handlers, so `thesis --help` never imports torch.
+
+Errors, one convention for every command:
+- a `ThesisError` (bad input: a missing folder, a wrong parameter) prints one line `thesis: error: ...` on
+  stderr and exits 2, as argparse does for a usage error;
+- a result that is a failure (an unusable release, failed runs, a failed chapter) is printed and exits 1,
+  decided by the handler from the value it got back;
+- anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from thesis_lib.cli import book, data, models, results, run, xai
+from thesis_lib.cli.errors import EXIT_USER_ERROR, report_error
+from thesis_lib.errors import ThesisError
+from thesis_lib.logs import configure_logging
+
+COMMAND_GROUPS = (data, models, run, results, xai, book)  # in the order `thesis --help` lists them
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thesis", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in COMMAND_GROUPS:
+        group.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    configure_logging()  # progress lines of the library on stderr; stdout keeps only the command's result
+    try:
+        return ns.handler(ns)
+    except ThesisError as error:  # bad input: one line naming the problem and the file, no traceback
+        report_error(error)
+        return EXIT_USER_ERROR

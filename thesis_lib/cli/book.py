@@ -1,0 +1,50 @@
+"""`thesis book [--profile P] [-p NAME VALUE ...] [--only CHAPTER ...]`: run the chapters, build the HTML book.
+
+Also what `python -m thesis_lib.book` and `make book` run. Exit status 0, 1 when a chapter or the Jupyter
+Book step failed (the message names the chapter and cell, or the log), 2 for bad input (profile,
+parameter or chapter name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from thesis_lib.cli.errors import report_error
+
+EXIT_BUILD_FAILED = 1
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    book = commands.add_parser("book", help="run every chapter with papermill and build the HTML book")
+    add_book_arguments(book)
+    book.set_defaults(handler=book_command)
+
+
+def add_book_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="smoke",
+                        help="parameter profile: a name in notebooks/params/ (smoke | full) or a .yaml file "
+                             "(default: smoke)")
+    parser.add_argument("-p", "--parameter", dest="params", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"),
+                        help="override one parameter, typed as papermill's -p types it (repeatable)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="CHAPTER",
+                        help="run and build only these chapters (notebook names, e.g. 03_data)")
+
+
+def book_command(ns: argparse.Namespace) -> int:
+    # Imported here: keeps papermill and the book's helpers off `--help`'s import path.
+    from thesis_lib.book.build import BookBuild, BookBuildError, build_book
+    from thesis_lib.book.execute import ChapterFailedError
+    from thesis_lib.paths import project_root
+
+    build = BookBuild(root=project_root(), profile=ns.profile, overrides=tuple(tuple(pair) for pair in ns.params),
+                      only=tuple(ns.only) if ns.only else None)
+    started = time.perf_counter()
+    try:
+        result = build_book(build)  # bad input raises another ThesisError: one line, exit 2
+    except (ChapterFailedError, BookBuildError) as error:  # a failed result, not bad input
+        report_error(error)
+        return EXIT_BUILD_FAILED
+    print(f"book: built in {time.perf_counter() - started:.0f} s -> {result.html_index}")
+    return 0

@@ -1,0 +1,37 @@
+"""`thesis results table RUNS_DIR [--json] [--seeds 0,1]`: the comparison table of finished runs.
+
+Exit status 1 when the folder holds no finished run (the message says so on stdout, as the table would be).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from thesis_lib.cli.arguments import seed_list
+
+EXIT_NO_RUNS = 1
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    results = commands.add_parser("results", help="results of finished runs")
+    actions = results.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+    # "%%": argparse formats help strings with %, so a bare "95% CI" would break `--help`.
+    table = actions.add_parser("table", help="the comparison table (mean, std, 95%% CI per model)")
+    table.add_argument("runs_dir", help="runs folder written by `thesis run`")
+    table.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
+    table.add_argument("--seeds", default=None, help="comma-separated seeds to include (default: every finished seed)")
+    table.set_defaults(handler=table_command)
+
+
+def table_command(ns: argparse.Namespace) -> int:
+    seeds = seed_list(ns.seeds)
+    # Imported here: keeps the metrics stack off `--help`'s import path.
+    from thesis_lib.experiments.table import format_table, results_table
+
+    rows = results_table(ns.runs_dir, seeds=seeds)  # a missing folder raises RecordError: exit 2
+    if not rows:
+        print(f"no finished runs under {ns.runs_dir}")
+        return EXIT_NO_RUNS
+    print(json.dumps(rows, indent=1) if ns.json else format_table(rows))
+    return 0
