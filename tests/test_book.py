@@ -31,13 +31,20 @@ from thesis_lib.book.architecture import (
 from thesis_lib.book.build import BookBuild, build_book
 from thesis_lib.book.chapters import (
     EXECUTED_DIR,
+    Chapter,
     TocError,
     chapters_from_toc,
     restrict_toc,
     select_chapters,
     toc_files,
 )
-from thesis_lib.book.execute import ChapterFailedError, Parameter, declared_parameters, present_parameters
+from thesis_lib.book.execute import (
+    ChapterFailedError,
+    Parameter,
+    declared_parameters,
+    execute_chapter,
+    present_parameters,
+)
 from thesis_lib.book.profiles import ProfileError, load_profile, parameters_with_overrides, parse_parameter_value
 from thesis_lib.book.provenance import (
     TWIN_BANNER,
@@ -309,6 +316,20 @@ def test_a_failing_cell_stops_the_build_naming_chapter_cell_and_partial_notebook
     assert (root / EXECUTED_DIR / "03_ok.ipynb").is_file()
     assert not (root / EXECUTED_DIR / "03_never.ipynb").exists()  # the build stopped at the failure
     assert not (root / "_build" / "html" / "index.html").exists()
+
+
+@pytest.mark.slow
+def test_a_chapter_kernel_shows_the_library_log_lines(tmp_path, capsys):
+    source = write_notebook(tmp_path / "notebooks" / "03_log.ipynb",
+                            ("code", "import logging\nlogging.getLogger('thesis_lib.demo').info('step %d of 3', n)"),
+                            parameters="n: int = 1  # n")
+    chapter = Chapter("03_log", source, tmp_path / EXECUTED_DIR / "03_log.ipynb")
+    execute_chapter(chapter, {"n": 2}, kernel="python3", cwd=tmp_path)
+    cells = nbformat.read(chapter.executed, as_version=4).cells
+    stderr = "".join(output.get("text", "") for cell in cells if cell.cell_type == "code"
+                     for output in cell.outputs if output.get("name") == "stderr")
+    assert "thesis_lib.demo: step 2 of 3" in stderr  # kept in the executed copy (out of the page)
+    assert "thesis_lib.demo: step 2 of 3" in capsys.readouterr().err  # and shown while the build runs
 
 
 @pytest.mark.slow

@@ -5,6 +5,10 @@
   named explicitly.
 - Parameters: a notebook gets only the profile parameters its `parameters` cell declares, so its hidden
   injected cell lists exactly what it uses (the papermill CLI with `-f` injects the whole file; both work).
+- Progress: each kernel starts with `thesis_lib.logs.configure_logging()` run before the first cell, so the
+  library's log lines (detectors, training, the XAI check) land in the chapter's stderr outputs: kept in
+  the executed copy, left out of the pages (`stderr_output: remove`), and echoed live to the build's own
+  stderr so a long chapter shows what it is doing.
 - Failure: papermill writes the notebook cell by cell, so a failing chapter leaves its partial copy with
   the traceback; `ChapterFailedError` names the chapter, the cell and that file.
 - Presentation: the parameters cell and papermill's injected cell are hidden (`remove-cell`) and replaced
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +37,8 @@ REMOVE_CELL = "remove-cell"
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 RUN_PARAMETERS_TAG = "run-parameters"  # the note the build inserts in place of the hidden cells
+# IPython runs these lines in the kernel before the first cell (an `exec_lines` option of the kernel app).
+KERNEL_SETUP = "--IPKernelApp.exec_lines=from thesis_lib.logs import configure_logging; configure_logging()"
 
 
 class ChapterFailedError(ThesisError, RuntimeError):
@@ -165,6 +172,8 @@ def execute_chapter(
                 cwd=str(cwd),
                 progress_bar=False,
                 log_output=False,
+                stderr_file=sys.stderr,  # the kernel's stderr, its log lines included, as it arrives
+                extra_arguments=[KERNEL_SETUP],  # passed on to nbclient, which starts the kernel with them
             )
     except PapermillExecutionError as error:
         first_line = next((line for line in error.source.splitlines() if line.strip()), "")
