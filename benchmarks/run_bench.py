@@ -2,7 +2,7 @@
 
 A thin entry point: the logic lives in `thesis_lib.bench` (see benchmarks/README.md for what is measured
 and what the JSON holds). Prints the table and writes the JSON to --out (default
-benchmarks/results/<profile>-<device>-<date>.json). `--grid` instead runs the real `thesis run` path
+benchmarks/results/<profile>-<device>-<date>.json); progress goes to stderr as log lines. `--grid` instead runs the real `thesis run` path
 on a small full-size grid (thesis_lib.bench.grid), as the GPU script does after the benchmark.
 """
 
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a plain checkout (the GPU machine has the project on no path)
 
 import thesis_lib  # noqa: E402,F401  (sets the offline environment before torch / transformers load)
+from thesis_lib.logs import configure_logging  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", action="store_true", help="run the small full-size `thesis run` grid instead")
     parser.add_argument("--note", default=None, help="a remark stored in the JSON (e.g. 'shared machine, loaded')")
     ns = parser.parse_args(argv)
+    configure_logging()  # the benchmark's progress lines (and the grid's, with --grid) on stderr
 
     import torch
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import gc
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -38,14 +39,17 @@ from thesis_lib.data.text import CLEAN, RAW
 from thesis_lib.models.registry import default_config
 from thesis_lib.storage import write_text_atomic
 
+_log = logging.getLogger(__name__)
+
 SOFTWARE = ("torch", "torchvision", "transformers", "tokenizers", "timm", "accelerate", "numpy", "pillow")
 
 
 def run_benchmark(config: BenchConfig, *, out: Path | None, workdir: Path | None = None,
                   device: torch.device | None = None, peak_tflops: float | None = None,
-                  log: Callable[[str], None] = print, note: str | None = None) -> dict[str, Any]:
+                  log: Callable[[str], None] = _log.info, note: str | None = None) -> dict[str, Any]:
     """Run every section of `config`; returns the result (also written to `out` after each section).
-    `note`: a remark kept in the JSON (how loaded the machine was, why the run was made)."""
+    `note`: a remark kept in the JSON (how loaded the machine was, why the run was made). Progress lines go
+    to `log` (default: this module's logger)."""
     started = time.perf_counter()
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":

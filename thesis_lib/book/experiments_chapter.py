@@ -17,7 +17,6 @@ Conventions used throughout:
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from thesis_lib.experiments.records import (
 from thesis_lib.experiments.specs import definitions
 from thesis_lib.experiments.table import TUNED_POLICY, paired_difference
 from thesis_lib.genres import GENRES
+from thesis_lib.logs import configure_logging
 from thesis_lib.train.results import Predictions
 
 PROPOSED = "fusion_cross_attention"  # the thesis's model
@@ -85,25 +85,19 @@ def _listed(value: Any) -> Any:
 
 
 def run_grid_logged(profile: Profile) -> GridReport:
-    """`run_grid(profile)` with its printout and training log lines written to RUNS/book-grid.log, so the
-    page shows the summary, not thousands of lines. Raises GridFailedError naming the failed runs."""
+    """`run_grid(profile)` with its progress, its training log lines and its summary written to
+    RUNS/book-grid.log, so the page shows the summary, not thousands of lines. Raises GridFailedError naming
+    the failed runs."""
     runs_root = profile.runs_path()
     runs_root.mkdir(parents=True, exist_ok=True)
     log_path = runs_root / GRID_LOG
-    train_log = logging.getLogger("thesis_lib.train")
     with log_path.open("w", encoding="utf-8") as log:
-        handler = logging.StreamHandler(log)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-        train_log.addHandler(handler)  # a handler here keeps train_logger from adding one on stdout
-        level = train_log.level
-        train_log.setLevel(logging.INFO)
-        try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                report = run_grid(profile)
-                print(report.summary())
-        finally:
-            train_log.removeHandler(handler)
-            train_log.setLevel(level)
+        # The library's lines go to whatever stderr is when they are emitted (see thesis_lib.logs), so
+        # redirecting stderr sends them, with warnings and anything printed, into the log file.
+        configure_logging()
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            report = run_grid(profile)
+        log.write(report.summary() + "\n")
     if not report.ok:
         failed = "; ".join(f"{label}: {error}" for label, error in report.failed)
         raise GridFailedError(f"{len(report.failed)} run(s) failed ({failed}); see {log_path} and error.txt "
