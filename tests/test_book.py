@@ -58,7 +58,6 @@ from thesis_lib.book.provenance import (
 )
 from thesis_lib.cli import main
 from thesis_lib.data.mmimdb import load_release
-from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.detection import DetectorConfig
 from thesis_lib.detection.truth import load_truth_boxes
 from thesis_lib.detection.vocab import twin_classes
@@ -227,10 +226,8 @@ def test_parameters_cell_is_read_with_any_annotation_and_bad_lines_are_named(tmp
 
 
 @pytest.fixture(scope="module")
-def tiny_twin(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("twin") / "release"
-    generate_twin(root, TwinConfig(n_movies=12, seed=3), workers=1)
-    return root
+def tiny_twin(make_twin) -> Path:
+    return make_twin(12)
 
 
 def provenance(data, **changes) -> BuildProvenance:

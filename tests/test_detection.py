@@ -18,7 +18,6 @@ from PIL import Image
 from thesis_lib.data.images import load_poster
 from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.splits import official_split, thesis_split
-from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.data.twin.poster import DRAWERS
 from thesis_lib.detection import (
     DetectionTable,
@@ -166,10 +165,9 @@ def test_coco_faster_rcnn_keeps_posters_small_and_reports_contiguous_coco_ids():
 # --- the tiny twin: oracle, batch format, caching, learning ---------------------------------------------
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory):
+def twin(tmp_path_factory, make_twin):
     """A 150-movie twin (90 train / 15 dev / 45 test) and a private cache for this module."""
-    root = tmp_path_factory.mktemp("twin")
-    generate_twin(root, TwinConfig(n_movies=150, seed=3), workers=1)
+    root = make_twin(150)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("THESIS_CACHE", str(tmp_path_factory.mktemp("cache")))
         yield load_release(root, verify_posters="none")

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 from safetensors.torch import load_file
-from tiny_grid import TINY_RESNET, TINY_ROBERTA, tiny_grid
 
 from thesis_lib.cli import main
 from thesis_lib.data.splits import load_split
@@ -37,10 +36,10 @@ FUSION_OVERRIDES = [f"{name} fusion_dim=16 fusion_heads=2" for name in ("fusion_
 
 
 @pytest.fixture(scope="module")
-def environment(tmp_path_factory):
+def environment(tmp_path_factory, tiny_grid):
     """A tiny twin, a feature cache of its own, and the test profile written as a file."""
     with tiny_grid(tmp_path_factory.mktemp("grid"), models=MODELS, ablations=["text_bert@frozen backbones=frozen"],
-                   model_overrides=[TINY_RESNET, TINY_ROBERTA, *FUSION_OVERRIDES], image_size=32,
+                   model_overrides=[tiny_grid.resnet, tiny_grid.roberta, *FUSION_OVERRIDES], image_size=32,
                    text_max_length=32, fusion_objects_source="objects_oracle") as grid:
         yield {"twin": grid.twin, "profile": grid.profile, "runs": grid.runs}
 
@@ -149,10 +148,11 @@ def test_rerun_skips_finished_runs(environment, first_grid):
     assert mtimes(runs) == before
 
 
-def test_a_changed_value_reruns_only_that_model(environment, first_grid):
+def test_a_changed_value_reruns_only_that_model(environment, first_grid, tiny_grid):
     runs = environment["runs"]
     before = mtimes(runs)
-    overrides = {"model_overrides": [TINY_RESNET, TINY_ROBERTA, *FUSION_OVERRIDES, "fusion_early fusion_dropout=0.3"]}
+    overrides = {"model_overrides": [tiny_grid.resnet, tiny_grid.roberta, *FUSION_OVERRIDES,
+                                     "fusion_early fusion_dropout=0.3"]}
     report = run_grid(load_profile(environment["profile"], overrides), data_root=str(environment["twin"]),
                       runs_dir=str(runs))
     assert [outcome.spec.name for outcome in report.executed] == ["fusion_early"]
@@ -180,12 +180,12 @@ def test_results_table_matches_the_records(environment, first_grid):
     assert row["per_genre_f1"]["Drama"] == pytest.approx(record["metrics"]["fixed_0.5"]["per_genre"]["Drama"]["f1"])
 
 
-def test_a_crashing_run_is_reported_and_the_others_stay(environment, first_grid, capsys):
+def test_a_crashing_run_is_reported_and_the_others_stay(environment, first_grid, tiny_grid, capsys):
     runs = environment["runs"]
     before = mtimes(runs)
     broken = "image_resnet50 image_timm_kwargs={no_such_argument: 1}"  # valid config, fails when timm builds it
-    status = main(["run", "--profile", str(environment["profile"]), "--data", str(environment["twin"]),
-                   "--runs", str(runs), "model_overrides=" + json.dumps([broken, TINY_ROBERTA, *FUSION_OVERRIDES])])
+    status = main(["run", "--profile", str(environment["profile"]), "--data", str(environment["twin"]), "--runs",
+                   str(runs), "model_overrides=" + json.dumps([broken, tiny_grid.roberta, *FUSION_OVERRIDES])])
     out = capsys.readouterr().out
     assert status == 1
     assert "FAILED  thesis/image_resnet50/seed0" in out and "no_such_argument" in out

@@ -234,19 +234,18 @@ def test_mean_with_ci_brackets_the_mean_and_collapses_for_constant_values():
 
 
 @pytest.fixture(scope="module")
-def tiny_twin_run(tmp_path_factory):
+def tiny_twin_run(make_twin):
     """A 60-movie twin and an untrained text + ViT cross-attention model with its batches (mechanics only)."""
     from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
     from thesis_lib.data.images import ImageTransformConfig, build_image_transform
     from thesis_lib.data.mmimdb import load_release
     from thesis_lib.data.text import CLEAN, clean_text
     from thesis_lib.data.tokenizers import train_wordpiece_tokenizer
-    from thesis_lib.data.twin import TwinConfig, generate_twin, load_twin_truth
+    from thesis_lib.data.twin import load_twin_truth
     from thesis_lib.models import build_model
     from thesis_lib.xai.check import RunUnderTest
 
-    root = tmp_path_factory.mktemp("twin")
-    generate_twin(root, TwinConfig(n_movies=60, seed=3), workers=1, overwrite=True)
+    root = make_twin(60)
     release = load_release(root, verify_posters="none", workers=1)
     test = {movie_id: release.movies[movie_id] for movie_id in release.official_split["test"]}
     tokenizer = train_wordpiece_tokenizer(

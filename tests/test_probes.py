@@ -9,7 +9,6 @@ import dataclasses
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
-from tiny_grid import TINY_RESNET, TINY_ROBERTA, tiny_grid
 
 from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.splits import load_split
@@ -173,11 +172,12 @@ def test_the_sentence_follows_the_intervals():
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory):
+def grid(tmp_path_factory, tiny_grid):
     """A 100-movie twin and the runs the cross-attention fusion reads, trained for one epoch."""
     with tiny_grid(tmp_path_factory.mktemp("probes"),
                    models=["text_roberta", "image_resnet50", "objects_oracle", "fusion_cross_attention"],
-                   model_overrides=[TINY_RESNET, TINY_ROBERTA, "fusion_cross_attention fusion_dim=16 fusion_heads=2"],
+                   model_overrides=[tiny_grid.resnet, tiny_grid.roberta,
+                                    "fusion_cross_attention fusion_dim=16 fusion_heads=2"],
                    image_size=64, fusion_objects_source="objects_oracle") as tiny:
         report = run_grid(load_profile(tiny.profile), data_root=str(tiny.twin), runs_dir=str(tiny.runs))
         assert report.ok, report.summary()

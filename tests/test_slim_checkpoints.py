@@ -17,7 +17,6 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from tiny_grid import TINY_RESNET, tiny_grid
 
 from thesis_lib.experiments import load_profile, run_grid
 from thesis_lib.experiments.grid import open_grid
@@ -37,10 +36,10 @@ ENCODERS = ("encoders.text.", "encoders.image.")
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory):
+def grid(tmp_path_factory, tiny_grid):
     """The three runs, finished, and the grid context that reopens them."""
     with tiny_grid(tmp_path_factory.mktemp("slim"), models=["text_bert", "image_resnet50", "fusion_early"],
-                   model_overrides=[TINY_RESNET, "text_bert text_frozen=true",
+                   model_overrides=[tiny_grid.resnet, "text_bert text_frozen=true",
                                     "fusion_early fusion_dim=16 modalities=text,image"],
                    fusion_text_source="text_bert", fusion_image_source="image_resnet50", image_size=32,
                    text_max_length=32) as tiny:
