@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.splits import official_split, thesis_split
 from thesis_lib.data.twin.poster import DRAWERS
 from thesis_lib.detection import (
+    DETECTOR_BACKENDS,
     DetectionTable,
     DetectorConfig,
     TwinTraining,
@@ -279,16 +281,17 @@ def test_training_writes_safetensors_and_a_report(trained, twin):
 
 
 @pytest.mark.slow
-def test_second_call_reuses_the_trained_detector_and_its_detections(trained, twin, monkeypatch):
+def test_second_call_reuses_the_trained_detector_and_its_detections(trained, twin):
     config, _, table = trained
 
     def fail(*args, **kwargs):
         raise AssertionError("cached result was recomputed")
 
-    monkeypatch.setattr(pipeline._BACKENDS[config.kind], "train_twin", fail)
-    assert get_detector(config, twin).training_report is not None  # loaded, not retrained
-    monkeypatch.setattr(pipeline, "get_detector", fail)
-    again = detections_for_release(config, twin)  # read from the cache: no detector is even built
+    real = DETECTOR_BACKENDS[config.kind]
+    loads_only = SimpleNamespace(load_coco=fail, train_twin=fail, load_twin=real.load_twin)
+    assert get_detector(config, twin, backends={config.kind: loads_only}).training_report is not None  # loaded
+    builds_nothing = SimpleNamespace(load_coco=fail, train_twin=fail, load_twin=fail)
+    again = detections_for_release(config, twin, backends={config.kind: builds_nothing})  # no detector is built
     np.testing.assert_array_equal(again.boxes, table.boxes)
     assert again.provenance["posters"] == len(twin.ids)
 

@@ -24,14 +24,23 @@ from thesis_lib.detection.config import (
 )
 from thesis_lib.detection.evaluate import MapResult, average_precision, detection_map50
 from thesis_lib.detection.features import DetectionTable
-from thesis_lib.detection.pipeline import Detector, detections_for_release, evaluate_detector, get_detector
+from thesis_lib.detection.pipeline import (
+    DETECTOR_BACKENDS,
+    Detector,
+    DetectorBackend,
+    detections_for_release,
+    evaluate_detector,
+    get_detector,
+)
 from thesis_lib.detection.vocab import coco_classes, twin_classes
 
 __all__ = [
+    "DETECTOR_BACKENDS",
     "FRCNN_TRAINING",
     "YOLO_TRAINING",
     "DetectionTable",
     "Detector",
+    "DetectorBackend",
     "DetectorConfig",
     "MapResult",
     "TwinTraining",

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from PIL import Image
@@ -27,7 +28,7 @@ from thesis_lib.detection.config import DetectorConfig
 from thesis_lib.detection.evaluate import MapResult, detection_map50
 from thesis_lib.detection.features import DetectionTable
 from thesis_lib.detection.oracle import oracle_table
-from thesis_lib.detection.truth import load_truth_boxes, load_twin_annotations, truth_file
+from thesis_lib.detection.truth import TwinAnnotations, load_truth_boxes, load_twin_annotations, truth_file
 from thesis_lib.detection.vocab import twin_classes
 from thesis_lib.models.object_encoder import Detections
 from thesis_lib.storage import stable_hash
@@ -40,9 +41,6 @@ FORMAT_VERSION = 1
 # detection (ultralytics validates at conf 0.001 too), not only the confident top-R the models read.
 EVAL_SCORE_THRESHOLD = 0.001
 EVAL_MAX_REGIONS = 100
-# Each backend module offers load_coco(config), train_twin(config, annotations, folder) and
-# load_twin(weights, vocabulary, config); ultralytics itself is imported only inside yolo's functions.
-_BACKENDS = {"yolo": yolo, "frcnn": frcnn}
 
 
 class Detector(Protocol):
@@ -59,28 +57,45 @@ class Detector(Protocol):
                max_regions: int | None = None) -> list[Detections]: ...
 
 
+class DetectorBackend(Protocol):
+    """What each backend module (`yolo`, `frcnn`) offers: COCO weights, training on the twin, reloading."""
+
+    def load_coco(self, config: DetectorConfig) -> Detector: ...
+
+    def train_twin(self, config: DetectorConfig, annotations: TwinAnnotations, run_dir: Path) -> dict[str, Any]: ...
+
+    def load_twin(self, weights: Path, vocabulary: tuple[str, ...], config: DetectorConfig) -> Detector: ...
+
+
+# The backend of each detector kind; ultralytics itself is imported only inside yolo's functions.
+# get_detector and detections_for_release take another mapping as `backends` (the tests pass stand-ins).
+DETECTOR_BACKENDS: Mapping[str, DetectorBackend] = MappingProxyType({"yolo": yolo, "frcnn": frcnn})
+
+
 def get_detector(config: DetectorConfig, release: Release | None = None,
-                 truth_path: Path | str | None = None, split: Split | None = None) -> Detector:
+                 truth_path: Path | str | None = None, split: Split | None = None, *,
+                 backends: Mapping[str, DetectorBackend] = DETECTOR_BACKENDS) -> Detector:
     """The detector `config` describes: COCO weights loaded, or twin weights trained once and then reused.
 
     `release` (and its twin_truth.json, or `truth_path`) is needed only for weights="twin"; such a detector
     trains on the train part of `split` (default: the official split) and is checked on its dev part, so
     pass the split the genre models are scored on: its test posters then stay unseen. A twin-trained
     detector carries `training_report` (split, train time, dev mAP@0.5, parameters) from its meta.json.
+    `backends` maps each detector kind to the code that loads and trains it (default DETECTOR_BACKENDS).
     """
     if config.kind == "oracle":
         raise ValueError("the oracle reads the twin's boxes, not pixels: use detections_for_release(config, release)")
     if config.weights == "coco":
-        return _BACKENDS[config.kind].load_coco(config)
+        return backends[config.kind].load_coco(config)
     if release is None:
         raise ValueError(f"{config.name}: a detector trained on the twin needs the twin release to train on")
     split = official_split(release) if split is None else split
     key = detector_key(config, release, truth_path, split)
     folder = cache.detector_dir(config.name, key)
     if not (folder / cache.META_FILE).is_file():
-        _train(config, release, truth_path, split, folder)
+        _train(config, release, truth_path, split, folder, backends)
     meta = cache.read_meta(folder)
-    detector = _BACKENDS[config.kind].load_twin(folder / "weights.safetensors", tuple(meta["vocabulary"]), config)
+    detector = backends[config.kind].load_twin(folder / "weights.safetensors", tuple(meta["vocabulary"]), config)
     detector.training_report = meta
     return detector
 
@@ -99,10 +114,11 @@ def detector_key(config: DetectorConfig, release: Release, truth_path: Path | st
 
 
 def detections_for_release(config: DetectorConfig, release: Release, truth_path: Path | str | None = None,
-                           split: Split | None = None) -> DetectionTable:
+                           split: Split | None = None, *,
+                           backends: Mapping[str, DetectorBackend] = DETECTOR_BACKENDS) -> DetectionTable:
     """Every poster's top-R detections from the source `config` names, computed once and cached.
 
-    A twin-trained detector learns from the train part of `split` (see `get_detector`)."""
+    A twin-trained detector learns from the train part of `split` (see `get_detector`, also for `backends`)."""
     if config.kind == "oracle":
         return oracle_table(config, release, truth_path)
     key = stable_hash({"detector": detector_key(config, release, truth_path, split), "release": release.fingerprint,
@@ -110,7 +126,7 @@ def detections_for_release(config: DetectorConfig, release: Release, truth_path:
     path = cache.table_path(config.name, key)
     if path.is_file():
         return cache.load_table(path)
-    detector = get_detector(config, release, truth_path, split)
+    detector = get_detector(config, release, truth_path, split, backends=backends)
     ids = release.ids
     started = time.perf_counter()
     detections = _detect_posters(detector, release, ids)
@@ -150,7 +166,7 @@ def _detect_posters(detector: Detector, release: Release, ids: Sequence[str], **
 
 
 def _train(config: DetectorConfig, release: Release, truth_path: Path | str | None, split: Split,
-           folder: Path) -> None:
+           folder: Path, backends: Mapping[str, DetectorBackend]) -> None:
     """Train on the split's training posters, measure dev mAP@0.5, and publish the folder when all is done."""
     training = config.training
     assert training is not None
@@ -159,8 +175,8 @@ def _train(config: DetectorConfig, release: Release, truth_path: Path | str | No
     log.info("%s: training on %d twin posters of the %s split's train part (dev: %d) into %s", config.name,
              len(annotations.train), split.name, len(annotations.dev), folder)
     with cache.building(folder) as work:
-        measured = _BACKENDS[config.kind].train_twin(config, annotations, work)
-        detector = _BACKENDS[config.kind].load_twin(work / "weights.safetensors", annotations.vocabulary, config)
+        measured = backends[config.kind].train_twin(config, annotations, work)
+        detector = backends[config.kind].load_twin(work / "weights.safetensors", annotations.vocabulary, config)
         dev = evaluate_detector(detector, release, list(annotations.dev), truth_path)
         meta = {
             "config": config.model_fields(), "vocabulary": list(annotations.vocabulary),
