@@ -63,9 +63,15 @@ class SourceRunError(ThesisError, RuntimeError):
     """A fusion needs a single-modality run that has not finished (or whose files are missing)."""
 
 
+# (source, release, model size, split) -> the detections of that source (ObjectsProvider.create).
+ObjectsFactory = Callable[[str, Release, str, Split], ObjectsProvider]
+
+
 @dataclass
 class GridContext:
-    """What every run of one grid shares: profile, data, splits, device, the plan and its hashes."""
+    """What every run of one grid shares: profile, data, splits, device, the plan and its hashes.
+
+    `objects_factory` builds the detections of an object source (default `ObjectsProvider.create`)."""
 
     profile: Profile
     release: Release
@@ -75,6 +81,7 @@ class GridContext:
     plan: dict[tuple[str, int, str], RunSpec]
     hashes: dict[tuple[str, int, str], tuple[str, dict[str, Any]]]
     objects: dict[tuple[str, str], ObjectsProvider] = field(default_factory=dict)  # (source, split): on first use
+    objects_factory: ObjectsFactory = ObjectsProvider.create
 
     def folder(self, spec: RunSpec) -> Path:
         return run_dir(self.runs_root, split=spec.split, primary_split=self.profile.primary_split,
@@ -92,8 +99,8 @@ class GridContext:
     def objects_provider(self, source: str, split: str) -> ObjectsProvider:
         """Detections of `source` for the runs of `split` (a twin-trained detector learns from its train part)."""
         if (source, split) not in self.objects:
-            self.objects[source, split] = ObjectsProvider.create(source, self.release, self.profile.model_size,
-                                                                 self.splits[split])
+            self.objects[source, split] = self.objects_factory(source, self.release, self.profile.model_size,
+                                                               self.splits[split])
         return self.objects[source, split]
 
 
