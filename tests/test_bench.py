@@ -112,6 +112,7 @@ def tiny_result(tmp_path_factory):
     return result, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_tiny_profile_writes_the_documented_json(tiny_result):
     returned, written = tiny_result
     assert written["schema"] == SCHEMA and written["profile"] == "tiny"
@@ -137,6 +138,7 @@ def test_tiny_profile_writes_the_documented_json(tiny_result):
     assert returned["wall_time_s"] == pytest.approx(written["wall_time_s"])
 
 
+@pytest.mark.slow
 def test_every_technique_variant_shares_the_plain_variants_flop_count(tiny_result):
     _, written = tiny_result
     ablation = [c for c in written["cases"] if c["model"] == "fusion_cross_attention"]
@@ -186,6 +188,7 @@ print(json.dumps({{"errors": result["errors"], "loaded": loaded,
 """
 
 
+@pytest.mark.slow
 def test_benchmark_and_training_path_run_without_the_optional_packages(tmp_path):
     script = _BLOCKED_SCRIPT.format(blocked=BLOCKED, root=str(ROOT), out=str(tmp_path / "blocked.json"))
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,

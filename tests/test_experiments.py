@@ -34,6 +34,7 @@ MODELS = ["baseline_frequency", "baseline_shallow", "text_roberta", "image_resne
           "fusion_early", "fusion_late", "fusion_cross_attention"]
 RUNS = MODELS + ["text_bert@frozen"]
 FUSION_OVERRIDES = [f"{name} fusion_dim=16 fusion_heads=2" for name in ("fusion_early", "fusion_cross_attention")]
+pytestmark = pytest.mark.slow  # every test reads the runs of the real grid
 
 
 @pytest.fixture(scope="module")

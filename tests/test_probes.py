@@ -187,6 +187,7 @@ def grid(tmp_path_factory, tiny_grid):
                "probes": alignment_probes(tiny.runs, release, truth, config=FAST)}
 
 
+@pytest.mark.slow
 def test_the_table_has_one_row_per_probe(grid):
     probes = grid["probes"]
     (split_file,) = (grid["runs"] / "splits").glob("thesis-*.json")
@@ -210,6 +211,7 @@ def test_the_table_has_one_row_per_probe(grid):
     assert f"{mention.balanced_accuracy:.2f} [{mention.ci_low:.2f}" in sentence
 
 
+@pytest.mark.slow
 def test_the_targets_are_the_truth(grid):
     truth, release = grid["truth"], grid["release"]
     ids = sorted(truth["movies"])
@@ -226,6 +228,7 @@ def test_the_targets_are_the_truth(grid):
     assert (props_with(truth, ids, "glow", True) >= glows).all() and props_with(truth, ids, "color", "red").max() <= 3
 
 
+@pytest.mark.slow
 def test_a_release_without_truth_and_a_missing_run_are_named(grid):
     with pytest.raises(ThesisError, match="synthetic twin"):
         alignment_probes(grid["runs"], grid["release"], None)

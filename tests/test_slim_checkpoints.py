@@ -33,6 +33,7 @@ from thesis_lib.train.checkpoint import (
 )
 
 ENCODERS = ("encoders.text.", "encoders.image.")
+pytestmark = pytest.mark.slow  # every test reads the runs of the real grid
 
 
 @pytest.fixture(scope="module")

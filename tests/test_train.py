@@ -557,6 +557,7 @@ def collate_for_registry(items: list[dict]) -> dict:
     return batch
 
 
+@pytest.mark.slow
 def test_registry_model_fine_tunes_and_trains_on_its_cached_features(tmp_path):
     from thesis_lib.models import build_model
 

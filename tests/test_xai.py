@@ -174,6 +174,7 @@ def toy_model():
     return model
 
 
+@pytest.mark.slow
 def test_every_poster_and_genre_is_explained_by_its_own_target(toy_model):
     images = torch.rand(2, 3, TOY, TOY, generator=torch.Generator().manual_seed(1)) * 0.3 - 0.15
     top_left, bottom_right = (slice(8, 32), slice(8, 32)), (slice(64, 88), slice(64, 88))
@@ -395,6 +396,7 @@ def test_figures_carry_the_data_and_weights_line():
         Provenance(data="twin", weights=" ")
 
 
+@pytest.mark.slow
 def test_predicted_genres_are_explained_with_their_probability_and_truth(toy_model):
     from thesis_lib.xai.figures import explain_predicted_genres
 

@@ -55,6 +55,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND"]  # never reach the network
 BROWSER_TIMEOUT_S = 90
 WEIGHTLESS_CHAPTERS = {"03_data"}  # figures of the data alone: their captions name no weights
+pytestmark = pytest.mark.slow  # builds the whole tiny book (a grid included), then opens it in Chromium
 
 
 def chromium() -> str | None:
