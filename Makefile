@@ -22,7 +22,7 @@ BENCH_ARGS ?=
 BROWSER_PACKAGES := chromium fonts-nanum
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help venv test book browser twin bench clean-book clean
+.PHONY: help venv test test-fast book browser twin bench clean-book clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -39,6 +39,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 test: $(STAMP) browser  ## run the test suite (includes a tiny book opened in headless Chromium)
 	THESIS_REQUIRE_CHROMIUM=1 $(VPY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## the inner loop: every test not marked slow (no grid, detectors, book or browser; about 1 min)
+	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 browser:  ## install headless Chromium (Debian apt-get) when it is missing
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
