@@ -16,6 +16,7 @@ from thesis_lib.book import error_analysis as errors
 from thesis_lib.book import experiments_chapter as chapter
 from thesis_lib.book import xai_chapter
 from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.records import finish_run
 from thesis_lib.experiments.table import results_table
 from thesis_lib.genres import GENRES, NUM_GENRES
@@ -37,8 +38,8 @@ def write_run(runs: Path, name: str, probs: np.ndarray, labels: np.ndarray, *, s
     record = {"name": name, "seed": seed, "stage": stage, "split": {"name": "thesis", "hash": "s" * 64},
               "data": {"fingerprint": "f" * 64}, "metrics": {p: r.to_dict() for p, r in reports.items()},
               **(extra or {})}
-    folder = runs / name / f"seed{seed}"
-    folder.mkdir(parents=True)
+    folder = RunsFolder(runs).run("thesis", name, seed)
+    folder.path.mkdir(parents=True)
     finish_run(folder, record, predictions, predictions)
     return folder
 

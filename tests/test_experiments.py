@@ -8,27 +8,21 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from thesis_lib.cli import main
+from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.splits import load_split
 from thesis_lib.experiments import load_profile, run_grid
 from thesis_lib.experiments.grid import open_grid
-from thesis_lib.experiments.pipeline import evaluation_loader
-from thesis_lib.experiments.records import (
-    ERROR_FILE,
-    PREDICTIONS_DEV,
-    PREDICTIONS_TEST,
-    RECORD_FILE,
-    read_predictions,
-    tuned_thresholds,
-)
+from thesis_lib.experiments.layout import RunsFolder
+from thesis_lib.experiments.loaded_run import load_run
+from thesis_lib.experiments.records import read_predictions, tuned_thresholds
 from thesis_lib.experiments.restore import restore_trained_model
-from thesis_lib.experiments.runner import restore_run_model
 from thesis_lib.experiments.table import TABLE_METRICS, results_table
 from thesis_lib.genres import GENRES
 from thesis_lib.metrics import evaluate, tune_thresholds
-from thesis_lib.train import predict
 
 MODELS = ["baseline_frequency", "baseline_shallow", "text_roberta", "image_resnet50", "objects_oracle",
           "fusion_early", "fusion_late", "fusion_cross_attention"]
@@ -54,19 +48,24 @@ def first_grid(environment):
     return report
 
 
+def run_folder(runs, name, split="thesis"):
+    """The seed-0 run `name` of `split` under the runs root `runs`."""
+    return RunsFolder(runs).run(split, name, 0)
+
+
 def record_of(runs, name):
-    return json.loads((runs / name / "seed0" / RECORD_FILE).read_text())
+    return json.loads(run_folder(runs, name).record.read_text())
 
 
 def mtimes(runs):
-    return {name: (runs / name / "seed0" / RECORD_FILE).stat().st_mtime_ns for name in RUNS}
+    return {name: run_folder(runs, name).record.stat().st_mtime_ns for name in RUNS}
 
 
 def test_every_run_writes_a_complete_record(environment, first_grid):
     runs = environment["runs"]
     assert sorted(outcome.spec.name for outcome in first_grid.executed) == sorted(RUNS)
     for name in RUNS:
-        folder = runs / name / "seed0"
+        folder = run_folder(runs, name)
         record = record_of(runs, name)
         for key in ("config", "config_hash", "seed", "model_class", "parameters", "backbones", "metrics", "budget",
                     "wall_time_s", "samples_per_s", "device", "versions", "git", "data", "split", "training"):
@@ -76,14 +75,14 @@ def test_every_run_writes_a_complete_record(environment, first_grid):
         assert {"torch", "transformers", "timm"} <= set(record["versions"])
         assert set(record["git"]) == {"commit", "dirty"}
         assert record["split"]["name"] == "thesis" and len(record["split"]["hash"]) == 64
-        assert (folder / PREDICTIONS_TEST).is_file() and (folder / PREDICTIONS_DEV).is_file()
-        assert not list(folder.glob(".*tmp*")), "a temporary file was left behind"
+        assert folder.predictions("test").is_file() and folder.predictions("dev").is_file()
+        assert not list(folder.path.glob(".*tmp*")), "a temporary file was left behind"
         if record["kind"] == "train":
             assert {"total", "trainable"} <= set(record["parameters"]) and record["parameters"]["trainable"] > 0
             assert record["training"]["epochs_run"] == 1 and record["training"]["best_epoch"] == 0
             assert len(record["training"]["history"]) == 1
             assert record["budget"]["tuning_trials"] == 1 and record["budget"]["max_epochs"] == 1
-            assert (folder / "checkpoints" / "best" / "model.safetensors").is_file()
+            assert folder.best_weights.is_file()
 
 
 def test_backbone_provenance_names_pretrained_random_and_source_runs(environment, first_grid):
@@ -104,19 +103,19 @@ def test_backbone_provenance_names_pretrained_random_and_source_runs(environment
 
 def test_test_predictions_follow_the_split(environment, first_grid):
     runs = environment["runs"]
-    (split_file,) = (runs / "splits").glob("thesis-*.json")
+    (split_file,) = RunsFolder(runs).splits.glob("thesis-*.json")
     split = load_split(split_file)
     for name in RUNS:
-        assert list(read_predictions(runs / name / "seed0" / PREDICTIONS_TEST).ids) == list(split.test)
-        assert list(read_predictions(runs / name / "seed0" / PREDICTIONS_DEV).ids) == list(split.dev)
+        assert list(read_predictions(run_folder(runs, name).predictions("test")).ids) == list(split.test)
+        assert list(read_predictions(run_folder(runs, name).predictions("dev")).ids) == list(split.dev)
         assert record_of(runs, name)["split"]["hash"] == split.split_hash()
 
 
 def test_thresholds_are_tuned_on_dev_only(environment, first_grid):
-    folder = environment["runs"] / "fusion_early" / "seed0"
-    record = json.loads((folder / RECORD_FILE).read_text())
-    dev = read_predictions(folder / PREDICTIONS_DEV)
-    test = read_predictions(folder / PREDICTIONS_TEST)
+    folder = run_folder(environment["runs"], "fusion_early")
+    record = json.loads(folder.record.read_text())
+    dev = read_predictions(folder.predictions("dev"))
+    test = read_predictions(folder.predictions("test"))
     assert np.array_equal(tuned_thresholds(record), tune_thresholds(dev.labels, dev.probs, mode="per_genre"))
     global_thresholds = tune_thresholds(dev.labels, dev.probs, mode="global")
     assert np.array_equal(tuned_thresholds(record, "tuned_global"), global_thresholds)
@@ -127,18 +126,19 @@ def test_thresholds_are_tuned_on_dev_only(environment, first_grid):
 
 def test_checkpoints_hold_the_trained_weights_and_reload(environment, first_grid):
     runs = environment["runs"]
-    checkpoints = runs / "fusion_cross_attention" / "seed0" / "checkpoints"
+    checkpoints = run_folder(runs, "fusion_cross_attention").checkpoints
     assert not (checkpoints / "last").exists()  # resume state is dropped once the run has finished
     # a frozen-encoder fusion keeps only its own layers; restoring brings the encoders back from the source runs
-    held = set(load_file(str(checkpoints / "best" / "model.safetensors")))
+    held = set(load_file(str(run_folder(runs, "fusion_cross_attention").best_weights)))
     assert held and not any(key.startswith(("encoders.text.", "encoders.image.")) for key in held)
-    assert held < set(restore_trained_model(runs / "fusion_cross_attention" / "seed0").state_dict())
-    ctx = open_grid(load_profile(environment["profile"]), data_root=str(environment["twin"]), runs_dir=str(runs))
-    module, data = restore_run_model(ctx, ctx.plan[("thesis", 0, "fusion_cross_attention")])
-    again = predict(module, evaluation_loader(data.dev, data.collate, 16, ctx.accelerator), ctx.accelerator)
-    saved = read_predictions(runs / "fusion_cross_attention" / "seed0" / PREDICTIONS_DEV)
-    assert list(again.ids) == list(saved.ids)
-    np.testing.assert_allclose(again.probs, saved.probs, atol=1e-5)
+    assert held < set(restore_trained_model(run_folder(runs, "fusion_cross_attention")).state_dict())
+    # back from disk as one run (`load_run`): the dev batches the grid made give the probabilities it saved
+    # (the fusion trained and predicted on float16 feature caches of its frozen encoders: that rounding)
+    run = load_run(run_folder(runs, "fusion_cross_attention"), load_release(environment["twin"]))
+    saved = read_predictions(run_folder(runs, "fusion_cross_attention").predictions("dev"))
+    with torch.no_grad():
+        again = torch.sigmoid(run.model(run.make_batch(saved.ids)).logits).numpy()  # (N, 23)
+    np.testing.assert_allclose(again, saved.probs, rtol=0, atol=2e-3)
 
 
 def test_rerun_skips_finished_runs(environment, first_grid):
@@ -171,7 +171,7 @@ def test_results_table_matches_the_records(environment, first_grid):
     assert set(row) == {"model", "seeds", "metrics", "metrics_tuned", "per_genre_f1"}
     assert row["seeds"] == [0]
     record = record_of(runs, "fusion_late")
-    test = read_predictions(runs / "fusion_late" / "seed0" / PREDICTIONS_TEST)
+    test = read_predictions(run_folder(runs, "fusion_late").predictions("test"))
     recomputed = evaluate(test.labels, test.probs, 0.5).summary()
     for metric in TABLE_METRICS:
         entry = row["metrics"][metric]
@@ -191,11 +191,11 @@ def test_a_crashing_run_is_reported_and_the_others_stay(environment, first_grid,
     out = capsys.readouterr().out
     assert status == 1
     assert "FAILED  thesis/image_resnet50/seed0" in out and "no_such_argument" in out
-    assert (runs / "image_resnet50" / "seed0" / ERROR_FILE).is_file()
-    assert not (runs / "image_resnet50" / "seed0" / RECORD_FILE).exists()  # no stale record that looks finished
+    assert run_folder(runs, "image_resnet50").error.is_file()
+    assert not run_folder(runs, "image_resnet50").record.exists()  # no stale record that looks finished
     # fusions that reuse the broken run fail too, with a message naming it; unrelated runs are untouched
     assert "FAILED  thesis/fusion_cross_attention/seed0" in out
-    after = {name: (runs / name / "seed0" / RECORD_FILE) for name in RUNS}
+    after = {name: run_folder(runs, name).record for name in RUNS}
     for name in ("baseline_frequency", "baseline_shallow", "text_roberta", "objects_oracle", "text_bert@frozen"):
         assert after[name].stat().st_mtime_ns == before[name]
 
@@ -204,13 +204,13 @@ def test_learning_rate_trials_keep_the_dev_best(environment, first_grid, tmp_pat
     profile = load_profile(environment["profile"], {"lr_scales": "1,20"})
     report = run_grid(profile, data_root=str(environment["twin"]), runs_dir=str(tmp_path), models=["objects_oracle"])
     assert report.ok, report.summary()
-    record = json.loads((tmp_path / "objects_oracle" / "seed0" / RECORD_FILE).read_text())
+    record = json.loads(run_folder(tmp_path, "objects_oracle").record.read_text())
     trials = record["training"]["trials"]
     assert [t["lr_scale"] for t in trials] == [1.0, 20.0] and record["budget"]["tuning_trials"] == 2
     scores = [t["best_metric"] for t in trials]
     assert record["training"]["chosen_trial"] == int(np.argmax(scores))
     assert record["train_config"]["lr_head"] == trials[record["training"]["chosen_trial"]]["lr_head"]
-    checkpoints = tmp_path / "objects_oracle" / "seed0" / "checkpoints"
+    checkpoints = run_folder(tmp_path, "objects_oracle").checkpoints
     assert sorted(path.name for path in checkpoints.iterdir()) == ["best"]
 
 
@@ -238,24 +238,24 @@ def test_speed_switches_of_the_profile_reach_the_training_runs(environment, firs
     report = run_grid(profile, data_root=str(environment["twin"]), runs_dir=str(tmp_path),
                       models=["text_roberta", "image_resnet50"])
     assert report.ok, report.summary()
-    text = json.loads((tmp_path / "text_roberta" / "seed0" / RECORD_FILE).read_text())["train_config"]
-    image = json.loads((tmp_path / "image_resnet50" / "seed0" / RECORD_FILE).read_text())["train_config"]
+    text = json.loads(run_folder(tmp_path, "text_roberta").record.read_text())["train_config"]
+    image = json.loads(run_folder(tmp_path, "image_resnet50").record.read_text())["train_config"]
     assert text["fused_adamw"] and text["channels_last"] and text["group_by_length"]
     assert image["channels_last"] and not image["group_by_length"]  # posters only: no plot lengths to group by
 
 
-def test_a_runs_split_is_found_by_its_hash_for_primary_and_secondary_splits(environment, first_grid, tmp_path):
+def test_a_runs_split_is_found_by_its_hash_for_every_split(environment, first_grid, tmp_path):
     from thesis_lib.data.mmimdb import load_release
     from thesis_lib.data.splits import official_split, save_split, thesis_split
     from thesis_lib.experiments.records import RecordError, run_split
 
     release = load_release(environment["twin"], verify_posters="none")
     split = thesis_split(release.ids, release.labels(release.ids), seed=5)
-    save_split(split, tmp_path / "splits" / "thesis-seed5.json")
+    save_split(split, RunsFolder(tmp_path).splits / "thesis-seed5.json")
     record = {"split": {"name": "thesis", "hash": split.split_hash()}}
-    for folder in (tmp_path / "text_roberta" / "seed0", tmp_path / "thesis" / "text_roberta" / "seed0"):
-        assert run_split(record, folder, release) == split  # RUNS/<model>/seed0 and RUNS/<split>/<model>/seed0
+    for folder in (run_folder(tmp_path, "text_roberta"), run_folder(tmp_path, "text_roberta", split="official")):
+        assert run_split(record, folder, release) == split  # the split file is found from any split's run
     official = {"split": {"name": "official", "hash": official_split(release).split_hash()}}
-    assert run_split(official, tmp_path / "official" / "x" / "seed0", release).name == "official"
+    assert run_split(official, run_folder(tmp_path, "x", split="official"), release).name == "official"
     with pytest.raises(RecordError, match="hash 000000000000"):
-        run_split({"split": {"name": "thesis", "hash": "0" * 64}}, tmp_path / "m" / "seed0", release)
+        run_split({"split": {"name": "thesis", "hash": "0" * 64}}, run_folder(tmp_path, "m"), release)

@@ -4,6 +4,10 @@ evidence boxes and the bootstrap intervals."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -243,7 +247,6 @@ def tiny_twin_run(make_twin):
     from thesis_lib.data.tokenizers import train_wordpiece_tokenizer
     from thesis_lib.data.twin import load_twin_truth
     from thesis_lib.models import build_model
-    from thesis_lib.xai.check import RunUnderTest
 
     root = make_twin(60)
     release = load_release(root, verify_posters="none", workers=1)
@@ -267,9 +270,26 @@ def tiny_twin_run(make_twin):
         return collator([dataset[row_of[movie_id]] for movie_id in ids])
 
     # Thresholds of 0: every labelled genre counts as predicted, so an untrained model has pairs too.
-    run = RunUnderTest("fusion_cross_attention", 0, model, test, make_batch, np.zeros(23), tokenizer, CLEAN, 128,
+    run = HandBuiltRun("fusion_cross_attention", 0, model, test, make_batch, np.zeros(23), tokenizer, CLEAN, 128,
                        rollout_model=rollout)
     return root, load_twin_truth(root), run
+
+
+@dataclass
+class HandBuiltRun:
+    """A model built in the test, seen through the check's `ExplainableRun` protocol (no run folder)."""
+
+    model_name: str
+    seed: int
+    model: Any
+    movies: dict
+    make_batch: Callable
+    thresholds: np.ndarray
+    tokenizer: Any
+    text_cleaning: Any
+    max_length: int | None
+    rollout_model: Any = None
+    probabilities: dict | None = None
 
 
 def test_evaluate_run_scores_every_key_on_a_tiny_twin(tiny_twin_run):
@@ -299,13 +319,16 @@ def test_evaluate_run_scores_every_key_on_a_tiny_twin(tiny_twin_run):
 def test_the_check_reports_the_cross_attention_run_on_top_and_every_run_below(tiny_twin_run, tmp_path, capsys):
     import json
 
+    from thesis_lib.analysis.xai_check import check_runs
     from thesis_lib.cli import main
-    from thesis_lib.xai.check import XaiCheckConfig, check_runs
+    from thesis_lib.experiments.layout import RunsFolder
+    from thesis_lib.xai.check import XaiCheckConfig
 
     root, _, run = tiny_twin_run
-    for name in ("fusion_cross_attention/seed0", "fusion_cross_attention/seed1"):
-        (tmp_path / name).mkdir(parents=True)
-        (tmp_path / name / "record.json").write_text("{}")
+    for seed in (0, 1):
+        folder = RunsFolder(tmp_path).run("thesis", "fusion_cross_attention", seed)
+        folder.path.mkdir(parents=True)
+        folder.record.write_text("{}")
     config = XaiCheckConfig(max_pairs=4, max_plots=4, batch_size=4, n_resamples=50)
     summary = check_runs(root, tmp_path, config, load=lambda folder, data: run)
     assert summary["twin"] and summary["headline_run"] == "fusion_cross_attention/seed0"
@@ -356,23 +379,26 @@ def test_a_grid_run_folder_is_loaded_with_its_weights_batches_and_predictions(ti
 
     from safetensors.torch import save_file
 
+    from thesis_lib.analysis.xai_check import NotExplainable, check_runs, explainable_run
     from thesis_lib.data.mmimdb import load_release
     from thesis_lib.data.splits import official_split
+    from thesis_lib.experiments.layout import RunsFolder
+    from thesis_lib.experiments.loaded_run import NoNetworkError, load_run
     from thesis_lib.experiments.records import write_json, write_predictions
     from thesis_lib.models import build_model
     from thesis_lib.train.results import Predictions
-    from thesis_lib.xai.check import NotExplainable, XaiCheckConfig, check_runs, load_run
+    from thesis_lib.xai.check import XaiCheckConfig
 
     root, _, _ = tiny_twin_run
     release = load_release(root, verify_posters="none", workers=1)
     split = official_split(release)
     torch.manual_seed(0)
     model = build_model("image_vit", image_input_size=64).eval()
-    folder = tmp_path / "image_vit" / "seed0"
-    (folder / "checkpoints" / "best").mkdir(parents=True)
-    save_file(model.state_dict(), str(folder / "checkpoints" / "best" / "model.safetensors"))
+    folder = RunsFolder(tmp_path).run("official", "image_vit", 0)
+    folder.best_weights.parent.mkdir(parents=True)
+    save_file(model.state_dict(), str(folder.best_weights))
     probs = np.random.default_rng(0).random((len(split.test), 23)).astype(np.float32)
-    write_predictions(folder / "predictions_test.npz",
+    write_predictions(folder.predictions("test"),
                       Predictions(np.asarray(split.test, dtype=str), probs, release.labels(split.test)))
     thresholds = {genre: {"threshold": 0.25} for genre in GENRES}
     record = {
@@ -383,7 +409,7 @@ def test_a_grid_run_folder_is_loaded_with_its_weights_batches_and_predictions(ti
         "config": {"train": {"model_size": "small"}},
         "metrics": {"tuned_per_genre": {"per_genre": thresholds}},
     }
-    write_json(folder / "record.json", record)
+    write_json(folder.record, record)
     run = load_run(folder, release)
     assert (run.model_name, run.seed) == ("image_vit", 0) and set(run.movies) == set(split.test)
     np.testing.assert_allclose(run.thresholds, 0.25)
@@ -391,13 +417,15 @@ def test_a_grid_run_folder_is_loaded_with_its_weights_batches_and_predictions(ti
     batch = run.make_batch(list(split.test[:3]))
     with torch.no_grad():
         torch.testing.assert_close(run.model(batch).logits, model(batch).logits)  # the saved weights
-    baseline = tmp_path / "baseline_frequency" / "seed0"
-    baseline.mkdir(parents=True)
-    write_json(baseline / "record.json", dict(record, name="baseline_frequency", kind="baseline"))
-    with pytest.raises(NotExplainable):
+    baseline = RunsFolder(tmp_path).run("official", "baseline_frequency", 0)
+    baseline.path.mkdir(parents=True)
+    write_json(baseline.record, dict(record, name="baseline_frequency", kind="baseline"))
+    with pytest.raises(NoNetworkError):
         load_run(baseline, release)
+    with pytest.raises(NotExplainable, match="no network of its own"):
+        explainable_run(baseline, release, {})
     summary = check_runs(root, tmp_path, XaiCheckConfig(max_pairs=3, max_deletion_pairs=1, n_resamples=20,
-                                                        pointing_tolerance_px=15))
+                                                        pointing_tolerance_px=15), split="official")
     assert summary["pointing_tolerance_px"] == 15  # the JSON says which pointing game it scored
     assert [(r["model"], r["n_pairs"] > 0) for r in summary["per_run"]] == [("image_vit", True)]
     assert summary["skipped_runs"][0]["model"] == "baseline_frequency"

@@ -18,6 +18,7 @@ from thesis_lib.data.tokenizers import train_bpe_tokenizer, train_wordpiece_toke
 from thesis_lib.genres import NUM_GENRES
 from thesis_lib.models import ModelConfig, build_model, list_models
 from thesis_lib.models.object_encoder import Detections, collate_objects
+from thesis_lib.models.registry import default_config
 from thesis_lib.models.text import load_tokenizer
 
 PLOTS = [
@@ -61,7 +62,7 @@ def offline_weights(pretrained_folder, monkeypatch):
 
 
 def full_overrides(name: str) -> dict:
-    image = ModelConfig.full(name).image
+    image = default_config(name, "full").image
     return {} if image is None else {"image_timm_kwargs": TINY_TIMM[image.backbone]}
 
 
@@ -83,7 +84,7 @@ def batch_for(model, config: ModelConfig) -> dict:
 
 @pytest.mark.parametrize("name", list_models())
 def test_full_form_builds_from_local_weights_and_runs(name, offline_weights):
-    config = ModelConfig.full(name).with_overrides(**full_overrides(name))
+    config = default_config(name, "full").with_overrides(**full_overrides(name))
     model = build_model(name, config).eval()
     with torch.no_grad():
         logits = model(batch_for(model, config)).logits
@@ -102,8 +103,8 @@ def test_full_form_builds_from_local_weights_and_runs(name, offline_weights):
 
 
 def test_full_tokenizers_resolve_to_the_local_folders(offline_weights):
-    bert_tokenizer = load_tokenizer(ModelConfig.full("text_bert").text)
-    roberta_tokenizer = load_tokenizer(ModelConfig.full("text_roberta").text)
+    bert_tokenizer = load_tokenizer(default_config("text_bert", "full").text)
+    roberta_tokenizer = load_tokenizer(default_config("text_roberta", "full").text)
     assert len(bert_tokenizer) == BertConfig.from_pretrained(offline_weights / "bert-base-uncased").vocab_size
     assert len(roberta_tokenizer) == RobertaConfig.from_pretrained(offline_weights / "roberta-base").vocab_size
     assert (bert_tokenizer.pad_token, roberta_tokenizer.pad_token) == ("[PAD]", "<pad>")

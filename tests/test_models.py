@@ -16,7 +16,6 @@ from thesis_lib.cli import main
 from thesis_lib.genres import NUM_GENRES
 from thesis_lib.models import (
     ImageEncoderConfig,
-    ModelConfig,
     TextEncoderConfig,
     build_model,
     combine_late,
@@ -26,7 +25,7 @@ from thesis_lib.models import (
 )
 from thesis_lib.models.configs import ObjectEncoderConfig
 from thesis_lib.models.object_encoder import Detections, ObjectEncoder, collate_objects
-from thesis_lib.models.registry import build_encoder
+from thesis_lib.models.registry import build_encoder, default_config
 
 IMAGE_SIZE = 32  # two ViT patches a side, a 1x1 ResNet grid: enough to exercise every path, fast on CPU
 REQUIRED_MODELS = {
@@ -43,7 +42,7 @@ def small_model(name: str, **overrides):
 
 
 def default_has_image(name: str) -> bool:
-    return ModelConfig.small(name).image is not None
+    return default_config(name, "small").image is not None
 
 
 def fake_batch(model, batch_size: int = 3, length: int = 10, regions: int = 4, seed: int = 0) -> dict:
@@ -362,7 +361,7 @@ def test_late_fusion_refuses_logits_and_mismatched_modalities():
 
 
 def test_string_overrides_are_typed_and_unknown_ones_refused():
-    config = ModelConfig.small("fusion_cross_attention").with_overrides(
+    config = default_config("fusion_cross_attention", "small").with_overrides(
         text_frozen="true", fusion_depth="3", head_dropout="0.3", modalities="text,image"
     )
     assert config.text.frozen is True and config.fusion.depth == 3 and config.head_dropout == 0.3
@@ -374,12 +373,12 @@ def test_string_overrides_are_typed_and_unknown_ones_refused():
 
 
 def test_full_forms_name_the_thesis_backbones():
-    full = ModelConfig.full("fusion_cross_attention")
+    full = default_config("fusion_cross_attention", "full")
     assert (full.text.backbone, full.image.backbone, full.objects.source) == (
         "bert-base-uncased", "vit_base_patch16_224", "yolo"
     )
-    assert ModelConfig.full("text_roberta").text.backbone == "roberta-base"
-    assert ModelConfig.full("image_resnet50").image.backbone == "resnet50"
+    assert default_config("text_roberta", "full").text.backbone == "roberta-base"
+    assert default_config("image_resnet50", "full").image.backbone == "resnet50"
 
 
 def test_describe_reports_parameters_and_expected_input(capsys):

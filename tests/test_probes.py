@@ -1,4 +1,4 @@
-"""Linear probes on the frozen encoders (thesis_lib.experiments.probes): the fitting and scoring on
+"""Linear probes on the frozen encoders (thesis_lib.analysis.probes): the fitting and scoring on
 hand-built features whose answer is known, the targets against the twin's truth, the sentence against
 hand-made scores, and the whole probe on a tiny grid (a 100-movie twin, 1 epoch, tiny backbones)."""
 
@@ -10,12 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from thesis_lib.data.mmimdb import load_release
-from thesis_lib.data.splits import load_split
-from thesis_lib.data.twin import load_twin_truth
-from thesis_lib.errors import ThesisError
-from thesis_lib.experiments import load_profile, run_grid
-from thesis_lib.experiments.probes import (
+from thesis_lib.analysis.probes import (
     EARLY_INPUT,
     IMAGE_POOLED,
     MAJORITY,
@@ -43,6 +38,12 @@ from thesis_lib.experiments.probes import (
     run_probe,
     some_prop_has,
 )
+from thesis_lib.data.mmimdb import load_release
+from thesis_lib.data.splits import load_split
+from thesis_lib.data.twin import load_twin_truth
+from thesis_lib.errors import ThesisError
+from thesis_lib.experiments import load_profile, run_grid
+from thesis_lib.experiments.layout import RunsFolder
 
 FAST = ProbeConfig(n_resamples=200)
 
@@ -190,7 +191,7 @@ def grid(tmp_path_factory, tiny_grid):
 @pytest.mark.slow
 def test_the_table_has_one_row_per_probe(grid):
     probes = grid["probes"]
-    (split_file,) = (grid["runs"] / "splits").glob("thesis-*.json")
+    (split_file,) = RunsFolder(grid["runs"]).splits.glob("thesis-*.json")
     split = load_split(split_file)
     table = probes.table()
     rules = alignment_rules(grid["truth"])

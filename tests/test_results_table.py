@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from thesis_lib.cli import main
+from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.records import RecordError, finish_run
 from thesis_lib.experiments.table import TABLE_METRICS, paired_difference, results_table
 from thesis_lib.genres import GENRES, NUM_GENRES
@@ -40,8 +41,8 @@ def write_run(runs, name, seed, stage, *, noise=0.25, split_hash="s" * 64, truth
     reports = evaluate_threshold_policies(dev.labels, dev.probs, test.labels, test.probs)
     record = {"name": name, "seed": seed, "stage": stage, "split": {"name": "thesis", "hash": split_hash},
               "data": {"fingerprint": "f" * 64}, "metrics": {p: r.to_dict() for p, r in reports.items()}}
-    folder = runs / name / f"seed{seed}"
-    folder.mkdir(parents=True)
+    folder = RunsFolder(runs).run("thesis", name, seed)
+    folder.path.mkdir(parents=True)
     finish_run(folder, record, dev, test)
     return folder, record, test
 

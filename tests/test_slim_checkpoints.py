@@ -18,13 +18,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from thesis_lib.data.mmimdb import load_release
 from thesis_lib.experiments import load_profile, run_grid
-from thesis_lib.experiments.grid import open_grid
-from thesis_lib.experiments.pipeline import SourceRunError, evaluation_loader
-from thesis_lib.experiments.records import PREDICTIONS_DEV, read_predictions
-from thesis_lib.experiments.restore import best_weights, restore_trained_model
-from thesis_lib.experiments.runner import restore_run_model
-from thesis_lib.train import predict
+from thesis_lib.experiments.layout import RunsFolder
+from thesis_lib.experiments.loaded_run import load_run
+from thesis_lib.experiments.restore import SourceRunError, restore_trained_model
 from thesis_lib.train.checkpoint import (
     EXCLUDED_FINGERPRINT,
     EXCLUDED_PREFIXES,
@@ -47,12 +45,13 @@ def grid(tmp_path_factory, tiny_grid):
         profile = load_profile(tiny.profile)
         report = run_grid(profile, data_root=str(tiny.twin), runs_dir=str(tiny.runs))
         assert report.ok, report.summary()
-        ctx = open_grid(profile, data_root=str(tiny.twin), runs_dir=str(tiny.runs))
-        yield {"runs": tiny.runs, "twin": tiny.twin, "ctx": ctx}
+        release = load_release(tiny.twin, verify_posters="none", workers=1)
+        yield {"runs": tiny.runs, "twin": tiny.twin, "release": release}
 
 
 def run_folder(runs, name):
-    return runs / name / "seed0"
+    """The grid's seed-0 run `name` of the thesis split under the runs root `runs`."""
+    return RunsFolder(runs).run("thesis", name, 0)
 
 
 def metadata_of(path):
@@ -70,8 +69,8 @@ def full_file_size(model, tmp_path) -> int:
 def copy_runs(runs, target, names):
     """Some of the grid's run folders (and its splits) under a new runs root."""
     for name in names:
-        shutil.copytree(run_folder(runs, name), run_folder(target, name))
-    shutil.copytree(runs / "splits", target / "splits")
+        shutil.copytree(run_folder(runs, name).path, run_folder(target, name).path)
+    shutil.copytree(RunsFolder(runs).splits, RunsFolder(target).splits)
     return target
 
 
@@ -82,7 +81,7 @@ def test_frozen_runs_keep_only_their_own_weights(grid, tmp_path):
     runs = grid["runs"]
     sizes = {}
     for name, left_out in (("text_bert", ["encoders.text."]), ("fusion_early", list(ENCODERS))):
-        weights = best_weights(run_folder(runs, name))
+        weights = run_folder(runs, name).best_weights
         held = set(load_file(str(weights)))
         model = restore_trained_model(run_folder(runs, name))
         own = {key for key in model.state_dict() if not key.startswith(tuple(left_out))}
@@ -92,7 +91,7 @@ def test_frozen_runs_keep_only_their_own_weights(grid, tmp_path):
         sizes[name] = (weights.stat().st_size, full_file_size(model, tmp_path))
         assert sizes[name][0] * 50 < sizes[name][1], f"{name}: slim {sizes[name][0]} B vs whole {sizes[name][1]} B"
     # A fine-tuned run trains its encoder: its file is whole and names nothing left out.
-    image = best_weights(run_folder(runs, "image_resnet50"))
+    image = run_folder(runs, "image_resnet50").best_weights
     assert EXCLUDED_PREFIXES not in metadata_of(image)
     assert any(key.startswith("encoders.image.") for key in load_file(str(image)))
     for name, (slim, whole) in sizes.items():
@@ -102,21 +101,24 @@ def test_frozen_runs_keep_only_their_own_weights(grid, tmp_path):
 # ------------------------------------------------------------------------------------------- restoring
 
 
-def test_restored_runs_predict_exactly_what_they_saved(grid):
-    ctx = grid["ctx"]
-    for name in ("fusion_early", "text_bert"):
-        module, data = restore_run_model(ctx, ctx.plan[("thesis", 0, name)])
-        loader = evaluation_loader(data.dev, data.collate, ctx.profile.batch_size, ctx.accelerator)
-        again = predict(module, loader, ctx.accelerator)
-        saved = read_predictions(run_folder(grid["runs"], name) / PREDICTIONS_DEV)
-        assert list(again.ids) == list(saved.ids)
-        np.testing.assert_allclose(again.probs, saved.probs, rtol=0, atol=1e-6)
+def test_loaded_runs_predict_what_they_saved(grid):
+    """The one way back from disk (`load_run`), batches made as the grid made them: a fine-tuned run predicts
+    its saved dev probabilities exactly; a frozen-encoder run (trained and evaluated on float16 feature
+    caches) to within that rounding."""
+    for name, tolerance in (("image_resnet50", 1e-6), ("text_bert", 2e-3), ("fusion_early", 2e-3)):
+        run = load_run(run_folder(grid["runs"], name), grid["release"])
+        saved = run.predictions("dev")
+        assert list(saved.ids) == list(run.split.dev)
+        with torch.no_grad():
+            probs = np.concatenate([torch.sigmoid(run.model(run.make_batch(saved.ids[start:start + 16])).logits)
+                                    for start in range(0, len(saved.ids), 16)])  # (N, 23)
+        np.testing.assert_allclose(probs, saved.probs, rtol=0, atol=tolerance, err_msg=name)
 
 
 def test_a_restored_fusion_holds_its_source_runs_encoders(grid):
     runs = grid["runs"]
     fusion = restore_trained_model(run_folder(runs, "fusion_early"))
-    image_source = load_file(str(best_weights(run_folder(runs, "image_resnet50"))))
+    image_source = load_file(str(run_folder(runs, "image_resnet50").best_weights))
     for key, tensor in fusion.encoders["image"].state_dict().items():
         assert torch.equal(tensor, image_source[f"encoders.image.{key}"]), key
     text_source = restore_trained_model(run_folder(runs, "text_bert"))  # MiniLM, rebuilt from the registry
@@ -125,12 +127,8 @@ def test_a_restored_fusion_holds_its_source_runs_encoders(grid):
     assert not fusion.training
 
 
-def test_the_xai_check_loads_a_slim_fusion_that_predicts_its_saved_probabilities(grid):
-    from thesis_lib.data.mmimdb import load_release
-    from thesis_lib.xai.check import load_run
-
-    release = load_release(grid["twin"], verify_posters="none", workers=1)
-    run = load_run(run_folder(grid["runs"], "fusion_early"), release)
+def test_a_loaded_slim_fusion_predicts_its_saved_test_probabilities(grid):
+    run = load_run(run_folder(grid["runs"], "fusion_early"), grid["release"])
     ids = sorted(run.movies)[:8]
     with torch.no_grad():
         probs = torch.sigmoid(run.model(run.make_batch(ids)).logits).numpy()  # (8, 23) from posters and plots
@@ -145,26 +143,22 @@ def test_the_xai_check_loads_a_slim_fusion_that_predicts_its_saved_probabilities
 
 
 def test_a_missing_source_run_is_named(grid, tmp_path):
-    from thesis_lib.data.mmimdb import load_release
-    from thesis_lib.xai.check import XaiCheckError, load_run
-
     runs = copy_runs(grid["runs"], tmp_path / "runs", ["fusion_early", "text_bert"])  # no image_resnet50
     missing = run_folder(runs, "image_resnet50")
-    with pytest.raises(SourceRunError, match=re.escape(str(missing))):
+    with pytest.raises(SourceRunError, match=re.escape(str(missing.path))):
         restore_trained_model(run_folder(runs, "fusion_early"))
-    release = load_release(grid["twin"], verify_posters="none", workers=1)
-    with pytest.raises(XaiCheckError, match=re.escape(str(missing))):
-        load_run(run_folder(runs, "fusion_early"), release)
+    with pytest.raises(SourceRunError, match=re.escape(str(missing.path))):
+        load_run(run_folder(runs, "fusion_early"), grid["release"])
     # A source folder without its weights names the file it looked for.
-    shutil.copytree(run_folder(grid["runs"], "image_resnet50"), missing)
-    best_weights(missing).unlink()
-    with pytest.raises(SourceRunError, match=re.escape(str(best_weights(missing)))):
+    shutil.copytree(run_folder(grid["runs"], "image_resnet50").path, missing.path)
+    missing.best_weights.unlink()
+    with pytest.raises(SourceRunError, match=re.escape(str(missing.best_weights))):
         restore_trained_model(run_folder(runs, "fusion_early"))
 
 
 def test_a_source_run_trained_again_since_is_refused(grid, tmp_path):
     runs = copy_runs(grid["runs"], tmp_path / "runs", ["fusion_early", "text_bert", "image_resnet50"])
-    source = best_weights(run_folder(runs, "image_resnet50"))
+    source = run_folder(runs, "image_resnet50").best_weights
     tensors = load_file(str(source))
     tensors["encoders.image.backbone.conv1.weight"] += 0.01  # same shapes, other weights
     save_file(tensors, str(source))
@@ -173,7 +167,7 @@ def test_a_source_run_trained_again_since_is_refused(grid, tmp_path):
 
 
 def test_a_corrupted_slim_file_fails_naming_the_file_and_the_keys(grid, tmp_path):
-    weights = best_weights(run_folder(grid["runs"], "fusion_early"))
+    weights = run_folder(grid["runs"], "fusion_early").best_weights
     model = restore_trained_model(run_folder(grid["runs"], "fusion_early"))
     tensors, metadata = load_file(str(weights)), metadata_of(weights)
     before = {key: tensor.clone() for key, tensor in model.state_dict().items()}
@@ -204,7 +198,7 @@ def test_whole_model_files_of_older_runs_still_load_without_their_sources(grid, 
     runs = copy_runs(grid["runs"], tmp_path / "runs", ["fusion_early"])  # no source runs at all
     restored = restore_trained_model(run_folder(grid["runs"], "fusion_early"))
     whole = {key: tensor.contiguous() for key, tensor in restored.state_dict().items()}
-    save_file(whole, str(best_weights(run_folder(runs, "fusion_early"))))  # as runs saved before slim files
+    save_file(whole, str(run_folder(runs, "fusion_early").best_weights))  # as runs saved before slim files
     again = restore_trained_model(run_folder(runs, "fusion_early"))
     for key, tensor in restored.state_dict().items():
         assert torch.equal(tensor, again.state_dict()[key]), key

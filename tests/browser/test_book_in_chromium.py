@@ -253,7 +253,7 @@ def check_results_table_against_records(page: RenderedPage, html: Path, root: Pa
     page_path = html / "book" / "_executed" / "04_experiments.html"
     keep_screenshot(page_path)
     tables = rendered_tables(page_path)
-    records = [json.loads(path.read_text()) for path in sorted((root / RUNS / PROPOSED).glob("seed*/record.json"))]
+    records = [json.loads(path.read_text()) for path in sorted((root / RUNS / "thesis" / PROPOSED).glob("seed*/record.json"))]
     assert records, f"no run records of {PROPOSED} under {root / RUNS}"
     for column, policy in (("macro-F1 @0.5", "fixed_0.5"), ("macro-F1 tuned", "tuned_per_genre")):
         shown = float(FIRST_NUMBER.search(table_cell(tables, column, PROPOSED)).group())

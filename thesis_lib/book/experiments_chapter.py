@@ -1,7 +1,7 @@
 """What the experiments chapter (notebooks/04_experiments.ipynb) reads from a finished grid.
 
 The chapter runs the grid through `thesis_lib.experiments.run_grid` (finished runs are skipped, so a
-re-render costs seconds) and then only *reads*: the run records (RUNS/<run>/seed<k>/record.json), the
+re-render costs seconds) and then only *reads*: the run records (RUNS/<split>/<run>/seed<k>/record.json), the
 test predictions next to them, and, on the synthetic twin, its ground truth. Each function here turns
 those into one table or one set of numbers for the page; `experiments_figures` draws them and
 `error_analysis` looks at the decisions of single runs.
@@ -27,15 +27,15 @@ import pandas as pd
 
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.grid import GridReport, run_grid
+from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.experiments.profile import PROFILE_KEYS, Profile, profile_from_mapping
 from thesis_lib.experiments.records import (
-    PREDICTIONS_TEST,
     iter_records,
     read_predictions,
     tuned_thresholds,
 )
 from thesis_lib.experiments.specs import definitions
-from thesis_lib.experiments.table import TUNED_POLICY, paired_difference
+from thesis_lib.experiments.table import PRIMARY_SPLIT, TUNED_POLICY, paired_difference
 from thesis_lib.genres import GENRES
 from thesis_lib.logs import configure_logging
 from thesis_lib.train.results import Predictions
@@ -128,7 +128,7 @@ class FinishedRun:
 
     name: str
     records: tuple[dict[str, Any], ...]  # sorted by seed
-    folders: tuple[Path, ...]
+    folders: tuple[RunFolder, ...]
 
     @property
     def stage(self) -> str:
@@ -139,7 +139,7 @@ class FinishedRun:
         return [int(record["seed"]) for record in self.records]
 
     def test_predictions(self, index: int = 0) -> Predictions:
-        return read_predictions(self.folders[index] / PREDICTIONS_TEST)
+        return read_predictions(self.folders[index].predictions("test"))
 
     def thresholds(self, index: int = 0) -> np.ndarray:
         """(23,) the dev-tuned per-genre thresholds of seed `index`."""
@@ -150,11 +150,12 @@ class FinishedRun:
         return self.test_predictions(index).probs >= self.thresholds(index)
 
 
-def finished_runs(runs_dir: str | Path, seeds: Sequence[int] | None = None) -> dict[str, FinishedRun]:
-    """Every run name with records directly under `runs_dir` (the primary split), by name; only the
-    runs of `seeds` when given."""
-    grouped: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
-    for folder, record in iter_records(Path(runs_dir), seeds):
+def finished_runs(runs_dir: str | Path, seeds: Sequence[int] | None = None,
+                  split: str = PRIMARY_SPLIT) -> dict[str, FinishedRun]:
+    """Every run name with finished runs of `split` in `runs_dir`, by name; only the runs of `seeds`
+    when given."""
+    grouped: dict[str, list[tuple[RunFolder, dict[str, Any]]]] = {}
+    for folder, record in iter_records(RunsFolder(Path(runs_dir)), split, seeds):
         grouped.setdefault(record["name"], []).append((folder, record))
     runs = {}
     for name, entries in grouped.items():

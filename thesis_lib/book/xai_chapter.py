@@ -1,7 +1,7 @@
 """What the XAI chapter (notebooks/04_xai.ipynb) shows: explanations of the grid's trained runs and how
 faithful they are.
 
-The runs are loaded as `thesis xai check` loads them (`xai.check.load_run`: best weights, eval
+The runs are loaded as `thesis xai check` loads them (`experiments.loaded_run.load_run`: best weights, eval
 transforms, the run's tokenizer and dev-tuned thresholds), so the pictures and the faithfulness numbers
 come from the same models. Which movies and genres are shown is decided here, deterministically, from
 the run's saved test predictions (and, on the synthetic twin, its ground truth): a build shows the same
@@ -21,9 +21,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from thesis_lib.analysis.xai_check import HEADLINE, PRIMARY_SPLIT
 from thesis_lib.data.images import load_poster
+from thesis_lib.experiments.layout import RunsFolder
+from thesis_lib.experiments.loaded_run import DetectionsCache, LoadedRun, load_run
 from thesis_lib.genres import GENRES
-from thesis_lib.xai.check import HEADLINE, RunUnderTest, XaiCheckConfig, evaluate_run, load_run
+from thesis_lib.paths import project_root
+from thesis_lib.xai.check import XaiCheckConfig, evaluate_run
 from thesis_lib.xai.faithfulness import POSTER_EVIDENCE_KINDS, twin_evidence_boxes
 from thesis_lib.xai.figures import Provenance
 
@@ -48,15 +52,6 @@ BATCH = 32  # movies per forward pass
 # ------------------------------------------------------------------------------------------ the runs
 
 
-def run_folder(runs_dir: str | Path, name: str, seed: int) -> Path:
-    """RUNS/<name>/seed<k> (primary split), as the grid writes it."""
-    from thesis_lib.paths import project_root
-
-    root = Path(runs_dir).expanduser()
-    root = root if root.is_absolute() else project_root() / root
-    return root / name / f"seed{seed}"
-
-
 def first_seed(seeds: int | str | Sequence[int]) -> int:
     """The seed whose runs are explained: the first of the profile's `seeds` (a list, or one value as
     papermill's `-p seeds 0` or `-p seeds 0,1` gives it)."""
@@ -68,15 +63,15 @@ def first_seed(seeds: int | str | Sequence[int]) -> int:
 
 
 def load_runs(runs_dir: str | Path, release: Release, names: Sequence[str], seed: int,
-              optional: Sequence[str] = ()) -> dict[str, RunUnderTest]:
-    """The named runs of one seed, loaded for explanation (detections shared between runs); the
-    `optional` ones only when the grid produced them."""
-    objects: dict[str, Any] = {}
-    runs = {name: load_run(run_folder(runs_dir, name, seed), release, objects) for name in dict.fromkeys(names)}
-    for name in optional:
-        if name not in runs and (run_folder(runs_dir, name, seed) / "record.json").is_file():
-            runs[name] = load_run(run_folder(runs_dir, name, seed), release, objects)
-    return runs
+              optional: Sequence[str] = (), split: str = PRIMARY_SPLIT) -> dict[str, LoadedRun]:
+    """The named runs of one seed and split, loaded for explanation (detections shared between runs); the
+    `optional` ones only when the grid produced them. A relative `runs_dir` is the project's."""
+    root = Path(runs_dir).expanduser()
+    runs_folder = RunsFolder(root if root.is_absolute() else project_root() / root)
+    detections: DetectionsCache = {}
+    wanted = [*dict.fromkeys(names), *(name for name in optional if name not in names)]
+    return {name: load_run(runs_folder.run(split, name, seed), release, detections) for name in wanted
+            if name in names or runs_folder.run(split, name, seed).is_recorded()}
 
 
 def use_threads(cpu_threads: int) -> None:
@@ -85,7 +80,7 @@ def use_threads(cpu_threads: int) -> None:
         torch.set_num_threads(cpu_threads)
 
 
-def feature_grid(run: RunUnderTest) -> int:
+def feature_grid(run: LoadedRun) -> int:
     """Side of the square feature grid the run's image encoder gives Grad-CAM (and the fusion) per poster."""
     movie_id = sorted(run.movies)[0]
     with torch.no_grad():
@@ -94,27 +89,27 @@ def feature_grid(run: RunUnderTest) -> int:
     return int(round((tokens - prefix) ** 0.5))
 
 
-def figure_provenance(data: DataDescription, *runs: RunUnderTest) -> Provenance:
+def figure_provenance(data: DataDescription, *runs: LoadedRun) -> Provenance:
     """The line under every figure: the data (and split) and the run(s) whose weights it shows."""
     weights = " and ".join(f"run {run.model_name}/seed{run.seed}" for run in runs)
     return Provenance(data=f"{data.short}, test split", weights=f"{weights} (best dev checkpoint)")
 
 
-def weights_caption(*runs: RunUnderTest) -> str:
+def weights_caption(*runs: LoadedRun) -> str:
     """The caption sentence naming the weights, e.g. "Weights: run fusion_cross_attention/seed0 of this
     build (best dev checkpoint)."."""
     names = " and ".join(f"run {run.model_name}/seed{run.seed}" for run in runs)
     return f"Weights: {names} of this build (trained weights, best dev checkpoint)."
 
 
-def _probabilities(run: RunUnderTest, movie_id: str) -> np.ndarray:
+def _probabilities(run: LoadedRun, movie_id: str) -> np.ndarray:
     if run.probabilities is None:
         with torch.no_grad():
             return torch.sigmoid(run.model(run.make_batch([movie_id])).logits[0]).float().numpy()  # (23,)
     return np.asarray(run.probabilities[movie_id])  # (23,)
 
 
-def predicted_genres(run: RunUnderTest, movie_id: str, limit: int) -> list[int]:
+def predicted_genres(run: LoadedRun, movie_id: str, limit: int) -> list[int]:
     """Up to `limit` genres the run predicts for the movie (probability >= its tuned threshold), most
     probable first; if it predicts none, its single most probable genre (so every poster has a map)."""
     probs = _probabilities(run, movie_id)
@@ -123,7 +118,7 @@ def predicted_genres(run: RunUnderTest, movie_id: str, limit: int) -> list[int]:
     return chosen or [int(order[0])]
 
 
-def poster_evidence_hits(run: RunUnderTest, truth: Mapping[str, Any] | None, movie_id: str) -> list[int]:
+def poster_evidence_hits(run: LoadedRun, truth: Mapping[str, Any] | None, movie_id: str) -> list[int]:
     """Genres of the movie that the run predicts, that are true, and (twin) whose evidence is an object
     on the poster; most probable first."""
     probs = _probabilities(run, movie_id)
@@ -134,7 +129,7 @@ def poster_evidence_hits(run: RunUnderTest, truth: Mapping[str, Any] | None, mov
     return sorted(hits, key=lambda g: -probs[g])
 
 
-def explained_movies(run: RunUnderTest, truth: Mapping[str, Any] | None, count: int) -> list[str]:
+def explained_movies(run: LoadedRun, truth: Mapping[str, Any] | None, count: int) -> list[str]:
     """`count` test movies to explain: those with a correctly predicted genre whose evidence is on the
     poster first (twin; any correct genre on MM-IMDb), then any others, in id order."""
     ids = sorted(run.movies)
@@ -143,7 +138,7 @@ def explained_movies(run: RunUnderTest, truth: Mapping[str, Any] | None, count: 
     return (with_hits + rest)[:count]
 
 
-def choice_sentence(run: RunUnderTest, truth: Mapping[str, Any] | None, ids: Sequence[str]) -> str:
+def choice_sentence(run: LoadedRun, truth: Mapping[str, Any] | None, ids: Sequence[str]) -> str:
     """How the explained movies were chosen, as the prose says it."""
     chosen = sum(bool(poster_evidence_hits(run, truth, movie_id)) for movie_id in ids)
     reason = "whose evidence is on the poster" if truth is not None else "(any genre: MM-IMDb has no boxes)"
@@ -153,7 +148,7 @@ def choice_sentence(run: RunUnderTest, truth: Mapping[str, Any] | None, ids: Seq
             f"more such movies, so the other {len(ids) - chosen} are the first remaining test movies by id.")
 
 
-def showcase(run: RunUnderTest, truth: Mapping[str, Any] | None, ids: Sequence[str]) -> tuple[str, int]:
+def showcase(run: LoadedRun, truth: Mapping[str, Any] | None, ids: Sequence[str]) -> tuple[str, int]:
     """The (movie, genre) of the side-by-side figures: the first of `ids` with a correct poster-evidence
     genre (prefer image-only evidence on the twin), else the first movie's most probable genre."""
     for wanted in (("image",), POSTER_EVIDENCE_KINDS):
@@ -186,7 +181,7 @@ def evidence_boxes(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -
 # ------------------------------------------------------------------------------------------ Grad-CAM
 
 
-def gradcam_grid(run: RunUnderTest, ids: Sequence[str], provenance: Provenance, max_genres: int = 3,
+def gradcam_grid(run: LoadedRun, ids: Sequence[str], provenance: Provenance, max_genres: int = 3,
                  method: str = "gradcam") -> Figure:
     """One row per movie: its poster, then a Grad-CAM overlay per predicted genre (up to `max_genres`),
     each titled with the probability and whether the genre is a true label."""
@@ -209,19 +204,19 @@ def _two_lines(text: str, width: int = 30) -> str:
     return "\n".join(lines[:2]) + (" ..." if len(lines) > 2 else "")
 
 
-def _gradcam(run: RunUnderTest, movie_id: str, genre: int, method: str = "gradcam") -> np.ndarray:
+def _gradcam(run: LoadedRun, movie_id: str, genre: int, method: str = "gradcam") -> np.ndarray:
     from thesis_lib.xai.gradcam import gradcam_maps
 
     return gradcam_maps(run.model, run.make_batch([movie_id]), [(0, genre)], method=method)[0]  # (S, S)
 
 
-def _attention(run: RunUnderTest, movie_id: str) -> Any:
+def _attention(run: LoadedRun, movie_id: str) -> Any:
     from thesis_lib.xai.attention import explain_attention
 
     return explain_attention(run.model, run.make_batch([movie_id]))
 
 
-def side_by_side(image_run: RunUnderTest, cross_run: RunUnderTest, movie_id: str, genre: int,
+def side_by_side(image_run: LoadedRun, cross_run: LoadedRun, movie_id: str, genre: int,
                  truth: Mapping[str, Any] | None, provenance: Provenance) -> Figure:
     """One poster explained three ways for one genre: Grad-CAM of the image-only model, Grad-CAM of the
     cross-attention model, and where the plot's tokens attend on the poster (cross-attention averaged
@@ -238,7 +233,7 @@ def side_by_side(image_run: RunUnderTest, cross_run: RunUnderTest, movie_id: str
     return side_by_side_figure(poster, panels, provenance, boxes=evidence_boxes(truth, movie_id, genre))
 
 
-def cam_methods(run: RunUnderTest, movie_id: str, genre: int, truth: Mapping[str, Any] | None,
+def cam_methods(run: LoadedRun, movie_id: str, genre: int, truth: Mapping[str, Any] | None,
                 provenance: Provenance) -> Figure:
     """Grad-CAM, Grad-CAM++ and HiResCAM of the same model, poster and genre."""
     from thesis_lib.xai.figures import side_by_side_figure
@@ -252,7 +247,7 @@ def cam_methods(run: RunUnderTest, movie_id: str, genre: int, truth: Mapping[str
 # ------------------------------------------------------------------------------------ attention
 
 
-def named_prop_movie(run: RunUnderTest, truth: Mapping[str, Any] | None, fallback: str) -> str:
+def named_prop_movie(run: LoadedRun, truth: Mapping[str, Any] | None, fallback: str) -> str:
     """A test movie for the word-level figures: on the twin one whose true alignment genre the run
     predicts (the plot names the prop that decides it), else one with any correct poster-evidence genre;
     `fallback` otherwise (and on MM-IMDb)."""
@@ -275,7 +270,7 @@ def _real_ids(batch: Mapping[str, Any]) -> list[int]:
     return batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
 
 
-def shaded_plots(run: RunUnderTest, movie_id: str, truth: Mapping[str, Any] | None,
+def shaded_plots(run: LoadedRun, movie_id: str, truth: Mapping[str, Any] | None,
                  data: DataDescription) -> tuple[ShadedPlot, ShadedPlot]:
     """The movie's raw plot shaded twice: by how much the poster side attends to each word (cross-
     attention, all layers) and by attention rollout through the text encoder. The twin's planted cue
@@ -299,7 +294,7 @@ def shaded_plots(run: RunUnderTest, movie_id: str, truth: Mapping[str, Any] | No
     return shaded[0], shaded[1]
 
 
-def prop_attention(run: RunUnderTest, movie_id: str, truth: Mapping[str, Any] | None,
+def prop_attention(run: LoadedRun, movie_id: str, truth: Mapping[str, Any] | None,
                    provenance: Provenance) -> tuple[Figure, str]:
     """The poster-side cross-attention heat map: where all plot tokens attend, and (twin) where the word
     naming the movie's prop attends, with the prop's box outlined. Returns the figure and the word."""
@@ -325,7 +320,7 @@ def prop_attention(run: RunUnderTest, movie_id: str, truth: Mapping[str, Any] | 
     return side_by_side_figure(poster, panels, provenance, boxes=boxes), word
 
 
-def modality_weights(run: RunUnderTest, provenance: Provenance) -> tuple[Figure, pd.DataFrame]:
+def modality_weights(run: LoadedRun, provenance: Provenance) -> tuple[Figure, pd.DataFrame]:
     """Mean per-movie modality weights of the attention fusion over the test movies of each genre: the
     figure and the (23 x M) table."""
     from thesis_lib.xai.attention import modality_weights_over, modality_weights_per_genre
@@ -343,7 +338,7 @@ def modality_weights(run: RunUnderTest, provenance: Provenance) -> tuple[Figure,
 # -------------------------------------------------------------------------------- faithfulness
 
 
-def faithfulness(runs: Mapping[str, RunUnderTest], truth: Mapping[str, Any] | None, max_pairs: int,
+def faithfulness(runs: Mapping[str, LoadedRun], truth: Mapping[str, Any] | None, max_pairs: int,
                  n_resamples: int) -> dict[str, dict[str, Any]]:
     """`thesis xai check`'s evaluation of each run (xai.check.evaluate_run) on a fixed sample of
     `max_pairs` (poster, genre) pairs, with the chapter's pointing tolerance."""

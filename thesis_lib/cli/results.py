@@ -1,4 +1,4 @@
-"""`thesis results table RUNS_DIR [--json] [--seeds 0,1]`: the comparison table of finished runs.
+"""`thesis results table RUNS_DIR [--json] [--seeds 0,1] [--split thesis]`: the comparison table of finished runs.
 
 Exit status 1 when the folder holds no finished run (the message says so on stdout, as the table would be).
 """
@@ -11,6 +11,7 @@ import json
 from thesis_lib.cli.arguments import seed_list
 
 EXIT_NO_RUNS = 1
+PRIMARY_SPLIT = "thesis"  # experiments.table.PRIMARY_SPLIT, spelled here to keep `--help` free of the metrics stack
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -21,6 +22,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     table.add_argument("runs_dir", help="runs folder written by `thesis run`")
     table.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
     table.add_argument("--seeds", default=None, help="comma-separated seeds to include (default: every finished seed)")
+    table.add_argument("--split", default=PRIMARY_SPLIT,
+                       help=f"the split whose runs make the table (default: {PRIMARY_SPLIT})")
     table.set_defaults(handler=table_command)
 
 
@@ -29,9 +32,9 @@ def table_command(ns: argparse.Namespace) -> int:
     # Imported here: keeps the metrics stack off `--help`'s import path.
     from thesis_lib.experiments.table import format_table, results_table
 
-    rows = results_table(ns.runs_dir, seeds=seeds)  # a missing folder raises RecordError: exit 2
+    rows = results_table(ns.runs_dir, seeds=seeds, split=ns.split)  # a missing folder raises RecordError: exit 2
     if not rows:
-        print(f"no finished runs under {ns.runs_dir}")
+        print(f"no finished runs of the {ns.split} split under {ns.runs_dir}")
         return EXIT_NO_RUNS
     print(json.dumps(rows, indent=1) if ns.json else format_table(rows))
     return 0

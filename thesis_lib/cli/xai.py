@@ -1,4 +1,5 @@
-"""`thesis xai check --data ROOT --runs RUNS_DIR [--json] [--tolerance PX]`: faithfulness of explanations."""
+"""`thesis xai check --data ROOT --runs RUNS_DIR [--json] [--tolerance PX] [--split thesis]`: faithfulness of
+explanations."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--data", required=True, help="the release the runs were trained on (a twin has ground truth)")
     check.add_argument("--runs", required=True, help="runs folder written by `thesis run`")
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument("--split", default="thesis", help="the split whose runs are checked (default: thesis)")
     check.add_argument("--tolerance", type=float, default=0.0, metavar="PX",
                        help="pointing game: count a maximum within PX poster pixels of the box (0: strictly "
                             "inside, the default; Zhang et al. use 15, as the book does)")
@@ -27,8 +29,12 @@ def check_command(ns: argparse.Namespace) -> int:
     if ns.tolerance < 0:
         raise ThesisError(f"--tolerance must be >= 0 pixels, got {ns.tolerance}")
     # Imported here: keeps torch and grad-cam off `--help`'s import path.
-    from thesis_lib.xai.check import XaiCheckConfig, format_table, xai_check
+    from pathlib import Path
 
-    summary = xai_check(ns.data, ns.runs, XaiCheckConfig(pointing_tolerance_px=ns.tolerance))
+    from thesis_lib.analysis.xai_check import check_runs, format_table
+    from thesis_lib.xai.check import XaiCheckConfig
+
+    summary = check_runs(Path(ns.data), Path(ns.runs), XaiCheckConfig(pointing_tolerance_px=ns.tolerance),
+                         split=ns.split)
     print(json.dumps(summary, indent=2) if ns.json else format_table(summary))
     return 0

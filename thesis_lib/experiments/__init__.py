@@ -3,13 +3,16 @@
 - `profile`: `Profile`, the typed form of notebooks/params/<name>.yaml (`load_profile`).
 - `specs`: what one run is (`RunSpec`), named variants, the grid's plan and config hashes.
 - `provenance`: git commit and dirty flag, library versions, device.
-- `records`: the run folder (record.json, predictions, checkpoints), written atomically; finished-run test.
+- `layout`: where a run's files are (`RunsFolder`, `RunFolder`: RUNS/<split>/<run>/seed<k>/).
+- `records`: what a run folder holds (record.json, predictions), written atomically; finished-run test.
 - `pipeline`: release + split + model + datasets + loaders (and feature caches) for one run.
 - `objects`: detections per poster for runs that read the object modality.
 - `restore`: a finished run's trained model from its folder (`restore_trained_model`; slim checkpoints of
   frozen-encoder runs get their encoders back from the source runs).
-- `runner`: one run start to finish (`restore_run_model` reloads a finished one); `late`: late fusion of
-  finished runs; `baselines`: frequency and shallow reference rows.
+- `loaded_run`: the one way back from disk, `load_run(run, release) -> LoadedRun`: model, tokenizer,
+  cleaning, eval transform, batch builder, thresholds and predictions, built as the grid built them.
+- `runner`: one run start to finish; `late`: late fusion of finished runs; `baselines`: frequency and
+  shallow reference rows.
 - `grid`: `run_grid` (what `thesis run` runs), `open_grid` (data, splits and plan without running).
 - `table`: `results_table` and `format_table` (`thesis results table`), `paired_difference`.
 """

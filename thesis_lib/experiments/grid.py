@@ -23,9 +23,10 @@ from accelerate import Accelerator
 
 from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.splits import Split, load_or_create_thesis_split, official_split
+from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.pipeline import GridContext
 from thesis_lib.experiments.profile import Profile, ProfileError
-from thesis_lib.experiments.records import SPLITS_FOLDER, is_finished, write_error
+from thesis_lib.experiments.records import is_finished, write_error
 from thesis_lib.experiments.runner import RunOutcome, execute_run
 from thesis_lib.experiments.specs import config_hashes, plan_grid
 
@@ -81,14 +82,14 @@ def resolve_data_root(profile: Profile, data_root: str | None) -> Path:
     return twin
 
 
-def make_splits(profile: Profile, release: Release, runs_root: Path) -> dict[str, Split]:
+def make_splits(profile: Profile, release: Release, runs: RunsFolder) -> dict[str, Split]:
     """The profile's splits; the thesis split is made once per release and stored under RUNS/splits/."""
     splits = {}
     for name in profile.splits:
         if name == "official":
             splits[name] = official_split(release)
         else:
-            path = runs_root / SPLITS_FOLDER / f"thesis-seed{profile.split_seed}-{release.fingerprint[:12]}.json"
+            path = runs.splits / f"thesis-seed{profile.split_seed}-{release.fingerprint[:12]}.json"
             splits[name] = load_or_create_thesis_split(release, path, seed=profile.split_seed)
     return splits
 
@@ -101,16 +102,15 @@ def open_grid(
     models: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
 ) -> GridContext:
-    """Data, splits, device and plan of a grid, without running anything (notebooks use it to reload runs:
-    `runner.restore_run_model(ctx, spec)`)."""
-    runs_root = Path(runs_dir).expanduser() if runs_dir else profile.runs_path()
+    """Data, splits, device and plan of a grid, without running anything."""
+    runs = RunsFolder(Path(runs_dir).expanduser() if runs_dir else profile.runs_path())
     plan = plan_grid(profile, models, seeds)  # profile errors surface before any data is read
     release = load_release(resolve_data_root(profile, data_root))
     log.info("data: %d movies from %s (fingerprint %s); %d skipped", len(release.movies), release.root,
              release.fingerprint[:12], len(release.skipped_ids))
-    splits = make_splits(profile, release, runs_root)
+    splits = make_splits(profile, release, runs)
     accelerator = Accelerator(cpu=profile.device == "cpu", mixed_precision=profile.mixed_precision)
-    return GridContext(profile, release, splits, runs_root, accelerator, {s.key: s for s in plan},
+    return GridContext(profile, release, splits, runs, accelerator, {s.key: s for s in plan},
                        config_hashes(plan, profile))
 
 
@@ -127,7 +127,7 @@ def run_grid(
     if profile.cpu_threads:
         torch.set_num_threads(profile.cpu_threads)
     ctx = open_grid(profile, data_root=data_root, runs_dir=runs_dir, models=models, seeds=seeds)
-    report = GridReport(ctx.runs_root)
+    report = GridReport(ctx.runs.root)
     release, splits = ctx.release, ctx.splits
     plan = list(ctx.plan.values())
     for index, spec in enumerate(plan, start=1):
@@ -146,7 +146,7 @@ def run_grid(
             write_error(folder, traceback.format_exc())
             report.failed.append((spec.label, message))
             log.warning("[%d/%d] %s: FAILED: %s (traceback in %s)", index, len(plan), spec.label, message,
-                        folder / "error.txt")
+                        folder.error)
             continue
         report.executed.append(outcome)
         log.info("[%d/%d] %s: done in %.1f s, test macro-F1 %s (tuned %s)", index, len(plan), spec.label,

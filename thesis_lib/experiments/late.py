@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from thesis_lib.experiments.pipeline import GridContext, SourceRunError
+from thesis_lib.experiments.pipeline import GridContext
 from thesis_lib.experiments.records import (
-    PREDICTIONS_DEV,
-    PREDICTIONS_TEST,
     is_finished,
     read_predictions,
     read_record,
 )
+from thesis_lib.experiments.restore import SourceRunError
 from thesis_lib.experiments.specs import RunSpec
 from thesis_lib.genres import GENRES
 from thesis_lib.models.fusion.late import combine_late, fit_late_fusion_weights
@@ -34,8 +33,8 @@ def source_predictions(spec: RunSpec, ctx: GridContext) -> dict[str, tuple[Predi
         folder = ctx.folder(source)
         if not is_finished(folder, config_hash=ctx.config_hash(source), data_fingerprint=ctx.release.fingerprint,
                            split_hash=split.split_hash()):
-            raise SourceRunError(f"{spec.label} combines {source.label}, which has not finished (see {folder})")
-        found[modality] = (read_predictions(folder / PREDICTIONS_DEV), read_predictions(folder / PREDICTIONS_TEST),
+            raise SourceRunError(f"{spec.label} combines {source.label}, which has not finished (see {folder.path})")
+        found[modality] = (read_predictions(folder.predictions("dev")), read_predictions(folder.predictions("test")),
                            read_record(folder))
     return found
 

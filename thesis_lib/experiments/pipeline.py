@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors import safe_open
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -35,10 +34,10 @@ from thesis_lib.data.mmimdb import Movie, Release
 from thesis_lib.data.splits import Split
 from thesis_lib.data.text import CLEAN, RAW, TextCleaningConfig, clean_text
 from thesis_lib.data.tokenizers import cached_trained_tokenizer
-from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.experiments.objects import ObjectsProvider
 from thesis_lib.experiments.profile import Profile
-from thesis_lib.experiments.records import CHECKPOINTS, run_dir
+from thesis_lib.experiments.restore import load_source_encoder
 from thesis_lib.experiments.specs import RunSpec, resolve_model_config
 from thesis_lib.genres import to_multi_hot
 from thesis_lib.models.classifier import GenreClassifier
@@ -47,7 +46,6 @@ from thesis_lib.models.outputs import EncoderOutput
 from thesis_lib.models.registry import build_from_config
 from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
 from thesis_lib.models.text import load_tokenizer as load_backbone_tokenizer
-from thesis_lib.train.checkpoint import BEST, MODEL_FILE, excluded_prefixes, read_weights_metadata
 from thesis_lib.train.features import (
     CachedFeatureDataset,
     FrozenEncodersClassifier,
@@ -57,10 +55,6 @@ from thesis_lib.train.features import (
 
 TEXT_CLEANINGS: dict[str, TextCleaningConfig] = {"clean": CLEAN, "raw": RAW}
 TRAINED_TOKENIZER_VOCAB = 8000  # vocabulary of tokenizers trained on the training plots (random text encoders)
-
-
-class SourceRunError(ThesisError, RuntimeError):
-    """A fusion needs a single-modality run that has not finished (or whose files are missing)."""
 
 
 # (source, release, model size, split) -> the detections of that source (ObjectsProvider.create).
@@ -76,16 +70,15 @@ class GridContext:
     profile: Profile
     release: Release
     splits: dict[str, Split]
-    runs_root: Path
+    runs: RunsFolder
     accelerator: Accelerator
     plan: dict[tuple[str, int, str], RunSpec]
     hashes: dict[tuple[str, int, str], tuple[str, dict[str, Any]]]
     objects: dict[tuple[str, str], ObjectsProvider] = field(default_factory=dict)  # (source, split): on first use
     objects_factory: ObjectsFactory = ObjectsProvider.create
 
-    def folder(self, spec: RunSpec) -> Path:
-        return run_dir(self.runs_root, split=spec.split, primary_split=self.profile.primary_split,
-                       name=spec.name, seed=spec.seed)
+    def folder(self, spec: RunSpec) -> RunFolder:
+        return self.runs.run(spec.split, spec.name, spec.seed)
 
     def config_hash(self, spec: RunSpec) -> str:
         return self.hashes[spec.key][0]
@@ -167,7 +160,7 @@ def build_run_model(spec: RunSpec, ctx: GridContext) -> BuiltModel:
         for modality in config.modalities:
             source = ctx.source_spec(spec, modality)
             if modality != "objects":
-                load_source_encoder(model, modality, ctx.folder(source) / CHECKPOINTS / BEST / MODEL_FILE, source.label)
+                load_source_encoder(model, modality, ctx.folder(source))
             backbones[modality] = {
                 **backbones[modality],
                 "weights": "run" if modality != "objects" else backbones[modality]["weights"],
@@ -185,29 +178,6 @@ def _fresh_backbone(part: Any, modality: str, spec: RunSpec, ctx: GridContext) -
         return {"weights": "detector", "name": part.source, "detector": provider.provenance()}
     pretrained = part.pretrained and not (modality == "text" and part.backbone in RANDOM_TEXT_BACKBONES)
     return {"weights": "pretrained" if pretrained else "random", "name": part.backbone}
-
-
-def load_source_encoder(model: GenreClassifier, modality: str, weights: Path, source_label: str) -> None:
-    """Copy `encoders.<modality>.*` from a source run's best checkpoint into `model` (every key must match).
-
-    A source run that kept this encoder frozen (trained on its cached features) saved a slim file without
-    it: the encoder is then the one that run built itself, and comes back by restoring that run from its
-    folder (`restore.restore_trained_model`, which checks it against the file's fingerprint)."""
-    if not weights.is_file():
-        raise SourceRunError(f"{source_label} has no trained weights at {weights}: run it first")
-    prefix = f"encoders.{modality}."
-    left_out = excluded_prefixes(read_weights_metadata(weights), weights)
-    if any(p.startswith(prefix) or prefix.startswith(p) for p in left_out):
-        from thesis_lib.experiments.restore import restore_trained_model  # restore builds on this module
-
-        state = restore_trained_model(weights.parents[2]).encoders[modality].state_dict()  # RUN/checkpoints/best/
-    else:
-        with safe_open(str(weights), framework="pt") as handle:  # read only this encoder's tensors
-            state = {key[len(prefix):]: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefix)}
-    try:
-        model.encoders[modality].load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise SourceRunError(f"{weights} does not fit the {modality} encoder of this run: {error}") from None
 
 
 def trainable_encoder_prefixes(built: BuiltModel) -> tuple[str, ...]:
@@ -247,14 +217,15 @@ def build_run_data(spec: RunSpec, ctx: GridContext, built: BuiltModel) -> RunDat
         return RunData(parts["train"], parts["dev"], parts["test"], collate, trainable, tuple(heavy))
     transforms = image_transforms(model, ctx.profile.image_augment) if "image" in model.modalities else None
     datasets = {
-        part: _raw_dataset(ctx.movies(spec.split, part), heavy, built, transforms, train=part == "train")
+        part: raw_dataset(ctx.movies(spec.split, part), heavy, built,
+                          None if transforms is None else transforms[part == "train"])
         for part in ("train", "dev", "test")
     }
-    collate = RawBatchCollator(_multimodal_collator(built) if heavy else None, objects)
+    collate = RawBatchCollator(multimodal_collator(built) if heavy else None, objects)
     return RunData(datasets["train"], datasets["dev"], datasets["test"], collate, model, ())
 
 
-def _multimodal_collator(built: BuiltModel) -> MultimodalCollator:
+def multimodal_collator(built: BuiltModel) -> MultimodalCollator:
     """Batches posters and plots; plots tokenised (and truncated) as the run's text encoder expects."""
     if built.config.text is None:
         return MultimodalCollator()
@@ -269,13 +240,15 @@ def image_transforms(model: GenreClassifier, augment: bool = False) -> dict[bool
     return {train: build_image_transform(config, train=train and augment) for train in (True, False)}
 
 
-def _raw_dataset(movies: list[Movie], modalities: list[str], built: BuiltModel,
-                 transforms: dict[bool, Callable] | None, *, train: bool) -> Dataset:
+def raw_dataset(movies: Sequence[Movie], modalities: Sequence[str], built: BuiltModel,
+                image_transform: Callable | None) -> Dataset:
+    """The run's dataset of `movies`: posters through `image_transform`, plots cleaned as the run cleans
+    them; labels only for a model that reads nothing but detections."""
     if not modalities:
-        return LabelsDataset(movies)  # detections only: they come with the collator
+        return LabelsDataset(list(movies))  # detections only: they come with the collator
     return MMIMDbDataset(
         movies,
-        image_transform=None if transforms is None else transforms[train],
+        image_transform=image_transform,
         text_cleaning=TEXT_CLEANINGS[built.text_cleaning],
         tokenizer=built.tokenizer,
         modalities=tuple(modalities),
@@ -374,8 +347,8 @@ def _cached_dataset(spec: RunSpec, ctx: GridContext, built: BuiltModel, modaliti
     transforms = image_transforms(built.model) if "image" in modalities else None
     paths = {}
     for modality in modalities:
-        dataset = _raw_dataset(movies, [modality], built, transforms, train=False)
-        collate = _multimodal_collator(built) if modality == "text" else MultimodalCollator()
+        dataset = raw_dataset(movies, [modality], built, None if transforms is None else transforms[False])
+        collate = multimodal_collator(built) if modality == "text" else MultimodalCollator()
         encoder = built.model.encoders[modality]
         # The weights themselves are hashed by cache_encoder_features: a fusion reusing a run's frozen
         # encoder shares that run's cache.

@@ -1,14 +1,7 @@
-"""Run records on disk: one folder per (split, run, seed), written so that a finished run is unmistakable.
+"""Run records on disk: what a run's folder holds, written so that a finished run is unmistakable.
 
-    RUNS/<run>/seed<k>/                 runs of the primary split (RUNS/<split>/<run>/seed<k>/ for the others)
-        record.json                     `RunRecord`: config + hash, metrics, budget, provenance (written last)
-        predictions_dev.npz             ids, probabilities, labels of the dev split (late fusion, thresholds)
-        predictions_test.npz            the same for the test split (the results table, bootstrap intervals)
-        checkpoints/                    best/ and last/ weights (safetensors) of trained runs
-        pending.json                    the config hash of a run in progress (lets an interrupted run resume)
-        error.txt                       the traceback of the latest failed attempt
-
-In record.json, `config` is what decides the run (the recipe, overrides, training settings and, for a
+Where the files are is `layout`'s business (RUNS/<split>/<run>/seed<k>/ and the files in it). In
+record.json, `config` is what decides the run (the recipe, overrides, training settings and, for a
 fusion, its source runs' config hashes; `config_hash` hashes it), and `model_config` the ModelConfig the
 run actually built (a fusion's encoder parts are its sources').
 
@@ -29,7 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from thesis_lib.data.mmimdb import Release
+from thesis_lib.data.splits import Split, load_split, official_split
 from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.genres import NUM_GENRES
 from thesis_lib.models.configs import (
     FusionConfig,
@@ -38,28 +34,14 @@ from thesis_lib.models.configs import (
     ObjectEncoderConfig,
     TextEncoderConfig,
 )
-from thesis_lib.storage import atomic_write
+from thesis_lib.storage import atomic_write, write_text_atomic
 from thesis_lib.train.results import Predictions
 
-SPLITS_FOLDER = "splits"  # RUNS/splits/: the thesis split files the grid made (reused on later runs)
-
 RECORD_FORMAT = 1
-RECORD_FILE = "record.json"
-PREDICTIONS_DEV = "predictions_dev.npz"
-PREDICTIONS_TEST = "predictions_test.npz"
-CHECKPOINTS = "checkpoints"
-PENDING_FILE = "pending.json"
-ERROR_FILE = "error.txt"
 
 
 class RecordError(ThesisError, ValueError):
     """A run folder whose files are unreadable or do not belong together."""
-
-
-def run_dir(runs_root: Path, *, split: str, primary_split: str, name: str, seed: int) -> Path:
-    """RUNS/<name>/seed<k> for the primary split, RUNS/<split>/<name>/seed<k> for any other."""
-    base = runs_root if split == primary_split else runs_root / split
-    return base / name / f"seed{seed}"
 
 
 def write_json(path: Path, content: dict[str, Any]) -> None:
@@ -117,16 +99,15 @@ def _check_genres(predictions: Predictions, path: Path) -> None:
         raise RecordError(f"{path}: predictions of {predictions.probs.shape[1]} classes, not the {NUM_GENRES} genres")
 
 
-def read_record(directory: Path) -> dict[str, Any] | None:
-    """The record of a run folder, or None when the run has not finished."""
-    path = directory / RECORD_FILE
-    return read_json(path) if path.is_file() else None
+def read_record(run: RunFolder) -> dict[str, Any] | None:
+    """The record of a run, or None when the run has not finished."""
+    return read_json(run.record) if run.record.is_file() else None
 
 
-def is_finished(directory: Path, *, config_hash: str, data_fingerprint: str, split_hash: str) -> bool:
-    """True when the folder holds a record of this very config on this very data and split."""
+def is_finished(run: RunFolder, *, config_hash: str, data_fingerprint: str, split_hash: str) -> bool:
+    """True when the run's folder holds a record of this very config on this very data and split."""
     try:
-        record = read_record(directory)
+        record = read_record(run)
     except RecordError:
         return False  # unreadable: rerun rather than trust it
     return (
@@ -134,25 +115,24 @@ def is_finished(directory: Path, *, config_hash: str, data_fingerprint: str, spl
         and record.get("config_hash") == config_hash
         and record.get("data", {}).get("fingerprint") == data_fingerprint
         and record.get("split", {}).get("hash") == split_hash
-        and (directory / PREDICTIONS_TEST).is_file()
-        and (directory / PREDICTIONS_DEV).is_file()
+        and run.predictions("test").is_file()
+        and run.predictions("dev").is_file()
     )
 
 
-def start_run(directory: Path, config_hash: str) -> bool:
-    """Prepare a folder for a (re)run; returns True when an interrupted run of this config may resume.
+def start_run(run: RunFolder, config_hash: str) -> bool:
+    """Prepare a run's folder for a (re)run; returns True when an interrupted run of this config may resume.
 
     A stale record and predictions go first, so a crash from here on never leaves files that look like a
     finished run; checkpoints of another config go too (they must not be resumed into this one).
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in (RECORD_FILE, PREDICTIONS_TEST, PREDICTIONS_DEV, ERROR_FILE):
-        (directory / name).unlink(missing_ok=True)
-    pending = directory / PENDING_FILE
-    resumable = pending.is_file() and _pending_hash(pending) == config_hash
+    run.path.mkdir(parents=True, exist_ok=True)
+    for path in (run.record, run.predictions("test"), run.predictions("dev"), run.error):
+        path.unlink(missing_ok=True)
+    resumable = run.pending.is_file() and _pending_hash(run.pending) == config_hash
     if not resumable:
-        shutil.rmtree(directory / CHECKPOINTS, ignore_errors=True)
-        write_json(pending, {"config_hash": config_hash})
+        shutil.rmtree(run.checkpoints, ignore_errors=True)
+        write_json(run.pending, {"config_hash": config_hash})
     return resumable
 
 
@@ -163,31 +143,27 @@ def _pending_hash(path: Path) -> str | None:
         return None
 
 
-def finish_run(directory: Path, record: dict[str, Any], dev: Predictions, test: Predictions) -> None:
+def finish_run(run: RunFolder, record: dict[str, Any], dev: Predictions, test: Predictions) -> None:
     """Write predictions, then the record (last: its presence marks the run finished)."""
-    write_predictions(directory / PREDICTIONS_DEV, dev)
-    write_predictions(directory / PREDICTIONS_TEST, test)
-    write_json(directory / RECORD_FILE, json_safe(record))
-    (directory / PENDING_FILE).unlink(missing_ok=True)
+    write_predictions(run.predictions("dev"), dev)
+    write_predictions(run.predictions("test"), test)
+    write_json(run.record, json_safe(record))
+    run.pending.unlink(missing_ok=True)
 
 
-def write_error(directory: Path, text: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write(directory / ERROR_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def write_error(run: RunFolder, text: str) -> None:
+    """The traceback of a failed attempt, in the run's error.txt."""
+    write_text_atomic(run.error, text)
 
 
-def iter_records(runs_dir: Path, seeds: Sequence[int] | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """(folder, record) of every finished run directly under runs_dir (RUNS/<run>/seed<k>/record.json);
-    with `seeds`, only the runs of those seeds (a book built for a profile shows that profile's seeds, even
-    when the folder also holds runs of other seeds)."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        raise RecordError(f"{runs_dir}: no such runs folder")
-    wanted = None if seeds is None else {int(seed) for seed in seeds}
-    for path in sorted(runs_dir.glob(f"*/seed*/{RECORD_FILE}")):
-        record = read_json(path)
-        if wanted is None or int(record["seed"]) in wanted:
-            yield path.parent, record
+def iter_records(runs: RunsFolder, split: str, seeds: Sequence[int] | None = None
+                 ) -> Iterator[tuple[RunFolder, dict[str, Any]]]:
+    """(run, record) of every finished run of `split` in `runs`; with `seeds`, only the runs of those seeds
+    (a book built for a profile shows that profile's seeds, even when the folder also holds runs of others)."""
+    if not runs.root.is_dir():
+        raise RecordError(f"{runs.root}: no such runs folder")
+    for run in runs.recorded(split, seeds):
+        yield run, read_json(run.record)
 
 
 def tuned_thresholds(record: dict[str, Any], policy: str = "tuned_per_genre") -> np.ndarray:
@@ -212,22 +188,17 @@ def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
     return {key: convert(value) for key, value in fields.items()}
 
 
-def run_split(record: dict[str, Any], folder: Path, release: Any) -> Any:
-    """The split (`thesis_lib.data.splits.Split`) the run in `folder` was trained and tested on, found by the
-    hash its record holds (never re-drawn): the official split of `release`, or a thesis split file under
-    the runs folder's `splits/` (RUNS/<model>/seed<k> for the primary split, RUNS/<split>/<model>/seed<k>
-    for another one)."""
-    from thesis_lib.data.splits import load_split, official_split
-
+def run_split(record: dict[str, Any], run: RunFolder, release: Release) -> Split:
+    """The split the run was trained and tested on, found by the hash its
+    record holds (never re-drawn): the official split of `release`, or a thesis split file in the runs
+    folder's splits/."""
     wanted = record["split"]["hash"]
     if record["split"]["name"] == "official":
         candidates = [official_split(release)]
     else:
-        folders = [Path(folder).parents[level] / SPLITS_FOLDER for level in (1, 2) if len(Path(folder).parents) > level]
-        candidates = [load_split(path) for splits in folders for path in sorted(splits.glob("*.json"))]
+        candidates = [load_split(path) for path in sorted(run.runs.splits.glob("*.json"))]
     for split in candidates:
         if split.split_hash() == wanted:
             return split
-    raise RecordError(f"run {folder}: its {record['split']['name']} split (hash {wanted[:12]}) is neither the "
-                      f"release's official split nor a split file under the runs folder's {SPLITS_FOLDER}/")
-
+    raise RecordError(f"run {run.label}: its {record['split']['name']} split (hash {wanted[:12]}) is neither the "
+                      f"release's official split nor a split file in {run.runs.splits}")

@@ -5,54 +5,63 @@ live encoder, without the frozen encoders (`train.checkpoint`: the file names wh
 fingerprints it). Restoring such a run puts those encoders back from where the run got them, then loads
 the run's own weights:
 - an encoder from a source run (record["backbones"][m]["weights"] == "run", a fusion with encoders=runs):
-  that run's best weights (`pipeline.load_source_encoder`; a source that kept it frozen itself is restored
-  the same way, in turn);
+  that run's best weights (`load_source_encoder`; a source that kept it frozen itself is restored the same
+  way, in turn);
 - an encoder from the registry (pretrained, or randomly initialised): building the model from the record's
   config, under the run's seed as the grid built it (`pipeline.build_run_model`).
 `load_model_weights` then checks the left-out weights against the file's fingerprint: a source run trained
 again since, or other pretrained weights, is an error, never a quietly different model. Whole-module files
 (fine-tuned runs, runs from before slim checkpoints) overwrite everything and need no source run.
 
-    model = restore_trained_model(RUNS / "fusion_cross_attention" / "seed0")   # eval mode
+    model = restore_trained_model(RunsFolder(RUNS).run("thesis", "fusion_cross_attention", 0))   # eval mode
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
-from thesis_lib.experiments.pipeline import SourceRunError, load_source_encoder
-from thesis_lib.experiments.records import CHECKPOINTS, RecordError, model_config_from_dict, read_record
+from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.layout import RunFolder
+from thesis_lib.experiments.records import RecordError, model_config_from_dict, read_record
 from thesis_lib.models.classifier import GenreClassifier
 from thesis_lib.models.configs import ModelConfig
 from thesis_lib.models.registry import build_from_config
-from thesis_lib.train.checkpoint import (
-    BEST,
-    MODEL_FILE,
-    excluded_prefixes,
-    load_model_weights,
-    read_weights_metadata,
-)
+from thesis_lib.train.checkpoint import excluded_prefixes, load_model_weights, read_weights_metadata
 
 
-def best_weights(folder: Path) -> Path:
-    """RUN/checkpoints/best/model.safetensors: the weights a finished run predicted with."""
-    return Path(folder) / CHECKPOINTS / BEST / MODEL_FILE
+class SourceRunError(ThesisError, RuntimeError):
+    """A fusion needs a single-modality run that has not finished (or whose files are missing)."""
 
 
-def source_run_folder(folder: Path, backbone: Mapping[str, Any]) -> Path:
-    """The folder of the run an encoder came from: a sibling of `folder` (same split, so same parent),
-    named by the record's label "<split>/<name>/seed<k>"."""
-    label = backbone.get("run")
-    parts = label.split("/") if isinstance(label, str) else []
-    if len(parts) != 3 or not parts[2].startswith("seed"):
-        raise SourceRunError(f"{folder}: the record names its encoder's source run as {label!r}, "
-                             f"not as <split>/<name>/seed<k>")
-    _, name, seed = parts
-    return Path(folder).parent.parent / name / seed
+def load_source_encoder(model: GenreClassifier, modality: str, source: RunFolder) -> None:
+    """Copy `encoders.<modality>.*` from a source run's best checkpoint into `model` (every key must match).
+
+    A source run that kept this encoder frozen (trained on its cached features) saved a slim file without
+    it: the encoder is then the one that run built itself, and comes back by restoring that run
+    (`restore_trained_model`, which checks it against the file's fingerprint)."""
+    weights = source.best_weights
+    if not weights.is_file():
+        raise SourceRunError(f"{source.label} has no trained weights at {weights}: run it first")
+    prefix = f"encoders.{modality}."
+    if _leaves_out(weights, prefix):
+        state = restore_trained_model(source).encoders[modality].state_dict()
+    else:
+        with safe_open(str(weights), framework="pt") as handle:  # read only this encoder's tensors
+            state = {key[len(prefix):]: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefix)}
+    try:
+        model.encoders[modality].load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise SourceRunError(f"{weights} does not fit the {modality} encoder of this run: {error}") from None
+
+
+def _leaves_out(weights: Any, prefix: str) -> bool:
+    """Whether the slim checkpoint `weights` left out (part of) the parameters under `prefix`."""
+    left_out = excluded_prefixes(read_weights_metadata(weights), weights)
+    return any(p.startswith(prefix) or prefix.startswith(p) for p in left_out)
 
 
 def build_run_architecture(config: ModelConfig, seed: int | None) -> GenreClassifier:
@@ -65,42 +74,43 @@ def build_run_architecture(config: ModelConfig, seed: int | None) -> GenreClassi
 
 
 def restore_trained_model(
-    folder: Path, record: Mapping[str, Any] | None = None, *, config: ModelConfig | None = None
+    run: RunFolder, record: Mapping[str, Any] | None = None, *, config: ModelConfig | None = None
 ) -> GenreClassifier:
-    """The trained model of the finished run in `folder`, in eval mode.
+    """The trained model of the finished run in `run`, in eval mode.
 
     `record` defaults to the folder's record.json; `config` to its `model_config` (pass a variant with the
     same parameters, e.g. attention maps switched on). The frozen encoders a slim checkpoint left out are
     loaded from their source runs (or rebuilt from the registry), then the run's best weights, checked."""
-    folder = Path(folder)
     if record is None:
-        record = read_record(folder)
+        record = read_record(run)
         if record is None:
-            raise RecordError(f"{folder} holds no finished run (no record.json)")
-    weights = best_weights(folder)
+            raise RecordError(f"{run.path} holds no finished run (no record.json)")
+    weights = run.best_weights
     if not weights.is_file():
-        raise RecordError(f"{folder} has a record but no best weights at {weights}")
+        raise RecordError(f"{run.path} has a record but no best weights at {weights}")
     config = config or model_config_from_dict(record["model_config"])
     model = build_run_architecture(config, record.get("seed"))
-    left_out = excluded_prefixes(read_weights_metadata(weights), weights)
     for modality, backbone in (record.get("backbones") or {}).items():
-        prefix = f"encoders.{modality}."
         from_run = backbone.get("weights") == "run" and modality in model.encoders
-        if from_run and any(p.startswith(prefix) or prefix.startswith(p) for p in left_out):
-            source = source_run_folder(folder, backbone)
-            _check_source_record(source, backbone, folder)
-            load_source_encoder(model, modality, best_weights(source), backbone["run"])
+        if from_run and _leaves_out(weights, f"encoders.{modality}."):
+            load_source_encoder(model, modality, source_run(run, backbone))
     load_model_weights(model, weights)
     return model.eval()
 
 
-def _check_source_record(source: Path, backbone: Mapping[str, Any], folder: Path) -> None:
-    """The source run is there and is the run that `folder` was trained from (same config hash)."""
-    if not source.is_dir():
-        raise SourceRunError(f"{folder} was trained on the encoder of {backbone['run']}, whose folder {source} "
-                             f"does not exist: its frozen encoder cannot be restored")
+def source_run(run: RunFolder, backbone: Mapping[str, Any]) -> RunFolder:
+    """The run an encoder of `run` came from (its record's `backbones[m]["run"]` label, in the same runs
+    folder), checked to be there and to be the very run `run` was trained from (same config hash)."""
+    try:
+        source = run.runs.labelled(backbone.get("run"))
+    except ValueError as error:
+        raise SourceRunError(f"{run.path}: the record names its encoder's source run wrongly: {error}") from None
+    if not source.path.is_dir():
+        raise SourceRunError(f"{run.path} was trained on the encoder of {backbone['run']}, whose folder "
+                             f"{source.path} does not exist: its frozen encoder cannot be restored")
     found = read_record(source)
     wanted = backbone.get("run_config_hash")
     if found is not None and wanted is not None and found.get("config_hash") != wanted:
-        raise SourceRunError(f"{source} holds another run (config {str(found.get('config_hash'))[:12]}) than the "
-                             f"{backbone['run']} that {folder} was trained from (config {wanted[:12]})")
+        raise SourceRunError(f"{source.path} holds another run (config {str(found.get('config_hash'))[:12]}) than "
+                             f"the {backbone['run']} that {run.path} was trained from (config {wanted[:12]})")
+    return source

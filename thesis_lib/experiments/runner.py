@@ -20,6 +20,7 @@ import numpy as np
 
 from thesis_lib.experiments.baselines import run_baseline
 from thesis_lib.experiments.late import run_late_fusion
+from thesis_lib.experiments.layout import RunFolder
 from thesis_lib.experiments.pipeline import (
     BuiltModel,
     GridContext,
@@ -27,19 +28,14 @@ from thesis_lib.experiments.pipeline import (
     build_run_data,
     build_run_model,
     evaluation_loader,
-    prepare_config,
     trainable_encoder_prefixes,
 )
 from thesis_lib.experiments.provenance import device_info, git_state, library_versions
 from thesis_lib.experiments.records import (
-    CHECKPOINTS,
     RECORD_FORMAT,
-    RecordError,
     finish_run,
-    read_record,
     start_run,
 )
-from thesis_lib.experiments.restore import restore_trained_model
 from thesis_lib.experiments.specs import RunSpec, train_settings
 from thesis_lib.metrics import evaluate_threshold_policies
 from thesis_lib.train import FitResult, TrainConfig, fit, predict
@@ -52,7 +48,7 @@ class RunOutcome:
     """What the grid reports about a run it executed."""
 
     spec: RunSpec
-    folder: Path
+    folder: RunFolder
     wall_time_s: float
     cpu_time_s: float
     macro_f1: float | None        # test macro-F1 at 0.5
@@ -150,7 +146,7 @@ def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, data: 
     )
 
 
-def _train(spec: RunSpec, ctx: GridContext, folder: Path, resume: bool) -> tuple[Predictions, Predictions, dict]:
+def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> tuple[Predictions, Predictions, dict]:
     """Train one model per learning-rate trial, keep the best on dev, predict dev and test with it."""
     scales = ctx.profile.lr_scales
     trials: list[dict[str, Any]] = []
@@ -159,7 +155,7 @@ def _train(spec: RunSpec, ctx: GridContext, folder: Path, resume: bool) -> tuple
         built = build_run_model(spec, ctx)
         data = build_run_data(spec, ctx, built)
         config = make_train_config(spec, ctx, built, data, scale)
-        checkpoints = folder / CHECKPOINTS if len(scales) == 1 else folder / CHECKPOINTS / f"trial{index}"
+        checkpoints = folder.checkpoints if len(scales) == 1 else folder.checkpoints / f"trial{index}"
         result = fit(data.trainable, data.train, data.dev, config, checkpoint_dir=checkpoints,
                      collate_fn=data.collate, resume=resume, accelerator=ctx.accelerator)
         score = _trial_score(result, config)
@@ -169,7 +165,7 @@ def _train(spec: RunSpec, ctx: GridContext, folder: Path, resume: bool) -> tuple
         if best is None or score > best[0]:  # ties keep the earlier (smaller-scale) trial
             best = (score, index, result, data, built)
     _, chosen, result, data, built = best
-    _keep_best_only(folder / CHECKPOINTS, Path(result.checkpoint_dir), trials=len(scales))
+    _keep_best_only(folder.checkpoints, Path(result.checkpoint_dir), trials=len(scales))
     batch_size = ctx.profile.batch_size
     dev = _predict(data.trainable, data.dev, data.collate, batch_size, ctx)
     test = _predict(data.trainable, data.test, data.collate, batch_size, ctx)  # the one time test is touched
@@ -198,24 +194,6 @@ def _train(spec: RunSpec, ctx: GridContext, folder: Path, resume: bool) -> tuple
         "samples_per_s": result.train_samples_per_s,
     }
     return dev, test, details
-
-
-def restore_run_model(ctx: GridContext, spec: RunSpec) -> Any:
-    """The trained model of a finished run, as it was when it predicted (`restore.restore_trained_model`:
-    its frozen encoders from its source runs or the registry, then its best checkpoint, checked), with the
-    data the run read. Returns the module the run trained (`GenreClassifier`, or `FrozenEncodersClassifier`
-    around it when it trained on cached features) together with its data: `(module, RunData)`."""
-    folder = ctx.folder(spec)
-    record = read_record(folder)
-    if record is None:
-        raise RecordError(f"{spec.label} has not finished: no record in {folder}")
-    config, tokenizer, cleaning = prepare_config(spec, ctx)
-    model = restore_trained_model(folder, record)
-    if model.config != config:  # the profile changed since: its data pipeline would not be the run's
-        raise RecordError(f"{spec.label}: the model config in {folder} is not the one the profile builds now")
-    built = BuiltModel(model, config, tokenizer, record["backbones"], cleaning)
-    data = build_run_data(spec, ctx, built)
-    return data.trainable, data
 
 
 def _keep_best_only(checkpoints: Path, chosen: Path, trials: int) -> None:

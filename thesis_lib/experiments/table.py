@@ -1,7 +1,7 @@
 """The comparison table: one row per run name (model, variant or baseline), over its seeds.
 
-`results_table(runs_dir)` returns, for each run name with records directly under RUNS_DIR
-(`RUNS/<run>/seed<k>/record.json`; another split's runs live under RUNS/<split>/ and make their own table):
+`results_table(runs_dir, split="thesis")` returns, for each run name with finished runs of that split
+(`RUNS/<split>/<run>/seed<k>/record.json`; every split makes its own table):
 
     {"model": name, "seeds": [0, 1, 2],
      "metrics":       {metric: {"mean", "std", "ci_low", "ci_high"}}   at threshold 0.5,
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.experiments.records import (
-    PREDICTIONS_TEST,
     RecordError,
     iter_records,
     read_predictions,
@@ -43,16 +43,17 @@ TABLE_METRICS: tuple[str, ...] = (
 TUNED_POLICY = "tuned_per_genre"  # what `metrics_tuned` reports (the records also hold tuned_global)
 POLICIES = {"metrics": "fixed_0.5", "metrics_tuned": TUNED_POLICY}
 STAGE_ORDER = ("baseline", "unimodal", "late", "fusion")
+PRIMARY_SPLIT = "thesis"  # the split of the main comparison in both profiles (`Profile.primary_split`)
 CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
 
 
-def results_table(runs_dir: str | Path, n_resamples: int = 1000,
-                  seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """The rows described in the module docstring, baselines first, then single-modality runs, fusions
-    (only the runs of `seeds` when given)."""
-    groups: dict[str, list[tuple[Path, dict[str, Any]]]] = defaultdict(list)
-    for folder, record in iter_records(Path(runs_dir), seeds):
+def results_table(runs_dir: str | Path, n_resamples: int = 1000, seeds: Sequence[int] | None = None,
+                  split: str = PRIMARY_SPLIT) -> list[dict[str, Any]]:
+    """The rows described in the module docstring for the runs of `split`, baselines first, then
+    single-modality runs, fusions (only the runs of `seeds` when given)."""
+    groups: dict[str, list[tuple[RunFolder, dict[str, Any]]]] = defaultdict(list)
+    for folder, record in iter_records(RunsFolder(Path(runs_dir)), split, seeds):
         groups[record["name"]].append((folder, record))
     _check_same_split(groups)
     rows = [_row(name, sorted(runs, key=lambda run: run[1]["seed"]), n_resamples) for name, runs in groups.items()]
@@ -64,21 +65,21 @@ def _stage_rank(stage: str) -> int:
     return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
 
 
-def _check_same_split(groups: dict[str, list[tuple[Path, dict[str, Any]]]]) -> None:
+def _check_same_split(groups: dict[str, list[tuple[RunFolder, dict[str, Any]]]]) -> None:
     """Rows are only comparable on one test split of one data set."""
     identities = {(r["split"]["hash"], r["data"]["fingerprint"]): folder
                   for runs in groups.values() for folder, r in runs}
     if len(identities) > 1:
-        examples = ", ".join(str(folder) for folder in list(identities.values())[:2])
+        examples = ", ".join(str(folder.path) for folder in list(identities.values())[:2])
         raise RecordError(f"the runs mix splits or data sets (e.g. {examples}); a table compares one split of "
                           "one release")
 
 
-def _row(name: str, runs: list[tuple[Path, dict[str, Any]]], n_resamples: int) -> dict[str, Any]:
+def _row(name: str, runs: list[tuple[RunFolder, dict[str, Any]]], n_resamples: int) -> dict[str, Any]:
     seeds = [record["seed"] for _, record in runs]
     if len(set(seeds)) != len(seeds):
         raise RecordError(f"run {name!r} has two records for one seed")
-    predictions = [read_predictions(folder / PREDICTIONS_TEST) for folder, _ in runs]
+    predictions = [read_predictions(folder.predictions("test")) for folder, _ in runs]
     if any(list(p.ids) != list(predictions[0].ids) for p in predictions):
         raise RecordError(f"the seeds of {name!r} were tested on different movies")
     row: dict[str, Any] = {"model": name, "seeds": seeds}
@@ -129,13 +130,14 @@ def seed_averaged_intervals(predictions: Sequence[Any], thresholds: Sequence[np.
 
 def paired_difference(runs_dir: str | Path, model_a: str, model_b: str, *, metric: str = "macro_f1",
                       genres: Sequence[str] | None = None, policy: str = TUNED_POLICY,
-                      n_resamples: int = 1000, seeds: Sequence[int] | None = None) -> dict[str, Any]:
+                      n_resamples: int = 1000, seeds: Sequence[int] | None = None,
+                      split: str = PRIMARY_SPLIT) -> dict[str, Any]:
     """Model a minus model b on `metric` (optionally over some genres only, e.g. the twin's alignment genres),
     averaged over their common seeds, with a paired bootstrap over test movies: every resample draws the
     same movies for both models and every seed. Returns delta, its 95% interval and a two-sided p-value
     (twice the smaller tail mass at zero, as `metrics.paired_bootstrap`)."""
-    runs = {name: {r["seed"]: (folder, r) for folder, r in iter_records(Path(runs_dir), seeds) if r["name"] == name}
-            for name in (model_a, model_b)}
+    finished = list(iter_records(RunsFolder(Path(runs_dir)), split, seeds))
+    runs = {name: {r["seed"]: (folder, r) for folder, r in finished if r["name"] == name} for name in (model_a, model_b)}
     seeds = sorted(set(runs[model_a]) & set(runs[model_b]))
     if not seeds:
         raise RecordError(f"{model_a!r} and {model_b!r} have no finished seed in common under {runs_dir}")
@@ -145,7 +147,7 @@ def paired_difference(runs_dir: str | Path, model_a: str, model_b: str, *, metri
         values = []
         for name in (model_a, model_b):
             folder, record = runs[name][seed]
-            test = read_predictions(folder / PREDICTIONS_TEST)
+            test = read_predictions(folder.predictions("test"))
             cutoffs = _thresholds(record, policy)
             values.append((
                 _full_set_metric(test, cutoffs, metric, columns),

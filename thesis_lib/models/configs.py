@@ -116,20 +116,6 @@ class ModelConfig:
         """The modalities this model reads, in canonical order."""
         return tuple(m for m in MODALITIES if getattr(self, m) is not None)
 
-    @classmethod
-    def small(cls, name: str) -> ModelConfig:
-        """The registry recipe `name` in its small form (offline, random or packaged backbones, CPU)."""
-        from thesis_lib.models.registry import default_config
-
-        return default_config(name, "small")
-
-    @classmethod
-    def full(cls, name: str) -> ModelConfig:
-        """The registry recipe `name` in its full form (pretrained BERT/RoBERTa, ResNet50/ViT-B)."""
-        from thesis_lib.models.registry import default_config
-
-        return default_config(name, "full")
-
     def with_overrides(self, **overrides: Any) -> ModelConfig:
         """A copy with fields replaced by `section_field=value` (papermill passes plain strings).
 

@@ -8,7 +8,8 @@
 - `words`: word pieces -> words of the raw plot (`plot_word_scores`), shaded as HTML (`shade_plot`).
 - `faithfulness`: pointing game, deletion AUC, cue recall@k, bootstrap intervals.
 - `figures`: overlays, grids, side-by-side and modality-weight figures (matplotlib, imported lazily).
-- `check`: `thesis xai check`, the faithfulness numbers of trained runs.
+- `check`: the faithfulness numbers of one trained run (`evaluate_run`; `analysis.xai_check` runs it over a
+  runs folder: `thesis xai check`).
 
 pytorch-grad-cam and matplotlib are imported only inside the functions that use them.
 

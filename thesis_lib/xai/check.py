@@ -1,7 +1,8 @@
-"""`thesis xai check --data ROOT --runs RUNS_DIR [--json]`: how faithful are the explanations of trained runs?
+"""How faithful are the explanations of one trained run? `evaluate_run(run, truth, config)`.
 
-For every run under RUNS_DIR (RUNS/<model>/seed<k>/) the check draws a fixed, seeded sample of at most
-`max_pairs` (poster, genre) pairs of the test split and scores its explanations:
+For a run (`ExplainableRun`: a model, its test movies and the way to batch them) the check draws a fixed,
+seeded sample of at most `max_pairs` (poster, genre) pairs of the test split and scores its explanations
+(`analysis.xai_check` runs it over every run of a runs folder: `thesis xai check`):
 
 On the synthetic twin (ROOT holds twin_truth.json):
     pairs: true-positive genres (labelled, and predicted at the run's thresholds) whose evidence involves
@@ -32,37 +33,27 @@ pointing game is near 0 however well it learned (its energy share and deletion A
 `pointing_tolerance_px=15` gives Zhang et al.'s tolerant variant, and 224 px inputs a 7 x 7 grid.
 
 Deletion costs 22 forward passes per pair, so it runs on the first `max_deletion_pairs` (50) pairs of the
-sample. Runs with nothing to explain (baselines, late fusion of finished runs' predictions, detections-only
-models, detections that cannot be produced here) are listed under "skipped_runs" with the reason.
+sample.
 
 Every value comes with a percentile bootstrap interval over its pairs (or plots): "<key>_ci": [low, high].
-With --json one object is printed: its top-level keys are the values of fusion_cross_attention seed 0
-(the thesis model), and "per_run" lists the same keys for every run, with "model" and "seed".
 A key a model cannot have (Grad-CAM of a text-only model) is null.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
-from thesis_lib.data.mmimdb import Movie, Release
-from thesis_lib.data.splits import Split
+from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import TextCleaningConfig
 from thesis_lib.errors import ThesisError
 from thesis_lib.genres import GENRES
 from thesis_lib.models.classifier import GenreClassifier
-from thesis_lib.models.configs import (
-    ModelConfig,
-)
 from thesis_lib.xai.attention import explain_attention, rollout_token_importance, word_piece_importance
 from thesis_lib.xai.faithfulness import (
     blurred_copy,
@@ -81,10 +72,6 @@ from thesis_lib.xai.faithfulness import (
 from thesis_lib.xai.gradcam import PosterOnlyModel, gradcam_maps, randomized_copy
 from thesis_lib.xai.words import plot_word_scores
 
-log = logging.getLogger(__name__)
-
-HEADLINE = ("fusion_cross_attention", 0)  # (model, seed) whose values are the JSON's top-level keys
-THRESHOLD_POLICY = "tuned_per_genre"  # which predictions count as positive: the run's dev-tuned thresholds
 POINTING_KEYS = ("gradcam_pointing_game", "hirescam_pointing_game", "random_pointing_game", "center_pointing_game",
                  "randomized_model_pointing_game", "gradcam_energy_in_box")
 DELETION_KEYS = ("deletion_auc", "random_deletion_auc", "randomized_model_rank_correlation", "gradcam_flat_map_share")
@@ -120,21 +107,26 @@ class XaiCheckConfig:
     n_resamples: int = 1000  # bootstrap resamples for the intervals
 
 
-@dataclass
-class RunUnderTest:
-    """One trained run, as the check needs it (built by `load_run`, or by hand in tests)."""
+class ExplainableRun(Protocol):
+    """What the check needs of a trained run: its model, its test movies and the way to batch them.
+
+    `experiments.loaded_run.LoadedRun` (a run back from its folder) is one; so is anything with these
+    attributes (a model built in a notebook, a fake in a test)."""
 
     model_name: str
     seed: int
     model: GenreClassifier  # trained weights, eval mode
     movies: Mapping[str, Movie]  # the test split by id
-    make_batch: Callable[[Sequence[str]], dict[str, Any]]  # ids -> the model's batch (eval transforms)
     thresholds: np.ndarray  # (23,) the run's decision thresholds (0.5, or tuned on validation)
-    tokenizer: Any = None  # the run's fast tokenizer (text-reading models)
-    text_cleaning: TextCleaningConfig | None = None  # the cleaning its dataset applied
-    max_length: int | None = None  # the collator's truncation length
-    rollout_model: GenreClassifier | None = None  # the same weights with the text encoder's attention on
-    probabilities: Mapping[str, np.ndarray] | None = None  # id -> (23,) saved test predictions, if the run has them
+    tokenizer: Any  # the run's fast tokenizer (None for a model that reads no plot)
+    text_cleaning: TextCleaningConfig | None  # the cleaning its dataset applied
+    max_length: int | None  # the collator's truncation length
+    rollout_model: GenreClassifier | None  # the same weights with the text encoder's attention on
+    probabilities: Mapping[str, np.ndarray] | None  # id -> (23,) saved test predictions, if the run has them
+
+    def make_batch(self, ids: Sequence[str]) -> dict[str, Any]:
+        """ids -> the model's batch (eval transforms)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -149,7 +141,7 @@ class Pair:
 # ------------------------------------------------------------------------------------------------ pairs
 
 
-def _probabilities(run: RunUnderTest, ids: Sequence[str], batch_size: int) -> np.ndarray:
+def _probabilities(run: ExplainableRun, ids: Sequence[str], batch_size: int) -> np.ndarray:
     """(N, 23) probabilities of `ids`: the run's saved predictions, else a forward pass."""
     if run.probabilities is not None:
         return np.stack([run.probabilities[movie_id] for movie_id in ids]) if ids else np.zeros((0, len(GENRES)))
@@ -161,7 +153,7 @@ def _probabilities(run: RunUnderTest, ids: Sequence[str], batch_size: int) -> np
     return np.concatenate(probs) if probs else np.zeros((0, len(GENRES)))
 
 
-def select_pairs(run: RunUnderTest, truth: Mapping[str, Any] | None, config: XaiCheckConfig) -> list[Pair]:
+def select_pairs(run: ExplainableRun, truth: Mapping[str, Any] | None, config: XaiCheckConfig) -> list[Pair]:
     """The run's fixed sample of true-positive (poster, genre) pairs (see the module docstring).
 
     Candidate movies are shuffled with `config.seed` and predicted a chunk at a time until enough
@@ -213,7 +205,7 @@ def _rank_correlation(a: np.ndarray, b: np.ndarray, cell: int = 8) -> float:
 
 
 def poster_scores(
-    run: RunUnderTest, pairs: Sequence[Pair], twin: bool, config: XaiCheckConfig
+    run: ExplainableRun, pairs: Sequence[Pair], twin: bool, config: XaiCheckConfig
 ) -> dict[str, list[float]]:
     """Per-pair values of the pointing game (twin only), deletion and the randomised-model check."""
     values: dict[str, list[float]] = {key: [] for key in (POINTING_KEYS if twin else ()) + DELETION_KEYS}
@@ -263,7 +255,7 @@ def poster_scores(
 # --------------------------------------------------------------------------------------- cue words
 
 
-def cue_movies(run: RunUnderTest, truth: Mapping[str, Any], config: XaiCheckConfig) -> list[str]:
+def cue_movies(run: ExplainableRun, truth: Mapping[str, Any], config: XaiCheckConfig) -> list[str]:
     """A fixed, seeded sample of test movies with planted evidence cue words (checked against the plot)."""
     ids = []
     for movie_id in sorted(run.movies):
@@ -286,7 +278,7 @@ def _cue_spans(truth: Mapping[str, Any], movie_id: str) -> list[tuple[int, int, 
             if cue["role"] == "evidence"]
 
 
-def cue_scores(run: RunUnderTest, truth: Mapping[str, Any], config: XaiCheckConfig) -> dict[str, list[float]]:
+def cue_scores(run: ExplainableRun, truth: Mapping[str, Any], config: XaiCheckConfig) -> dict[str, list[float]]:
     """Per-plot cue recall@k of cross-attention word importance and of text-encoder rollout, and chance.
 
     Empty when the model has neither (e.g. early fusion built without the text encoder's attention).
@@ -328,7 +320,7 @@ def _attention_kinds(model: GenreClassifier) -> set[str]:
 
 
 def evaluate_run(
-    run: RunUnderTest, truth: Mapping[str, Any] | None, config: XaiCheckConfig = XaiCheckConfig()
+    run: ExplainableRun, truth: Mapping[str, Any] | None, config: XaiCheckConfig = XaiCheckConfig()
 ) -> dict[str, Any]:
     """Every key this run can have (others null), each with its bootstrap interval and count."""
     twin = truth is not None
@@ -351,217 +343,3 @@ def evaluate_run(
         result[f"{key}_ci"] = [estimate.low, estimate.high] if estimate.n else None
         result[f"{key}_n"] = estimate.n
     return result
-
-
-# ------------------------------------------------------------------------------------------- command
-
-
-def find_runs(runs: Path) -> list[tuple[str, int, Path]]:
-    """(model, seed, folder) of every run folder RUNS/<model>/seed<k>/ holding a record.json, sorted."""
-    if not runs.is_dir():
-        raise XaiCheckError(f"runs folder {runs} does not exist")
-    found = []
-    for record in sorted(runs.glob("*/seed*/record.json")):
-        folder = record.parent
-        seed = folder.name.removeprefix("seed")
-        if seed.isdigit():
-            found.append((folder.parent.name, int(seed), folder))
-    if not found:
-        raise XaiCheckError(f"no runs under {runs}: expected <model>/seed<k>/record.json")
-    return sorted(found)
-
-
-class NotExplainable(Exception):
-    """A run the check has nothing to explain in (a baseline, late fusion of predictions, detections only)."""
-
-
-def _run_tokenizer(config: ModelConfig, record: Mapping[str, Any], split: Split, release: Release) -> Any:
-    """The tokenizer the run read its plots with (`pipeline.run_tokenizer`), checked against the model."""
-    from thesis_lib.experiments.pipeline import run_tokenizer
-    from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
-
-    tokenizer = run_tokenizer(config.text, record["text_cleaning"], release.movies_in(split.train))
-    trained_here = config.text.backbone in RANDOM_TEXT_BACKBONES  # its vocabulary size is the model's
-    if trained_here and len(tokenizer) != config.text.vocab_size:
-        raise XaiCheckError(f"run {record['name']}/seed{record['seed']}: the re-made tokenizer has {len(tokenizer)} "
-                            f"entries, the model {config.text.vocab_size}: not the tokenizer it was trained with")
-    return tokenizer
-
-
-def load_run(folder: Path, release: Release, objects: dict[str, Any] | None = None) -> RunUnderTest:
-    """A finished run folder -> `RunUnderTest`: its best weights, test split, eval batches, tokenizer,
-    saved test predictions and dev-tuned per-genre thresholds. `objects` caches detection providers
-    across runs. Raises `NotExplainable` for runs without a poster or plot encoder to explain.
-    The weights come back through `experiments.restore` (a fusion's frozen encoders from its source runs)."""
-    from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
-    from thesis_lib.experiments.objects import ObjectsProvider
-    from thesis_lib.experiments.pipeline import (
-        TEXT_CLEANINGS,
-        ObjectsCollator,
-        RawBatchCollator,
-        SourceRunError,
-        image_transforms,
-    )
-    from thesis_lib.experiments.records import (
-        PREDICTIONS_TEST,
-        RecordError,
-        model_config_from_dict,
-        read_predictions,
-        read_record,
-        run_split,
-        tuned_thresholds,
-    )
-    from thesis_lib.experiments.restore import restore_trained_model
-    from thesis_lib.models.registry import build_from_config
-    from thesis_lib.train.checkpoint import CheckpointMismatchError
-
-    record = read_record(folder)
-    if record is None:
-        raise NotExplainable("not finished (no record.json)")
-    if record.get("kind") != "train":
-        raise NotExplainable(f"a {record.get('kind')} run has no network of its own")
-    if record["data"]["fingerprint"] != release.fingerprint:
-        raise XaiCheckError(f"run {folder} was trained on other data (fingerprint {record['data']['fingerprint'][:12]}"
-                            f", {record['data']['root']}) than {release.root} ({release.fingerprint[:12]})")
-    config = model_config_from_dict(record["model_config"])
-    heavy = tuple(m for m in config.modalities if m != "objects")
-    if not heavy:
-        raise NotExplainable("reads detections only (no poster or plot encoder)")
-    try:
-        model = restore_trained_model(folder, record, config=config)  # eval mode
-    except (SourceRunError, RecordError, CheckpointMismatchError) as error:  # no weights, a missing source run, ...
-        raise XaiCheckError(f"run {folder}: {error}") from None
-    try:
-        split = run_split(record, folder, release)
-    except RecordError as error:
-        raise XaiCheckError(str(error)) from None
-    test_movies = release.movies_in(split.test)
-    tokenizer = _run_tokenizer(config, record, split, release) if config.text is not None else None
-    transform = image_transforms(model)[False] if config.image is not None else None
-    objects_collator = None
-    if config.objects is not None:
-        source = config.objects.source
-        cache = {} if objects is None else objects
-        key = (source, split.split_hash())  # the detector the run read: trained on its split's train part
-        try:
-            if key not in cache:
-                cache[key] = ObjectsProvider.create(source, release, record["config"]["train"]["model_size"], split)
-        except ImportError as error:  # the detector's library is not installed here (ultralytics on the GPU image)
-            raise NotExplainable(f"its {source} detections cannot be produced here: {error}") from None
-        objects_collator = ObjectsCollator(cache[key])
-    cleaning = TEXT_CLEANINGS[record["text_cleaning"] or "clean"]
-    dataset = MMIMDbDataset(test_movies, image_transform=transform, text_cleaning=cleaning, tokenizer=tokenizer,
-                            modalities=heavy)
-    max_length = config.text.max_length if config.text is not None else 2
-    collate = RawBatchCollator(MultimodalCollator(tokenizer, max_length), objects_collator)
-    row_of = {movie.id: row for row, movie in enumerate(test_movies)}
-
-    def make_batch(ids: Sequence[str]) -> dict[str, Any]:
-        return collate([dataset[row_of[movie_id]] for movie_id in ids])
-
-    predictions = read_predictions(folder / PREDICTIONS_TEST)
-    rollout = None
-    if config.text is not None:
-        rollout = build_from_config(dataclasses.replace(
-            config, text=dataclasses.replace(config.text, need_attentions=True)))
-        rollout.load_state_dict(model.state_dict(), strict=True)  # the same weights, attention maps on
-        rollout.eval()
-    return RunUnderTest(
-        model_name=record["name"],
-        seed=int(record["seed"]),
-        model=model,
-        movies={movie.id: movie for movie in test_movies},
-        make_batch=make_batch,
-        thresholds=tuned_thresholds(record, THRESHOLD_POLICY),
-        tokenizer=tokenizer,
-        text_cleaning=cleaning,
-        max_length=max_length,
-        rollout_model=rollout,
-        probabilities={str(i): p for i, p in zip(predictions.ids, predictions.probs, strict=True)},
-    )
-
-
-def check_runs(
-    data: Path,
-    runs: Path,
-    config: XaiCheckConfig = XaiCheckConfig(),
-    progress: Callable[[str], None] | None = None,
-    load: Callable[[Path, Release], RunUnderTest] | None = None,
-) -> dict[str, Any]:
-    """Evaluate every run under `runs` against the data in `data`; the object `--json` prints.
-
-    `load(run_folder, release)` builds each run (default `load_run`; tests pass their own).
-    """
-    from thesis_lib.data.mmimdb import load_release
-    from thesis_lib.data.twin import load_twin_truth
-    from thesis_lib.data.twin.generate import TRUTH_FILE
-
-    found = find_runs(runs)  # a missing or empty runs folder fails before the data is read
-    truth = load_twin_truth(data) if (data / TRUTH_FILE).is_file() else None
-    release = load_release(data)
-    objects: dict[Any, Any] = {}  # (source, split hash) -> ObjectsProvider
-    load = load or (lambda folder, release: load_run(folder, release, objects))
-    per_run, skipped = [], []
-    for model_name, seed, folder in found:
-        try:
-            run = load(folder, release)
-        except NotExplainable as reason:
-            skipped.append({"model": model_name, "seed": seed, "reason": str(reason)})
-            continue
-        if progress:
-            progress(f"xai check: {model_name} seed {seed}")
-        per_run.append(evaluate_run(run, truth, config))
-    keys = TWIN_KEYS if truth is not None else REAL_KEYS
-    headline = next((r for r in per_run if (r["model"], r["seed"]) == HEADLINE), None)
-    summary: dict[str, Any] = {
-        "data": str(data),
-        "twin": truth is not None,
-        "headline_run": None if headline is None else f"{HEADLINE[0]}/seed{HEADLINE[1]}",
-        "threshold_policy": THRESHOLD_POLICY,
-        "max_pairs": config.max_pairs,
-        "pointing_tolerance_px": config.pointing_tolerance_px,
-        "seed": config.seed,
-    }
-    for key in keys:
-        summary[key] = None if headline is None else headline[key]
-        summary[f"{key}_ci"] = None if headline is None else headline[f"{key}_ci"]
-    summary["n_pairs"] = None if headline is None else headline["n_pairs"]
-    summary["per_run"] = per_run
-    summary["skipped_runs"] = skipped
-    return summary
-
-
-_SHORT_NAMES = {
-    "gradcam_pointing_game": "gradcam", "hirescam_pointing_game": "hirescam", "random_pointing_game": "random",
-    "center_pointing_game": "centre", "randomized_model_pointing_game": "rand.model", "gradcam_energy_in_box": "energy",
-    "deletion_auc": "del.auc", "random_deletion_auc": "rand.del", "randomized_model_rank_correlation": "rand.rho",
-    "gradcam_flat_map_share": "flat.maps",
-    "attention_cue_recall_at_5": "attn.cue5", "rollout_cue_recall_at_5": "roll.cue5",
-    "random_cue_recall_at_5": "rand.cue5",
-}
-
-
-def format_table(summary: Mapping[str, Any]) -> str:
-    """The summary `xai_check` returns as a plain-text table: one row per run, then the skipped runs."""
-    keys = TWIN_KEYS if summary["twin"] else REAL_KEYS
-    lines = [f"XAI check of {summary['data']} ({'synthetic twin' if summary['twin'] else 'real data'}); "
-             "pointing game columns gradcam..energy, deletion AUC del.auc/rand.del, cue recall@5 *.cue5",
-             f"{'run':<40} {'pairs':>5} " + " ".join(f"{_SHORT_NAMES[k]:>10}" for k in keys)]
-    for run in summary["per_run"]:
-        cells = " ".join(f"{'-' if run[k] is None else format(run[k], '.3f'):>10}" for k in keys)
-        lines.append(f"{run['model'] + '/seed' + str(run['seed']):<40} {run['n_pairs']:>5} {cells}")
-    lines += [f"skipped {s['model']}/seed{s['seed']}: {s['reason']}" for s in summary["skipped_runs"]]
-    if summary["headline_run"] is None:
-        lines.append(f"(no {HEADLINE[0]} seed {HEADLINE[1]} run: the JSON's top-level values are null)")
-    return "\n".join(lines)
-
-
-def xai_check(data: str | Path, runs: str | Path, config: XaiCheckConfig = XaiCheckConfig()) -> dict[str, Any]:
-    """What `thesis xai check` reports: `check_runs` with one progress line per run on this module's logger.
-
-    A file missing under `data` or `runs` is the user's input, so it is raised as `XaiCheckError`.
-    """
-    try:
-        return check_runs(Path(data), Path(runs), config, progress=log.info)
-    except FileNotFoundError as error:
-        raise XaiCheckError(str(error)) from error

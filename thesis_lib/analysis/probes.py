@@ -42,8 +42,8 @@ red" is too weak a reference: on the default twin the named prop is red about ha
 
 The probe: standardised features, L2 logistic regression with balanced class weights, C chosen by
 stratified cross-validation on the train movies (scikit-learn). Targets come from twin_truth.json (clean
-facts, no label noise); features from the runs' best weights (`xai.check.load_run`, which restores them
-with `experiments.restore` and rebuilds their tokenizer and text cleaning), on the eval transform.
+facts, no label noise); features from the runs' best weights (`experiments.loaded_run.load_run`, which
+restores them and rebuilds their tokenizer and text cleaning), on the eval transform.
 
     probes = alignment_probes(RUNS, release, load_twin_truth(release.root))
     probes.table()            # one row per probe
@@ -56,22 +56,21 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 
-from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
 from thesis_lib.data.mmimdb import Movie, Release
 from thesis_lib.errors import ThesisError
-from thesis_lib.experiments.records import RecordError, read_record, run_split
-from thesis_lib.experiments.restore import source_run_folder
+from thesis_lib.experiments.layout import RunFolder, RunsFolder
+from thesis_lib.experiments.loaded_run import LoadedRun, load_run
+from thesis_lib.experiments.records import RecordError, read_record
+from thesis_lib.experiments.restore import source_run
 from thesis_lib.metrics.bootstrap import bootstrap_indices, resample_counts
-
-if TYPE_CHECKING:
-    from thesis_lib.xai.check import RunUnderTest
+from thesis_lib.xai.words import token_positions_of_span
 
 MAJORITY = "majority class"
 FUSION = "fusion_cross_attention"  # the run whose record names the encoders the fusions read
@@ -284,16 +283,11 @@ def box_cell_weights(box: Sequence[float], poster_size: tuple[int, int], grid: i
     return area / area.sum()
 
 
-def encode_text(run: RunUnderTest, movies: Sequence[Movie], truth: Mapping[str, Any], batch_size: int) -> TextFeatures:
+def encode_text(run: LoadedRun, movies: Sequence[Movie], truth: Mapping[str, Any], batch_size: int) -> TextFeatures:
     """Pooled plot vectors and the named word's token features of `movies`, as the run reads its plots
     (its tokenizer, text cleaning and truncation; the word's pieces found by `xai.words`)."""
-    from thesis_lib.xai.words import token_positions_of_span
-
-    dataset = MMIMDbDataset(movies, image_transform=None, text_cleaning=run.text_cleaning, tokenizer=run.tokenizer,
-                            modalities=("text",))
     pooled, mention = [], []
-    for chunk, batch, encoded in _encoded_batches(run, "text", movies, dataset,
-                                                  MultimodalCollator(run.tokenizer, run.max_length), batch_size):
+    for chunk, batch, encoded in _encoded_batches(run, "text", movies, batch_size):
         tokens = encoded.tokens.float().cpu().numpy()  # (B, L, D)
         lengths = batch["attention_mask"].sum(dim=1).tolist()  # (B,) real tokens per plot
         pooled.append(encoded.pooled.float().cpu().numpy())  # (B, D)
@@ -307,15 +301,11 @@ def encode_text(run: RunUnderTest, movies: Sequence[Movie], truth: Mapping[str, 
     return TextFeatures(np.concatenate(pooled), np.stack(mention))
 
 
-def encode_image(run: RunUnderTest, movies: Sequence[Movie], truth: Mapping[str, Any], batch_size: int) -> ImageFeatures:
+def encode_image(run: LoadedRun, movies: Sequence[Movie], truth: Mapping[str, Any], batch_size: int) -> ImageFeatures:
     """Pooled poster vectors and the grid tokens under the named prop of `movies`, on the eval transform."""
-    from thesis_lib.experiments.pipeline import image_transforms
-
     encoder = run.model.encoders["image"]
-    transform = image_transforms(run.model)[False]  # the encoder's normalisation, no augmentation
-    dataset = MMIMDbDataset(movies, image_transform=transform, text_cleaning=run.text_cleaning, modalities=("image",))
     pooled, prop_cells = [], []
-    for chunk, _, encoded in _encoded_batches(run, "image", movies, dataset, MultimodalCollator(), batch_size):
+    for chunk, _, encoded in _encoded_batches(run, "image", movies, batch_size):
         cells = encoded.tokens[:, encoder.num_prefix_tokens :].float().cpu().numpy()  # (B, h*w, D)
         grid = math.isqrt(cells.shape[1])
         if grid * grid != cells.shape[1]:
@@ -330,12 +320,13 @@ def encode_image(run: RunUnderTest, movies: Sequence[Movie], truth: Mapping[str,
     return ImageFeatures(np.concatenate(pooled), np.stack(prop_cells))
 
 
-def _encoded_batches(run: RunUnderTest, modality: str, movies: Sequence[Movie], dataset: MMIMDbDataset,
-                     collate: MultimodalCollator, batch_size: int) -> Iterator[tuple[Sequence[Movie], dict, Any]]:
-    """(movies, batch, the run's `modality` EncoderOutput) per batch of `movies`, in order, without gradients."""
+def _encoded_batches(run: LoadedRun, modality: str, movies: Sequence[Movie],
+                     batch_size: int) -> Iterator[tuple[Sequence[Movie], dict, Any]]:
+    """(movies, the run's eval batch, its `modality` EncoderOutput) per batch of `movies`, in order, without
+    gradients."""
     for start in range(0, len(movies), batch_size):
         chunk = movies[start : start + batch_size]
-        batch = collate([dataset[start + row] for row in range(len(chunk))])
+        batch = run.make_batch([movie.id for movie in chunk])
         with torch.no_grad():
             encoded = run.model.encode(batch)[modality]
         yield chunk, batch, encoded  # outside no_grad: the caller's code runs with its own grad mode
@@ -466,8 +457,7 @@ def alignment_probes(
     """Every probe of the module docstring on the encoders the fusions read.
 
     Args:
-        runs_dir: the grid's runs folder (RUNS/<name>/seed<k>/ for the primary split, else
-            RUNS/<split>/<name>/seed<k>/); read only.
+        runs_dir: the grid's runs folder (`experiments.layout`); read only.
         release: the release the runs were trained on (its fingerprint is checked against theirs).
         truth: its twin_truth.json (`data.twin.load_twin_truth`); None (real MM-IMDb) is an error.
         seed: the training seed of the runs to probe.
@@ -476,32 +466,29 @@ def alignment_probes(
         text_run, image_run: run names that override the fusion record's sources (then `fusion` is not read
             for that modality).
     """
-    from thesis_lib.xai.check import NotExplainable, load_run  # a run with its tokenizer and cleaning
-
     if truth is None:
         raise ProbeError(f"the alignment probes read the twin's ground truth (twin_truth.json), and {release.root} "
                          "has none: they need the synthetic twin")
-    runs_dir = Path(runs_dir)
-    folders = {modality: _source_folder(runs_dir, modality, name, fusion, seed, split)
+    runs = RunsFolder(Path(runs_dir))
+    folders = {modality: _source_run(runs, modality, name, fusion, seed, split)
                for modality, name in (("text", text_run), ("image", image_run))}
     loaded = {}
     for modality, folder in folders.items():
         try:
-            loaded[modality] = load_run(folder, release)
-        except NotExplainable as reason:
-            raise ProbeError(f"{folder}: cannot probe its {modality} encoder: {reason}") from None
+            loaded[modality] = load_run(folder, release)  # its weights, tokenizer, cleaning and eval transform
+        except RecordError as error:
+            raise ProbeError(f"{folder.path}: cannot probe its {modality} encoder: {error}") from None
         if modality not in loaded[modality].model.encoders:
-            raise ProbeError(f"{folder}: the run has no {modality} encoder")
-    record = read_record(folders["text"])
-    data_split = run_split(record, folders["text"], release)  # found by its hash, never re-drawn
-    if read_record(folders["image"])["split"]["hash"] != data_split.split_hash():
-        raise ProbeError(f"{folders['text']} and {folders['image']} were trained on different splits")
+            raise ProbeError(f"{folder.path}: the run has no {modality} encoder")
+    data_split = loaded["text"].split  # found by its record's hash, never re-drawn
+    if loaded["image"].split.split_hash() != data_split.split_hash():
+        raise ProbeError(f"{folders['text'].path} and {folders['image'].path} were trained on different splits")
     train, test = release.movies_in(data_split.train), release.movies_in(data_split.test)
     text = {part: encode_text(loaded["text"], movies, truth, config.batch_size)
             for part, movies in (("train", train), ("test", test))}
     image = {part: encode_image(loaded["image"], movies, truth, config.batch_size)
              for part, movies in (("train", train), ("test", test))}
-    names = {modality: f"{folder.parent.name}/{folder.name}" for modality, folder in folders.items()}
+    names = {modality: f"{folder.name}/seed{folder.seed}" for modality, folder in folders.items()}
     ids = {"train": [movie.id for movie in train], "test": [movie.id for movie in test]}
     scores = _all_probes(truth, ids, text, image, names, config)
     truncated = sum(int(np.isnan(text[part].mention).any(axis=1).sum()) for part in text)
@@ -548,37 +535,30 @@ def _all_probes(truth: Mapping[str, Any], ids: Mapping[str, list[str]], text: Ma
     return rows
 
 
-def _source_folder(runs_dir: Path, modality: str, name: str | None, fusion: str, seed: int, split: str) -> Path:
-    """The folder of the run whose `modality` encoder is probed: `name`, or the fusion record's source."""
+def _source_run(runs: RunsFolder, modality: str, name: str | None, fusion: str, seed: int, split: str) -> RunFolder:
+    """The run whose `modality` encoder is probed: `name`, or the fusion record's source of that encoder."""
     if name is not None:
-        return _run_folder(runs_dir, name, seed, split)
-    folder = _run_folder(runs_dir, fusion, seed, split)
+        return _finished(runs.run(split, name, seed))
+    folder = _finished(runs.run(split, fusion, seed))
     backbone = (read_record(folder).get("backbones") or {}).get(modality)
     if not backbone or backbone.get("weights") != "run":
-        raise ProbeError(f"{folder}: the {fusion} run did not take its {modality} encoder from a run of the grid "
-                         f"(backbones: {backbone}); name the run to probe with {modality}_run=")
+        raise ProbeError(f"{folder.path}: the {fusion} run did not take its {modality} encoder from a run of the "
+                         f"grid (backbones: {backbone}); name the run to probe with {modality}_run=")
     try:
-        source = source_run_folder(folder, backbone)
+        return _finished(source_run(folder, backbone))
     except ThesisError as error:
         raise ProbeError(str(error)) from None
-    if read_record(source) is None:
-        raise ProbeError(f"{source}: the {modality} source run {backbone['run']} of {fusion} has not finished "
-                         "(no record.json)")
-    return source
 
 
-def _run_folder(runs_dir: Path, name: str, seed: int, split: str) -> Path:
-    """RUNS/<name>/seed<k> when it was trained on `split` (the primary split), else RUNS/<split>/<name>/seed<k>."""
-    candidates = [runs_dir / name / f"seed{seed}", runs_dir / split / name / f"seed{seed}"]
-    for folder in candidates:
-        try:
-            record = read_record(folder)
-        except RecordError as error:
-            raise ProbeError(str(error)) from None
-        if record is not None and record.get("split", {}).get("name") == split:
-            return folder
-    raise ProbeError(f"no finished run {name} (seed {seed}, {split} split) under {runs_dir}: neither "
-                     f"{candidates[0]} nor {candidates[1]} holds its record.json")
+def _finished(run: RunFolder) -> RunFolder:
+    try:
+        record = read_record(run)
+    except RecordError as error:
+        raise ProbeError(str(error)) from None
+    if record is None:
+        raise ProbeError(f"no finished run {run.name} (seed {run.seed}, {run.split} split) under {run.runs.root}: "
+                         f"{run.record} does not exist")
+    return run
 
 
 # ------------------------------------------------------------------------------------------ in words

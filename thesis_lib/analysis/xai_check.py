@@ -1,0 +1,142 @@
+"""`thesis xai check`: the faithfulness of the explanations of every trained run in a runs folder.
+
+Each finished run of one split (RUNS/<split>/<run>/seed<k>/) comes back through
+`experiments.loaded_run.load_run` and is scored by `xai.check.evaluate_run` (see there for every key).
+Runs with nothing to explain (baselines, late fusion of finished runs' predictions, detections-only
+models, detections that cannot be produced here) are listed under "skipped_runs" with the reason.
+
+The summary (what `--json` prints) is one object: its top-level keys are the values of the headline run,
+fusion_cross_attention seed 0 (the thesis model), and "per_run" lists the same keys for every run, with
+"model" and "seed".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from thesis_lib.data.mmimdb import Release, load_release
+from thesis_lib.data.twin import load_twin_truth
+from thesis_lib.data.twin.generate import TRUTH_FILE
+from thesis_lib.experiments.layout import RunFolder, RunsFolder
+from thesis_lib.experiments.loaded_run import DetectionsCache, load_run
+from thesis_lib.experiments.records import RecordError, model_config_from_dict, read_record
+from thesis_lib.experiments.restore import SourceRunError
+from thesis_lib.train.checkpoint import CheckpointMismatchError
+from thesis_lib.xai.check import REAL_KEYS, TWIN_KEYS, ExplainableRun, XaiCheckConfig, XaiCheckError, evaluate_run
+
+logger = logging.getLogger(__name__)
+
+HEADLINE = ("fusion_cross_attention", 0)  # (model, seed) whose values are the summary's top-level keys
+THRESHOLD_POLICY = "tuned_per_genre"  # which predictions count as positive: the run's dev-tuned thresholds
+PRIMARY_SPLIT = "thesis"
+
+
+class NotExplainable(Exception):
+    """A run the check has nothing to explain in (a baseline, late fusion of predictions, detections only)."""
+
+
+def find_runs(runs: RunsFolder, split: str = PRIMARY_SPLIT) -> list[RunFolder]:
+    """Every finished run of `split` in `runs`, sorted by name and seed."""
+    if not runs.root.is_dir():
+        raise XaiCheckError(f"runs folder {runs.root} does not exist")
+    found = list(runs.recorded(split))
+    if not found:
+        raise XaiCheckError(f"no runs of the {split} split under {runs.root}: expected {split}/<model>/seed<k>/"
+                            "record.json")
+    return found
+
+
+def explainable_run(run: RunFolder, release: Release, detections: DetectionsCache) -> ExplainableRun:
+    """The run back from disk for explanation; NotExplainable (with the reason) when it has nothing to
+    explain, XaiCheckError when it cannot be loaded."""
+    record = read_record(run)
+    if record.get("kind") != "train":
+        raise NotExplainable(f"a {record.get('kind')} run has no network of its own")
+    config = model_config_from_dict(record["model_config"])
+    if not [m for m in config.modalities if m != "objects"]:
+        raise NotExplainable("reads detections only (no poster or plot encoder)")
+    try:
+        return load_run(run, release, detections)
+    except ImportError as error:  # the detector's library is not installed here (ultralytics on the GPU image)
+        raise NotExplainable(f"its detections cannot be produced here: {error}") from None
+    except (SourceRunError, RecordError, CheckpointMismatchError) as error:  # no weights, a missing source, ...
+        raise XaiCheckError(f"run {run.path}: {error}") from None
+
+
+def check_runs(
+    data: Path,
+    runs: Path,
+    config: XaiCheckConfig | None = None,
+    split: str = PRIMARY_SPLIT,
+    load: Callable[[RunFolder, Release], ExplainableRun] | None = None,
+) -> dict[str, Any]:
+    """Evaluate every run of `split` under `runs` against the data in `data`; the object `--json` prints.
+
+    `load(run, release)` builds each run (default `explainable_run`; tests pass their own)."""
+    config = config or XaiCheckConfig()
+    found = find_runs(RunsFolder(runs), split)  # a missing or empty runs folder fails before the data is read
+    truth = load_twin_truth(data) if (Path(data) / TRUTH_FILE).is_file() else None
+    release = load_release(data)
+    detections: DetectionsCache = {}
+    load = load or (lambda run, release: explainable_run(run, release, detections))
+    per_run, skipped = [], []
+    for folder in found:
+        try:
+            run = load(folder, release)
+        except NotExplainable as reason:
+            skipped.append({"model": folder.name, "seed": folder.seed, "reason": str(reason)})
+            continue
+        logger.info("xai check: %s seed %d", folder.name, folder.seed)
+        per_run.append(evaluate_run(run, truth, config))
+    return summarise(per_run, skipped, data, truth is not None, config)
+
+
+def summarise(per_run: list[dict[str, Any]], skipped: list[dict[str, Any]], data: Path, twin: bool,
+              config: XaiCheckConfig) -> dict[str, Any]:
+    """The summary object: the headline run's values at the top level, then every run and every skip."""
+    keys = TWIN_KEYS if twin else REAL_KEYS
+    headline = next((r for r in per_run if (r["model"], r["seed"]) == HEADLINE), None)
+    summary: dict[str, Any] = {
+        "data": str(data),
+        "twin": twin,
+        "headline_run": None if headline is None else f"{HEADLINE[0]}/seed{HEADLINE[1]}",
+        "threshold_policy": THRESHOLD_POLICY,
+        "max_pairs": config.max_pairs,
+        "pointing_tolerance_px": config.pointing_tolerance_px,
+        "seed": config.seed,
+    }
+    for key in keys:
+        summary[key] = None if headline is None else headline[key]
+        summary[f"{key}_ci"] = None if headline is None else headline[f"{key}_ci"]
+    summary["n_pairs"] = None if headline is None else headline["n_pairs"]
+    summary["per_run"] = per_run
+    summary["skipped_runs"] = skipped
+    return summary
+
+
+SHORT_NAMES: Mapping[str, str] = {
+    "gradcam_pointing_game": "gradcam", "hirescam_pointing_game": "hirescam", "random_pointing_game": "random",
+    "center_pointing_game": "centre", "randomized_model_pointing_game": "rand.model", "gradcam_energy_in_box": "energy",
+    "deletion_auc": "del.auc", "random_deletion_auc": "rand.del", "randomized_model_rank_correlation": "rand.rho",
+    "gradcam_flat_map_share": "flat.maps",
+    "attention_cue_recall_at_5": "attn.cue5", "rollout_cue_recall_at_5": "roll.cue5",
+    "random_cue_recall_at_5": "rand.cue5",
+}
+
+
+def format_table(summary: Mapping[str, Any]) -> str:
+    """The summary as a plain-text table, one line per run (what `thesis xai check` prints without --json)."""
+    keys = TWIN_KEYS if summary["twin"] else REAL_KEYS
+    lines = [f"XAI check of {summary['data']} ({'synthetic twin' if summary['twin'] else 'real data'}); "
+             "pointing game columns gradcam..energy, deletion AUC del.auc/rand.del, cue recall@5 *.cue5",
+             f"{'run':<40} {'pairs':>5} " + " ".join(f"{SHORT_NAMES[k]:>10}" for k in keys)]
+    for run in summary["per_run"]:
+        cells = " ".join(f"{'-' if run[k] is None else format(run[k], '.3f'):>10}" for k in keys)
+        lines.append(f"{run['model'] + '/seed' + str(run['seed']):<40} {run['n_pairs']:>5} {cells}")
+    lines += [f"skipped {s['model']}/seed{s['seed']}: {s['reason']}" for s in summary["skipped_runs"]]
+    if summary["headline_run"] is None:
+        lines.append(f"(no {HEADLINE[0]} seed {HEADLINE[1]} run: the JSON's top-level values are null)")
+    return "\n".join(lines)

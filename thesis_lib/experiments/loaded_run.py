@@ -1,0 +1,175 @@
+"""A finished run back from its folder, ready to be fed movies: `load_run(run, release) -> LoadedRun`.
+
+The weights come back through `restore.restore_trained_model` (a slim checkpoint's frozen encoders from
+their source runs or the registry, then the run's best weights, checked against their fingerprint). The
+tokenizer, text cleaning, eval image transform, dataset and collator are built by the same functions the
+grid trained the run with (`pipeline`), so a batch made here is exactly a batch the run has seen.
+
+    run = load_run(RunsFolder(RUNS).run("thesis", "fusion_cross_attention", 0), release)
+    batch = run.make_batch(["0000042", "0000043"])      # the batch contract of `data.dataset`
+    logits = run.model(batch).logits                    # (2, 23)
+    run.thresholds                                      # (23,) tuned on the dev split
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from thesis_lib.data.mmimdb import Movie, Release
+from thesis_lib.data.splits import Split
+from thesis_lib.data.text import TextCleaningConfig
+from thesis_lib.experiments.layout import RunFolder
+from thesis_lib.experiments.objects import ObjectsProvider
+from thesis_lib.experiments.pipeline import (
+    TEXT_CLEANINGS,
+    BuiltModel,
+    ObjectsCollator,
+    RawBatchCollator,
+    image_transforms,
+    multimodal_collator,
+    raw_dataset,
+    run_tokenizer,
+)
+from thesis_lib.experiments.records import (
+    RecordError,
+    model_config_from_dict,
+    read_predictions,
+    read_record,
+    run_split,
+    tuned_thresholds,
+)
+from thesis_lib.experiments.restore import restore_trained_model
+from thesis_lib.models.classifier import GenreClassifier
+from thesis_lib.models.configs import ModelConfig
+from thesis_lib.models.registry import build_from_config
+from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
+from thesis_lib.train.results import Predictions
+
+THRESHOLD_POLICY = "tuned_per_genre"  # the thresholds a loaded run decides with: tuned per genre on dev
+
+
+class NoNetworkError(RecordError):
+    """The run has no trained network of its own (a baseline, or a late fusion of other runs' predictions)."""
+
+
+# (object source, split hash) -> its detections, shared by the runs loaded in one session
+DetectionsCache = MutableMapping[tuple[str, str], ObjectsProvider]
+
+
+@dataclass
+class LoadedRun:
+    """A finished run with its trained model (eval mode) and everything that turns movies into its batches."""
+
+    folder: RunFolder
+    record: dict[str, Any]
+    model: GenreClassifier  # best weights, eval mode
+    split: Split  # the split it was trained, tuned and tested on
+    movies: Mapping[str, Movie]  # its test part, by id
+    thresholds: np.ndarray  # (23,) the decision thresholds tuned on its dev part
+    tokenizer: Any  # its fast tokenizer (None when it reads no plot)
+    text_cleaning: TextCleaningConfig  # the cleaning its dataset applied to plots
+    max_length: int | None  # the collator's truncation length (None when it reads no plot)
+    image_transform: Callable | None  # the eval transform of its posters (None when it reads no poster)
+    _release: Release = field(repr=False)
+    _built: BuiltModel = field(repr=False)
+    _collate: RawBatchCollator = field(repr=False)
+
+    @property
+    def model_name(self) -> str:
+        return self.record["name"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.record["seed"])
+
+    @property
+    def config(self) -> ModelConfig:
+        return self._built.config
+
+    def make_batch(self, ids: Sequence[str]) -> dict[str, Any]:
+        """The run's eval batch of release movies `ids` (any part of the release, in this order)."""
+        modalities = [m for m in self.config.modalities if m != "objects"]
+        dataset = raw_dataset(self._release.movies_in(ids), modalities, self._built, self.image_transform)
+        return self._collate([dataset[row] for row in range(len(dataset))])
+
+    def predictions(self, part: str) -> Predictions:
+        """What the run predicted for its dev or test part when it finished."""
+        return read_predictions(self.folder.predictions(part))
+
+    @cached_property
+    def probabilities(self) -> dict[str, np.ndarray]:
+        """id -> (23,) the run's saved test probabilities."""
+        test = self.predictions("test")
+        return {str(movie_id): probs for movie_id, probs in zip(test.ids, test.probs, strict=True)}
+
+    @cached_property
+    def rollout_model(self) -> GenreClassifier | None:
+        """The same weights with the text encoder's attention maps switched on (for attention rollout);
+        None when the run reads no plot."""
+        if self.config.text is None:
+            return None
+        config = dataclasses.replace(self.config, text=dataclasses.replace(self.config.text, need_attentions=True))
+        model = build_from_config(config)
+        model.load_state_dict(self.model.state_dict(), strict=True)
+        return model.eval()
+
+
+def load_run(run: RunFolder, release: Release, detections: DetectionsCache | None = None) -> LoadedRun:
+    """The finished run in `run`, on `release` (the data it was trained on: checked by fingerprint).
+
+    `detections` shares object detections between runs loaded together. RecordError (or its subclass
+    `NoNetworkError`, `restore.SourceRunError`) names what is missing or does not fit."""
+    record = read_record(run)
+    if record is None:
+        raise RecordError(f"{run.path} holds no finished run (no record.json)")
+    if record.get("kind") != "train":
+        raise NoNetworkError(f"{run.label}: a {record.get('kind')} run has no network of its own")
+    if record["data"]["fingerprint"] != release.fingerprint:
+        raise RecordError(f"{run.label} was trained on other data (fingerprint {record['data']['fingerprint'][:12]}, "
+                          f"{record['data']['root']}) than {release.root} ({release.fingerprint[:12]})")
+    config = model_config_from_dict(record["model_config"])
+    model = restore_trained_model(run, record, config=config)  # eval mode
+    split = run_split(record, run, release)
+    cleaning = record.get("text_cleaning") or "clean"
+    tokenizer = _tokenizer(config, cleaning, split, release, run) if config.text is not None else None
+    built = BuiltModel(model, config, tokenizer, record.get("backbones") or {}, cleaning)
+    objects = None
+    if config.objects is not None:
+        cache: DetectionsCache = {} if detections is None else detections
+        key = (config.objects.source, split.split_hash())  # a twin-trained detector learnt from this split
+        if key not in cache:
+            model_size = record["config"]["train"]["model_size"]
+            cache[key] = ObjectsProvider.create(config.objects.source, release, model_size, split)
+        objects = ObjectsCollator(cache[key])
+    heavy = [m for m in config.modalities if m != "objects"]
+    return LoadedRun(
+        folder=run,
+        record=record,
+        model=model,
+        split=split,
+        movies={movie.id: movie for movie in release.movies_in(split.test)},
+        thresholds=tuned_thresholds(record, THRESHOLD_POLICY),
+        tokenizer=tokenizer,
+        text_cleaning=TEXT_CLEANINGS[cleaning],
+        max_length=config.text.max_length if config.text is not None else None,
+        image_transform=image_transforms(model)[False] if config.image is not None else None,
+        _release=release,
+        _built=built,
+        _collate=RawBatchCollator(multimodal_collator(built) if heavy else None, objects),
+    )
+
+
+def _tokenizer(config: ModelConfig, cleaning: str, split: Split, release: Release, run: RunFolder) -> Any:
+    """The tokenizer the run read its plots with (`pipeline.run_tokenizer`), checked against the model."""
+    tokenizer = run_tokenizer(config.text, cleaning, release.movies_in(split.train))
+    trained_here = config.text.backbone in RANDOM_TEXT_BACKBONES  # its vocabulary size is the model's
+    if trained_here and len(tokenizer) != config.text.vocab_size:
+        raise RecordError(f"{run.label}: the re-made tokenizer has {len(tokenizer)} entries, the model "
+                          f"{config.text.vocab_size}: not the tokenizer it was trained with")
+    return tokenizer
