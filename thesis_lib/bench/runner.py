@@ -26,6 +26,8 @@ import torch
 
 from thesis_lib.bench.cases import Case, FlopCache, run_case
 from thesis_lib.bench.config import BenchConfig, Overrides
+from thesis_lib.bench.detectors import frcnn_throughput, yolo_status
+from thesis_lib.bench.end_to_end import ModelSpec, extract_with_loader, train_with_loader
 from thesis_lib.bench.grid import available_packages
 from thesis_lib.bench.hardware import DeviceInfo, describe_device
 from thesis_lib.bench.loading import LoaderSettings, PosterDecodes, PosterTensors, make_loader, measure_loader
@@ -212,8 +214,6 @@ class _RunState:
                              measure_loader(st, make_loader(PosterTensors(f, t), s), s).to_dict())
 
     def end_to_end(self) -> None:
-        from thesis_lib.bench.end_to_end import ModelSpec, extract_with_loader, train_with_loader
-
         config = self.config
         movies = self.movies()
         pin = self.device.type == "cuda"
@@ -237,8 +237,6 @@ class _RunState:
                                              sort_by_length=True, cleaning=self.cleaning, device=self.device))
 
     def detectors(self) -> None:
-        from thesis_lib.bench.detectors import frcnn_throughput, yolo_status
-
         config = self.config
         self.guarded("frcnn", "detectors", lambda: frcnn_throughput(
             config.size, batch_size=config.detector_batch_size, image_size=config.detector_image_size,

@@ -16,8 +16,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from thesis_lib.data.dataset import MODALITIES
+from thesis_lib.data.dataset import MODALITIES, MMIMDbDataset, MultimodalCollator
+from thesis_lib.data.images import ImageTransformConfig, build_image_transform
+from thesis_lib.data.text import CLEAN
 from thesis_lib.models.configs import ModelConfig
+from thesis_lib.models.fusion.cross_attention import CrossAttentionFusion
+from thesis_lib.models.registry import build_from_config, default_config, list_models
+from thesis_lib.models.text import load_tokenizer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,8 +44,6 @@ def profile_config(name: str, size: str, image_size: int | None = None,
                    text_max_length: int | None = None) -> ModelConfig:
     """The registry recipe `name` in `size`, with a profile's input sizes applied to the parts it has
     (as the experiment grid does: thesis_lib.experiments.specs.resolve_model_config)."""
-    from thesis_lib.models.registry import default_config
-
     config = default_config(name, size)
     overrides: dict[str, Any] = {}
     if config.image is not None and image_size is not None:
@@ -60,7 +63,6 @@ def parameter_table(size: str, names: Sequence[str] | None = None, *, image_size
     kind, parameters per part, total and trainable. Parts a model lacks are <NA>."""
     import pandas as pd
 
-    from thesis_lib.models.registry import build_from_config, list_models
 
     rows = {}
     for name in names or list_models():
@@ -95,11 +97,6 @@ def readable_counts(table: pd.DataFrame) -> pd.DataFrame:
 def example_batch(release: Release, ids: Sequence[str], config: ModelConfig,
                   objects: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """The batch the model `config` reads for the movies `ids` (evaluation transforms, cleaned plots)."""
-    from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
-    from thesis_lib.data.images import ImageTransformConfig, build_image_transform
-    from thesis_lib.data.text import CLEAN
-    from thesis_lib.models.text import load_tokenizer
-
     tokenizer = load_tokenizer(config.text) if config.text is not None else None
     modalities = [m for m in ("image", "text") if getattr(config, m) is not None]
     transform = None
@@ -128,8 +125,6 @@ class CrossAttentionTrace:
 
 def trace_cross_attention(model: GenreClassifier, batch: dict[str, Any]) -> CrossAttentionTrace:
     """Run `model` once on `batch` (eval mode, no gradients) and record the shapes of the first block."""
-    from thesis_lib.models.fusion.cross_attention import CrossAttentionFusion
-
     fusion = model.fusion
     if not isinstance(fusion, CrossAttentionFusion):
         raise TypeError(f"model {getattr(model.config, 'name', '?')!r} has no cross-attention fusion")

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import thesis_lib
 from thesis_lib.book.chapters import EXECUTED_DIR, chapters_from_toc, read_toc, restrict_toc, select_chapters
 from thesis_lib.book.execute import ChapterRun, declared_parameters, execute_chapter, project_kernel
 from thesis_lib.book.profiles import ProfileError, load_profile, parameters_with_overrides, profile_path
@@ -41,6 +42,7 @@ from thesis_lib.book.provenance import (
     utc_now,
 )
 from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.provenance import git_state
 
 DEFAULT_PROFILE = "smoke"
 DATA_ROOT_PARAMETER = "data_root"  # the release folder (see notebooks/params/); None: the twin ...
@@ -141,9 +143,6 @@ def _check_overrides_are_declared(overrides: Sequence[tuple[str, str]], notebook
 
 def _provenance(root: Path, build: BookBuild, profile_file: str | None, parameters: dict[str, Any],
                 runs: list[ChapterRun]) -> BuildProvenance:
-    import thesis_lib
-    from thesis_lib.experiments.provenance import git_state  # the same record every run carries
-
     effective = _effective_parameters(runs)
     data = None
     if DATA_ROOT_PARAMETER in effective or TWIN_ROOT_PARAMETER in effective:

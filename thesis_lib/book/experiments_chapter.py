@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from thesis_lib.data.twin import oracle_predict
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.grid import GridReport, run_grid
 from thesis_lib.experiments.layout import RunFolder, RunsFolder
@@ -425,7 +426,6 @@ def bayes_reference(truth: Mapping[str, Any], run: FinishedRun) -> float:
     as in the records."""
     from sklearn.metrics import f1_score
 
-    from thesis_lib.data.twin import oracle_predict
 
     test = run.test_predictions()
     oracle = oracle_predict(truth, [str(i) for i in test.ids])  # (N, 23)

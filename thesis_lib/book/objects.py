@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from thesis_lib import plots
+from thesis_lib.detection import DetectionTable, evaluate_detector
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
@@ -40,7 +43,6 @@ def detector_table(detectors: Mapping[str, Detector], release: Release, test_ids
     trained here), and mAP@0.5 on `test_ids` (None: not measurable, e.g. MM-IMDb has no true boxes)."""
     import pandas as pd
 
-    from thesis_lib.detection import evaluate_detector
 
     rows = {}
     for kind, detector in detectors.items():
@@ -59,8 +61,6 @@ def detector_table(detectors: Mapping[str, Detector], release: Release, test_ids
 def objects_batch(detector: Detector, ids: Sequence[str], posters: Sequence[Any]) -> dict[str, torch.Tensor]:
     """batch["objects"] for the posters `ids`, padded to the detector's max_regions like the experiment
     grid's cached tables (thesis_lib.detection.DetectionTable)."""
-    from thesis_lib.detection import DetectionTable
-
     table = DetectionTable.from_detections(list(ids), detector.detect(list(posters)), detector.config.max_regions,
                                            detector.vocabulary, detector.config.name)
     return table.objects(list(ids))
@@ -76,8 +76,6 @@ def map_sentence(table: pd.DataFrame, test_ids: Sequence[str] | None) -> str:
 
 def detections_figure(detectors: Mapping[str, Detector], ids: Sequence[str], posters: Sequence[Any]) -> Figure:
     """One row per detector: its detections (as the models receive them) drawn on `posters`."""
-    from thesis_lib import plots
-
     images, boxes, labels, scores, titles = [], [], [], [], []
     for kind, detector in detectors.items():
         for movie_id, poster, found in zip(ids, posters, detector.detect(list(posters)), strict=True):

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from thesis_lib.data.mmimdb import Release
+from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.twin.generate import TRUTH_FILE
+from thesis_lib.detection.config import default_detector_config
 from thesis_lib.errors import ThesisError
+from thesis_lib.models.registry import default_config, list_models
+from thesis_lib.paths import project_root
 
 DataKind = Literal["twin", "mmimdb"]
 
@@ -66,8 +69,6 @@ class NoDataError(ThesisError, ValueError):
 def release_folder(data_root: str | None, twin_root: str | None, root: Path | None = None) -> Path:
     """The release a chapter reads: `data_root`, else the synthetic twin at `twin_root` (the profiles'
     convention; relative paths are taken from `root`, default the project root)."""
-    from thesis_lib.paths import project_root
-
     folder = data_root or twin_root
     if not folder:
         raise NoDataError("no data: data_root and twin_root are both unset; pass the MM-IMDb release with "
@@ -99,15 +100,11 @@ def describe_release(release: Release) -> DataDescription:
 
 def describe_data(root: Path | str) -> DataDescription:
     """Describe the release at `root` without decoding posters (fast enough to run before every build)."""
-    from thesis_lib.data.mmimdb import load_release
-
     return describe_release(load_release(root, verify_posters="none"))
 
 
 def describe_weights(model_size: str) -> str:
     """The backbones and weights the registry's `model_size` recipes use, as one sentence."""
-    from thesis_lib.models.registry import default_config, list_models
-
     parts: dict[str, list[str]] = {"text": [], "image": [], "objects": []}
     for name in list_models():
         config = default_config(name, model_size)
@@ -136,7 +133,6 @@ def _object_source(source: str, model_size: str) -> str:
     """"yolo (trained on the twin)", "frcnn (COCO-pretrained)", "oracle (the twin's true boxes)"."""
     if source == "oracle":
         return "oracle (the twin's true boxes)"
-    from thesis_lib.detection.config import default_detector_config
 
     trained = default_detector_config(source, model_size).weights == "twin"
     return f"{source} ({'trained on the twin' if trained else 'COCO-pretrained'})"

@@ -27,9 +27,25 @@ from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.loaded_run import DetectionsCache, LoadedRun, load_run
 from thesis_lib.genres import GENRES
 from thesis_lib.paths import project_root
+from thesis_lib.xai.attention import (
+    explain_attention,
+    modality_weights_over,
+    modality_weights_per_genre,
+    poster_attention_map,
+    rollout_token_importance,
+    word_piece_importance,
+)
 from thesis_lib.xai.check import XaiCheckConfig, evaluate_run
 from thesis_lib.xai.faithfulness import POSTER_EVIDENCE_KINDS, twin_evidence_boxes
-from thesis_lib.xai.figures import Provenance
+from thesis_lib.xai.figures import (
+    Provenance,
+    explain_predicted_genres,
+    modality_weights_figure,
+    overlay_grid_figure,
+    side_by_side_figure,
+)
+from thesis_lib.xai.gradcam import gradcam_maps
+from thesis_lib.xai.words import plot_word_scores, shade_plot, token_positions_of_span
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -185,8 +201,6 @@ def gradcam_grid(run: LoadedRun, ids: Sequence[str], provenance: Provenance, max
                  method: str = "gradcam") -> Figure:
     """One row per movie: its poster, then a Grad-CAM overlay per predicted genre (up to `max_genres`),
     each titled with the probability and whether the genre is a true label."""
-    from thesis_lib.xai.figures import explain_predicted_genres, overlay_grid_figure
-
     batch = run.make_batch(list(ids))
     maps = [explain_predicted_genres(run.model, batch, row, run.thresholds, method,
                                      genres=predicted_genres(run, movie_id, max_genres))
@@ -205,14 +219,10 @@ def _two_lines(text: str, width: int = 30) -> str:
 
 
 def _gradcam(run: LoadedRun, movie_id: str, genre: int, method: str = "gradcam") -> np.ndarray:
-    from thesis_lib.xai.gradcam import gradcam_maps
-
     return gradcam_maps(run.model, run.make_batch([movie_id]), [(0, genre)], method=method)[0]  # (S, S)
 
 
 def _attention(run: LoadedRun, movie_id: str) -> Any:
-    from thesis_lib.xai.attention import explain_attention
-
     return explain_attention(run.model, run.make_batch([movie_id]))
 
 
@@ -221,9 +231,6 @@ def side_by_side(image_run: LoadedRun, cross_run: LoadedRun, movie_id: str, genr
     """One poster explained three ways for one genre: Grad-CAM of the image-only model, Grad-CAM of the
     cross-attention model, and where the plot's tokens attend on the poster (cross-attention averaged
     over blocks, heads and tokens). The twin's evidence boxes are outlined."""
-    from thesis_lib.xai.attention import poster_attention_map
-    from thesis_lib.xai.figures import side_by_side_figure
-
     name = GENRES[genre]
     attention = poster_attention_map(_attention(cross_run, movie_id))[0].numpy()  # (rows, cols) patch grid
     panels = [(f"{image_run.model_name}\nGrad-CAM: {name}", _gradcam(image_run, movie_id, genre)),
@@ -236,8 +243,6 @@ def side_by_side(image_run: LoadedRun, cross_run: LoadedRun, movie_id: str, genr
 def cam_methods(run: LoadedRun, movie_id: str, genre: int, truth: Mapping[str, Any] | None,
                 provenance: Provenance) -> Figure:
     """Grad-CAM, Grad-CAM++ and HiResCAM of the same model, poster and genre."""
-    from thesis_lib.xai.figures import side_by_side_figure
-
     titles = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM"}
     panels = [(f"{title}: {GENRES[genre]}", _gradcam(run, movie_id, genre, method)) for method, title in titles.items()]
     poster = load_poster(run.movies[movie_id].poster)
@@ -275,9 +280,6 @@ def shaded_plots(run: LoadedRun, movie_id: str, truth: Mapping[str, Any] | None,
     """The movie's raw plot shaded twice: by how much the poster side attends to each word (cross-
     attention, all layers) and by attention rollout through the text encoder. The twin's planted cue
     words are underlined."""
-    from thesis_lib.xai.attention import explain_attention, rollout_token_importance, word_piece_importance
-    from thesis_lib.xai.words import plot_word_scores, shade_plot
-
     batch = run.make_batch([movie_id])
     plot = run.movies[movie_id].plot
     sources = {"cross-attention word importance (poster -> plot)":
@@ -298,10 +300,6 @@ def prop_attention(run: LoadedRun, movie_id: str, truth: Mapping[str, Any] | Non
                    provenance: Provenance) -> tuple[Figure, str]:
     """The poster-side cross-attention heat map: where all plot tokens attend, and (twin) where the word
     naming the movie's prop attends, with the prop's box outlined. Returns the figure and the word."""
-    from thesis_lib.xai.attention import poster_attention_map
-    from thesis_lib.xai.figures import side_by_side_figure
-    from thesis_lib.xai.words import token_positions_of_span
-
     explanation = _attention(run, movie_id)
     panels = [("all plot tokens -> patches", poster_attention_map(explanation)[0].numpy())]
     boxes, word = [], ""
@@ -323,9 +321,6 @@ def prop_attention(run: LoadedRun, movie_id: str, truth: Mapping[str, Any] | Non
 def modality_weights(run: LoadedRun, provenance: Provenance) -> tuple[Figure, pd.DataFrame]:
     """Mean per-movie modality weights of the attention fusion over the test movies of each genre: the
     figure and the (23 x M) table."""
-    from thesis_lib.xai.attention import modality_weights_over, modality_weights_per_genre
-    from thesis_lib.xai.figures import modality_weights_figure
-
     ids = sorted(run.movies)
     batches = (run.make_batch(ids[start : start + BATCH]) for start in range(0, len(ids), BATCH))
     weights, labels = modality_weights_over(run.model, batches)  # (N, M), (N, 23)

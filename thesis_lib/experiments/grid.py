@@ -23,6 +23,8 @@ from accelerate import Accelerator
 
 from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.splits import Split, load_or_create_thesis_split, official_split
+from thesis_lib.data.twin import TwinConfig, generate_twin
+from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.pipeline import GridContext
 from thesis_lib.experiments.profile import Profile, ProfileError
@@ -70,11 +72,8 @@ def resolve_data_root(profile: Profile, data_root: str | None) -> Path:
     if profile.twin_root is None:
         raise ProfileError(f"profile {profile.profile!r} names no data: pass --data ROOT (or set data_root)")
     twin = profile.twin_path()
-    from thesis_lib.data.twin.generate import TRUTH_FILE
 
     if not (twin / TRUTH_FILE).is_file():
-        from thesis_lib.data.twin import TwinConfig, generate_twin
-
         log.info("generating the synthetic twin (%d movies, seed %d) in %s", profile.twin_movies, profile.twin_seed,
                  twin)
         log.info("%s", generate_twin(twin, TwinConfig(n_movies=profile.twin_movies, seed=profile.twin_seed),

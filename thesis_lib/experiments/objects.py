@@ -16,6 +16,7 @@ import torch
 
 from thesis_lib.data.mmimdb import Release
 from thesis_lib.data.splits import Split
+from thesis_lib.detection import default_detector_config, detections_for_release
 
 
 @dataclass
@@ -28,8 +29,6 @@ class ObjectsProvider:
     @classmethod
     def create(cls, source: str, release: Release, model_size: str, split: Split) -> ObjectsProvider:
         """The detections of `source`; a detector trained here learns from `split`'s train part only."""
-        from thesis_lib.detection import default_detector_config, detections_for_release
-
         config = default_detector_config(source, model_size)
         return cls(source, detections_for_release(config, release, split=split))
 

@@ -31,6 +31,7 @@ from thesis_lib.models.configs import (
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.fusion import FUSIONS, build_fusion
 from thesis_lib.models.heads import GenreHead
+from thesis_lib.models.object_encoder import ObjectEncoder
 
 Recipe = Callable[[str], ModelConfig]  # size -> config
 _RECIPES: dict[str, Recipe] = {}
@@ -97,16 +98,14 @@ def build_encoder(
     """The encoder for one modality. `reads_tokens=False` (pooled-only fusion) skips unused token layers."""
     # Imported here: transformers and timm take seconds to import, and `thesis models list` needs neither.
     if modality == "text":
-        from thesis_lib.models.text import TextEncoder
+        from thesis_lib.models.text import TextEncoder  # transformers: seconds to import
 
         return TextEncoder.from_config(config)
     if modality == "image":
-        from thesis_lib.models.image import ImageEncoder
+        from thesis_lib.models.image import ImageEncoder  # timm: seconds to import
 
         return ImageEncoder.from_config(config)
     if modality == "objects":
-        from thesis_lib.models.object_encoder import ObjectEncoder
-
         return ObjectEncoder.from_config(config, region_tokens=reads_tokens)
     raise ValueError(f"unknown modality {modality!r}")
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from thesis_lib.genres import GENRES
-from thesis_lib.xai.gradcam import to_poster_frame
+from thesis_lib.xai.gradcam import gradcam_maps, to_poster_frame
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -67,7 +67,6 @@ def explain_predicted_genres(
     threshold), or for `genres`; each with its probability and whether it is a true label."""
     import torch
 
-    from thesis_lib.xai.gradcam import gradcam_maps
 
     with torch.no_grad():
         probs = torch.sigmoid(model(batch).logits[row]).float().cpu().numpy()  # (23,)
