@@ -58,10 +58,9 @@ from thesis_lib.book.provenance import (
 )
 from thesis_lib.cli import main
 from thesis_lib.data.mmimdb import load_release
-from thesis_lib.detection import DetectorConfig
+from thesis_lib.detection import Detections, DetectorConfig, pad_detections
 from thesis_lib.detection.truth import load_truth_boxes
 from thesis_lib.detection.vocab import twin_classes
-from thesis_lib.models.object_encoder import Detections, collate_objects
 from thesis_lib.models.registry import build_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -376,7 +375,7 @@ def test_cross_attention_trace_records_the_shapes_of_a_real_batch(tiny_twin):
     ids = list(release.official_split["train"][:2])
     config = without_pretrained_weights(profile_config("fusion_cross_attention", "small", 64, 32))
     truth = load_truth_boxes(release, ids, twin_classes())
-    objects = collate_objects([truth[movie_id].as_detections() for movie_id in ids])  # the oracle's regions
+    objects = pad_detections([truth[movie_id].as_detections() for movie_id in ids])  # the oracle's regions
     trace = trace_cross_attention(build_from_config(config), example_batch(release, ids, config, objects))
     batch, heads, head_dim = 2, config.fusion.heads, config.fusion.dim // config.fusion.heads
     n_text = trace.shapes["text"][1]

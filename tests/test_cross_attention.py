@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from thesis_lib.detection import Detections, pad_detections
 from thesis_lib.models import build_model
 from thesis_lib.models.fusion.cross_attention import CrossAttentionFusion
-from thesis_lib.models.object_encoder import Detections, collate_objects
 from thesis_lib.models.outputs import EncoderOutput
 
 DIM, HEADS, DEPTH = 16, 4, 2
@@ -128,7 +128,7 @@ def test_in_the_full_model_the_plot_side_sees_poster_changes(change):
     model = build_model("fusion_cross_attention", image_input_size=32).eval()  # ViT: 2 x 2 patches of 16 px
     ids = torch.randint(1000, 2000, (2, 8))  # (B, L)
     image = torch.randn(2, 3, 32, 32)  # (B, 3, S, S)
-    objects = collate_objects([
+    objects = pad_detections([
         Detections(torch.tensor([[0.1, 0.1, 0.6, 0.7]]), torch.tensor([3]), torch.tensor([0.8])) for _ in range(2)
     ])
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "image": image, "objects": objects}

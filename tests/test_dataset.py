@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
+from thesis_lib.data.batch import MultimodalCollator
+from thesis_lib.data.dataset import MMIMDbDataset
 from thesis_lib.data.images import ImageTransformConfig, PosterError, build_image_transform
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import CLEAN, RAW

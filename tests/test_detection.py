@@ -22,6 +22,7 @@ from thesis_lib.data.splits import official_split, thesis_split
 from thesis_lib.data.twin.poster import DRAWERS
 from thesis_lib.detection import (
     DETECTOR_BACKENDS,
+    Detections,
     DetectionTable,
     DetectorConfig,
     TwinTraining,
@@ -31,6 +32,7 @@ from thesis_lib.detection import (
     detection_map50,
     detections_for_release,
     get_detector,
+    pad_detections,
     pipeline,
     twin_classes,
 )
@@ -39,7 +41,7 @@ from thesis_lib.detection.truth import load_twin_annotations
 from thesis_lib.detection.vocab import coco_id_to_contiguous
 from thesis_lib.errors import ThesisError
 from thesis_lib.models.configs import ObjectEncoderConfig
-from thesis_lib.models.object_encoder import Detections, ObjectEncoder, collate_objects
+from thesis_lib.models.object_encoder import ObjectEncoder
 
 POSTER_SIZE = (224, 336)
 TINY_TRAINING = {  # enough to find objects, far from enough to name them well: keeps this file fast
@@ -204,8 +206,8 @@ def test_batch_matches_the_object_encoder_contract(twin):
     counts = [len(_truth_objects(twin)[movie_id]["objects"]) for movie_id in ids]
     assert objects["mask"].sum(dim=1).tolist() == counts
     assert torch.all(objects["boxes"][~objects["mask"]] == 0) and torch.all(objects["scores"][~objects["mask"]] == 0)
-    # Same content as the encoder's own collate of the real detections (which pads only to the batch maximum).
-    collated = collate_objects([table.detections(movie_id) for movie_id in ids])
+    # Same content as the real detections padded afresh (by default only to the batch maximum).
+    collated = pad_detections([table.detections(movie_id) for movie_id in ids])
     width = collated["mask"].shape[1]
     for key in ("boxes", "classes", "scores", "mask"):
         torch.testing.assert_close(objects[key][:, :width], collated[key])

@@ -240,7 +240,8 @@ def test_mean_with_ci_brackets_the_mean_and_collapses_for_constant_values():
 @pytest.fixture(scope="module")
 def tiny_twin_run(make_twin):
     """A 60-movie twin and an untrained text + ViT cross-attention model with its batches (mechanics only)."""
-    from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
+    from thesis_lib.data.batch import MultimodalCollator
+    from thesis_lib.data.dataset import MMIMDbDataset
     from thesis_lib.data.images import ImageTransformConfig, build_image_transform
     from thesis_lib.data.mmimdb import load_release
     from thesis_lib.data.text import CLEAN, clean_text

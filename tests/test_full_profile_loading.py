@@ -15,9 +15,9 @@ from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
 
 from thesis_lib.data.tokenizers import train_bpe_tokenizer, train_wordpiece_tokenizer
+from thesis_lib.detection import Detections, pad_detections
 from thesis_lib.genres import NUM_GENRES
 from thesis_lib.models import ModelConfig, build_model, list_models
-from thesis_lib.models.object_encoder import Detections, collate_objects
 from thesis_lib.models.registry import default_config
 from thesis_lib.models.text import load_tokenizer
 
@@ -75,7 +75,7 @@ def batch_for(model, config: ModelConfig) -> dict:
     if config.image is not None:
         batch["image"] = torch.randn(2, 3, 224, 224)
     if config.objects is not None:
-        batch["objects"] = collate_objects([
+        batch["objects"] = pad_detections([
             Detections(torch.tensor([[0.1, 0.2, 0.5, 0.9]]), torch.tensor([0]), torch.tensor([0.9])),
             Detections(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0)),
         ])

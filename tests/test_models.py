@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from thesis_lib.cli import main
+from thesis_lib.detection import Detections, pad_detections
 from thesis_lib.genres import NUM_GENRES
 from thesis_lib.models import (
     ImageEncoderConfig,
@@ -24,7 +25,7 @@ from thesis_lib.models import (
     list_models,
 )
 from thesis_lib.models.configs import ObjectEncoderConfig
-from thesis_lib.models.object_encoder import Detections, ObjectEncoder, collate_objects
+from thesis_lib.models.object_encoder import ObjectEncoder
 from thesis_lib.models.registry import build_encoder, default_config
 
 IMAGE_SIZE = 32  # two ViT patches a side, a 1x1 ResNet grid: enough to exercise every path, fast on CPU
@@ -73,7 +74,7 @@ def fake_batch(model, batch_size: int = 3, length: int = 10, regions: int = 4, s
                 classes=torch.randint(0, classes, (count,), generator=generator),
                 scores=torch.rand(count, generator=generator),
             ))
-        batch["objects"] = collate_objects(detections)
+        batch["objects"] = pad_detections(detections)
     return batch
 
 
@@ -262,7 +263,7 @@ def test_text_mean_pooling_averages_only_real_tokens():
 
 def test_object_summary_counts_scores_areas_and_people():
     encoder = ObjectEncoder(ObjectEncoderConfig(num_classes=3, person_class=0, max_people=10), region_tokens=False)
-    objects = collate_objects([
+    objects = pad_detections([
         Detections(
             boxes=torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.2, 0.5]]),
             classes=torch.tensor([0, 0, 2]),

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from thesis_lib.data.batch import CachedFeaturesCollator
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput, masked_mean
 from thesis_lib.train import TrainConfig, fit, make_accelerator, predict
@@ -30,7 +31,6 @@ from thesis_lib.train.features import (
     FrozenEncodersClassifier,
     MappedRows,
     cache_encoder_features,
-    collate_cached_features,
 )
 from thesis_lib.train.loaders import SeededLoader
 from thesis_lib.train.loss import inverse_frequency_pos_weight, make_loss
@@ -411,14 +411,14 @@ def test_feature_cache_is_built_once_and_reproduces_the_frozen_models_logits(tmp
     full = val_logits(model)  # (24, C) the full model in eval mode
     for start in (0, 8, 16):
         with torch.no_grad():
-            from_cache = wrapper(collate_cached_features([cached[i] for i in range(start, start + 8)])).logits
+            from_cache = wrapper(CachedFeaturesCollator()([cached[i] for i in range(start, start + 8)])).logits
         torch.testing.assert_close(from_cache, full[start : start + 8], rtol=1e-6, atol=1e-6)
 
     float16_key = {**key, "config": FeatureCacheConfig(batch_size=5)}  # the default: float16 tokens
     half = CachedFeatureDataset(cache_encoder_features(model, VAL, part="val", **float16_key))
     assert half.features["text"]["tokens"].dtype == torch.float16
     with torch.no_grad():
-        from_half = wrapper(collate_cached_features([half[i] for i in range(len(half))])).logits
+        from_half = wrapper(CachedFeaturesCollator()([half[i] for i in range(len(half))])).logits
     # float16 tokens round each feature by ~5e-4 relative: logits move by about that much, not more.
     assert 0 < (from_half - full).abs().max() < 5e-3
 
@@ -434,7 +434,7 @@ def test_training_on_cached_features_equals_training_the_frozen_full_model(tmp_p
 
     fit_toy(frozen_encoders(frozen_full), config, tmp_path / "full")
     wrapper = on_cached_features(on_cache)
-    options = {"checkpoint_dir": tmp_path / "cached", "collate_fn": collate_cached_features}
+    options = {"checkpoint_dir": tmp_path / "cached", "collate_fn": CachedFeaturesCollator()}
     result = fit(wrapper, train_features, val_features, config, **options)
 
     assert result.history[-1].train_loss < result.history[0].train_loss
@@ -466,7 +466,7 @@ def test_ragged_cache_batches_equal_the_encoders_own_padded_batches(tmp_path):
         rows = range(start, start + size)
         with torch.no_grad():
             direct = model.encode(collate_movies([VAL[i] for i in rows]))
-        batch = collate_cached_features([cached[i] for i in rows])
+        batch = CachedFeaturesCollator()([cached[i] for i in rows])
         assert batch["ids"] == VAL.ids[start : start + size]
         assert torch.equal(batch["labels"], VAL.labels[start : start + size])
         for modality, output in direct.items():
@@ -517,7 +517,7 @@ def test_a_frozen_backbone_run_saves_slim_checkpoints_and_resumes_like_an_uninte
     val = CachedFeatureDataset(cache_encoder_features(toy_model(), VAL, part="val", **cache))
     config = replace(BASE, epochs=2, checkpoint_every_steps=3, restore_best=False)
     reference = on_cached_features(toy_model())
-    options = {"collate_fn": collate_cached_features}
+    options = {"collate_fn": CachedFeaturesCollator()}
     result = fit(reference, train, val, config, checkpoint_dir=tmp_path / "reference", **options)
     own = {key for key in reference.model.state_dict() if not key.startswith("encoders.")}
     for which in (BEST, LAST):
@@ -576,11 +576,11 @@ def test_registry_model_fine_tunes_and_trains_on_its_cached_features(tmp_path):
     train_features = CachedFeatureDataset(cache_encoder_features(frozen, TRAIN, part="train", **cache))
     val_features = CachedFeatureDataset(cache_encoder_features(frozen, VAL, part="val", **cache))
     wrapper = on_cached_features(frozen)
-    options = {"checkpoint_dir": tmp_path / "cached", "collate_fn": collate_cached_features}
+    options = {"checkpoint_dir": tmp_path / "cached", "collate_fn": CachedFeaturesCollator()}
     result = fit(wrapper, train_features, val_features, config, **options)
     assert result.history[-1].train_loss < result.history[0].train_loss
     frozen.eval()
     with torch.no_grad():
-        from_cache = wrapper(collate_cached_features([val_features[i] for i in range(len(VAL))])).logits
+        from_cache = wrapper(CachedFeaturesCollator()([val_features[i] for i in range(len(VAL))])).logits
         full = frozen(collate_for_registry([VAL[i] for i in range(len(VAL))])).logits
     torch.testing.assert_close(from_cache, full, rtol=1e-5, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Synthetic batches in the batch contract, shaped for a built model (speed does not depend on content).
+"""Synthetic batches in the batch contract (`thesis_lib.data.batch`), shaped for a built model (speed does not
+depend on content).
 
 Text: random ids below the encoder's vocabulary, real tokens first and padding after (`lengths` per
 sample, else every sample is `text_length` long). Image: standard-normal pixels (already "normalised").

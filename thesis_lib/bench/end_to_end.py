@@ -27,7 +27,8 @@ from thesis_lib.bench.flops import QuadraticFlops, count_flops
 from thesis_lib.bench.hardware import DeviceInfo, PeakMemory, synchronize
 from thesis_lib.bench.loading import LoaderSettings, make_loader
 from thesis_lib.bench.techniques import Techniques, apply_memory_format, autocast, set_attention_kernels
-from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
+from thesis_lib.data.batch import MultimodalCollator
+from thesis_lib.data.dataset import MMIMDbDataset
 from thesis_lib.data.images import ImageTransformConfig, build_image_transform
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import TextCleaningConfig

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from thesis_lib.data.dataset import MODALITIES, MMIMDbDataset, MultimodalCollator
+from thesis_lib.data.batch import MultimodalCollator
+from thesis_lib.data.dataset import MODALITIES, MMIMDbDataset
 from thesis_lib.data.images import ImageTransformConfig, build_image_transform
 from thesis_lib.data.text import CLEAN
 from thesis_lib.models.configs import ModelConfig

@@ -1,21 +1,13 @@
-"""The MM-IMDb Dataset (one movie -> poster tensor, cleaned plot, labels) and the batching collator.
+"""The MM-IMDb Dataset: one movie -> {"id", poster tensor, cleaned plot, labels}.
 
-Items carry the cleaned plot as a string; tokenisation happens in `MultimodalCollator`, once per batch:
-a fast tokenizer encodes a batch of plots in one call far faster than plot by plot, and padding to the
-longest plot of the batch (not to 512) keeps short batches cheap.
-
-The collator returns the batch contract every model and the training loop rely on:
-    {"ids": list[str] (B),
-     "image": float32 (B, 3, H, W) normalised            -- when the image modality is on,
-     "input_ids": int64 (B, L), "attention_mask": int64 (B, L) 1 = real token   -- when text is on,
-     "labels": float32 (B, 23) multi-hot}
-Both classes are plain top-level objects, so DataLoader workers can pickle them.
+Items carry the cleaned plot as a string; `thesis_lib.data.batch.MultimodalCollator` tokenises a batch of
+them at once and assembles the batch (its module docstring is the reference for the batch's keys).
+The dataset is a plain top-level object, so DataLoader workers can pickle it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,8 +22,6 @@ from thesis_lib.genres import GENRE_INDEX, to_multi_hot
 
 MODALITIES = ("text", "image", "objects")  # the canonical order of modalities everywhere (weights, concatenation)
 RELEASE_MODALITIES = ("text", "image")  # what a dataset item reads from the release; detections come with the batch
-# Every text encoder here has 512 positions.
-MAX_TEXT_LENGTH = 512
 
 
 class MMIMDbDataset(Dataset):
@@ -39,7 +29,7 @@ class MMIMDbDataset(Dataset):
     "text" in modalities, "labels" float32 (23,)}.
 
     `tokenizer` is not used per item (see the module docstring); it is kept as `dataset.tokenizer` so
-    the matching collator can be built from the dataset: `MultimodalCollator(dataset.tokenizer)`.
+    the matching collator can be built from the dataset: `data.batch.MultimodalCollator(dataset.tokenizer)`.
     """
 
     def __init__(
@@ -97,61 +87,3 @@ def _check_movies(movies: Sequence[Movie]) -> None:
         unknown = [genre for genre in movie.genres if genre not in GENRE_INDEX]
         if unknown:
             raise ValueError(f"movie {movie.id} has genres outside the 23 MM-IMDb genres: {unknown}")
-
-
-@dataclass(frozen=True, eq=False)
-class MultimodalCollator:
-    """List of dataset items -> the batch contract (see the module docstring).
-
-    Text is tokenised here, batched: padded to the longest plot in the batch (rounded up to
-    `pad_to_multiple_of` if set, which helps tensor cores) and truncated to `max_length` tokens.
-    """
-
-    tokenizer: Any = None                # a Hugging Face tokenizer; only needed when items carry text
-    max_length: int = MAX_TEXT_LENGTH    # truncation length in tokens, special tokens included
-    pad_to_multiple_of: int | None = None  # round L up (e.g. 8 for tensor cores); must divide max_length
-
-    def __post_init__(self) -> None:
-        if not 2 <= self.max_length <= MAX_TEXT_LENGTH:
-            raise ValueError(f"max_length must be in [2, {MAX_TEXT_LENGTH}], got {self.max_length}")
-        tokenizer_limit = getattr(self.tokenizer, "model_max_length", MAX_TEXT_LENGTH)
-        if self.max_length > tokenizer_limit:
-            raise ValueError(f"max_length {self.max_length} exceeds the tokenizer's limit {tokenizer_limit}")
-        multiple = self.pad_to_multiple_of
-        if multiple is not None and (multiple < 1 or self.max_length % multiple):
-            # Otherwise a batch truncated at max_length would be padded back beyond it.
-            raise ValueError(
-                f"max_length {self.max_length} is not a multiple of pad_to_multiple_of {self.pad_to_multiple_of}"
-            )
-
-    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        if not items:
-            raise ValueError("cannot collate an empty batch")
-        keys = set(items[0])
-        if any(set(item) != keys for item in items):
-            raise ValueError("items in one batch carry different keys (mixed modalities?)")
-        batch: dict[str, Any] = {"ids": [item["id"] for item in items]}
-        if "image" in keys:
-            batch["image"] = torch.stack([item["image"] for item in items])  # (B, 3, H, W)
-        if "text" in keys:
-            batch |= self._tokenize([item["text"] for item in items])
-        batch["labels"] = torch.stack([item["labels"] for item in items]).float()  # (B, 23)
-        return batch
-
-    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        if self.tokenizer is None:
-            raise ValueError("items carry text but the collator has no tokenizer")
-        encoded = self.tokenizer(
-            texts,
-            padding="longest",
-            truncation=True,
-            max_length=self.max_length,
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            return_attention_mask=True,
-            return_token_type_ids=False,
-            return_tensors="pt",
-        )
-        return {
-            "input_ids": encoded["input_ids"].long(),  # (B, L)
-            "attention_mask": encoded["attention_mask"].long(),  # (B, L), 1 = real token
-        }

@@ -1,13 +1,13 @@
 """Object detection as auxiliary poster features: YOLO (ultralytics) and Faster R-CNN (torchvision).
 
-Detectors are frozen feature extractors. Each poster's detections are computed once, cached, and handed
-to the models as batch["objects"] (region tokens: boxes, classes, scores, mask; top-R by score) - the
-format of `thesis_lib.models.object_encoder`, whose pooled output is the fixed detection summary (per class
-count, max score, covered area; people count).
+Detectors are frozen feature extractors. Each poster's detections (`Detections`) are computed once,
+cached as a `DetectionTable`, and handed to the models as batch["objects"] (boxes, classes, scores, mask;
+top-R by score; the format is in `thesis_lib.data.batch`), which `models.object_encoder` turns into region
+tokens and the fixed detection summary (per class count, max score, covered area; people count).
 
     from thesis_lib.detection import DetectorConfig, detections_for_release
     table = detections_for_release(DetectorConfig(kind="yolo", weights="twin"), release)
-    batch["objects"] = table.objects(batch["ids"])
+    batch["objects"] = table.objects(batch["ids"])     # or MultimodalCollator(..., objects=table)
 
 Full profile: COCO-pretrained YOLOv8n / Faster R-CNN R50-FPN (weights="coco"; see `vocab` for what COCO
 can and cannot name). Offline: both are trained on the synthetic twin's boxes (weights="twin"), cached by
@@ -22,6 +22,7 @@ from thesis_lib.detection.config import (
     TwinTraining,
     default_detector_config,
 )
+from thesis_lib.detection.detections import Detections, pad_detections
 from thesis_lib.detection.evaluate import MapResult, average_precision, detection_map50
 from thesis_lib.detection.features import DetectionTable
 from thesis_lib.detection.pipeline import (
@@ -39,6 +40,7 @@ __all__ = [
     "FRCNN_TRAINING",
     "YOLO_TRAINING",
     "DetectionTable",
+    "Detections",
     "Detector",
     "DetectorBackend",
     "DetectorConfig",
@@ -51,5 +53,6 @@ __all__ = [
     "detections_for_release",
     "evaluate_detector",
     "get_detector",
+    "pad_detections",
     "twin_classes",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from thesis_lib.models.object_encoder import Detections
+from thesis_lib.detection.detections import Detections
 
 MAP_IOU = 0.5
 

@@ -1,11 +1,9 @@
 """Detections of a whole release as padded arrays, and the batch entries the models read from them.
 
-A `DetectionTable` holds, for every poster id, its top-R detections (R = DetectorConfig.max_regions) in
-the format of `thesis_lib.models.object_encoder` (normalised xyxy boxes, contiguous class ids, scores,
-and a mask that is True for real detections), padded to exactly R. `table.objects(ids)` returns
-batch["objects"], the ObjectEncoder's input:
-
-    {"boxes": (B, R, 4) float32, "classes": (B, R) int64, "scores": (B, R) float32, "mask": (B, R) bool}
+A `DetectionTable` holds, for every poster id, its top-R detections (R = DetectorConfig.max_regions),
+padded to exactly R by `detections.pad_detections`. `table.objects(ids)` returns batch["objects"] in the
+format of `thesis_lib.data.batch` (boxes (B, R, 4), classes, scores, mask (B, R)), so a table is what the
+collators of `data.batch` take as their `objects` source.
 
 R is fixed rather than the batch's largest count, so every batch has the same shapes.
 """
@@ -21,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from thesis_lib.detection.detections import Detections, pad_detections
 from thesis_lib.detection.vocab import PERSON
-from thesis_lib.models.object_encoder import Detections
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,18 +53,8 @@ class DetectionTable:
         """Keep each poster's `max_regions` highest-scored detections, sorted by score, padded to that many rows."""
         if len(ids) != len(detections):
             raise ValueError(f"{len(ids)} poster ids but {len(detections)} detection lists")
-        count = len(ids)
-        boxes = np.zeros((count, max_regions, 4), dtype=np.float32)  # (N, R, 4)
-        classes = np.zeros((count, max_regions), dtype=np.int64)  # (N, R)
-        scores = np.zeros((count, max_regions), dtype=np.float32)  # (N, R)
-        mask = np.zeros((count, max_regions), dtype=bool)  # (N, R)
-        for row, poster in enumerate(detections):
-            keep = torch.argsort(poster.scores, descending=True, stable=True)[:max_regions]  # top-R by score
-            kept = len(keep)
-            boxes[row, :kept] = poster.boxes[keep].numpy()
-            classes[row, :kept] = poster.classes[keep].numpy()
-            scores[row, :kept] = poster.scores[keep].numpy()
-            mask[row, :kept] = True
+        padded = pad_detections(detections, max_regions)  # (N, R, ...) tensors, top-R by score
+        boxes, classes, scores, mask = (padded[key].numpy() for key in ("boxes", "classes", "scores", "mask"))
         return cls(tuple(ids), boxes, classes, scores, mask, tuple(vocabulary), source, dict(provenance or {}))
 
     @property
@@ -91,14 +79,14 @@ class DetectionTable:
                            f"({len(self.ids)} posters): was it computed for another release?") from None
 
     def detections(self, movie_id: str) -> Detections:
-        """One poster's real detections (padding removed), as the object encoder's `Detections`."""
+        """One poster's real detections (padding removed)."""
         row = self.rows([movie_id])[0]
         keep = self.mask[row]
         return Detections(torch.from_numpy(self.boxes[row][keep]), torch.from_numpy(self.classes[row][keep]),
                           torch.from_numpy(self.scores[row][keep]))
 
     def objects(self, ids: Sequence[str]) -> dict[str, Tensor]:
-        """The batch["objects"] dict for `ids`, in that order (see the module docstring)."""
+        """batch["objects"] for `ids`, in that order (format: `thesis_lib.data.batch`)."""
         rows = self.rows(ids)
         return {
             "boxes": torch.from_numpy(self.boxes[rows]),  # (B, R, 4)
@@ -106,4 +94,3 @@ class DetectionTable:
             "scores": torch.from_numpy(self.scores[rows]),  # (B, R)
             "mask": torch.from_numpy(self.mask[rows]),  # (B, R)
         }
-

@@ -31,10 +31,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from thesis_lib.data.images import load_poster
 from thesis_lib.detection.config import DetectorConfig
+from thesis_lib.detection.detections import Detections
 from thesis_lib.detection.truth import PosterBoxes, TwinAnnotations
 from thesis_lib.detection.vocab import coco_classes, coco_id_to_contiguous
 from thesis_lib.errors import ThesisError
-from thesis_lib.models.object_encoder import Detections
 from thesis_lib.offline import is_online
 
 log = logging.getLogger(__name__)

@@ -25,12 +25,12 @@ from thesis_lib.data.mmimdb import Release
 from thesis_lib.data.splits import Split, official_split
 from thesis_lib.detection import cache, frcnn, yolo
 from thesis_lib.detection.config import DetectorConfig
+from thesis_lib.detection.detections import Detections
 from thesis_lib.detection.evaluate import MapResult, detection_map50
 from thesis_lib.detection.features import DetectionTable
 from thesis_lib.detection.oracle import oracle_table
 from thesis_lib.detection.truth import TwinAnnotations, load_truth_boxes, load_twin_annotations, truth_file
 from thesis_lib.detection.vocab import twin_classes
-from thesis_lib.models.object_encoder import Detections
 from thesis_lib.storage import stable_hash
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from PIL import Image
 from thesis_lib.data.mmimdb import Release
 from thesis_lib.data.splits import Split, official_split
 from thesis_lib.data.twin.generate import TRUTH_FILE
+from thesis_lib.detection.detections import Detections
 from thesis_lib.detection.vocab import class_index
 from thesis_lib.errors import ThesisError
-from thesis_lib.models.object_encoder import Detections
 
 
 @dataclass(frozen=True)

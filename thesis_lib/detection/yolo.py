@@ -25,9 +25,9 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from thesis_lib.detection.config import DetectorConfig
+from thesis_lib.detection.detections import Detections
 from thesis_lib.detection.truth import PosterBoxes, TwinAnnotations
 from thesis_lib.errors import ThesisError
-from thesis_lib.models.object_encoder import Detections
 from thesis_lib.offline import is_online, prepare_ultralytics
 from thesis_lib.paths import cache_dir
 

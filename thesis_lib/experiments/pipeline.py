@@ -28,7 +28,8 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from thesis_lib.data.dataset import MMIMDbDataset, MultimodalCollator
+from thesis_lib.data.batch import CachedFeaturesCollator, MultimodalCollator
+from thesis_lib.data.dataset import MMIMDbDataset
 from thesis_lib.data.images import ImageTransformConfig, build_image_transform
 from thesis_lib.data.mmimdb import Movie, Release
 from thesis_lib.data.splits import Split
@@ -46,12 +47,7 @@ from thesis_lib.models.outputs import EncoderOutput
 from thesis_lib.models.registry import build_from_config
 from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
 from thesis_lib.models.text import load_tokenizer as load_backbone_tokenizer
-from thesis_lib.train.features import (
-    CachedFeatureDataset,
-    FrozenEncodersClassifier,
-    cache_encoder_features,
-    collate_cached_features,
-)
+from thesis_lib.train.features import CachedFeatureDataset, FrozenEncodersClassifier, cache_encoder_features
 
 TEXT_CLEANINGS: dict[str, TextCleaningConfig] = {"clean": CLEAN, "raw": RAW}
 TRAINED_TOKENIZER_VOCAB = 8000  # vocabulary of tokenizers trained on the training plots (random text encoders)
@@ -298,12 +294,12 @@ class RawBatchCollator:
 
 @dataclass(frozen=True, eq=False)
 class CachedBatchCollator:
-    """Batches of cached encoder outputs (`collate_cached_features`), plus detections when needed."""
+    """Batches of cached encoder outputs (`data.batch.CachedFeaturesCollator`), plus detections when needed."""
 
     objects: ObjectsCollator | None
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = collate_cached_features(items)
+        batch = CachedFeaturesCollator()(items)
         if self.objects is not None:
             batch["objects"] = self.objects(batch["ids"])
         return batch

@@ -1,17 +1,10 @@
 """Detected objects as a third modality: one token per detected region, and a fixed detection summary.
 
-The contract with the detector side (`thesis_lib.detection` runs and caches YOLO / Faster R-CNN;
-the twin's ground truth stands in as the "oracle" detector). A batch carries `batch["objects"]`, a dict of
-tensors padded to the largest number of detections R in the batch:
-
-    boxes    float32 (B, R, 4)  normalised xyxy: x1 <= x2, y1 <= y2, all in [0, 1] of the poster's width/height
-    classes  int64   (B, R)     contiguous ids 0..num_classes-1 of the detector's vocabulary (COCO-80 order for
-                                pretrained detectors, person = 0; torchvision's 91 COCO category ids must be mapped)
-    scores   float32 (B, R)     detection confidence in [0, 1]
-    mask     bool    (B, R)     True = a real detection, False = padding
-
-A poster without detections has an all-False row (R may even be 0 for the whole batch). `collate_objects`
-builds the dict from per-poster `Detections`, so the detector side only produces those.
+The encoder reads batch["objects"]: boxes (B, R, 4) normalised xyxy, classes (B, R) contiguous ids of the
+detector's vocabulary, scores (B, R), mask (B, R) True = a real detection; the format (and its validator
+`check_objects`) lives with the rest of the batch contract in `thesis_lib.data.batch`. The detections come
+from `thesis_lib.detection` (YOLO / Faster R-CNN run once and cached; the twin's ground truth stands in
+as the "oracle" detector), which this model never imports.
 
 Region token = LayerNorm(class embedding + MLP(box geometry) + linear(score)), so attention can tell
 *what* is *where* and how sure the detector was. Pooled = the fixed, interpretable summary of the
@@ -24,53 +17,19 @@ score).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from thesis_lib.data.batch import check_objects
 from thesis_lib.models.configs import ObjectEncoderConfig
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput
 
-OBJECT_KEYS = ("boxes", "classes", "scores", "mask")
 GEOMETRY_FEATURES = 7  # x1, y1, x2, y2, width, height, area
-_BOX_TOLERANCE = 1e-3  # rounding in a detector's normalisation is not an error
-
-
-class Detections(NamedTuple):
-    """One poster's detections (R may be 0)."""
-
-    boxes: Tensor  # (R, 4) float, normalised xyxy
-    classes: Tensor  # (R,) int64, contiguous class ids
-    scores: Tensor  # (R,) float in [0, 1]
-
-
-def collate_objects(detections: Sequence[Detections]) -> dict[str, Tensor]:
-    """Pad per-poster detections into the batch["objects"] dict described in the module docstring."""
-    batch_size = len(detections)
-    regions = max((len(d.classes) for d in detections), default=0)
-    objects = {
-        "boxes": torch.zeros(batch_size, regions, 4),  # (B, R, 4)
-        "classes": torch.zeros(batch_size, regions, dtype=torch.long),  # (B, R)
-        "scores": torch.zeros(batch_size, regions),  # (B, R)
-        "mask": torch.zeros(batch_size, regions, dtype=torch.bool),  # (B, R)
-    }
-    for row, poster in enumerate(detections):
-        count = len(poster.classes)
-        if not (poster.boxes.shape == (count, 4) and poster.scores.shape == (count,)):
-            raise ValueError(
-                f"detections of poster {row}: boxes {tuple(poster.boxes.shape)}, "
-                f"classes {tuple(poster.classes.shape)}, scores {tuple(poster.scores.shape)} "
-                f"do not describe the same {count} regions"
-            )
-        objects["boxes"][row, :count] = poster.boxes
-        objects["classes"][row, :count] = poster.classes
-        objects["scores"][row, :count] = poster.scores
-        objects["mask"][row, :count] = True
-    return objects
 
 
 class ObjectEncoder(Encoder):
@@ -102,7 +61,7 @@ class ObjectEncoder(Encoder):
     def forward(self, batch: Mapping[str, Any]) -> EncoderOutput:
         self._require_keys(batch)
         objects = batch["objects"]
-        self._check(objects)
+        check_objects(objects, self.config.num_classes, self.config.source)
         mask: Tensor = objects["mask"]  # (B, R) bool
         # Padding is overwritten (not multiplied: 0 * NaN is NaN), so whatever it held can never matter.
         boxes = objects["boxes"].float().masked_fill(~mask.unsqueeze(-1), 0.0)  # (B, R, 4)
@@ -145,42 +104,6 @@ class ObjectEncoder(Encoder):
             f"dict from {self.config.source} detections: boxes float (B, R, 4) normalised xyxy, "
             f"classes int64 (B, R) in 0..{last}, scores float (B, R), mask bool (B, R)",
         )]
-
-    def _check(self, objects: Mapping[str, Tensor]) -> None:
-        missing = [key for key in OBJECT_KEYS if key not in objects]
-        if missing:
-            raise KeyError(f"batch['objects'] lacks {missing}; it needs {list(OBJECT_KEYS)} (see object_encoder)")
-        mask = objects["mask"]
-        shape = tuple(mask.shape)
-        if mask.dtype != torch.bool or len(shape) != 2:
-            raise ValueError(f"batch['objects']['mask'] must be bool (B, R); got {mask.dtype} {shape}")
-        if tuple(objects["boxes"].shape) != (*shape, 4) or objects["classes"].shape != mask.shape or (
-            objects["scores"].shape != mask.shape
-        ):
-            raise ValueError(
-                f"batch['objects']: boxes {tuple(objects['boxes'].shape)}, classes {tuple(objects['classes'].shape)}, "
-                f"scores {tuple(objects['scores'].shape)} do not match mask {shape}"
-            )
-        if not mask.any():
-            return
-        classes, boxes, scores = objects["classes"][mask], objects["boxes"][mask], objects["scores"][mask]
-        if int(classes.min()) < 0 or int(classes.max()) >= self.config.num_classes:
-            raise ValueError(
-                f"batch['objects'] has class ids {int(classes.min())}..{int(classes.max())} outside the "
-                f"{self.config.source} vocabulary 0..{self.config.num_classes - 1} (ObjectEncoderConfig.num_classes): "
-                "map detector labels to contiguous ids"
-            )
-        low, high = -_BOX_TOLERANCE, 1 + _BOX_TOLERANCE
-        if float(boxes.min()) < low or float(boxes.max()) > high:
-            raise ValueError(
-                f"batch['objects'] boxes span {float(boxes.min()):.3g}..{float(boxes.max()):.3g}: they must be "
-                "normalised to [0, 1] (pixel coordinates divided by the poster's width/height)"
-            )
-        inverted = (boxes[:, 2] < boxes[:, 0] - _BOX_TOLERANCE) | (boxes[:, 3] < boxes[:, 1] - _BOX_TOLERANCE)  # (R,)
-        if bool(inverted.any()):
-            raise ValueError("batch['objects'] boxes must be xyxy (x1 <= x2, y1 <= y2); got xywh or swapped corners?")
-        if float(scores.min()) < 0 or float(scores.max()) > 1:
-            raise ValueError("batch['objects'] scores must lie in [0, 1]")
 
 
 def box_geometry(boxes: Tensor) -> Tensor:

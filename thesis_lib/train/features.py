@@ -27,10 +27,11 @@ written in an older layout is never read, the new one is built next to it (old f
 `CachedFeatureDataset` reads a cache file without loading its tokens: they stay in the file and each item
 reads its own rows through the file's memory map (`safetensors.safe_open` slices), so a 10 GB cache costs
 page cache, not process memory (measured here: one epoch over a 621 MB cache in batches of 32 added 10 MB
-of anonymous memory). `collate_cached_features` pads a batch to its longest movie, as the text
-collator does, and `FrozenEncodersClassifier` feeds the batches to `model.classify` (fusion + head)
-without touching the backbones. Its checkpoints are slim (`checkpoint.save_model_weights`): the wrapped
-model's keys without the frozen backbones, which a restore loads from where they came from first.
+of anonymous memory). `data.batch.CachedFeaturesCollator` pads a batch of its items to the longest movie
+(batch["features"], described with the rest of the batch in `thesis_lib.data.batch`), and
+`FrozenEncodersClassifier` feeds the batches to `model.classify` (fusion + head) without touching the
+backbones. Its checkpoints are slim (`checkpoint.save_model_weights`): the wrapped model's keys without
+the frozen backbones, which a restore loads from where they came from first.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from thesis_lib.data.batch import FEATURE_PARTS, stored_lengths
 from thesis_lib.models.outputs import EncoderOutput
 from thesis_lib.paths import cache_dir
 from thesis_lib.storage import atomic_write, stable_hash
@@ -57,7 +59,6 @@ from thesis_lib.train.checkpoint import weights_fingerprint
 
 FEATURE_CACHE_FORMAT = 2  # 2: ragged tokens + offsets; 1: tokens padded to the split's longest sample
 TokensDtype = Literal["float16", "float32"]
-PARTS = ("tokens", "mask", "pooled")  # what an item holds per modality
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,6 @@ def _module_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def stored_lengths(mask: torch.Tensor) -> torch.Tensor:
-    """(B, N) padding mask -> (B,) rows kept per sample: up to its last real token (0 when it has none)."""
-    positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)  # (N,) 1-based
-    return nn.functional.pad(mask.long() * positions, (1, 0)).amax(dim=1)  # (B,); the 0 column: N may be 0
-
-
 def _write_feature_cache(
     model: nn.Module, dataset: Dataset, path: Path, collate_fn, config: FeatureCacheConfig, device: torch.device
 ) -> None:
@@ -166,7 +161,7 @@ def _write_feature_cache(
     for modality, store in parts.items():
         lengths = torch.cat(store.pop("lengths"))  # (N,)
         tensors[f"{modality}.offsets"] = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])  # (N + 1,)
-        for name in PARTS:
+        for name in FEATURE_PARTS:
             tensors[f"{modality}.{name}"] = torch.cat(store.pop(name))  # (T, D) | (T,) | (N, D)
     metadata = {"format": str(FEATURE_CACHE_FORMAT), "ids": json.dumps(ids), "modalities": json.dumps(sorted(parts))}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
@@ -223,8 +218,8 @@ class RaggedRows:
 
 class CachedFeatureDataset(Dataset):
     """Items {"id", "labels" (C,), "features": {modality: {"tokens" (n_i, D), "mask" (n_i,), "pooled" (D,)}}}
-    from a cache file. Tokens stay in the file (memory-mapped); labels, masks, offsets and pooled vectors
-    (small) are read into memory."""
+    from a cache file (batched by `data.batch.CachedFeaturesCollator`). Tokens stay in the file
+    (memory-mapped); labels, masks, offsets and pooled vectors (small) are read into memory."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -282,35 +277,6 @@ class CachedFeatureDataset(Dataset):
             "labels": self.labels[index],
             "features": {m: {k: t[index] for k, t in parts.items()} for m, parts in self.features.items()},
         }
-
-
-def collate_cached_features(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Batch {"ids", "labels" (B, C), "features": {modality: tokens (B, N, D) float32, mask (B, N), pooled}}.
-
-    N is the batch's longest sample (at least 1); shorter samples are zero-padded with mask False. Items
-    may hold each sample's own rows (a ragged cache) or rows padded further: only up to the last real
-    token is read."""
-    features = {}
-    for modality in items[0]["features"]:
-        parts = [item["features"][modality] for item in items]
-        lengths = [int(stored_lengths(part["mask"][None])[0]) for part in parts]
-        length = max(*lengths, 1)  # an all-padding batch still gets one (masked) position
-        width = parts[0]["tokens"].shape[-1]
-        tokens = torch.zeros(len(parts), length, width)  # (B, N, D) float32: CPUs lack fast fp16 kernels
-        mask = torch.zeros(len(parts), length, dtype=torch.bool)  # (B, N)
-        for row, (part, n) in enumerate(zip(parts, lengths, strict=True)):
-            tokens[row, :n] = part["tokens"][:n]  # float16 storage -> float32 on copy
-            mask[row, :n] = part["mask"][:n]
-        features[modality] = {
-            "tokens": tokens,
-            "mask": mask,
-            "pooled": torch.stack([part["pooled"] for part in parts]),  # (B, D)
-        }
-    return {
-        "ids": [item["id"] for item in items],
-        "labels": torch.stack([item["labels"] for item in items]),  # (B, C)
-        "features": features,
-    }
 
 
 class FrozenEncodersClassifier(nn.Module):
