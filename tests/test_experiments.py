@@ -217,18 +217,17 @@ def test_learning_rate_trials_keep_the_dev_best(environment, first_grid, tmp_pat
 def test_detectors_are_asked_for_the_split_their_runs_are_scored_on(environment, first_grid):
     """A detector trained on the twin must learn from the train part of the run's own split, never from
     posters of its test part (the official train part overlaps the thesis split's test part)."""
-    from thesis_lib.experiments.objects import ObjectsProvider
-
     asked = []
+    table = object()  # stands in for the DetectionTable a real factory returns
 
     def recording_factory(source, release, size, split):
         asked.append((source, split))
-        return ObjectsProvider(source, None)
+        return table
 
     ctx = dataclasses.replace(open_grid(load_profile(environment["profile"]), data_root=str(environment["twin"]),
                                         runs_dir=str(environment["runs"])), objects_factory=recording_factory)
-    ctx.objects_provider("yolo", "thesis")
-    ctx.objects_provider("yolo", "thesis")  # built once per (source, split)
+    assert ctx.detections("yolo", "thesis") is table
+    assert ctx.detections("yolo", "thesis") is table  # built once per (source, split)
     assert len(asked) == 1 and asked[0][1] is ctx.splits["thesis"]
 
 

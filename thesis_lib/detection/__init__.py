@@ -32,6 +32,7 @@ from thesis_lib.detection.pipeline import (
     detections_for_release,
     evaluate_detector,
     get_detector,
+    source_detections,
 )
 from thesis_lib.detection.vocab import coco_classes, twin_classes
 
@@ -54,5 +55,6 @@ __all__ = [
     "evaluate_detector",
     "get_detector",
     "pad_detections",
+    "source_detections",
     "twin_classes",
 ]

@@ -94,3 +94,9 @@ class DetectionTable:
             "scores": torch.from_numpy(self.scores[rows]),  # (B, R)
             "mask": torch.from_numpy(self.mask[rows]),  # (B, R)
         }
+
+    def describe(self) -> dict[str, Any]:
+        """What a run record says about these detections: source, number of classes, R, and how they were
+        made (detector config, training report, timings)."""
+        return {"source": self.source, "classes": len(self.vocabulary), "max_regions": self.max_regions,
+                **dict(self.provenance)}

@@ -24,7 +24,7 @@ from thesis_lib.data.images import load_poster
 from thesis_lib.data.mmimdb import Release
 from thesis_lib.data.splits import Split, official_split
 from thesis_lib.detection import cache, frcnn, yolo
-from thesis_lib.detection.config import DetectorConfig
+from thesis_lib.detection.config import DetectorConfig, default_detector_config
 from thesis_lib.detection.detections import Detections
 from thesis_lib.detection.evaluate import MapResult, detection_map50
 from thesis_lib.detection.features import DetectionTable
@@ -143,6 +143,15 @@ def detections_for_release(config: DetectorConfig, release: Release, truth_path:
              config.name, float(table.mask.sum()) / max(len(ids), 1), len(ids), seconds,
              1000 * provenance["seconds_per_poster"])
     return table
+
+
+def source_detections(source: str, release: Release, model_size: str, split: Split) -> DetectionTable:
+    """The detections of an object source ("yolo" | "frcnn" | "oracle", as the registry's object configs name
+    it) in a profile's model size (`default_detector_config`: trained on the twin's boxes for "small", COCO
+    weights for "full"), for every poster of `release`; a detector trained here learns from `split`'s train
+    part only, never from its test part. Computed once and cached, so every run and seed reads the same
+    detections (the grid's default `objects_factory`)."""
+    return detections_for_release(default_detector_config(source, model_size), release, split=split)
 
 
 def evaluate_detector(detector: Detector, release: Release, ids: Sequence[str] | None = None,

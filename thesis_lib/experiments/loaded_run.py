@@ -6,7 +6,7 @@ tokenizer, text cleaning, eval image transform, dataset and collator are built b
 grid trained the run with (`pipeline`), so a batch made here is exactly a batch the run has seen.
 
     run = load_run(RunsFolder(RUNS).run("thesis", "fusion_cross_attention", 0), release)
-    batch = run.make_batch(["0000042", "0000043"])      # the batch contract of `data.dataset`
+    batch = run.make_batch(["0000042", "0000043"])      # the batch contract of `data.batch`
     logits = run.model(batch).logits                    # (2, 23)
     run.thresholds                                      # (23,) tuned on the dev split
 """
@@ -21,16 +21,15 @@ from typing import Any
 
 import numpy as np
 
+from thesis_lib.data.batch import MultimodalCollator
 from thesis_lib.data.mmimdb import Movie, Release
 from thesis_lib.data.splits import Split
 from thesis_lib.data.text import TextCleaningConfig
+from thesis_lib.detection import DetectionTable, source_detections
 from thesis_lib.experiments.layout import RunFolder
-from thesis_lib.experiments.objects import ObjectsProvider
 from thesis_lib.experiments.pipeline import (
     TEXT_CLEANINGS,
     BuiltModel,
-    ObjectsCollator,
-    RawBatchCollator,
     image_transforms,
     multimodal_collator,
     raw_dataset,
@@ -59,7 +58,7 @@ class NoNetworkError(RecordError):
 
 
 # (object source, split hash) -> its detections, shared by the runs loaded in one session
-DetectionsCache = MutableMapping[tuple[str, str], ObjectsProvider]
+DetectionsCache = MutableMapping[tuple[str, str], DetectionTable]
 
 
 @dataclass
@@ -78,7 +77,7 @@ class LoadedRun:
     image_transform: Callable | None  # the eval transform of its posters (None when it reads no poster)
     _release: Release = field(repr=False)
     _built: BuiltModel = field(repr=False)
-    _collate: RawBatchCollator = field(repr=False)
+    _collate: MultimodalCollator = field(repr=False)
 
     @property
     def model_name(self) -> str:
@@ -145,9 +144,8 @@ def load_run(run: RunFolder, release: Release, detections: DetectionsCache | Non
         key = (config.objects.source, split.split_hash())  # a twin-trained detector learnt from this split
         if key not in cache:
             model_size = record["config"]["train"]["model_size"]
-            cache[key] = ObjectsProvider.create(config.objects.source, release, model_size, split)
-        objects = ObjectsCollator(cache[key])
-    heavy = [m for m in config.modalities if m != "objects"]
+            cache[key] = source_detections(config.objects.source, release, model_size, split)
+        objects = cache[key]
     return LoadedRun(
         folder=run,
         record=record,
@@ -161,7 +159,7 @@ def load_run(run: RunFolder, release: Release, detections: DetectionsCache | Non
         image_transform=image_transforms(model)[False] if config.image is not None else None,
         _release=release,
         _built=built,
-        _collate=RawBatchCollator(multimodal_collator(built) if heavy else None, objects),
+        _collate=multimodal_collator(built, objects),
     )
 
 

@@ -35,8 +35,8 @@ from thesis_lib.data.mmimdb import Movie, Release
 from thesis_lib.data.splits import Split
 from thesis_lib.data.text import CLEAN, RAW, TextCleaningConfig, clean_text
 from thesis_lib.data.tokenizers import cached_trained_tokenizer
+from thesis_lib.detection import DetectionTable, source_detections
 from thesis_lib.experiments.layout import RunFolder, RunsFolder
-from thesis_lib.experiments.objects import ObjectsProvider
 from thesis_lib.experiments.profile import Profile
 from thesis_lib.experiments.restore import load_source_encoder
 from thesis_lib.experiments.specs import RunSpec, resolve_model_config
@@ -53,15 +53,15 @@ TEXT_CLEANINGS: dict[str, TextCleaningConfig] = {"clean": CLEAN, "raw": RAW}
 TRAINED_TOKENIZER_VOCAB = 8000  # vocabulary of tokenizers trained on the training plots (random text encoders)
 
 
-# (source, release, model size, split) -> the detections of that source (ObjectsProvider.create).
-ObjectsFactory = Callable[[str, Release, str, Split], ObjectsProvider]
+# (source, release, model size, split) -> the detections of that source (default `detection.source_detections`).
+ObjectsFactory = Callable[[str, Release, str, Split], DetectionTable]
 
 
 @dataclass
 class GridContext:
     """What every run of one grid shares: profile, data, splits, device, the plan and its hashes.
 
-    `objects_factory` builds the detections of an object source (default `ObjectsProvider.create`)."""
+    `objects_factory` builds the detections of an object source (default `detection.source_detections`)."""
 
     profile: Profile
     release: Release
@@ -70,8 +70,8 @@ class GridContext:
     accelerator: Accelerator
     plan: dict[tuple[str, int, str], RunSpec]
     hashes: dict[tuple[str, int, str], tuple[str, dict[str, Any]]]
-    objects: dict[tuple[str, str], ObjectsProvider] = field(default_factory=dict)  # (source, split): on first use
-    objects_factory: ObjectsFactory = ObjectsProvider.create
+    objects: dict[tuple[str, str], DetectionTable] = field(default_factory=dict)  # (source, split): on first use
+    objects_factory: ObjectsFactory = source_detections
 
     def folder(self, spec: RunSpec) -> RunFolder:
         return self.runs.run(spec.split, spec.name, spec.seed)
@@ -85,7 +85,7 @@ class GridContext:
     def movies(self, split: str, part: str) -> list[Movie]:
         return self.release.movies_in(self.splits[split].part(part))
 
-    def objects_provider(self, source: str, split: str) -> ObjectsProvider:
+    def detections(self, source: str, split: str) -> DetectionTable:
         """Detections of `source` for the runs of `split` (a twin-trained detector learns from its train part)."""
         if (source, split) not in self.objects:
             self.objects[source, split] = self.objects_factory(source, self.release, self.profile.model_size,
@@ -170,8 +170,8 @@ def build_run_model(spec: RunSpec, ctx: GridContext) -> BuiltModel:
 
 def _fresh_backbone(part: Any, modality: str, spec: RunSpec, ctx: GridContext) -> dict[str, Any]:
     if modality == "objects":
-        provider = ctx.objects_provider(part.source, spec.split)
-        return {"weights": "detector", "name": part.source, "detector": provider.provenance()}
+        table = ctx.detections(part.source, spec.split)
+        return {"weights": "detector", "name": part.source, "detector": table.describe()}
     pretrained = part.pretrained and not (modality == "text" and part.backbone in RANDOM_TEXT_BACKBONES)
     return {"weights": "pretrained" if pretrained else "random", "name": part.backbone}
 
@@ -203,12 +203,11 @@ def build_run_data(spec: RunSpec, ctx: GridContext, built: BuiltModel) -> RunDat
     """Datasets for the run: cached features when every heavy encoder is frozen, else raw inputs."""
     model = built.model
     heavy = [m for m in model.modalities if m != "objects"]
-    objects = (ObjectsCollator(ctx.objects_provider(built.config.objects.source, spec.split))
-               if built.config.objects else None)
+    objects = ctx.detections(built.config.objects.source, spec.split) if built.config.objects else None
     frozen = bool(heavy) and all(model.encoders[m].frozen for m in heavy)
     if frozen:
         parts = {part: _cached_dataset(spec, ctx, built, heavy, part) for part in ("train", "dev", "test")}
-        collate = CachedBatchCollator(objects)
+        collate = CachedFeaturesCollator(objects)
         trainable = FrozenEncodersClassifier(model, tuple(heavy))
         return RunData(parts["train"], parts["dev"], parts["test"], collate, trainable, tuple(heavy))
     transforms = image_transforms(model, ctx.profile.image_augment) if "image" in model.modalities else None
@@ -217,15 +216,16 @@ def build_run_data(spec: RunSpec, ctx: GridContext, built: BuiltModel) -> RunDat
                           None if transforms is None else transforms[part == "train"])
         for part in ("train", "dev", "test")
     }
-    collate = RawBatchCollator(multimodal_collator(built) if heavy else None, objects)
+    collate = multimodal_collator(built, objects)
     return RunData(datasets["train"], datasets["dev"], datasets["test"], collate, model, ())
 
 
-def multimodal_collator(built: BuiltModel) -> MultimodalCollator:
-    """Batches posters and plots; plots tokenised (and truncated) as the run's text encoder expects."""
+def multimodal_collator(built: BuiltModel, objects: DetectionTable | None = None) -> MultimodalCollator:
+    """The run's raw-input collator: posters, plots tokenised (and truncated) as the run's text encoder
+    expects, and `objects`' detections when the model reads them."""
     if built.config.text is None:
-        return MultimodalCollator()
-    return MultimodalCollator(built.tokenizer, built.config.text.max_length)
+        return MultimodalCollator(objects=objects)
+    return MultimodalCollator(built.tokenizer, built.config.text.max_length, objects=objects)
 
 
 def image_transforms(model: GenreClassifier, augment: bool = False) -> dict[bool, Callable]:
@@ -263,46 +263,6 @@ class LabelsDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {"id": self.ids[index], "labels": self.labels[index]}
-
-
-@dataclass(frozen=True, eq=False)
-class ObjectsCollator:
-    """Adds batch["objects"] (padded detections) for the batch's ids."""
-
-    provider: ObjectsProvider
-
-    def __call__(self, ids: list[str]) -> dict[str, torch.Tensor]:
-        return self.provider.objects(ids)
-
-
-@dataclass(frozen=True, eq=False)
-class RawBatchCollator:
-    """The batch contract from dataset items, plus detections when the model reads objects."""
-
-    multimodal: MultimodalCollator | None
-    objects: ObjectsCollator | None
-
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        if self.multimodal is not None:
-            batch = self.multimodal(items)
-        else:
-            batch = {"ids": [item["id"] for item in items], "labels": torch.stack([item["labels"] for item in items])}
-        if self.objects is not None:
-            batch["objects"] = self.objects(batch["ids"])
-        return batch
-
-
-@dataclass(frozen=True, eq=False)
-class CachedBatchCollator:
-    """Batches of cached encoder outputs (`data.batch.CachedFeaturesCollator`), plus detections when needed."""
-
-    objects: ObjectsCollator | None
-
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = CachedFeaturesCollator()(items)
-        if self.objects is not None:
-            batch["objects"] = self.objects(batch["ids"])
-        return batch
 
 
 class CachedModalitiesDataset(Dataset):
