@@ -1,5 +1,6 @@
-"""The library behind the chapter-4 notebooks (thesis_lib.book.experiments_chapter, error_analysis,
-xai_chapter): what they read from run folders and how they word it. Run folders are written with the
+"""The library behind the chapter-4 notebooks (thesis_lib.analysis.comparison and the book's
+experiments_chapter, error_analysis, xai_chapter): what they read from run folders and the verdicts and
+values they hand the prose (the prose itself is in the notebooks). Run folders are written with the
 records API from hand-made predictions, so every expected number is known; the notebooks themselves are
 exercised end to end by tests/browser/."""
 
@@ -12,6 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from thesis_lib.analysis import comparison
+from thesis_lib.analysis.verdicts import Verdict, verdict_of
+from thesis_lib.analysis.xai_check import criteria
 from thesis_lib.book import error_analysis as errors
 from thesis_lib.book import experiments_chapter as chapter
 from thesis_lib.book import xai_chapter
@@ -101,7 +105,7 @@ def test_ablations_are_described_in_words():
 
 def test_comparison_table_shows_the_numbers_of_the_records(grid):
     runs_dir, _ = grid
-    runs = chapter.finished_runs(runs_dir)
+    runs = comparison.finished_runs(runs_dir)
     rows = results_table(runs_dir, n_resamples=20)
     table = chapter.comparison_table(rows, runs)
     for name, run in runs.items():
@@ -117,43 +121,71 @@ def test_standing_names_the_leader_and_the_sign_of_the_gap():
 
     rows = [row("fusion_cross_attention", 0.80), row("fusion_early", 0.81), row("fusion_cross_attention@x", 0.9),
             row("text_x", 0.5)]
-    assert [r["model"] for r in chapter.ranked(rows)] == ["fusion_early", "fusion_cross_attention", "text_x"]
-    position = chapter.standing(rows)
-    assert (position["rank"], position["n_models"], position["best_other"]) == (2, 3, "fusion_early")
-    assert position["gap"] == pytest.approx(-0.01)
-    assert "ranks 2nd of 3 models, 0.010 below the best, fusion_early" in chapter.standing_sentence(position)
+    assert [r["model"] for r in comparison.ranked(rows)] == ["fusion_early", "fusion_cross_attention", "text_x"]
+    position = comparison.standing(rows)
+    assert (position.rank, position.n_models, position.best_other) == (2, 3, "fusion_early")
+    assert position.gap == pytest.approx(-0.01) and not position.leads
+    assert (position.best_run, position.best_run_score) == ("fusion_cross_attention@x", 0.9)
+    values = chapter.standing_values(position)
+    assert (values["proposed_rank"], values["best_other"], values["proposed_gap"]) == (2, "fusion_early", position.gap)
 
 
 @pytest.mark.parametrize(("low", "high", "verdict"), [
-    (0.01, 0.05, "is ahead, and the interval excludes zero"),
-    (-0.05, -0.01, "is behind, and the interval excludes zero"),
-    (-0.02, 0.03, "cannot be told apart"),
+    (0.01, 0.05, Verdict.AHEAD), (-0.05, -0.01, Verdict.BEHIND), (-0.02, 0.03, Verdict.UNDECIDED),
+    (float("nan"), float("nan"), Verdict.UNDECIDED),
 ])
-def test_difference_sentence_follows_the_interval(low, high, verdict):
+def test_a_difference_is_ahead_or_behind_only_when_its_interval_excludes_zero(low, high, verdict):
+    assert verdict_of(low, high) == verdict
     result = {"compared with": "fusion_early", "delta": (low + high) / 2, "ci_low": low, "ci_high": high,
-              "p_value": 0.2}
-    assert verdict in chapter.difference_sentence("fusion_cross_attention", result, "On all genres")
+              "p_value": 0.2, "verdict": verdict_of(low, high)}
+    assert chapter.difference_values(result, "all")["verdict_all"] == str(verdict)
 
 
-def test_ablation_sentence_sorts_variants_by_their_interval():
+def test_paired_tests_on_records_carry_their_verdicts(grid):
+    runs_dir, _ = grid
+    runs = comparison.finished_runs(runs_dir)
+    rows = results_table(runs_dir, n_resamples=50)
+    others = comparison.competitors(rows, runs)
+    tests = comparison.significance_table(runs_dir, comparison.PROPOSED, list(others.values()),
+                                          {"all genres": None}, 200)
+    for _, test in tests.iterrows():
+        assert test["verdict"] == verdict_of(test["ci_low"], test["ci_high"])
+    values = chapter.significance_values(tests, others, {"all genres": None})
+    assert values["verdict_all"] in {"ahead", "behind", "undecided"} and values["rival"] == others["best other model"]
+    assert values["verdict_alignment"].startswith("not measured")  # no alignment genres without the twin
+    assert "verdict" in chapter.readable_significance(tests).columns
+
+
+def test_thesis_results_compare_gives_the_same_verdict(grid, capsys):
+    import json
+
+    from thesis_lib.cli import main
+
+    runs_dir, _ = grid
+    assert main(["results", "compare", str(runs_dir), "fusion_cross_attention", "text_x", "--resamples", "200",
+                 "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    expected = comparison.compare(runs_dir, "fusion_cross_attention", "text_x", n_resamples=200)
+    assert shown["verdict"] == str(expected["verdict"]) and shown["delta"] == pytest.approx(expected["delta"])
+    assert main(["results", "compare", str(runs_dir), "fusion_cross_attention", "text_x", "--resamples", "200"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(str(expected["verdict"]))
+
+
+def test_ablations_are_grouped_by_their_verdict():
     table = pd.DataFrame({"variant": ["a@1", "a@2", "a@3"], "ci_low": [-0.1, 0.01, -0.02],
                           "ci_high": [-0.01, 0.05, 0.02]})
-    sentence = chapter.ablation_sentence(table)
-    assert "lower than the run they change (the interval lies below zero): a@1." in sentence
-    assert "Clearly higher (the interval lies above zero): a@2." in sentence
-    assert sentence.endswith("1 of 3 variants differ from their base by less than this test split can resolve "
-                             "(the interval includes zero).")
+    table["verdict"] = [verdict_of(low, high) for low, high in zip(table["ci_low"], table["ci_high"], strict=True)]
+    values = chapter.ablation_values(table)
+    assert (values["variants_behind"], values["variants_ahead"], values["n_undecided"]) == ("a@1", "a@2", 1)
+    assert comparison.by_verdict(table)[Verdict.UNDECIDED] == ["a@3"]
 
 
 def test_evidence_kinds_lead_level_and_trail():
     kind_f1 = pd.DataFrame({"image": [0.9, 0.8], "text": [0.90, 0.91], "alignment": [0.3, 0.5]},
                            index=["fusion_cross_attention", "fusion_early"])
-    sentence = chapter.evidence_kind_sentence(kind_f1)
-    assert "highest mean F1 on image" in sentence and f"within {chapter.LEVEL} of the best on text" in sentence
-    assert "trails on alignment (fusion_early 0.500 against 0.300)" in sentence
-    assert chapter.trailing_kinds(kind_f1) == ["alignment"]
-    assert "named prop" in chapter.trailing_explanation(["alignment"])
-    assert chapter.trailing_explanation([]) == ""
+    places = comparison.kind_standing(kind_f1)
+    assert places["standing"].to_dict() == {"image": "leads", "text": "level", "alignment": "trails"}
+    assert (places.loc["alignment", "leader"], places.loc["alignment", "leader F1"]) == ("fusion_early", 0.5)
 
 
 # ---------------------------------------------------------------------------------------- error analysis
@@ -161,16 +193,17 @@ def test_evidence_kinds_lead_level_and_trail():
 
 def test_fusion_only_hits_count_positives_every_single_run_misses(grid):
     runs_dir, _ = grid
-    runs = chapter.finished_runs(runs_dir)
+    runs = comparison.finished_runs(runs_dir)
     hits = errors.fusion_only_hits(runs["fusion_cross_attention"], [runs["text_x"], runs["image_x"]], None)
     assert list(hits.index) == ["Drama"]
     assert (hits.loc["Drama", "fusion-only hits"], hits.loc["Drama", "test positives"]) == (5, 20)
-    assert errors.fusion_only_sentence(hits) == "most in Drama (5 of 20 positives)"
+    assert errors.fusion_only_top(hits) == "Drama (5 of 20 positives)"
+    assert errors.fusion_only_top(hits.iloc[:0]) == "none"
 
 
 def test_confusions_count_added_genres_next_to_their_cooccurrence(grid):
     runs_dir, labels = grid
-    confusions, _ = errors.cooccurrence_confusions(chapter.finished_runs(runs_dir)["fusion_cross_attention"])
+    confusions, _ = errors.cooccurrence_confusions(comparison.finished_runs(runs_dir)["fusion_cross_attention"])
     top = confusions.iloc[0]
     assert confusions.index[0] == ("Comedy", "Drama")  # Drama added to the ten Comedy-only movies
     assert top["false positives"] == 10 and top["rate"] == pytest.approx(1.0)
@@ -186,12 +219,11 @@ def test_reliability_measures_the_gap_to_the_diagonal(tmp_path):
     for name, labels in (("calibrated", calibrated), ("overconfident", overconfident)):
         labels[0], labels[1] = 1, 0  # every genre has both classes (threshold tuning needs them)
         write_run(tmp_path, name, probs, labels)
-    runs = chapter.finished_runs(tmp_path)
+    runs = comparison.finished_runs(tmp_path)
     table, good = errors.reliability(runs["calibrated"])
     _, bad = errors.reliability(runs["overconfident"])
     assert good < 0.02 < 0.2 < bad and table["pairs"].sum() == probs.size
-    assert "below the diagonal" in errors.calibration_sentence(errors.reliability(runs["overconfident"])[0],
-                                                                "inverse_frequency")
+    assert errors.calibration_side(errors.reliability(runs["overconfident"])[0]) == "over-confident"
 
 
 def test_weights_caption_and_costs_come_from_the_records(tmp_path):
@@ -205,7 +237,7 @@ def test_weights_caption_and_costs_come_from_the_records(tmp_path):
     write_run(tmp_path, "objects_x", probs, labels, stage="unimodal", extra=common | {
         "backbones": {"objects": {"weights": "detector", "name": "yolo",
                                   "detector": {"detector": {"weights": "twin"}}}}, "samples_per_s": None})
-    runs = chapter.finished_runs(tmp_path)
+    runs = comparison.finished_runs(tmp_path)
     caption = chapter.weights_caption(runs)
     assert caption.startswith("Weights: each model's own run of this build (best dev checkpoint, seed 0)")
     assert "minilm (pretrained)" in caption and "yolo (trained on the twin)" in caption
@@ -216,9 +248,9 @@ def test_weights_caption_and_costs_come_from_the_records(tmp_path):
 
 
 def test_require_runs_names_what_is_missing(grid):
-    runs = chapter.finished_runs(grid[0])
+    runs = comparison.finished_runs(grid[0])
     with pytest.raises(ThesisError, match="fusion_attention"):
-        chapter.require_runs(runs, ["fusion_cross_attention", "fusion_attention"])
+        comparison.require_runs(runs, ["fusion_cross_attention", "fusion_attention"])
 
 
 # ---------------------------------------------------------------------------------------------- the XAI
@@ -234,15 +266,15 @@ def faithfulness_result(**changes):
 
 
 def test_criteria_are_checked_against_their_references():
-    criteria = xai_chapter.criteria_table(faithfulness_result())
-    assert criteria["met"].tolist() == [True, True, True, True, True]
-    assert xai_chapter.criteria_sentence(criteria) == "all 5 criteria are met."
-    weak = xai_chapter.criteria_table(faithfulness_result(gradcam_pointing_game=0.15,
-                                                          randomized_model_pointing_game=0.2))
-    assert weak["met"].tolist() == [False, False, False, True, True]
-    assert xai_chapter.criteria_sentence(weak).startswith("2 of 5 criteria are met; not met: pointing game >= 2 x")
-    unknown = xai_chapter.criteria_table(faithfulness_result(attention_cue_recall_at_5=None))
-    assert "not measurable here: cue recall@5" in xai_chapter.criteria_sentence(unknown)
+    assert criteria(faithfulness_result())["verdict"].tolist() == ["met"] * 5
+    assert xai_chapter.faithfulness_glue(faithfulness_result())["n_met"] == 5
+    weak = criteria(faithfulness_result(gradcam_pointing_game=0.15, randomized_model_pointing_game=0.2))
+    assert weak["verdict"].tolist() == ["not met", "not met", "not met", "met", "met"]
+    glued = xai_chapter.faithfulness_glue(faithfulness_result(gradcam_pointing_game=0.15,
+                                                               randomized_model_pointing_game=0.2))
+    assert (glued["n_met"], glued["n_criteria"]) == (2, 5) and glued["criteria_not_met"].startswith("pointing game >= 2 x")
+    unknown = xai_chapter.faithfulness_glue(faithfulness_result(attention_cue_recall_at_5=None))
+    assert unknown["criteria_unmeasured"] == "cue recall@5 >= 2 x chance"
 
 
 def test_faithfulness_numbers_are_written_with_their_intervals():
@@ -261,14 +293,15 @@ def test_first_seed_reads_every_way_papermill_passes_seeds(seeds, first):
     assert xai_chapter.first_seed(seeds) == first
 
 
-def test_modality_sentence_compares_text_and_image_genres():
+def test_modality_weights_compare_text_and_image_genres():
     weights = pd.DataFrame({"text": np.linspace(0.2, 0.6, NUM_GENRES), "image": np.linspace(0.8, 0.4, NUM_GENRES)},
                            index=GENRES)
-    truth = {"genre_evidence": {genre: ("text" if index % 2 else "image") for index, genre in enumerate(GENRES)}}
-    sentence = xai_chapter.modality_sentence(weights, truth)
-    assert sentence.startswith(f"Across genres, text weighs most for {GENRES[-1]} (0.60), image weighs most "
-                               f"for {GENRES[0]} (0.80).")
-    assert "weight where the plot carries the genre" in sentence
+    truth = {"genre_evidence": {genre: ("text" if index >= 12 else "image") for index, genre in enumerate(GENRES)}}
+    values = xai_chapter.modality_values(weights, truth)
+    assert values["weight_peaks"] == f"text for {GENRES[-1]} (0.60) and image for {GENRES[0]} (0.80)"
+    assert values["plot_weight"] == "more" and values["text_weight_text_genres"] > values["text_weight_image_genres"]
+    swapped = {"genre_evidence": {g: {"text": "image", "image": "text"}[k] for g, k in truth["genre_evidence"].items()}}
+    assert xai_chapter.modality_values(weights, swapped)["plot_weight"] == "not more"
 
 
 def test_a_variant_that_beats_every_model_is_named_and_drawn():
@@ -277,8 +310,9 @@ def test_a_variant_that_beats_every_model_is_named_and_drawn():
 
     rows = [row("baseline_shallow", 0.5), row("fusion_cross_attention", 0.80), row("fusion_early", 0.81),
             row("fusion_cross_attention@minilm", 0.88), row("text_x", 0.6)]
-    assert chapter.best_run_sentence(rows).startswith("Counting the ablation variants, the best run is "
-                                                      "fusion_cross_attention@minilm (0.880)")
+    assert comparison.standing(rows).best_run == "fusion_cross_attention@minilm"
+    assert comparison.best_variant(rows) == "fusion_cross_attention@minilm"
     assert chapter.curve_models(rows, 2) == ["fusion_early", "fusion_cross_attention",
                                              "fusion_cross_attention@minilm", "baseline_shallow"]
-    assert chapter.best_run_sentence(rows[:3]) == "No ablation variant scores higher."
+    assert comparison.standing(rows[:3]).best_run == "fusion_early"
+    assert comparison.best_variant(rows[:3]) is None

@@ -33,11 +33,13 @@ from thesis_lib.analysis.probes import (
     named_prop_has,
     named_prop_labels,
     per_label_features,
-    probe_sentence,
+    probe_values,
     props_with,
     run_probe,
     some_prop_has,
+    verdict,
 )
+from thesis_lib.analysis.verdicts import Verdict
 from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.splits import load_split
 from thesis_lib.data.twin import load_twin_truth
@@ -70,8 +72,8 @@ def test_a_separable_target_is_read_and_a_random_one_is_not():
     noise = rng.normal(size=(400, 5))
     read = run_probe("t", "separable", "run", separable[:300], y[:300], separable[300:], y[300:], config=FAST)
     guessed = run_probe("t", "noise", "run", noise[:300], y[:300], noise[300:], y[300:], config=FAST)
-    assert read.balanced_accuracy > 0.97 and read.beats_reference and read.ci_low <= read.balanced_accuracy
-    assert abs(guessed.balanced_accuracy - 0.5) < 0.12 and not guessed.beats_reference
+    assert read.balanced_accuracy > 0.97 and verdict(read) == Verdict.AHEAD and read.ci_low <= read.balanced_accuracy
+    assert abs(guessed.balanced_accuracy - 0.5) < 0.12 and verdict(guessed) != Verdict.AHEAD
     assert read.chance == guessed.chance == 0.5 and read.reference == MAJORITY
     assert (read.n_train, read.n_test, read.classes) == (300, 100, 2)
 
@@ -94,8 +96,8 @@ def test_the_per_label_control_reads_a_binding_that_pooled_features_cannot():
                      reference="number of red props", reference_predictions=count, config=FAST)
     assert crossed.shape == (600, 12) and np.array_equal(crossed[0, 9:], labels[0] == np.array(["car", "hat", "lamp"]))
     assert 0.6 < pooled.reference_score < 0.9  # the count tells something, not everything
-    assert pooled.balanced_accuracy < 0.9 and not pooled.beats_reference
-    assert told.balanced_accuracy > 0.95 and told.beats_reference
+    assert pooled.balanced_accuracy < 0.9 and verdict(pooled) != Verdict.AHEAD
+    assert told.balanced_accuracy > 0.95 and verdict(told) == Verdict.AHEAD
 
 
 def test_a_target_with_a_single_train_example_of_a_class_gives_no_score():
@@ -147,26 +149,27 @@ def hand_made(cells_gain: float, pooled_gain: float = -0.05) -> AlignmentProbes:
     return AlignmentProbes(tuple(rows), rules, "text/seed0", "image/seed0", "thesis", 100, 50, 0)
 
 
-def test_the_sentence_follows_the_intervals():
-    lost = probe_sentence(hand_made(cells_gain=-0.02))
-    assert "do not carry the binding, as the hypothesis says" in lost
-    assert "grid cells under the prop do no better" in lost and "1.00 [0.95–1.05]" in lost
-    assert "None is above that count" in lost and "number of glowing props" in lost
-    kept = probe_sentence(hand_made(cells_gain=0.03))
-    assert "the hypothesis does not explain it" in kept and "Above that count: the grid cells" in kept
+def test_the_verdicts_follow_the_intervals():
+    lost = probe_values(hand_made(cells_gain=-0.02))
+    assert (lost["bound_pooled"], lost["bound_cells"]) == ("none", "none")
+    assert lost["unbound_cells"] == "named prop is red and named prop glows"
+    assert lost["controls_verdict"] == "ahead" and lost["mention_verdict"] == "ahead"
+    assert lost["mention_text"] == "1.00 [0.95–1.05]"
+    kept = probe_values(hand_made(cells_gain=0.03))
+    assert kept["bound_cells"] == "named prop is red and named prop glows" and kept["unbound_cells"] == "none"
     half = hand_made(cells_gain=0.03)
     half = dataclasses.replace(half, scores=tuple(
         dataclasses.replace(s, gain_ci_low=-0.01) if s.target.startswith("named prop glows") else s
         for s in half.scores))
-    assert "keep whether the named prop is red but not whether the named prop glows" in probe_sentence(half)
-    pooled = probe_sentence(hand_made(cells_gain=0.03, pooled_gain=0.02))
-    assert "carry part of the binding" in pooled
+    assert (probe_values(half)["bound_cells"], probe_values(half)["unbound_cells"]) == (
+        "named prop is red", "named prop glows")
+    assert probe_values(hand_made(cells_gain=0.03, pooled_gain=0.02))["bound_pooled"] == (
+        "named prop is red and named prop glows")
     broken = hand_made(cells_gain=0.03)
     broken = dataclasses.replace(broken, scores=tuple(
         dataclasses.replace(s, gain_ci_low=-0.1) if s.target.startswith("Horror") else s for s in broken.scores))
-    assert "Caution" in probe_sentence(broken)
-    assert "neither support nor refute" in probe_sentence(broken)
-    assert "synthetic twin" in probe_sentence(None)
+    assert probe_values(broken)["controls_verdict"] == "behind"
+    assert "synthetic twin" in probe_values(None)["probe_scope"]
 
 
 # ------------------------------------------------------------------------------------ on a tiny grid
@@ -208,8 +211,8 @@ def test_the_table_has_one_row_per_probe(grid):
     assert ((scored["ci_low"] <= scored["balanced_accuracy"]) & (scored["balanced_accuracy"] <= scored["ci_high"])).all()
     assert probes.score("named prop is red (Crime)", IMAGE_POOLED).reference == "number of red props"
     assert probes.readable().index.names == ["target", "features"]
-    sentence = probe_sentence(probes)
-    assert f"{mention.balanced_accuracy:.2f} [{mention.ci_low:.2f}" in sentence
+    assert probe_values(probes)["mention_text"].startswith(f"{mention.balanced_accuracy:.2f} [{mention.ci_low:.2f}")
+    assert set(probes.readable()["verdict"]) <= {"ahead", "behind", "undecided"}
 
 
 @pytest.mark.slow

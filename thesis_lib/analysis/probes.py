@@ -47,7 +47,7 @@ restores them and rebuilds their tokenizer and text cleaning), on the eval trans
 
     probes = alignment_probes(RUNS, release, load_twin_truth(release.root))
     probes.table()            # one row per probe
-    probe_sentence(probes)    # what the numbers show, in words
+    probe_values(probes)      # what the numbers show: verdicts of the paired intervals, for the prose
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from thesis_lib.analysis.verdicts import Verdict, listing, verdict_of
 from thesis_lib.data.mmimdb import Movie, Release
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.layout import RunFolder, RunsFolder
@@ -128,11 +129,6 @@ class ProbeScore:
     gain_ci_high: float
     C: float  # the inverse regularisation strength cross-validation chose
 
-    @property
-    def beats_reference(self) -> bool:
-        """The paired interval of the gain lies above zero."""
-        return bool(self.gain_ci_low > 0)
-
 
 @dataclass(frozen=True)
 class AlignmentProbes:
@@ -156,7 +152,8 @@ class AlignmentProbes:
         rows = [{"target": s.target, "features": s.features, "run": s.run, "test movies": s.n_test,
                  "balanced accuracy [95% CI]": _estimate(s.balanced_accuracy, s.ci_low, s.ci_high),
                  "reference": f"{s.reference} ({s.reference_score:.3f})",
-                 "gain [95% CI]": _gain(s.gain, s.gain_ci_low, s.gain_ci_high)} for s in self.scores]
+                 "gain [95% CI]": _gain(s.gain, s.gain_ci_low, s.gain_ci_high),
+                 "verdict": str(verdict(s))} for s in self.scores]
         return pd.DataFrame(rows).set_index(["target", "features"])
 
     def score(self, target: str, features: str) -> ProbeScore:
@@ -564,91 +561,53 @@ def _finished(run: RunFolder) -> RunFolder:
 # ------------------------------------------------------------------------------------------ in words
 
 
-def probe_sentence(probes: AlignmentProbes | None) -> str:
-    """What the probes show, in a few sentences that follow the numbers and their intervals (Markdown)."""
+def probe_values(probes: AlignmentProbes | None) -> dict[str, Any]:
+    """What the probes show, for the prose: each a verdict of a paired interval (`analysis.verdicts`), never
+    a point estimate. On a release without twin truth every value says so.
+
+    controls_verdict   "ahead" when every genre control beats the majority class, else "behind": then a
+                       failed probe below may be the probe's fault rather than the features'
+    mention_text, pooled_text, chance   the named prop read from the tokens at the named word / the pooled
+                       plot vector, "0.99 [0.97–1.00]", and the chance level
+    mention_verdict    the token read-out against the majority class
+    bound_pooled       the looks ("named prop is red", ...) some pooled read-out (the poster vector, early
+                       fusion's input, or the poster vector told which prop is named) reads beyond the
+                       binding-free count reference; bound_cells those the grid cells under the named prop
+                       read beyond it; unbound_cells those they do not ("none" when the list is empty)
+    """
     if probes is None:
-        return ("The probes read the synthetic twin's ground truth (which prop each plot names and how every prop "
-                "looks); this release has none, so there is nothing to probe here.")
-    controls = [s for s in probes.scores if s.target.endswith(GENRE_CONTROL)]
+        return {"probe_scope": "The probes read the synthetic twin's ground truth (which prop each plot names and "
+                               "how every prop looks); this release has none, so there is nothing to probe here.",
+                "controls_verdict": "n/a", "mention_text": "n/a", "pooled_text": "n/a", "chance": float("nan"),
+                "mention_verdict": "n/a", "truncated_mentions": 0, "bound_pooled": "n/a", "bound_cells": "n/a",
+                "unbound_cells": "n/a"}
+    controls = [score for score in probes.scores if score.target.endswith(GENRE_CONTROL)]
     pooled_text, mention = probes.score(NAMED_PROP, TEXT_POOLED), probes.score(NAMED_PROP, TEXT_MENTION)
-    parts = [_controls_sentence(controls),
-             f"Which of the {pooled_text.classes} props the plot names is read from the tokens at the named word at "
-             f"{_short(mention)} and from the pooled plot vector at {_short(pooled_text)} "
-             f"(chance {pooled_text.chance:.2f})."]
-    if probes.truncated_mentions:
-        parts.append(f"{probes.truncated_mentions} plots lose the named word to truncation; those movies are left "
-                     "out of the token probe.")
-    bound_pooled, bound_cells = [], []
+    bound_pooled, bound_cells, unbound_cells = [], [], []
     for genre, attribute, value in probes.rules:
         rule = describe_rule(attribute, value)
         rows = {features: probes.score(f"{rule} ({genre})", features)
                 for features in (IMAGE_POOLED, EARLY_INPUT, PER_LABEL, PROP_CELLS)}
-        some = probes.score(describe_rule(attribute, value, "some prop"), IMAGE_POOLED)
-        above = [features for features, row in rows.items() if row.beats_reference]
-        parts.append(
-            f"Whether the {rule}: {_short(rows[IMAGE_POOLED])} from the pooled poster vector, "
-            f"{_short(rows[EARLY_INPUT])} from early fusion's input, {_short(rows[PER_LABEL])} when the probe is "
-            f"told which prop is named, {_short(rows[PROP_CELLS])} from the grid cells under it; knowing only the "
-            f"{describe_count(attribute, value)} reaches {rows[IMAGE_POOLED].reference_score:.2f} (and the pooled "
-            f"poster vector tells whether {some.target} at {_short(some)}). "
-            + (f"Above that count: the {_listing(above)}." if above else "None is above that count."))
-        if set(above) & {IMAGE_POOLED, EARLY_INPUT, PER_LABEL}:
+        if any(verdict(rows[features]) == Verdict.AHEAD for features in (IMAGE_POOLED, EARLY_INPUT, PER_LABEL)):
             bound_pooled.append(rule)
-        if PROP_CELLS in above:
-            bound_cells.append(rule)
-    parts.append(_verdict([describe_rule(a, v) for _, a, v in probes.rules], bound_pooled, bound_cells, mention,
-                          controls))
-    return " ".join(parts)
+        (bound_cells if verdict(rows[PROP_CELLS]) == Verdict.AHEAD else unbound_cells).append(rule)
+    return {"probe_scope": "", "chance": pooled_text.chance, "truncated_mentions": probes.truncated_mentions,
+            "controls_verdict": str(Verdict.AHEAD if all(verdict(s) == Verdict.AHEAD for s in controls)
+                                    else Verdict.BEHIND),
+            "mention_text": _short(mention), "pooled_text": _short(pooled_text),
+            "mention_verdict": str(verdict(mention)), "bound_pooled": listing(bound_pooled),
+            "bound_cells": listing(bound_cells), "unbound_cells": listing(unbound_cells)}
 
 
-def _controls_sentence(controls: Sequence[ProbeScore]) -> str:
-    listed = ", ".join(f"{s.target.removesuffix(GENRE_CONTROL)} from the {s.features} at {_short(s)}"
-                       for s in controls)
-    if all(s.beats_reference for s in controls):
-        return f"The probe works on what the encoders were trained for: {listed} (chance {controls[0].chance:.2f})."
-    return (f"Caution: a genre the encoders were trained for is not read above chance ({listed}), so a failed "
-            "probe below may be the probe's fault rather than the features'.")
-
-
-def _verdict(rules: Sequence[str], bound_pooled: Sequence[str], bound_cells: Sequence[str], mention: ProbeScore,
-             controls: Sequence[ProbeScore]) -> str:
-    """Do the numbers support the hypothesis that the frozen encoders lose the binding?"""
-    if not all(s.beats_reference for s in controls):
-        return "With a failing control, these numbers neither support nor refute that the encoders lose the binding."
-    if bound_pooled:
-        pooled = (f"The pooled vectors carry part of the binding (whether the {_listing(bound_pooled)}), so the "
-                  "hypothesis that the frozen encoders lose it does not fully explain why the pooled fusions miss "
-                  "these genres.")
-    else:
-        pooled = ("No pooled read-out beats the count, even when told which prop is named: the pooled vectors that "
-                  "early, attention and late fusion read do not carry the binding, as the hypothesis says.")
-    if not mention.beats_reference:
-        tokens = "Not even the tokens at the named word say which prop it is: the text encoder loses it too."
-    elif len(bound_cells) == len(rules):
-        tokens = ("Cross-attention's inputs do carry it: the tokens name the prop and the grid cells under the prop "
-                  "beat the count, so its failure lies in learning where to attend, not in the frozen encoders; "
-                  "the hypothesis does not explain it.")
-    elif bound_cells:
-        lost = [rule for rule in rules if rule not in bound_cells]
-        tokens = (f"For cross-attention the text side is not the bottleneck (the tokens name the prop), and the grid "
-                  f"cells under the prop keep whether the {_listing(bound_cells)} but not whether the "
-                  f"{_listing(lost)}: the image encoder loses that part of the binding, as the hypothesis says.")
-    else:
-        tokens = ("For cross-attention the text side is not the bottleneck (the tokens name the prop), but the grid "
-                  "cells under the prop do no better than the count: the image encoder does not keep which prop "
-                  "looks how, as the hypothesis says.")
-    return f"{pooled} {tokens}"
+def verdict(score: ProbeScore) -> Verdict:
+    """A probe against its reference: the verdict of the paired interval of its gain."""
+    return verdict_of(score.gain_ci_low, score.gain_ci_high)
 
 
 def _short(score: ProbeScore) -> str:
     if math.isnan(score.balanced_accuracy):
         return "n/a (too few train movies)"
     return f"{score.balanced_accuracy:.2f} [{score.ci_low:.2f}–{score.ci_high:.2f}]"
-
-
-def _listing(items: Sequence[str]) -> str:
-    items = list(items)
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _estimate(value: float, low: float, high: float) -> str:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.twin import load_twin_truth
 from thesis_lib.data.twin.generate import TRUTH_FILE
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 HEADLINE = ("fusion_cross_attention", 0)  # (model, seed) whose values are the summary's top-level keys
 THRESHOLD_POLICY = "tuned_per_genre"  # which predictions count as positive: the run's dev-tuned thresholds
 PRIMARY_SPLIT = "thesis"
+CLEARLY_BETTER = 2.0  # a score "clearly better than chance" is at least this many times chance
+NEAR_CHANCE = 1.5  # the randomised model's pointing game "falls to near chance": at most this many times chance
+MET, NOT_MET, UNMEASURED = "met", "not met", "not measurable"
 
 
 class NotExplainable(Exception):
@@ -140,3 +145,32 @@ def format_table(summary: Mapping[str, Any]) -> str:
     if summary["headline_run"] is None:
         lines.append(f"(no {HEADLINE[0]} seed {HEADLINE[1]} run: the JSON's top-level values are null)")
     return "\n".join(lines)
+
+
+def criteria(result: Mapping[str, Any]) -> pd.DataFrame:
+    """The "clearly better than chance" criteria checked on one run's faithfulness numbers (twin only):
+    criterion, value, reference and verdict ("met", "not met", or "not measurable" where the run has no
+    such number). They compare point estimates with their references; the intervals are in the run's row of
+    the summary."""
+
+    def check(value: float | None, reference: float | None, holds: Callable[[float, float], bool]) -> str:
+        if value is None or reference is None:
+            return UNMEASURED
+        return MET if holds(value, reference) else NOT_MET
+
+    pointing, chance = result.get("gradcam_pointing_game"), result.get("random_pointing_game")
+    centre, randomised = result.get("center_pointing_game"), result.get("randomized_model_pointing_game")
+    cue, cue_chance = result.get("attention_cue_recall_at_5"), result.get("random_cue_recall_at_5")
+    deletion, random_deletion = result.get("deletion_auc"), result.get("random_deletion_auc")
+    rows = [
+        (f"pointing game >= {CLEARLY_BETTER:g} x chance", pointing, chance,
+         check(pointing, chance, lambda v, r: v >= CLEARLY_BETTER * r)),
+        ("pointing game above the centre baseline", pointing, centre, check(pointing, centre, lambda v, r: v > r)),
+        (f"randomised model near chance (<= {NEAR_CHANCE:g} x chance)", randomised, chance,
+         check(randomised, chance, lambda v, r: v <= NEAR_CHANCE * r)),
+        (f"cue recall@5 >= {CLEARLY_BETTER:g} x chance", cue, cue_chance,
+         check(cue, cue_chance, lambda v, r: v >= CLEARLY_BETTER * r)),
+        ("deletion AUC below random order", deletion, random_deletion,
+         check(deletion, random_deletion, lambda v, r: v < r)),
+    ]
+    return pd.DataFrame(rows, columns=["criterion", "value", "reference", "verdict"]).set_index("criterion")

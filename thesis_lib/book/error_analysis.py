@@ -1,6 +1,6 @@
 """The error analysis and the cost table of the experiments chapter (notebooks/04_experiments.ipynb).
 
-Where `experiments_chapter` compares scores, this module looks at one run's *decisions* on the test split
+Where `analysis.comparison` compares scores, this module looks at one run's *decisions* on the test split
 (its first seed, at its dev-tuned thresholds): the genres it fails on, the genres it adds where they
 usually co-occur, what only the fusion finds, how calibrated its probabilities are, whether a plot that
 names its own genre sways it (synthetic twin only), and what each run of the grid cost.
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from thesis_lib.book.experiments_chapter import FinishedRun, SectionSummary
+from thesis_lib.analysis.comparison import FinishedRun
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.table import TUNED_POLICY
 from thesis_lib.genres import GENRES
@@ -66,15 +66,19 @@ def cooccurrence_confusions(run: FinishedRun, count: int = 8) -> tuple[pd.DataFr
     return top.set_index(["true genre", "added genre"]), float(correlation)
 
 
+STRONG_PULL, WEAK_PULL = 0.3, 0.1  # rank correlations the prose calls "drawn to" and "weakly drawn to"
+
+
 def correlation_verdict(correlation: float) -> str:
-    """Words for the rank correlation between false positives and label co-occurrence."""
+    """How the rank correlation between false positives and label co-occurrence reads (the bands are stated
+    in the prose): drawn to / weakly drawn to / not drawn to co-occurring genres, or undecided."""
     if np.isnan(correlation):
-        return "cannot be judged on so few test movies"
-    if correlation >= 0.3:
-        return "adds the genres that usually come with the true one more readily than others"
-    if correlation >= 0.1:
-        return "is only weakly drawn to the genres that usually come with the true one"
-    return "does not favour the genres that usually come with the true one"
+        return "undecided (too few test movies to rank the genre pairs)"
+    if correlation >= STRONG_PULL:
+        return "drawn to the genres that usually come with the true one"
+    if correlation >= WEAK_PULL:
+        return "weakly drawn to the genres that usually come with the true one"
+    return "not drawn to the genres that usually come with the true one"
 
 
 def fusion_only_hits(fusion: FinishedRun, singles: Sequence[FinishedRun],
@@ -96,17 +100,14 @@ def fusion_only_hits(fusion: FinishedRun, singles: Sequence[FinishedRun],
     return table[table["fusion-only hits"] > 0].sort_values(["fusion-only hits", "share"], ascending=False)
 
 
-def fusion_only_sentence(hits: pd.DataFrame, count: int = 3) -> str:
-    """"most in War (4 of 13 positives, image), ..." or "none at all"."""
-    found = hits.head(count)
-    if found.empty:
-        return "so every positive it finds is also found by one of them"
+def fusion_only_top(hits: pd.DataFrame, count: int = 3) -> str:
+    """The genres with the most fusion-only hits, as data for the prose: "War (4 of 13 positives, image), ..."
+    ("none" when every positive the fusion finds is found by a single-modality run too)."""
     parts = []
-    for genre, row in found.iterrows():
+    for genre, row in hits.head(count).iterrows():
         kind = f", {row['evidence']}" if "evidence" in row else ""
         parts.append(f"{genre} ({int(row['fusion-only hits'])} of {int(row['test positives'])} positives{kind})")
-    return "most in " + ", ".join(parts)
-
+    return ", ".join(parts) or "none"
 
 
 # ---------------------------------------------------------------------------------------- calibration
@@ -131,20 +132,12 @@ def reliability(run: FinishedRun, bins: int = 10) -> tuple[pd.DataFrame, float]:
     return table, error
 
 
-def calibration_sentence(table: pd.DataFrame, pos_weight: str) -> str:
-    """Which side of the diagonal most pairs fall on, and (with inverse-frequency weighting) why."""
+def calibration_side(table: pd.DataFrame) -> str:
+    """"over-confident" when most pairs sit in bins whose mean probability exceeds the observed share of true
+    labels (below the diagonal), else "under-confident"."""
     above = table.loc[table["predicted"] > table["observed"], "pairs"].sum()
     below = table.loc[table["predicted"] < table["observed"], "pairs"].sum()
-    if above > below:
-        text = ("Most pairs lie in bins below the diagonal: the probabilities overstate how often a genre is "
-                "true (over-confidence)")
-        if pos_weight == "inverse_frequency":
-            text += (", as the loss's inverse-frequency weighting, which raises the probabilities of rare genres, "
-                     "leads one to expect")
-    else:
-        text = "Most pairs lie in bins above the diagonal: the probabilities understate how often a genre is true"
-    return text + ". The tuned thresholds absorb a uniform shift when deciding; the ranking metrics do not see it."
-
+    return "over-confident" if above > below else "under-confident"
 
 
 # ------------------------------------------------------------------------------ genre mentions (twin)
@@ -174,25 +167,18 @@ def genre_mention_effect(truth: Mapping[str, Any], runs: Mapping[str, FinishedRu
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
 
 
-def mention_summary(truth: Mapping[str, Any] | None, runs: Mapping[str, FinishedRun],
-                    names: Sequence[str]) -> SectionSummary:
-    """The genre-mention analysis (twin) with one sentence that states it and its numbers."""
+def mention_values(truth: Mapping[str, Any] | None, runs: Mapping[str, FinishedRun],
+                   names: Sequence[str]) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """The genre-mention table (twin; None on MM-IMDb or when no test plot names its genre) and, for the
+    prose, how many named pairs there are and how far one pair moves a recall."""
     if truth is None:
-        return SectionSummary(None, {}, "MM-IMDb records no genre mentions, so this applies to the synthetic "
-                                        "twin only.")
+        return None, {"named_pairs": 0, "one_pair_step": float("nan"),
+                      "mention_scope": "MM-IMDb records no genre mentions, so this applies to the synthetic twin only."}
     table = genre_mention_effect(truth, runs, list(dict.fromkeys(names)))
     pairs = int(table["named pairs"].iloc[0])
-    if pairs == 0:
-        return SectionSummary(None, {}, "No test plot of this twin names its own genre.")
-    numbers = "; ".join(f"{name} {row['recall, plot names the genre']:.2f} against "
-                        f"{row['recall, same genres unnamed']:.2f}" for name, row in table.iterrows())
-    sentence = (f"The twin writes a genre's own name into some plots (\"at heart it is a horror story\"), a "
-                f"nuisance no rule uses. {pairs} test movie-genre pairs are named in their plot. A model that "
-                f"leaned on the word would recall named pairs clearly more often than the same genres unnamed; "
-                f"recall on named against unnamed pairs is: {numbers}. With {pairs} named pairs, one pair moves "
-                f"that recall by {1 / pairs:.2f}.")
-    return SectionSummary(table.round(3), {}, sentence)
-
+    scope = "" if pairs else "No test plot of this twin names its own genre."
+    return (table.round(3) if pairs else None), {"named_pairs": pairs, "one_pair_step": 1 / pairs if pairs else float("nan"),
+                                                 "mention_scope": scope}
 
 
 # ------------------------------------------------------------------------------------------------ cost

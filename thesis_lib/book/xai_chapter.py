@@ -7,8 +7,9 @@ come from the same models. Which movies and genres are shown is decided here, de
 the run's saved test predictions (and, on the synthetic twin, its ground truth): a build shows the same
 examples every time.
 
-The faithfulness criteria the chapter states ("clearly better than chance") are the constants below;
-`criteria_table` checks the numbers of one run against them.
+The faithfulness criteria the chapter states ("clearly better than chance") are
+`analysis.xai_check.criteria`, so `thesis xai check` and the page check the same ones; the page's prose
+is in the notebook, and this module hands it numbers and verdict words.
 """
 
 from __future__ import annotations
@@ -21,7 +22,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from thesis_lib.analysis.xai_check import HEADLINE, PRIMARY_SPLIT
+from thesis_lib.analysis.verdicts import listing
+from thesis_lib.analysis.xai_check import (
+    CLEARLY_BETTER,
+    HEADLINE,
+    MET,
+    NEAR_CHANCE,
+    NOT_MET,
+    PRIMARY_SPLIT,
+    UNMEASURED,
+    criteria,
+)
 from thesis_lib.data.images import load_poster
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.loaded_run import DetectionsCache, LoadedRun, load_run
@@ -56,8 +67,6 @@ if TYPE_CHECKING:
 
 PROPOSED = HEADLINE[0]  # the thesis's model: the headline run of `thesis xai check`
 ATTENTION_FUSION = "fusion_attention"  # the fusion with per-movie modality weights
-CLEARLY_BETTER = 2.0  # a score "clearly better than chance" is at least this many times chance
-NEAR_CHANCE = 1.5  # the randomised model's pointing game "falls to near chance": at most this many times chance
 # The strict pointing game asks for the map's maximum inside the object's box. A 128 px ResNet gives a 4 x 4
 # map whose cell centres fall between the twin's 3 x 3 object layout (xai.check's module docstring), so the
 # chapter uses Zhang et al.'s tolerant variant; chance and the centre baseline use the same grown boxes.
@@ -154,14 +163,10 @@ def explained_movies(run: LoadedRun, truth: Mapping[str, Any] | None, count: int
     return (with_hits + rest)[:count]
 
 
-def choice_sentence(run: LoadedRun, truth: Mapping[str, Any] | None, ids: Sequence[str]) -> str:
-    """How the explained movies were chosen, as the prose says it."""
-    chosen = sum(bool(poster_evidence_hits(run, truth, movie_id)) for movie_id in ids)
-    reason = "whose evidence is on the poster" if truth is not None else "(any genre: MM-IMDb has no boxes)"
-    if chosen == len(ids):
-        return f"All {len(ids)} were chosen because the model gets a genre right {reason}."
-    return (f"{chosen} of them were chosen because the model gets a genre right {reason}; the test split has no "
-            f"more such movies, so the other {len(ids) - chosen} are the first remaining test movies by id.")
+def choice_values(run: LoadedRun, truth: Mapping[str, Any] | None, ids: Sequence[str]) -> dict[str, Any]:
+    """How the explained movies were chosen, for the prose: how many have a correct poster-evidence genre."""
+    return {"n_explained": len(ids),
+            "n_chosen": sum(bool(poster_evidence_hits(run, truth, movie_id)) for movie_id in ids)}
 
 
 def showcase(run: LoadedRun, truth: Mapping[str, Any] | None, ids: Sequence[str]) -> tuple[str, int]:
@@ -176,17 +181,16 @@ def showcase(run: LoadedRun, truth: Mapping[str, Any] | None, ids: Sequence[str]
     return ids[0], predicted_genres(run, ids[0], 1)[0]
 
 
-def showcase_note(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -> str:
-    """What the outlined box is, for the prose: the planted object that carries the genre (twin)."""
+def showcase_values(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -> dict[str, Any]:
+    """What the showcased genre's evidence is and what the outlined box holds, for the prose (twin)."""
     if truth is None:
-        return "MM-IMDb has no ground-truth boxes, so nothing is outlined."
+        return {"show_kind": "unknown (MM-IMDb has no planted evidence)", "show_outline": "nothing (no ground-truth boxes)"}
     kind = truth["genre_evidence"][GENRES[genre]]
-    boxes = evidence_boxes(truth, movie_id, genre)
-    if not boxes:
-        return f"On the twin, {GENRES[genre]}'s evidence kind is {kind}, with no object to outline on this poster."
-    what = "the prop the plot names" if kind == "alignment" else "the planted " + " and ".join(
+    if not evidence_boxes(truth, movie_id, genre):
+        return {"show_kind": kind, "show_outline": "nothing (no object carries this genre on this poster)"}
+    outline = "the prop the plot names" if kind == "alignment" else "the planted " + " and ".join(
         truth["rules"][GENRES[genre]]["objects"])
-    return f"On the twin, {GENRES[genre]}'s evidence kind is {kind}; the white box outlines {what}, which carries it."
+    return {"show_kind": kind, "show_outline": outline}
 
 
 def evidence_boxes(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -> list[list[int]]:
@@ -366,60 +370,19 @@ def faithfulness_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
 
 
-def criteria_table(result: Mapping[str, Any]) -> pd.DataFrame:
-    """The chapter's "clearly better" criteria checked on one run's faithfulness numbers (twin only):
-    criterion, value, reference, met (True / False; None where the run has no such number)."""
-
-    def ratio_at_least(value: float | None, reference: float | None, factor: float) -> bool | None:
-        return None if value is None or reference is None else bool(value >= factor * reference)
-
-    pointing, chance = result.get("gradcam_pointing_game"), result.get("random_pointing_game")
-    centre, randomised = result.get("center_pointing_game"), result.get("randomized_model_pointing_game")
-    cue, cue_chance = result.get("attention_cue_recall_at_5"), result.get("random_cue_recall_at_5")
-    deletion, random_deletion = result.get("deletion_auc"), result.get("random_deletion_auc")
-    rows = [
-        (f"pointing game >= {CLEARLY_BETTER:g} x chance", pointing, chance,
-         ratio_at_least(pointing, chance, CLEARLY_BETTER)),
-        ("pointing game above the centre baseline", pointing, centre,
-         None if pointing is None or centre is None else bool(pointing > centre)),
-        (f"randomised model near chance (<= {NEAR_CHANCE:g} x chance)", randomised, chance,
-         None if randomised is None or chance is None else bool(randomised <= NEAR_CHANCE * chance)),
-        (f"cue recall@5 >= {CLEARLY_BETTER:g} x chance", cue, cue_chance,
-         ratio_at_least(cue, cue_chance, CLEARLY_BETTER)),
-        ("deletion AUC below random order", deletion, random_deletion,
-         None if deletion is None or random_deletion is None else bool(deletion < random_deletion)),
-    ]
-    return pd.DataFrame(rows, columns=["criterion", "value", "reference", "met"]).set_index("criterion")
-
-
-def criteria_sentence(criteria: pd.DataFrame) -> str:
-    """"All five criteria are met." or which are not (and which could not be checked)."""
-    met = criteria[criteria["met"] == True].index.tolist()  # noqa: E712 - the column holds True/False/None
-    failed = criteria[criteria["met"] == False].index.tolist()  # noqa: E712
-    unknown = criteria[criteria["met"].isna()].index.tolist()
-    if not failed and not unknown:
-        return f"all {len(met)} criteria are met."
-    parts = [f"{len(met)} of {len(criteria)} criteria are met"]
-    if failed:
-        parts.append(f"not met: {'; '.join(failed)}")
-    if unknown:
-        parts.append(f"not measurable here: {'; '.join(unknown)}")
-    return ", ".join(parts[:1]) + ("; " + "; ".join(parts[1:]) if parts[1:] else "") + "."
-
-
-def modality_sentence(table: pd.DataFrame, truth: Mapping[str, Any] | None) -> str:
-    """Where each modality gets its largest mean weight, and (twin) the text weight on text genres
-    against image genres."""
-    parts = [f"{modality} weighs most for {table[modality].idxmax()} ({table[modality].max():.2f})"
-             for modality in table.columns]
-    sentence = "Across genres, " + ", ".join(parts) + "."
-    if truth is not None and "text" in table.columns:
-        kinds = truth["genre_evidence"]
-        text = table.loc[[g for g in GENRES if kinds[g] == "text"], "text"].mean()
-        image = table.loc[[g for g in GENRES if kinds[g] == "image"], "text"].mean()
-        sentence += (f" The plot's mean weight is {text:.2f} over the twin's text genres and {image:.2f} over its "
-                     f"image genres: {'more' if text > image else 'not more'} weight where the plot carries the genre.")
-    return sentence
+def modality_values(table: pd.DataFrame, truth: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Where each modality gets its largest mean weight, and (twin) the plot's mean weight over the text
+    genres against the image genres, for the prose. Means over test movies: a description, not a test."""
+    peaks = listing([f"{modality} for {table[modality].idxmax()} ({table[modality].max():.2f})"
+                     for modality in table.columns])
+    if truth is None or "text" not in table.columns:
+        return {"weight_peaks": peaks, "text_weight_text_genres": float("nan"),
+                "text_weight_image_genres": float("nan"), "plot_weight": "n/a (MM-IMDb has no evidence kinds)"}
+    kinds = truth["genre_evidence"]
+    text = table.loc[[g for g in GENRES if kinds[g] == "text"], "text"].mean()
+    image = table.loc[[g for g in GENRES if kinds[g] == "image"], "text"].mean()
+    return {"weight_peaks": peaks, "text_weight_text_genres": text, "text_weight_image_genres": image,
+            "plot_weight": "more" if text > image else "not more"}
 
 
 def _estimate(result: Mapping[str, Any], key: str) -> str:
@@ -430,13 +393,17 @@ def _estimate(result: Mapping[str, Any], key: str) -> str:
 
 
 def faithfulness_glue(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The proposed model's faithfulness numbers as text ("0.25 [0.17, 0.34]"; "n/a" where it has none)
-    and the criteria constants, ready for `glue_values`."""
+    """The proposed model's faithfulness numbers as text ("0.25 [0.17, 0.34]"; "n/a" where it has none),
+    the criteria constants and how many criteria it meets (`analysis.xai_check.criteria`), for the prose."""
     keys = {"pointing_text": "gradcam_pointing_game", "chance_text": "random_pointing_game",
             "centre_text": "center_pointing_game", "randomised_text": "randomized_model_pointing_game",
             "cue_text": "attention_cue_recall_at_5", "cue_chance_text": "random_cue_recall_at_5",
             "rollout_text": "rollout_cue_recall_at_5", "deletion_text": "deletion_auc",
             "random_deletion_text": "random_deletion_auc"}
     values: dict[str, Any] = {name: _estimate(result, key) for name, key in keys.items()}
+    table = criteria(result)
     return values | {"n_pairs": int(result["n_pairs"]), "tolerance_px": POINTING_TOLERANCE_PX,
-                     "clearly_better": CLEARLY_BETTER, "near_chance": NEAR_CHANCE}
+                     "clearly_better": CLEARLY_BETTER, "near_chance": NEAR_CHANCE, "n_criteria": len(table),
+                     "n_met": int((table["verdict"] == MET).sum()),
+                     "criteria_not_met": listing(table.index[table["verdict"] == NOT_MET].tolist()),
+                     "criteria_unmeasured": listing(table.index[table["verdict"] == UNMEASURED].tolist())}
