@@ -1,6 +1,6 @@
 """One benchmark case: a registry model, a task (training step or feature extraction), a technique mix.
 
-A training step is what `thesis_lib.train.loop.train_one_epoch` does per batch: forward under autocast,
+A training step is what `thesis_lib.train.epoch.train_one_epoch` does per batch: forward under autocast,
 BCE-with-logits on float32 logits, backward, gradient clipping at 1.0, AdamW step (the project's
 parameter groups), zero_grad. Feature extraction is one frozen encoder's forward in inference mode.
 FLOPs are counted once per (model, task, shape) and shared by every technique variant (see `flops`).

@@ -1,8 +1,10 @@
 """Training: AdamW with warm-up, BCE-with-logits, early stopping, safetensors checkpoints, accelerate.
 
 - `config`: `TrainConfig`, every knob with its default.
-- `loop`: `fit`, `train_one_epoch`, `evaluate`, `predict`.
-- `results`: what they return (`FitResult`, `EpochRecord`, `TrainingBudget`, `Predictions`).
+- `epoch`: `train_one_epoch`, `evaluate`, `predict`: one epoch, one evaluation pass, callable on their own.
+- `loop`: `fit`, the loop over them (resume, checkpoints, early stopping, restore best).
+- `prepare`: what `fit` sets up first (`make_accelerator`, loss, AdamW, seeded loaders, schedule, resume).
+- `results`: what they return (`FitResult`, `EpochRecord`, `EpochTrainStats`, `TrainingBudget`, `Predictions`).
 - `validation`: the validation scores that pick `best` (delegates to `thesis_lib.metrics`).
 - `optim`: AdamW parameter groups (backbone vs head, decay vs no decay) and the warm-up schedule.
 - `loss`: BCE-with-logits with MMBT's inverse-frequency `pos_weight`.
@@ -13,11 +15,22 @@
 """
 
 from thesis_lib.train.config import TrainConfig
-from thesis_lib.train.loop import evaluate, fit, make_accelerator, predict, train_one_epoch
-from thesis_lib.train.results import EpochRecord, EvalResult, FitResult, Predictions, StepEvent, TrainingBudget
+from thesis_lib.train.epoch import evaluate, predict, train_one_epoch
+from thesis_lib.train.loop import fit
+from thesis_lib.train.prepare import make_accelerator
+from thesis_lib.train.results import (
+    EpochRecord,
+    EpochTrainStats,
+    EvalResult,
+    FitResult,
+    Predictions,
+    StepEvent,
+    TrainingBudget,
+)
 
 __all__ = [
     "EpochRecord",
+    "EpochTrainStats",
     "EvalResult",
     "FitResult",
     "Predictions",

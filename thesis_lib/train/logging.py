@@ -2,10 +2,10 @@
 
 One plain log line every `log_every` optimizer steps and one per epoch (no carriage returns, so logs do not
 fill with partial progress-bar frames). A tqdm bar is added only when stderr is an interactive terminal.
-Lines go to the `thesis_lib.train` logger; if the program configured no logging at all (neither
-`thesis_lib.logs.configure_logging` nor a root handler), a stdout handler is attached to that logger so the
-lines still show (a notebook shows stdout), and any later `logging.basicConfig`/handler setup takes over
-as usual.
+Each module writes through its own logger (`logging.getLogger(__name__)`, all under `thesis_lib.train`);
+if the program configured no logging at all (neither `thesis_lib.logs.configure_logging` nor a root
+handler), `show_training_lines` attaches a stdout handler to `thesis_lib.train` so the lines still show (a
+notebook shows stdout), and any later `logging.basicConfig`/handler setup takes over as usual.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ from typing import TypeVar
 
 import torch
 
-LOGGER_NAME = "thesis_lib.train"
+from thesis_lib.train.optim import current_learning_rates
+
+LOGGER_NAME = "thesis_lib.train"  # the package logger: every training module's logger is a child of it
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
-def train_logger() -> logging.Logger:
-    """The training logger, made visible at INFO when the program has not configured logging."""
+def show_training_lines() -> logging.Logger:
+    """The package logger, made visible at INFO when the program has not configured logging."""
     logger = logging.getLogger(LOGGER_NAME)
     if not logger.hasHandlers():  # this logger, `thesis_lib` (configure_logging) or the root: none has one
         handler = logging.StreamHandler(sys.stdout)
@@ -41,10 +44,7 @@ def format_duration(seconds: float) -> str:
 class StepLogger:
     """Writes `epoch e/E step s/S loss lr samples/s eta` every `log_every` optimizer steps."""
 
-    def __init__(
-        self, logger: logging.Logger, *, total_steps: int, epochs: int, log_every: int, first_step: int, enabled: bool
-    ):
-        self.logger = logger
+    def __init__(self, *, total_steps: int, epochs: int, log_every: int, first_step: int, enabled: bool):
         self.total_steps = total_steps
         self.epochs = epochs
         self.log_every = log_every
@@ -60,16 +60,19 @@ class StepLogger:
         self._window_losses.append(loss)
         self._window_samples += samples
 
-    def optimizer_step(self, *, epoch: int, global_step: int, learning_rates: dict[str, float]) -> None:
-        """Log a line if `global_step` is a multiple of `log_every` (or the last step)."""
+    def optimizer_step(self, *, epoch: int, global_step: int, optimizer: torch.optim.Optimizer) -> None:
+        """Log a line if `global_step` is a multiple of `log_every` (or the last step).
+
+        The window's losses stay on the device until here: `.item()` syncs with the GPU once per line,
+        not once per step."""
         if global_step % self.log_every and global_step != self.total_steps:
             return
         now = time.perf_counter()
         if self.enabled and self._window_losses:
             session_steps = global_step - self._session_first_step
             seconds_per_step = (now - self._session_start) / max(session_steps, 1)
-            rates = " ".join(f"lr_{part} {lr:.2e}" for part, lr in sorted(learning_rates.items()))
-            self.logger.info(
+            rates = " ".join(f"lr_{part} {lr:.2e}" for part, lr in sorted(current_learning_rates(optimizer).items()))
+            log.info(
                 "epoch %d/%d step %d/%d loss %.4f %s samples/s %.1f eta %s",
                 epoch + 1,
                 self.epochs,

@@ -1,4 +1,4 @@
-"""What training returns: per-epoch records, the training budget, `FitResult`, predictions.
+"""What training returns: per-epoch records and epoch statistics, the training budget, `FitResult`, predictions.
 
 Plain frozen dataclasses of numbers and strings (`to_dict()` gives JSON-ready values), so run records and
 training-curve figures can be built from them without the model or the training code.
@@ -81,6 +81,15 @@ class Predictions:
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.ids, self.probs, self.labels))
+
+
+@dataclass(frozen=True)
+class EpochTrainStats:
+    """What one call of `train_one_epoch` did."""
+
+    loss: float  # mean training loss of the epoch over the samples of every process (a resumed epoch: all of it)
+    samples: int  # training samples in this call, over all processes (a resumed epoch: its resumed part)
+    seconds: float  # wall time of this call
 
 
 @dataclass(frozen=True)
