@@ -14,8 +14,11 @@ import pickle
 import re
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import Dataset, Subset
@@ -23,8 +26,8 @@ from torch.utils.data import Dataset, Subset
 from thesis_lib.data.batch import CachedFeaturesCollator
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput, masked_mean
-from thesis_lib.train import TrainConfig, fit, make_accelerator, predict
-from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE, STATE_FILE
+from thesis_lib.train import TrainConfig, evaluate, fit, make_accelerator, predict, train_one_epoch
+from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE, STATE_FILE, RunProgress
 from thesis_lib.train.features import (
     CachedFeatureDataset,
     FeatureCacheConfig,
@@ -35,6 +38,7 @@ from thesis_lib.train.features import (
 from thesis_lib.train.loaders import SeededLoader
 from thesis_lib.train.loss import inverse_frequency_pos_weight, make_loss
 from thesis_lib.train.optim import build_optimizer, build_scheduler, parameter_groups
+from thesis_lib.train.validation import validation_metrics
 
 NUM_CLASSES, VOCAB, IMAGE_SIZE = 23, 40, 8
 
@@ -289,6 +293,81 @@ def test_predict_returns_every_movie_once_in_dataset_order(reference_run):
     assert probs.shape == (len(VAL), NUM_CLASSES) and ((probs >= 0) & (probs <= 1)).all()
     assert (labels == VAL.labels.numpy()).all()
     torch.testing.assert_close(torch.from_numpy(probs), torch.sigmoid(val_logits(model)))
+
+
+# ------------------------------------------------------------------ train_one_epoch and evaluate alone
+
+
+def prepared_by_hand(model: nn.Module, config: TrainConfig) -> dict:
+    """What `fit` sets up before its first epoch, built from the public pieces as a notebook would."""
+    accelerator = make_accelerator(config)
+    set_seed(config.seed)  # fit seeds here too: the dropout stream starts from the config's seed
+    loss_fn = make_loss(config)
+    optimizer = build_optimizer(model, config)
+    loaders = {"seed": config.seed, "num_workers": 0, "collate_fn": collate_movies, "batch_size": config.batch_size}
+    train_source = SeededLoader(TRAIN, shuffle=True, **loaders)
+    val_source = SeededLoader(VAL, shuffle=False, **loaders)
+    model, optimizer, train_loader, val_loader = accelerator.prepare(
+        model, optimizer, train_source.loader, val_source.loader
+    )
+    scheduler = build_scheduler(optimizer, config, total_steps=len(train_loader) * config.epochs)
+    train_source.set_epoch(0)
+    train_loader.set_epoch(0)
+    return {"model": model, "loss_fn": loss_fn, "optimizer": optimizer, "scheduler": scheduler,
+            "loader": train_loader, "accelerator": accelerator, "val_loader": val_loader}
+
+
+def test_train_one_epoch_alone_is_fits_first_epoch_and_evaluate_its_validation(tmp_path, caplog):
+    config = replace(BASE, epochs=2, restore_best=False)  # checkpoints every 3 steps: the loss is banked in pieces
+    fitted = toy_model()
+    after_first_epoch = {}
+
+    def keep_first_epoch(event):
+        if event.global_step == 8:  # the last optimizer step of epoch 0 (8 batches of 8)
+            after_first_epoch.update(state_tensors(fitted))
+
+    result = fit_toy(fitted, config, tmp_path, on_step_end=keep_first_epoch)
+
+    parts = prepared_by_hand(toy_model(), config)
+    val_loader = parts.pop("val_loader")
+    with caplog.at_level(logging.INFO, logger="thesis_lib.train"):
+        trained = train_one_epoch(**parts, epoch=0, config=config)
+    model, accelerator = parts["model"], parts["accelerator"]
+    assert_same_state(state_tensors(model), after_first_epoch)  # bit for bit, dropout included
+    assert trained.loss == result.history[0].train_loss and trained.samples == len(TRAIN)
+    step_lines = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
+    assert [line.split(" loss ")[0] for line in step_lines] == ["epoch 1/2 step 4/8", "epoch 1/2 step 8/8"]
+
+    evaluated = evaluate(model, val_loader, accelerator, parts["loss_fn"], config.threshold)
+    assert evaluated.loss == result.history[0].val_loss
+    assert evaluated.metrics == result.history[0].val_metrics
+    assert evaluated.predictions.ids.tolist() == VAL.ids
+
+
+def test_train_one_epoch_refuses_the_progress_of_another_epoch():
+    parts = prepared_by_hand(toy_model(), BASE)
+    del parts["val_loader"]
+    with pytest.raises(ValueError, match="epoch 2"):
+        train_one_epoch(**parts, epoch=1, config=BASE, progress=RunProgress(epoch=2))
+
+
+def test_evaluate_alone_scores_predict_s_outputs_with_the_training_objective(reference_run):
+    model, _, _, _ = reference_run
+    accelerator = make_accelerator(BASE)
+    source = SeededLoader(VAL, batch_size=5, shuffle=False, seed=0, num_workers=0, collate_fn=collate_movies)
+    loader = accelerator.prepare(source.loader)
+    plain = evaluate(model, loader, accelerator)  # no loss_fn: unweighted BCE, threshold 0.5
+    predicted = predict(model, loader, accelerator)
+    assert plain.predictions.ids.tolist() == predicted.ids.tolist() == VAL.ids
+    assert np.array_equal(plain.predictions.probs, predicted.probs)
+    assert plain.metrics == validation_metrics(VAL.labels.numpy(), predicted.probs, 0.5)
+    logits = val_logits(model)  # (24, C) one batch; evaluate ran batches of 5: equal up to float rounding
+    assert plain.loss == pytest.approx(F.binary_cross_entropy_with_logits(logits, VAL.labels).item(), rel=1e-6)
+    weighting = make_loss(replace(BASE, pos_weight="inverse_frequency"), TRAIN.labels)
+    weighted = evaluate(model, loader, accelerator, weighting)
+    expected = F.binary_cross_entropy_with_logits(logits, VAL.labels, pos_weight=weighting.pos_weight).item()
+    assert weighted.loss == pytest.approx(expected, rel=1e-6) and weighted.loss != pytest.approx(plain.loss)
+    assert weighted.metrics == plain.metrics  # the weighting changes the loss, not the scores
 
 
 def test_early_stopping_restores_the_best_epoch(tmp_path):
