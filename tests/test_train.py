@@ -452,8 +452,10 @@ def test_config_rejects_bad_values():
 def test_log_lines_every_n_steps_are_plain_and_complete(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="thesis_lib.train"):
         fit_toy(toy_model(), replace(BASE, epochs=1, log_every=4, pos_weight="inverse_frequency"), tmp_path)
-    step_lines = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
+    step_records = [r for r in caplog.records if " step " in r.getMessage()]
+    step_lines = [r.getMessage() for r in step_records]
     assert len(step_lines) == 2  # steps 4 and 8 of 8
+    assert {r.name for r in step_records} == {"thesis_lib.train.epoch"}  # the module that runs the steps
     for key in ("epoch 1/1", "loss", "lr_head", "lr_backbone", "samples/s", "eta"):
         assert key in step_lines[0]
     assert step_lines[1].startswith("epoch 1/1 step 8/8")

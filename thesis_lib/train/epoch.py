@@ -13,6 +13,7 @@ collated dict of the data module (`ids`, `labels` and the model's inputs).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -29,6 +30,9 @@ from thesis_lib.train.logging import StepLogger, progress_bar, show_training_lin
 from thesis_lib.train.optim import optimizer_steps_per_epoch
 from thesis_lib.train.results import EpochTrainStats, EvalResult, Predictions, StepEvent
 from thesis_lib.train.validation import validation_metrics
+
+log = logging.getLogger(__name__)
+
 
 # ------------------------------------------------------------------------------------------- training
 
@@ -123,7 +127,8 @@ def train_one_epoch(
         # (independent of the number of processes).
         scheduler.step()
         progress.global_step += 1
-        step_logger.optimizer_step(epoch=epoch, global_step=progress.global_step, optimizer=optimizer)
+        if line := step_logger.optimizer_step(epoch=epoch, global_step=progress.global_step, optimizer=optimizer):
+            log.info("%s", line)  # every `log_every` steps, main process only
         # Banked at the checkpoint steps even when nothing is saved: the loss is summed in the same pieces
         # as in a run that saves (and may resume), so the epoch's loss is the same to the last bit.
         due = config.checkpoint_every_steps > 0 and progress.global_step % config.checkpoint_every_steps == 0

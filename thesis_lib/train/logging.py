@@ -23,7 +23,6 @@ from thesis_lib.train.optim import current_learning_rates
 
 LOGGER_NAME = "thesis_lib.train"  # the package logger: every training module's logger is a child of it
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 def show_training_lines() -> logging.Logger:
@@ -42,13 +41,16 @@ def format_duration(seconds: float) -> str:
 
 
 class StepLogger:
-    """Writes `epoch e/E step s/S loss lr samples/s eta` every `log_every` optimizer steps."""
+    """The line `epoch e/E step s/S loss lr samples/s eta` every `log_every` optimizer steps.
+
+    It measures the window since the last line and formats the line; the training loop writes it through
+    its own module logger (so the line names `thesis_lib.train.epoch`, where the steps run)."""
 
     def __init__(self, *, total_steps: int, epochs: int, log_every: int, first_step: int, enabled: bool):
         self.total_steps = total_steps
         self.epochs = epochs
         self.log_every = log_every
-        self.enabled = enabled  # only the main process writes
+        self.enabled = enabled  # only the main process gets lines
         self._session_start = time.perf_counter()
         self._session_first_step = first_step  # steps done before this session (resume) do not count for the ETA
         self._window_start = self._session_start
@@ -60,32 +62,31 @@ class StepLogger:
         self._window_losses.append(loss)
         self._window_samples += samples
 
-    def optimizer_step(self, *, epoch: int, global_step: int, optimizer: torch.optim.Optimizer) -> None:
-        """Log a line if `global_step` is a multiple of `log_every` (or the last step).
+    def optimizer_step(self, *, epoch: int, global_step: int, optimizer: torch.optim.Optimizer) -> str | None:
+        """The line to write after optimizer step `global_step`, if it is a multiple of `log_every` (or the
+        last step) and this process writes lines; otherwise None.
 
         The window's losses stay on the device until here: `.item()` syncs with the GPU once per line,
         not once per step."""
         if global_step % self.log_every and global_step != self.total_steps:
-            return
+            return None
         now = time.perf_counter()
+        line = None
         if self.enabled and self._window_losses:
             session_steps = global_step - self._session_first_step
             seconds_per_step = (now - self._session_start) / max(session_steps, 1)
             rates = " ".join(f"lr_{part} {lr:.2e}" for part, lr in sorted(current_learning_rates(optimizer).items()))
-            log.info(
-                "epoch %d/%d step %d/%d loss %.4f %s samples/s %.1f eta %s",
-                epoch + 1,
-                self.epochs,
-                global_step,
-                self.total_steps,
-                torch.stack(self._window_losses).float().mean().item(),
-                rates,
-                self._window_samples / max(now - self._window_start, 1e-9),
-                format_duration(seconds_per_step * (self.total_steps - global_step)),
+            loss = torch.stack(self._window_losses).float().mean().item()  # the one host sync of the window
+            samples_per_s = self._window_samples / max(now - self._window_start, 1e-9)
+            eta = format_duration(seconds_per_step * (self.total_steps - global_step))
+            line = (
+                f"epoch {epoch + 1}/{self.epochs} step {global_step}/{self.total_steps} loss {loss:.4f} {rates} "
+                f"samples/s {samples_per_s:.1f} eta {eta}"
             )
         self._window_start = now
         self._window_losses.clear()
         self._window_samples = 0
+        return line
 
 
 def progress_bar(iterable: Iterable[T], *, total: int, description: str, enabled: bool) -> Iterator[T] | Iterable[T]:
