@@ -85,11 +85,13 @@ def imports_of(module: str, path: Path) -> list[tuple[str, str, int, bool, str]]
 
 
 def reason(lines: list[str], line: int) -> str:
-    """The comment on an import's line, or the comment lines right above it ("" when there is none)."""
+    """The comment on an import's line, or the comment right above it or above the block of imports it
+    belongs to ("" when there is none)."""
     comment = lines[line - 1].partition("#")[2].strip()
     above = line - 2
-    while not comment and above >= 0 and lines[above].strip().startswith("#"):
-        comment = lines[above].strip().lstrip("# ")
+    while not comment and above >= 0 and lines[above].strip().startswith(("#", "from ", "import ")):
+        if lines[above].strip().startswith("#"):
+            comment = lines[above].strip().lstrip("# ")
         above -= 1
     return comment
 

@@ -330,6 +330,7 @@ def test_train_one_epoch_alone_is_fits_first_epoch_and_evaluate_its_validation(t
 
     parts = prepared_by_hand(toy_model(), config)
     val_loader = parts.pop("val_loader")
+    caplog.clear()  # fit's own lines above reach caplog too when an earlier test configured the loggers
     with caplog.at_level(logging.INFO, logger="thesis_lib.train"):
         trained = train_one_epoch(**parts, epoch=0, config=config)
     model, accelerator = parts["model"], parts["accelerator"]

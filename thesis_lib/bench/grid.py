@@ -24,8 +24,6 @@ import yaml
 from thesis_lib.bench.standins import use_pretrained_dir, write_standins
 from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.twin import TwinConfig, generate_twin
-from thesis_lib.experiments.grid import run_grid
-from thesis_lib.experiments.profile import profile_from_mapping, profile_path
 
 GRID_MODELS = ("text_bert", "image_vit", "fusion_cross_attention")
 # Packages the project may import, and whether this machine has them (the GPU machine lacks some).
@@ -67,6 +65,11 @@ def run_grid_check(*, workdir: Path | None = None, movies: int = 600, epochs: in
                    workers: int | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Generate a twin, run the grid on it with the `full` profile, and report what happened.
     `extra`: further profile overrides (e.g. a shorter text_max_length for a CPU try-out)."""
+    # The experiment grid pulls in pandas and scikit-learn (records, metrics), which the GPU benchmark
+    # image lacks: only this check imports it, so every other benchmark case runs there.
+    from thesis_lib.experiments.grid import run_grid
+    from thesis_lib.experiments.profile import profile_from_mapping, profile_path
+
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="thesis-grid-", dir=workdir))
     twin = scratch / "twin"
