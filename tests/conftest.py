@@ -5,7 +5,7 @@
 
     @pytest.fixture(scope="module")
     def grid(tmp_path_factory, tiny_grid):
-        with tiny_grid(tmp_path_factory.mktemp("x"), models=[...], model_overrides=[tiny_grid.resnet]) as grid:
+        with tiny_grid(tmp_path_factory.mktemp("x"), models=[...], model_overrides=tiny_grid.resnet) as grid:
             run_grid(load_profile(grid.profile), data_root=str(grid.twin), runs_dir=str(grid.runs))
 
 A twin from `make_twin` is shared by every module that asks for the same size and seed: read it, never
@@ -62,8 +62,10 @@ class TinyGrids:
     the grid's own while the context is open, so tests never share or pollute feature caches.
     """
 
-    resnet = "image_resnet50 image_timm_kwargs={channels: [4, 8, 8, 8], stem_width: 4, layers: [1, 1, 1, 1]}"
-    roberta = "text_roberta text_pooling=mean"
+    # model_overrides entries (merge them: {**tiny_grid.resnet, **tiny_grid.roberta})
+    resnet = {"image_resnet50": {"image_timm_kwargs": {"channels": [4, 8, 8, 8], "stem_width": 4,
+                                                       "layers": [1, 1, 1, 1]}}}
+    roberta = {"text_roberta": {"text_pooling": "mean"}}
     settings = {"ablations": [], "epochs": 1, "batch_size": 16, "patience": None, "lr_scales": [1.0],
                 "cpu_threads": 0}
     twin_movies = 100

@@ -21,6 +21,7 @@ from thesis_lib.book import experiments_chapter as chapter
 from thesis_lib.book import xai_chapter
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.layout import RunsFolder
+from thesis_lib.experiments.profile import Ablation, load_profile, profile_from_parameters
 from thesis_lib.experiments.records import finish_run
 from thesis_lib.experiments.table import results_table
 from thesis_lib.genres import GENRES, NUM_GENRES
@@ -74,26 +75,28 @@ def grid(tmp_path):
 # ------------------------------------------------------------------------------------------ parameters
 
 
-def test_profile_from_parameters_takes_papermill_values():
-    parameters = yaml.safe_load(SMOKE.read_text(encoding="utf-8"))
+def test_the_chapter_profile_takes_papermill_values():
+    parameters = yaml.safe_load(SMOKE.read_text(encoding="utf-8"))  # what papermill -f smoke.yaml injects
     parameters |= {"models": "text_roberta,fusion_cross_attention",  # `-p models a,b`
-                   "ablations": '["fusion_cross_attention@one_way fusion_bidirectional=false"]',
+                   "ablations": "[{name: fusion_cross_attention@one_way, changes: {fusion_bidirectional: false}}]",
                    "seeds": 0, "lr_scales": 1.0, "unrelated": "ignored"}
-    profile = chapter.profile_from_parameters(parameters)
+    profile = profile_from_parameters(parameters)
     assert profile.models == ["text_roberta", "fusion_cross_attention"]
-    assert profile.ablations == ["fusion_cross_attention@one_way fusion_bidirectional=false"]
+    assert profile.ablations == [Ablation("fusion_cross_attention@one_way", {"fusion_bidirectional": False})]
     assert (profile.seeds, profile.lr_scales) == ([0], [1.0])
-    del parameters["epochs"]
+    parameters["epochs"] = "three"
     with pytest.raises(ThesisError, match="epochs"):
-        chapter.profile_from_parameters(parameters)
+        profile_from_parameters(parameters)
 
 
 def test_ablations_are_described_in_words():
-    profile = chapter.profile_from_parameters(yaml.safe_load(SMOKE.read_text(encoding="utf-8")))
+    profile = load_profile("smoke")
     found = {ablation.name: ablation for ablation in chapter.ablations_of(profile)}
     assert found and all("@" in name for name in found)
     no_objects = found["fusion_cross_attention@no_objects"]
     assert (no_objects.base, no_objects.description) == ("fusion_cross_attention", "reads text + image only")
+    assert found["fusion_cross_attention@one_way"].description == "one-way attention (plot to poster)"
+    assert found["text_roberta@raw"].description == "plots cut at 128 tokens; raw plots (no cleaning)"
     assert chapter.describe_setting("fusion_depth", "1") == "1 cross-attention block"
     assert chapter.describe_setting("late", "joint") == "late fusion trained jointly"
     assert chapter.describe_setting("new_key", "3") == "new_key=3"

@@ -27,15 +27,16 @@ from thesis_lib.metrics import evaluate, tune_thresholds
 MODELS = ["baseline_frequency", "baseline_shallow", "text_roberta", "image_resnet50", "objects_oracle",
           "fusion_early", "fusion_late", "fusion_cross_attention"]
 RUNS = MODELS + ["text_bert@frozen"]
-FUSION_OVERRIDES = [f"{name} fusion_dim=16 fusion_heads=2" for name in ("fusion_early", "fusion_cross_attention")]
+FUSION_OVERRIDES = {name: {"fusion_dim": 16, "fusion_heads": 2} for name in ("fusion_early", "fusion_cross_attention")}
 pytestmark = pytest.mark.slow  # every test reads the runs of the real grid
 
 
 @pytest.fixture(scope="module")
 def environment(tmp_path_factory, tiny_grid):
     """A tiny twin, a feature cache of its own, and the test profile written as a file."""
-    with tiny_grid(tmp_path_factory.mktemp("grid"), models=MODELS, ablations=["text_bert@frozen backbones=frozen"],
-                   model_overrides=[tiny_grid.resnet, tiny_grid.roberta, *FUSION_OVERRIDES], image_size=32,
+    with tiny_grid(tmp_path_factory.mktemp("grid"), models=MODELS,
+                   ablations=[{"name": "text_bert@frozen", "changes": {"backbones": "frozen"}}],
+                   model_overrides={**tiny_grid.resnet, **tiny_grid.roberta, **FUSION_OVERRIDES}, image_size=32,
                    text_max_length=32, fusion_objects_source="objects_oracle") as grid:
         yield {"twin": grid.twin, "profile": grid.profile, "runs": grid.runs}
 
@@ -153,8 +154,9 @@ def test_rerun_skips_finished_runs(environment, first_grid):
 def test_a_changed_value_reruns_only_that_model(environment, first_grid, tiny_grid):
     runs = environment["runs"]
     before = mtimes(runs)
-    overrides = {"model_overrides": [tiny_grid.resnet, tiny_grid.roberta, *FUSION_OVERRIDES,
-                                     "fusion_early fusion_dropout=0.3"]}
+    early = {**FUSION_OVERRIDES["fusion_early"], "fusion_dropout": 0.3}
+    overrides = {"model_overrides": {**tiny_grid.resnet, **tiny_grid.roberta, **FUSION_OVERRIDES,
+                                     "fusion_early": early}}
     report = run_grid(load_profile(environment["profile"], overrides), data_root=str(environment["twin"]),
                       runs_dir=str(runs))
     assert [outcome.spec.name for outcome in report.executed] == ["fusion_early"]
@@ -185,9 +187,9 @@ def test_results_table_matches_the_records(environment, first_grid):
 def test_a_crashing_run_is_reported_and_the_others_stay(environment, first_grid, tiny_grid, capsys):
     runs = environment["runs"]
     before = mtimes(runs)
-    broken = "image_resnet50 image_timm_kwargs={no_such_argument: 1}"  # valid config, fails when timm builds it
+    broken = {"image_resnet50": {"image_timm_kwargs": {"no_such_argument": 1}}}  # valid config, fails in timm
     status = main(["run", "--profile", str(environment["profile"]), "--data", str(environment["twin"]), "--runs",
-                   str(runs), "model_overrides=" + json.dumps([broken, tiny_grid.roberta, *FUSION_OVERRIDES])])
+                   str(runs), "model_overrides=" + json.dumps({**broken, **tiny_grid.roberta, **FUSION_OVERRIDES})])
     out = capsys.readouterr().out
     assert status == 1
     assert "FAILED  thesis/image_resnet50/seed0" in out and "no_such_argument" in out

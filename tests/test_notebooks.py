@@ -1,5 +1,5 @@
-"""The committed chapter notebooks: no outputs, a typed parameters cell that agrees with the smoke
-profile, only library calls in short cells, and captions that name their data.
+"""The committed chapter notebooks: no outputs, a typed parameters cell that names the profile (and the
+data) and does not repeat it, only library calls in short cells, and captions that name their data.
 
 These tests read the notebooks as files; running them is the job of tests/browser/ (and `make book`).
 """
@@ -7,6 +7,7 @@ These tests read the notebooks as files; running them is the job of tests/browse
 from __future__ import annotations
 
 import ast
+import copy
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import yaml
 
 from thesis_lib.book.chapters import chapters_from_toc
 from thesis_lib.book.execute import declared_parameters
+from thesis_lib.experiments.profile import CHAPTER_PARAMETERS, DEFAULT_PROFILE, load_profile, profile_from_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = chapters_from_toc(ROOT)
@@ -106,25 +108,46 @@ def test_every_figure_caption_names_its_data(path):
     assert not any("display=True" in cell.source for cell in code_cells(notebook))
 
 
-def _profile() -> dict:
-    if not SMOKE.is_file():
-        pytest.skip(f"{SMOKE.relative_to(ROOT)} does not exist yet (written with the experiment grid)")
-    return yaml.safe_load(SMOKE.read_text(encoding="utf-8"))
+def _chapter_namespace(notebook: nbformat.NotebookNode, parameters: dict | None = None) -> dict:
+    """The chapter's globals after its parameters cell and papermill's injected cell (as papermill writes
+    it for `-f`/`-y`/`-p` values), before any other cell runs."""
+    from papermill.parameterize import parameterize_notebook
+
+    injected = parameterize_notebook(copy.deepcopy(notebook), parameters, kernel_name="python3",
+                                     language="python") if parameters else notebook
+    namespace: dict = {}
+    for cell in code_cells(injected)[:2 if parameters else 1]:
+        exec(cell.source, namespace)  # noqa: S102 - the committed parameters cell and papermill's literals
+    return namespace
+
+
+LOADERS = [path for path in NOTEBOOKS if "profile_from_parameters(globals())" in path.read_text(encoding="utf-8")]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_parameter_defaults_are_the_smoke_profile(path):
-    profile = _profile()
-    for name, parameter in declared_parameters(path).items():
-        assert name in profile, f"{path.name} declares {name!r}, which {SMOKE.name} lacks"
-        assert parameter.default == profile[name] and type(parameter.default) is type(profile[name]), (
-            f"{path.name}: {name} defaults to {parameter.default!r}, {SMOKE.name} says {profile[name]!r}")
+def test_a_chapter_declares_only_the_profile_and_the_data(path):
+    declared = declared_parameters(path)
+    assert set(declared) <= set(CHAPTER_PARAMETERS), (
+        f"{path.name} declares {sorted(set(declared) - set(CHAPTER_PARAMETERS))}: read them from the profile "
+        f"(settings = profile_from_parameters(globals())) instead of repeating {SMOKE.name}")
+    if "profile" in declared:
+        assert declared["profile"].default == DEFAULT_PROFILE
+    if "data_root" in declared:
+        assert declared["data_root"].default is None and path in LOADERS
 
 
-def test_every_smoke_parameter_is_declared_by_a_chapter():
-    profile = _profile()
-    if not any(chapter.name.startswith("04_") for chapter in CHAPTERS):
-        pytest.skip("the training keys of the profile belong to the chapter-4 notebooks, which do not exist yet")
-    declared = set().union(*(declared_parameters(path) for path in NOTEBOOKS))
-    unused = sorted(set(profile) - declared)
-    assert not unused, f"{SMOKE.name} sets {unused}, which no chapter notebook declares"
+@pytest.mark.parametrize("path", LOADERS, ids=lambda p: p.stem)
+def test_a_chapter_and_thesis_run_read_the_same_typed_profile(path):
+    from papermill.iorw import load_notebook_node
+
+    notebook = load_notebook_node(str(path))  # as papermill reads it (every cell gets its tags list)
+    assert profile_from_parameters(_chapter_namespace(notebook)) == load_profile(DEFAULT_PROFILE)
+    # papermill -f notebooks/params/full.yaml -p data_root ROOT
+    full = yaml.safe_load((ROOT / "notebooks" / "params" / "full.yaml").read_text(encoding="utf-8"))
+    namespace = _chapter_namespace(notebook, full | {"data_root": "/data/mmimdb"})
+    assert profile_from_parameters(namespace) == load_profile("full", {"data_root": "/data/mmimdb"})
+    # papermill -p profile full -p epochs 2 -p seeds 0,1 -p mixed_precision no (papermill types 2 as int)
+    namespace = _chapter_namespace(notebook, {"profile": "full", "epochs": 2, "seeds": "0,1",
+                                              "mixed_precision": "no"})
+    assert profile_from_parameters(namespace) == load_profile("full", {"epochs": "2", "seeds": "0,1",
+                                                                       "mixed_precision": "no"})

@@ -180,8 +180,8 @@ def grid(tmp_path_factory, tiny_grid):
     """A 100-movie twin and the runs the cross-attention fusion reads, trained for one epoch."""
     with tiny_grid(tmp_path_factory.mktemp("probes"),
                    models=["text_roberta", "image_resnet50", "objects_oracle", "fusion_cross_attention"],
-                   model_overrides=[tiny_grid.resnet, tiny_grid.roberta,
-                                    "fusion_cross_attention fusion_dim=16 fusion_heads=2"],
+                   model_overrides={**tiny_grid.resnet, **tiny_grid.roberta,
+                                    "fusion_cross_attention": {"fusion_dim": 16, "fusion_heads": 2}},
                    image_size=64, fusion_objects_source="objects_oracle") as tiny:
         report = run_grid(load_profile(tiny.profile), data_root=str(tiny.twin), runs_dir=str(tiny.runs))
         assert report.ok, report.summary()

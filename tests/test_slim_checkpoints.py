@@ -38,8 +38,8 @@ pytestmark = pytest.mark.slow  # every test reads the runs of the real grid
 def grid(tmp_path_factory, tiny_grid):
     """The three runs, finished, and the grid context that reopens them."""
     with tiny_grid(tmp_path_factory.mktemp("slim"), models=["text_bert", "image_resnet50", "fusion_early"],
-                   model_overrides=[tiny_grid.resnet, "text_bert text_frozen=true",
-                                    "fusion_early fusion_dim=16 modalities=text,image"],
+                   model_overrides={**tiny_grid.resnet, "text_bert": {"text_frozen": True},
+                                    "fusion_early": {"fusion_dim": 16, "modalities": ["text", "image"]}},
                    fusion_text_source="text_bert", fusion_image_source="image_resnet50", image_size=32,
                    text_max_length=32) as tiny:
         profile = load_profile(tiny.profile)

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from thesis_lib.bench.standins import use_pretrained_dir, write_standins
 from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.twin import TwinConfig, generate_twin
@@ -39,17 +37,17 @@ def available_packages() -> dict[str, bool]:
 def grid_overrides(*, size: str, epochs: int, batch_size: int, workers: int, device: str,
                    mixed_precision: str) -> dict[str, Any]:
     """Profile overrides for the check: three models, one seed, the official split, random weights."""
-    random = "text_pretrained=false image_pretrained=false"
+    random = {"text_pretrained": False, "image_pretrained": False}
     return {
         "splits": ["official"],
         "seeds": [0],
         "models": list(GRID_MODELS),
         "ablations": [],
-        "model_overrides": [
-            "text_bert text_pretrained=false",
-            "image_vit image_pretrained=false",
-            f"fusion_cross_attention modalities=text,image {random}",
-        ],
+        "model_overrides": {
+            "text_bert": {"text_pretrained": False},
+            "image_vit": {"image_pretrained": False},
+            "fusion_cross_attention": {"modalities": ["text", "image"], **random},
+        },
         "model_size": size,
         "device": device,
         "mixed_precision": mixed_precision,
@@ -68,7 +66,7 @@ def run_grid_check(*, workdir: Path | None = None, movies: int = 600, epochs: in
     # The experiment grid pulls in pandas and scikit-learn (records, metrics), which the GPU benchmark
     # image lacks: only this check imports it, so every other benchmark case runs there.
     from thesis_lib.experiments.grid import run_grid
-    from thesis_lib.experiments.profile import profile_from_mapping, profile_path
+    from thesis_lib.experiments.profile import load_profile
 
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="thesis-grid-", dir=workdir))
@@ -83,10 +81,7 @@ def run_grid_check(*, workdir: Path | None = None, movies: int = 600, epochs: in
                                mixed_precision=mixed_precision,
                                workers=min(8, max(cpus - 2, 0)) if workers is None else workers)
     overrides |= extra or {}
-    # Typed values straight into the mapping: string overrides are read as YAML ("no" would become False).
-    path = profile_path("full")
-    content = yaml.safe_load(path.read_text(encoding="utf-8")) | overrides
-    profile = profile_from_mapping(content, source=f"{path} + benchmark overrides")
+    profile = load_profile("full", overrides)
     report = run_grid(profile, data_root=str(twin), runs_dir=str(scratch / "runs"))
     runs = [_run_summary(path) for path in sorted((scratch / "runs").rglob("record.json"))]
     return {

@@ -38,7 +38,7 @@ from thesis_lib.analysis.comparison import (
 from thesis_lib.analysis.verdicts import Verdict, listing
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.grid import GridReport, run_grid
-from thesis_lib.experiments.profile import PROFILE_KEYS, Profile, profile_from_mapping
+from thesis_lib.experiments.profile import Profile, value_text
 from thesis_lib.experiments.specs import definitions
 from thesis_lib.logs import configure_logging
 
@@ -61,26 +61,6 @@ class GridFailedError(ThesisError, RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------ the grid
-
-
-def profile_from_parameters(parameters: Mapping[str, Any]) -> Profile:
-    """The experiment profile from a chapter's parameters (e.g. the notebook's `globals()`): every
-    profile key is taken from `parameters` and checked as `thesis run` checks a profile file."""
-    missing = [key for key in PROFILE_KEYS if key not in parameters]
-    if missing:
-        raise ThesisError(f"the chapter's parameters lack the profile key(s) {', '.join(missing)}")
-    return profile_from_mapping({key: _listed(parameters[key]) for key in PROFILE_KEYS},
-                                source="the chapter's parameters")
-
-
-def _listed(value: Any) -> Any:
-    """A list given as YAML text (papermill `-p ablations '["a x=1", "b y=2"]'`) -> the list; anything else
-    unchanged (a plain string is split into a list by the profile where the key is a list)."""
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        import yaml
-
-        return yaml.safe_load(value)
-    return value
 
 
 def run_grid_logged(profile: Profile) -> GridReport:
@@ -319,8 +299,8 @@ def ablations_of(profile: Profile, runs: Mapping[str, FinishedRun] | None = None
     for name, definition in definitions(profile).items():
         if "@" not in name or (runs is not None and not (name in runs and definition.model in runs)):
             continue
-        settings = [f"{key}={value}" for key, value in definition.overrides] + [
-            f"{key}={value}" for key, value in definition.run_keys.items()]
+        settings = [f"{key}={value_text(value)}" for key, value in definition.overrides] + [
+            f"{key}={value_text(value)}" for key, value in definition.run_keys.items()]
         found.append(Ablation(name, definition.model, " ".join(settings)))
     return found
 

@@ -1,17 +1,29 @@
-"""Experiment profiles: the typed form of `notebooks/params/<name>.yaml`.
+"""Experiment profiles: the typed form of `notebooks/params/<name>.yaml`, and the one loader of them.
 
-A profile file is the single source of defaults for `thesis run --profile NAME` and for papermill
-(`papermill ... -f notebooks/params/smoke.yaml`), so its keys are flat and its values simple (strings,
-numbers, booleans, null, lists of those). `Profile` declares every key without a default: a file that
-misses a key, names an unknown one or gives a value of the wrong type is refused with a message naming
-the key and the file, so a typo never silently falls back to some default.
+A profile file is the single source of settings for `thesis run --profile NAME`, for `thesis book` and for
+every chapter notebook, and it stays a papermill parameter file (`papermill ... -f notebooks/params/full.yaml`).
+`Profile` declares every key without a default: a file that misses a key, names an unknown one or gives a
+value of the wrong type is refused with a message naming the key and the file, so a typo never silently
+falls back to some default. Values are plain YAML; runs are YAML too:
 
-Run lists are plain strings, papermill-friendly:
-- `models`: registry names (`thesis models list`) and the baselines `baseline_frequency`,
-  `baseline_shallow`;
-- `ablations`: named variants `"<model>@<tag> key=value ..."`, e.g.
-  `"fusion_cross_attention@one_way fusion_bidirectional=false"` (see `thesis_lib.experiments.specs`);
-- `model_overrides`: `"<model> key=value ..."` applied to every run of that registry model.
+    ablations:                      # named variants "<model>@<tag>" and what they change
+      - {name: fusion_cross_attention@one_way, changes: {fusion_bidirectional: false}}
+    model_overrides:                # registry model -> changes for every run of it (its variants included)
+      text_bert: {text_frozen: true}
+
+(the change keys: registry overrides, see `ModelConfig.with_overrides`, and the run keys of
+`thesis_lib.experiments.specs`).
+
+Three ways in, one result:
+- `load_profile(name_or_path, overrides)`: a file, plus overrides (`thesis run ... KEY=VALUE`);
+- `profile_from_mapping(content, source=...)`: an already parsed mapping (the benchmark's grid check);
+- `profile_from_parameters(globals())`: a chapter notebook's parameters (see there), which papermill fills
+  from `-p NAME VALUE`, `-y YAML` or `-f FILE`.
+
+Values that arrive as text (`KEY=VALUE`, papermill `-p`) go through one coercion, `typed_value`, driven by
+the field's type: the text is read as YAML and checked against the type; a key that takes strings keeps the
+text itself when YAML would read something else (`mixed_precision=no` stays "no", a folder called `on`
+stays "on"); a list key also takes comma-separated items (`seeds=0,1,2`).
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +44,96 @@ from thesis_lib.paths import project_root
 
 PROFILE_DIR = Path("notebooks") / "params"  # relative to the project root
 PROFILE_NAMES = ("smoke", "full")
+DEFAULT_PROFILE = "smoke"
 SPLIT_CHOICES = ("thesis", "official")
 BACKBONE_MODES = ("finetune", "frozen")
+# A chapter declares these itself (its parameters cell); every other profile key it reads from the profile.
+# `data_root` left at None means "the profile's", so a chapter's default never hides a profile's release.
+CHAPTER_PARAMETERS = ("profile", "data_root")
 
 
 class ProfileError(ThesisError, ValueError):
     """A profile file (or an override of one of its keys) that cannot be used as it is."""
+
+
+class FrozenMap(Mapping[str, Any]):
+    """A read-only, ordered, hashable mapping: a YAML mapping inside a frozen profile."""
+
+    def __init__(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._items.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
+def freeze(value: Any) -> Any:
+    """A parsed YAML value made immutable: mappings -> FrozenMap (string keys), lists -> tuples."""
+    if isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            raise ProfileError(f"mapping keys must be names, got {list(value)!r}")
+        return FrozenMap((key, freeze(item)) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The plain YAML-ready form of a frozen value (FrozenMap -> dict, tuple -> list, Ablation -> dict)."""
+    if isinstance(value, Ablation):
+        return {"name": value.name, "changes": thaw(value.changes)}
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [thaw(item) for item in value]
+    return value
+
+
+def value_text(value: Any) -> str:
+    """A value as `KEY=VALUE` would give it: true/false, null, "text,image" for a list, YAML for the rest."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, list | tuple) and all(isinstance(item, str | int | float) for item in value):
+        return ",".join(map(str, value))
+    if isinstance(value, Mapping | list | tuple | Ablation):
+        return yaml.safe_dump(thaw(value), default_flow_style=True, width=10**6).strip()
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A named variant of a model: the run `<base>@<tag>`, which is the base with `changes` applied."""
+
+    name: str                    # "<base>@<tag>", the run's folder name, e.g. "fusion_cross_attention@one_way"
+    changes: Mapping[str, Any]   # registry overrides and run keys (see thesis_lib.experiments.specs), in order
+
+    def __post_init__(self) -> None:
+        base, at, tag = self.name.partition("@")
+        if not base or not at or not tag or "@" in tag:
+            raise ProfileError(f"ablation {self.name!r} must be named <model>@<tag>")
+        if not isinstance(self.changes, Mapping):
+            raise ProfileError(f"ablation {self.name!r}: changes must be a mapping, got {self.changes!r}")
+        object.__setattr__(self, "changes", freeze(self.changes))
+
+    @property
+    def base(self) -> str:
+        """The run it varies: its registry model or baseline."""
+        return self.name.partition("@")[0]
+
+    @property
+    def tag(self) -> str:
+        return self.name.partition("@")[2]
 
 
 @dataclass(frozen=True)
@@ -53,8 +150,8 @@ class Profile:
     split_seed: int                  # seed of the thesis split
     seeds: list[int]                 # training seeds: every model runs once per seed
     models: list[str]                # registry models and baselines of the grid
-    ablations: list[str]             # named variants "<model>@<tag> key=value ..." (run after the models)
-    model_overrides: list[str]       # "<model> key=value ..." applied to every run of that registry model
+    ablations: list[Ablation]        # named variants {name: <model>@<tag>, changes: {...}} (run after the models)
+    model_overrides: Mapping[str, Mapping[str, Any]]  # registry model -> changes for every run of that model
     model_size: str                  # registry form: "small" (offline, CPU) | "full" (pretrained, GPU)
     device: str                      # "cpu" | "auto" (accelerate's choice: the GPU when there is one)
     mixed_precision: str             # "no" | "bf16"
@@ -114,6 +211,16 @@ class Profile:
                 raise ValueError(f"{key}: must be at least 1, got {getattr(self, key)}")
         if self.cpu_threads < 0 or self.num_workers < 0:
             raise ValueError("cpu_threads and num_workers must be >= 0")
+        variants = [name for name in self.models if "@" in name]
+        if variants:
+            raise ValueError(f"models: {variants} are variants; name them with their changes under ablations")
+        names = [*self.models, *(ablation.name for ablation in self.ablations)]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"models/ablations: run(s) {twice} defined twice")
+        variants = [name for name in self.model_overrides if "@" in name]
+        if variants:
+            raise ValueError(f"model_overrides: {variants} must be registry models (a variant is an ablation)")
 
     @property
     def primary_split(self) -> str:
@@ -127,29 +234,42 @@ class Profile:
         return None if self.twin_root is None else _project_path(self.twin_root)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain YAML-ready values, in file order: `yaml.safe_dump(profile.to_dict())` is a profile file."""
+        return {key: thaw(getattr(self, key)) for key in PROFILE_KEYS}
 
 
 PROFILE_KEYS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Profile))
 PROFILE_HINTS: dict[str, Any] = typing.get_type_hints(Profile)  # key -> its annotation (int, list[str], ...)
 
 
-def profile_path(name_or_path: str | os.PathLike[str]) -> Path:
-    """`smoke`/`full` -> notebooks/params/<name>.yaml in the project; anything else is a path."""
+# ------------------------------------------------------------------------------------------ loading
+
+
+def profile_path(name_or_path: str | os.PathLike[str], root: Path | None = None) -> Path:
+    """`smoke`/`full` (any bare name) -> notebooks/params/<name>.yaml under `root` (default: the project);
+    anything with a folder or a .yaml/.yml ending is that file."""
     text = str(name_or_path)
-    if text in PROFILE_NAMES or (os.sep not in text and not text.endswith((".yaml", ".yml"))):
-        return project_root() / PROFILE_DIR / f"{text}.yaml"
+    if text in PROFILE_NAMES or (os.sep not in text and "/" not in text and not text.endswith((".yaml", ".yml"))):
+        return (project_root() if root is None else Path(root)) / PROFILE_DIR / f"{text}.yaml"
     return Path(text).expanduser()
 
 
-def load_profile(name_or_path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Profile:
-    """Read and check a profile file; `overrides` replace keys (strings are parsed like CLI values)."""
-    path = profile_path(name_or_path)
+def available_profiles(root: Path | None = None) -> list[str]:
+    """The profile names that have a file in notebooks/params/, sorted."""
+    return sorted(path.stem for path in ((project_root() if root is None else Path(root)) / PROFILE_DIR).glob("*.yaml"))
+
+
+def load_profile(
+    name_or_path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *, root: Path | None = None
+) -> Profile:
+    """Read and check a profile file; `overrides` replace keys (text values are coerced by `typed_value`)."""
+    path = profile_path(name_or_path, root)
     if not path.is_file():
-        raise ProfileError(f"profile {path} not found (known profiles: {', '.join(PROFILE_NAMES)}, or give a path)")
+        known = ", ".join(available_profiles(root)) or "none"
+        raise ProfileError(f"profile {path} not found (profiles found: {known}; or give a path to a .yaml file)")
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ProfileError(f"profile {path} is not readable YAML: {error}") from None
     if not isinstance(content, dict):
         raise ProfileError(f"profile {path} must be a mapping of keys to values, got {type(content).__name__}")
@@ -157,31 +277,73 @@ def load_profile(name_or_path: str | os.PathLike[str], overrides: dict[str, Any]
 
 
 def profile_from_mapping(
-    content: dict[str, Any], *, source: str, overrides: dict[str, Any] | None = None
+    content: Mapping[str, Any], *, source: str, overrides: Mapping[str, Any] | None = None
 ) -> Profile:
-    """A `Profile` from a parsed mapping; `source` names the file in error messages."""
-    unknown = sorted(set(content) - set(PROFILE_KEYS))
+    """A `Profile` from a parsed mapping that lists every key; `source` names it in error messages."""
+    unknown = sorted(set(content) - set(PROFILE_KEYS), key=str)
     if unknown:
         raise ProfileError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
                            f"known keys: {', '.join(PROFILE_KEYS)}")
     missing = [key for key in PROFILE_KEYS if key not in content]
     if missing:
         raise ProfileError(f"{source}: missing key(s) {', '.join(map(repr, missing))} (every profile lists every key)")
-    values = dict(content)
+    values = {key: _check(key, content[key], PROFILE_HINTS[key], source) for key in PROFILE_KEYS}
     for key, value in (overrides or {}).items():
         if key not in PROFILE_KEYS:
             raise ProfileError(f"override {key!r} is not a key of {source}; known keys: {', '.join(PROFILE_KEYS)}")
-        values[key] = _parse_override_for(value, PROFILE_HINTS[key]) if isinstance(value, str) else value
-    typed = {key: _check_type(key, values[key], PROFILE_HINTS[key], source) for key in PROFILE_KEYS}
+        values[key] = typed_value(key, value, PROFILE_HINTS[key], f"{source} (override)")
     try:
-        return Profile(**typed)
+        return Profile(**values)
     except ValueError as error:
         raise ProfileError(f"{source}: {error}") from None
 
 
-def parse_override(text: str) -> Any:
-    """A command-line value, read as YAML: "3", "1e-3", "true", "null", "[a, b]". A plain string stays a
-    string; list keys split it later (see `_as_list`)."""
+def profile_from_parameters(parameters: Mapping[str, Any]) -> Profile:
+    """The profile a chapter notebook runs with, from its parameters (pass `globals()`).
+
+    `parameters["profile"]` names the profile (a name in notebooks/params/ or a .yaml path); every other
+    profile key found in `parameters` overrides the file's value: papermill puts them there from
+    `-p NAME VALUE` (text is coerced as for `thesis run KEY=VALUE`) or `-y YAML`. When `parameters` holds
+    every profile key (papermill `-f notebooks/params/full.yaml` injects the whole file), they are the
+    profile and no file is read. A `data_root` of None (a chapter's default) keeps the profile's.
+    """
+    given = {key: parameters[key] for key in PROFILE_KEYS if key in parameters}
+    if set(given) == set(PROFILE_KEYS):
+        source = "the chapter's parameters"
+        return profile_from_mapping({key: typed_value(key, value, PROFILE_HINTS[key], source)
+                                     for key, value in given.items()}, source=source)
+    name = str(given.pop("profile", DEFAULT_PROFILE))
+    if given.get("data_root", "") is None:
+        del given["data_root"]
+    return load_profile(name, given)
+
+
+# ------------------------------------------------------------------------------------------ coercion
+
+
+def typed_value(key: str, value: Any, hint: Any, source: str = "override") -> Any:
+    """`value` as the type `hint` asks for (int, float, str, bool, X | None, list[...], Mapping[...],
+    Ablation, Any). Text (from a command line or papermill `-p`) is read as YAML first; a key that takes
+    strings keeps the text itself when YAML reads something else ("no", "on", "1.0"), and a list key
+    also takes comma-separated items ("0,1,2"). ProfileError names `key` and `source` when it does not fit."""
+    if not isinstance(value, str) or hint is str:
+        return _check(key, value, hint, source)
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    listed = _list_item(hint)
+    if listed is not None and isinstance(parsed, str | int | float | bool) and not isinstance(parsed, list):
+        parsed = [_yaml_or_text(part) for part in value.split(",") if part.strip()]
+    try:
+        return _check(key, parsed, hint, source)
+    except ProfileError:
+        if str in _options(hint):
+            return value
+        raise
+
+
+def _yaml_or_text(text: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -193,41 +355,58 @@ def _options(hint: Any) -> tuple[Any, ...]:
     return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
 
 
-def _parse_override_for(text: str, hint: Any) -> Any:
-    """A command-line override of a key annotated `hint`: a string key keeps the text as it is (YAML would
-    read `mixed_precision=no` as False), "null" included only where the key may be null; others go through YAML."""
-    options = _options(hint)
-    if str in options:
-        return None if type(None) in options and text.strip() in ("null", "~") else text
-    return parse_override(text)
+def _list_item(hint: Any) -> Any:
+    """The item type of a list annotation (list[int] | None -> int), None for other annotations."""
+    for option in _options(hint):
+        if typing.get_origin(option) is list:
+            return typing.get_args(option)[0]
+    return None
 
 
-def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
-    """`value` checked against the annotation `hint` (int, float, str, bool, list[...], X | None)."""
+def _check(key: str, value: Any, hint: Any, source: str) -> Any:
+    """`value` (parsed YAML or a Python value) checked against the annotation `hint`, made immutable where
+    it is a mapping; never coerced from text (a profile file's `no` is False, not "no")."""
+    if hint is Any:
+        return _frozen(key, value, source)
     options = _options(hint)
     if value is None:
         if type(None) in options:
             return None
         raise ProfileError(f"{source}: key {key!r} must not be null")
-    for option in options:
-        if option is type(None):
-            continue
-        if typing.get_origin(option) is list:
-            (item_type,) = typing.get_args(option)
-            items = _as_list(value)
-            return [_scalar(key, item, item_type, source) for item in items]
-        return _scalar(key, value, option, source)
-    raise AssertionError(f"unsupported annotation {hint!r} for profile key {key}")
+    (option,) = [option for option in options if option is not type(None)]
+    origin = typing.get_origin(option)
+    if origin is list:
+        items = value if isinstance(value, list | tuple) else [value]  # one value for a list: [value]
+        return [_check(key, item, typing.get_args(option)[0], source) for item in items]
+    if origin is Mapping:
+        if not isinstance(value, Mapping):
+            raise ProfileError(f"{source}: key {key!r} must be a mapping, got {value!r}")
+        key_hint, value_hint = typing.get_args(option)
+        return FrozenMap((_check(key, name, key_hint, source), _check(f"{key}: {name}", item, value_hint, source))
+                         for name, item in value.items())
+    if option is Ablation:
+        return _ablation(key, value, source)
+    return _scalar(key, value, option, source)
 
 
-def _as_list(value: Any) -> list[Any]:
-    """A list key given one value (papermill -p, a CLI override): "0,1" -> [0, 1]; a run definition
-    ("model key=value ...", which may hold commas) stays one item; give several as YAML "[..., ...]"."""
-    if isinstance(value, list):
+def _frozen(key: str, value: Any, source: str) -> Any:
+    try:
+        return freeze(value)
+    except ProfileError as error:
+        raise ProfileError(f"{source}: key {key!r}: {error}") from None
+
+
+def _ablation(key: str, value: Any, source: str) -> Ablation:
+    if isinstance(value, Ablation):
         return value
-    if isinstance(value, str) and not any(char.isspace() for char in value.strip()):
-        return [parse_override(part) for part in value.split(",") if part.strip()]
-    return [value]
+    if not isinstance(value, Mapping) or "name" not in value or set(value) - {"name", "changes"}:
+        raise ProfileError(f"{source}: key {key!r}: {value!r} is not {{name: <model>@<tag>, changes: {{...}}}}")
+    name = _scalar(key, value["name"], str, source)
+    changes = _check(f"{key}: {name}", value.get("changes") or {}, Mapping[str, Any], source)
+    try:
+        return Ablation(name, changes)
+    except ProfileError as error:
+        raise ProfileError(f"{source}: key {key!r}: {error}") from None
 
 
 def _scalar(key: str, value: Any, kind: type, source: str) -> Any:

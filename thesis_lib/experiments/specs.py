@@ -1,32 +1,33 @@
 """Run specifications: what one (model or variant, seed, split) run is, and the grid's plan of them.
 
 A run is named by its folder: the registry model (`fusion_early`), a named variant (`fusion_cross_attention@
-no_objects`) or a baseline (`baseline_shallow`). A variant string from the profile reads
+no_objects`) or a baseline (`baseline_shallow`). A variant is a profile `Ablation`:
 
-    "<model>@<tag> key=value key=value ..."
+    ablations:
+      - {name: fusion_cross_attention@one_way, changes: {fusion_bidirectional: false}}
 
-where a key is either a registry override (`fusion_bidirectional=false`, `modalities=text,image`,
-`fusion_depth=1`; see `ModelConfig.with_overrides`) or one of the run keys below:
+where a change is either a registry override (`fusion_bidirectional: false`, `modalities: [text, image]`,
+`fusion_depth: 1`, `image_timm_kwargs: {channels: [16, 32]}`; see `ModelConfig.with_overrides`) or one of
+the run keys below:
 
-    backbones=finetune|frozen        train the encoders, or train on their cached features (head/fusion only)
-    encoders=runs|registry           fusions: start from the single-modality runs' encoders, or the recipe's
-    text_cleaning=clean|raw          the plot as cleaned words or untouched
-    late=runs|joint                  fusion_late: combine the unimodal runs' predictions, or train LateFusion
-    text_source=RUN image_source=RUN objects_source=RUN   which runs a fusion reuses (same seed and split)
+    backbones: finetune|frozen        train the encoders, or train on their cached features (head/fusion only)
+    encoders: runs|registry           fusions: start from the single-modality runs' encoders, or the recipe's
+    text_cleaning: clean|raw          the plot as cleaned words or untouched
+    late: runs|joint                  fusion_late: combine the unimodal runs' predictions, or train LateFusion
+    text_source / image_source / objects_source: RUN    which runs a fusion reuses (same seed and split)
 
-Values that start with "{" or "[" are parsed as YAML (e.g. `image_timm_kwargs={channels: [16, 32]}`).
-Every run gets a config hash over everything that decides its result (including, for a fusion, the
-hashes of the runs it reuses), so a changed setting reruns exactly the runs it affects.
+Profile `model_overrides` (registry model -> registry overrides) apply to every run of that model, its
+variants included, before the variant's own changes. Every run gets a config hash over everything that
+decides its result (including, for a fusion, the hashes of the runs it reuses), so a changed setting reruns
+exactly the runs it affects.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import yaml
 
 from thesis_lib.data.dataset import MODALITIES
 from thesis_lib.experiments.profile import BACKBONE_MODES, Profile, ProfileError
@@ -76,65 +77,26 @@ class RunDefinition:
 
     name: str
     model: str
-    overrides: tuple[tuple[str, Any], ...]
-    run_keys: dict[str, str]
-
-
-def parse_definition(text: str, where: str) -> RunDefinition:
-    """`"<model>[@tag] key=value ..."` -> RunDefinition (`where` names the profile key in errors)."""
-    name, *assignments = _split_words(text)
-    model = name.partition("@")[0]
-    if model not in list_models() and model not in BASELINES:
-        raise ProfileError(f"{where}: {name!r} is not a registered model or baseline ({', '.join(known_models())})")
-    if "@" in name and not name.partition("@")[2]:
-        raise ProfileError(f"{where}: {name!r} has an empty variant tag after '@'")
-    overrides: list[tuple[str, Any]] = []
-    run_keys: dict[str, str] = {}
-    for assignment in assignments:
-        key, sep, value = assignment.partition("=")
-        if not sep or not key:
-            raise ProfileError(f"{where}: {assignment!r} in {text!r} is not key=value")
-        if key in RUN_KEYS:
-            run_keys[key] = value
-        else:
-            overrides.append((key, _override_value(value, where)))
-    return RunDefinition(name=name, model=model, overrides=tuple(overrides), run_keys=run_keys)
-
-
-def _split_words(text: str) -> list[str]:
-    """Split on whitespace outside brackets, so a YAML value such as {channels: [16, 32]} stays one word."""
-    words, current, depth = [], "", 0
-    for char in text.strip():
-        depth += (char in "[{") - (char in "]}")
-        if char.isspace() and depth == 0:
-            if current:
-                words.append(current)
-            current = ""
-        else:
-            current += char
-    return [*words, current] if current else words
+    overrides: tuple[tuple[str, Any], ...]  # registry overrides, in the order given
+    run_keys: dict[str, Any]  # the RUN_KEYS among the changes
 
 
 def known_models() -> list[str]:
     return [*list_models(), *BASELINES]
 
 
-def _override_value(value: str, where: str) -> Any:
-    """Registry overrides stay strings (the registry converts them), except YAML mappings and lists."""
-    if not value.startswith(("{", "[")):
-        return value
-    try:
-        return _frozen(yaml.safe_load(value))
-    except yaml.YAMLError as error:
-        raise ProfileError(f"{where}: cannot parse {value!r}: {error}") from None
+def _check_model(model: str, where: str) -> None:
+    if model not in list_models() and model not in BASELINES:
+        raise ProfileError(f"{where}: {model!r} is not a registered model or baseline ({', '.join(known_models())})")
 
 
-def _frozen(value: Any) -> Any:
-    """YAML lists/mappings -> tuples / tuples of pairs (configs are immutable)."""
-    if isinstance(value, dict):
-        return tuple((key, _frozen(item)) for key, item in value.items())
-    if isinstance(value, list):
-        return tuple(_frozen(item) for item in value)
+def config_value(value: Any) -> Any:
+    """A profile value as model configs hold it: mappings -> tuples of (name, value) pairs, lists -> tuples
+    (e.g. image_timm_kwargs {channels: [16, 32]} -> (("channels", (16, 32)),))."""
+    if isinstance(value, Mapping):
+        return tuple((key, config_value(item)) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(config_value(item) for item in value)
     return value
 
 
@@ -144,27 +106,29 @@ def _frozen(value: Any) -> Any:
 def definitions(profile: Profile) -> dict[str, RunDefinition]:
     """Every run the profile names (models, then ablation variants), by name."""
     found: dict[str, RunDefinition] = {}
-    for key, entries in (("models", profile.models), ("ablations", profile.ablations)):
-        for entry in entries:
-            definition = parse_definition(entry, f"profile key {key!r}")
-            if key == "models" and (definition.overrides or definition.run_keys or "@" in definition.name):
-                raise ProfileError(f"profile key 'models': {entry!r}: variants with settings belong in 'ablations'")
-            if key == "ablations" and "@" not in definition.name:
-                raise ProfileError(f"profile key 'ablations': {entry!r} needs a variant tag (<model>@<tag>)")
-            if definition.name in found:
-                raise ProfileError(f"profile key {key!r}: run {definition.name!r} is defined twice")
-            found[definition.name] = definition
+    for model in profile.models:
+        _check_model(model, "profile key 'models'")
+        found[model] = RunDefinition(name=model, model=model, overrides=(), run_keys={})
+    for ablation in profile.ablations:
+        _check_model(ablation.base, f"profile key 'ablations': {ablation.name!r}")
+        overrides = tuple((key, config_value(value)) for key, value in ablation.changes.items() if key not in RUN_KEYS)
+        run_keys = {key: value for key, value in ablation.changes.items() if key in RUN_KEYS}
+        found[ablation.name] = RunDefinition(ablation.name, ablation.base, overrides, run_keys)
     return found
 
 
 def model_overrides(profile: Profile) -> dict[str, tuple[tuple[str, Any], ...]]:
-    """Profile `model_overrides` by registry model."""
+    """Profile `model_overrides` by registry model, as (key, value) pairs in the order given."""
     result: dict[str, tuple[tuple[str, Any], ...]] = {}
-    for entry in profile.model_overrides:
-        definition = parse_definition(entry, "profile key 'model_overrides'")
-        if "@" in definition.name or definition.run_keys or definition.model in BASELINES:
-            raise ProfileError(f"profile key 'model_overrides': {entry!r} must be '<registry model> key=value ...'")
-        result[definition.model] = result.get(definition.model, ()) + definition.overrides
+    for model, changes in profile.model_overrides.items():
+        if model not in list_models():
+            raise ProfileError(f"profile key 'model_overrides': {model!r} is not a registered model "
+                               f"({', '.join(list_models())})")
+        run_keys = sorted(set(changes) & set(RUN_KEYS))
+        if run_keys:
+            raise ProfileError(f"profile key 'model_overrides': {model}: {run_keys} are run keys; "
+                               f"set them on a variant under 'ablations'")
+        result[model] = tuple((key, config_value(value)) for key, value in changes.items())
     return result
 
 
@@ -181,8 +145,10 @@ def make_spec(definition: RunDefinition, profile: Profile, seed: int, split: str
     if model in BASELINES:
         if overrides or set(keys) - {"text_cleaning"}:
             raise ProfileError(f"{where}: baselines take no model settings (only text_cleaning)")
+        cleaning = keys.get("text_cleaning", profile.text_cleaning)
+        _check_choice(where, "text_cleaning", cleaning, ("clean", "raw"))
         return RunSpec(definition.name, model, "baseline", "baseline", seed, split, (), "frozen", "registry",
-                       keys.get("text_cleaning", profile.text_cleaning), ())
+                       cleaning, ())
     fusion = is_fusion(model)
     late = keys.get("late", "runs")
     _check_choice(where, "late", late, ("runs", "joint"))
@@ -208,8 +174,8 @@ def make_spec(definition: RunDefinition, profile: Profile, seed: int, split: str
     return RunSpec(definition.name, model, kind, stage, seed, split, overrides, backbones, encoders, cleaning, sources)
 
 
-def _check_choice(where: str, key: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
+def _check_choice(where: str, key: str, value: Any, allowed: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in allowed:
         raise ProfileError(f"{where}: {key}={value!r} is not one of {list(allowed)}")
 
 
@@ -263,12 +229,12 @@ def resolve_model_config(
     """The registry recipe in the profile's size, with the profile's input sizes, the backbone mode and
     the run's overrides applied (data-dependent settings, e.g. a trained tokenizer's vocabulary, come later)."""
     config = default_config(model, profile.model_size)
-    frozen = "true" if backbones == "frozen" else "false"
+    frozen = backbones == "frozen"
     base: dict[str, Any] = {}
     if config.text is not None:
-        base |= {"text_max_length": str(profile.text_max_length), "text_frozen": frozen}
+        base |= {"text_max_length": profile.text_max_length, "text_frozen": frozen}
     if config.image is not None:
-        base |= {"image_input_size": str(profile.image_size), "image_frozen": frozen}
+        base |= {"image_input_size": profile.image_size, "image_frozen": frozen}
     config = config.with_overrides(**base)
     for key, value in overrides:  # one at a time: `modalities` may drop a part a later key would set
         try:
