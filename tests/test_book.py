@@ -28,7 +28,7 @@ from thesis_lib.book.architecture import (
     trace_cross_attention,
     without_pretrained_weights,
 )
-from thesis_lib.book.build import BookBuild, build_book
+from thesis_lib.book.build import BookBuild, build_book, parameter_values
 from thesis_lib.book.chapters import (
     EXECUTED_DIR,
     Chapter,
@@ -45,7 +45,6 @@ from thesis_lib.book.execute import (
     execute_chapter,
     present_parameters,
 )
-from thesis_lib.book.profiles import ProfileError, load_profile, parameters_with_overrides, parse_parameter_value
 from thesis_lib.book.provenance import (
     TWIN_BANNER,
     BuildProvenance,
@@ -61,6 +60,7 @@ from thesis_lib.data.mmimdb import load_release
 from thesis_lib.detection import Detections, DetectorConfig, pad_detections
 from thesis_lib.detection.truth import load_truth_boxes
 from thesis_lib.detection.vocab import twin_classes
+from thesis_lib.experiments.profile import ProfileError
 from thesis_lib.models.registry import build_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,39 +102,33 @@ def write_book_tree(root: Path, chapters: dict[str, list[tuple[str, str]]], para
 # Profiles and overrides
 
 
+DECLARED = {"n": "int", "name": "str", "flag": "bool", "root": "str | None", "seeds": "list[int]", "raw": ""}
+
+
 @pytest.mark.parametrize(
-    ("text", "value"),
-    [("3", 3), ("-2", -2), ("0.5", 0.5), ("1e-3", 1e-3), ("True", True), ("False", False), ("None", None),
-     ("true", "true"), ("data/twin", "data/twin"), ("", "")],
+    ("name", "text", "value"),
+    [("n", "3", 3), ("n", "-2", -2), ("flag", "true", True), ("flag", "False", False), ("root", "null", None),
+     ("root", "data/twin", "data/twin"), ("root", "on", "on"), ("name", "no", "no"), ("name", "1.0", "1.0"),
+     ("seeds", "0,1", [0, 1]), ("seeds", "[2]", [2]), ("raw", "1e-3", "1e-3"), ("raw", "[a, b]", ("a", "b"))],
 )
-def test_overrides_are_typed_like_papermill_p(text, value):
-    parsed = parse_parameter_value(text)
+def test_overrides_are_typed_by_the_declared_annotation(name, text, value):
+    declared = {key: Parameter(key, annotation, None, "None", "") for key, annotation in DECLARED.items()}
+    parsed = parameter_values([(name, text)], declared)[name]
     assert parsed == value and type(parsed) is type(value)
 
 
-def test_overrides_apply_in_order_and_reject_non_identifiers():
-    assert parameters_with_overrides({"a": 1, "b": "x"}, [("a", "2"), ("a", "3"), ("c", "y")]) == {
-        "a": 3, "b": "x", "c": "y"}
-    with pytest.raises(ProfileError, match="not a Python identifier"):
-        parameters_with_overrides({}, [("data-root", "x")])
-
-
-def test_load_profile_reads_a_flat_mapping_and_names_the_file_when_wrong(tmp_path):
-    params = tmp_path / "notebooks" / "params"
-    params.mkdir(parents=True)
-    (params / "smoke.yaml").write_text("data_root: data/twin  # c\nepochs: 1\n", encoding="utf-8")
-    assert load_profile(tmp_path, "smoke") == {"data_root": "data/twin", "epochs": 1}
-    with pytest.raises(ProfileError, match=r"full\.yaml: no such profile file \(profiles found: smoke\)"):
-        load_profile(tmp_path, "full")
-    (params / "nested.yaml").write_text("model:\n  size: small\n", encoding="utf-8")
-    with pytest.raises(ProfileError, match="nested.yaml: parameters must be plain values, not mappings: model"):
-        load_profile(tmp_path, "nested")
-    (params / "list.yaml").write_text("- a\n- b\n", encoding="utf-8")
-    with pytest.raises(ProfileError, match="list.yaml: a profile must be a mapping"):
-        load_profile(tmp_path, "list")
-    own = tmp_path / "tiny.yaml"
-    own.write_text("epochs: 1\n", encoding="utf-8")
-    assert load_profile(tmp_path, str(own)) == {"epochs": 1}  # a path works as a profile too
+def test_overrides_apply_in_order_and_profile_keys_need_a_chapter_that_loads_the_profile():
+    declared = {"n": Parameter("n", "int", 1, "1", "")}
+    assert parameter_values([("n", "2"), ("n", "3")], declared) == {"n": 3}
+    with pytest.raises(ProfileError, match="no chapter of this build declares the parameter.s. epochs"):
+        parameter_values([("epochs", "2")], declared)
+    with pytest.raises(ProfileError, match="key 'n' must be int"):
+        parameter_values([("n", "three")], declared)
+    declared["profile"] = Parameter("profile", "str", "smoke", "'smoke'", "")
+    assert parameter_values([("epochs", "2"), ("mixed_precision", "no")], declared) == {
+        "epochs": 2, "mixed_precision": "no"}  # typed by the profile's field types
+    with pytest.raises(ProfileError, match="--profile"):
+        parameter_values([("profile", "full")], declared)
 
 
 # --------------------------------------------------------------------------------------------------------

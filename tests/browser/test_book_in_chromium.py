@@ -32,20 +32,21 @@ from PIL import Image
 
 from thesis_lib.book.build import BookBuild, BookResult, build_book
 from thesis_lib.book.chapters import chapters_from_toc
-from thesis_lib.book.execute import declared_parameters
+from thesis_lib.book.execute import accepted_parameters, declared_parameters
 from thesis_lib.data.twin import TwinConfig, generate_twin
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 TINY_TWIN = TwinConfig(n_movies=40, seed=0)
-# Parameters that keep each chapter tiny. Only those some chapter declares are passed (a `-p` nobody
-# declares is an error). The grid of the tiny book: the models chapter 4 reads (the proposed model, the
-# sources its fusions reuse, the attention fusion, two baselines), with the twin's true boxes as detections
+# Parameters that keep each chapter tiny. Only those some chapter takes are passed (a `-p` nobody takes
+# is an error; a chapter that loads the profile takes every profile key). The grid of the tiny book: the
+# models chapter 4 reads (the proposed model, the sources its fusions reuse, the attention fusion, two
+# baselines), with the twin's true boxes as detections
 # (no detector to train) and two ablations; one epoch, one learning-rate trial, 20 bootstrap resamples.
 TINY_MODELS = ("baseline_frequency", "baseline_shallow", "text_roberta", "image_resnet50", "objects_oracle",
                "fusion_early", "fusion_late", "fusion_attention", "fusion_cross_attention")
-TINY_ABLATIONS = ("fusion_cross_attention@no_objects modalities=text,image",
-                  "fusion_cross_attention@one_way fusion_bidirectional=false")
+TINY_ABLATIONS = ({"name": "fusion_cross_attention@no_objects", "changes": {"modalities": ["text", "image"]}},
+                  {"name": "fusion_cross_attention@one_way", "changes": {"fusion_bidirectional": False}})
 TINY_PARAMETERS = {"epochs": "1", "seeds": "0", "lr_scales": "1.0", "bootstrap_resamples": "20",
                    "models": ",".join(TINY_MODELS), "ablations": json.dumps(list(TINY_ABLATIONS)),
                    "fusion_objects_source": "objects_oracle"}
@@ -88,7 +89,7 @@ def book(tmp_path_factory) -> BookResult:
         shutil.copy2(ROOT / name, root / name)
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_executed"))
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
-    declared = set().union(*(declared_parameters(c.source) for c in chapters_from_toc(root)))
+    declared = set().union(*(accepted_parameters(declared_parameters(c.source)) for c in chapters_from_toc(root)))
     tiny = TINY_PARAMETERS | {"runs_dir": str(root / RUNS)}
     overrides = [("data_root", str(twin))] + [(k, v) for k, v in tiny.items() if k in declared]
     return build_book(BookBuild(root=root, profile="smoke", overrides=tuple(overrides)))

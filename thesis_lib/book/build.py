@@ -6,7 +6,10 @@
 this module's logger, or to the `log` function given.
 
 Steps, each with one job:
-1. parameters: the profile file (notebooks/params/<profile>.yaml) plus `-p` overrides;
+1. parameters: `-p` values typed by the parameter's type (a profile key's field type, else the annotation
+   of the chapter's parameters cell) and the typed profile (notebooks/params/<profile>.yaml plus the `-p`
+   values of profile keys), loaded once here to fail early; each chapter that declares `profile` gets the
+   profile's name and those `-p` values, and loads the same typed profile itself;
 2. chapters: the notebooks `_toc.yml` points at (book/_executed/<name> <- notebooks/<name>.ipynb);
 3. papermill runs them in TOC order into book/_executed/ (git-ignored); the first failing cell stops the
    build, naming the chapter and cell and keeping the partial notebook;
@@ -18,21 +21,22 @@ Steps, each with one job:
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import thesis_lib
 from thesis_lib.book.chapters import EXECUTED_DIR, chapters_from_toc, read_toc, restrict_toc, select_chapters
-from thesis_lib.book.execute import ChapterRun, declared_parameters, execute_chapter, project_kernel
-from thesis_lib.book.profiles import ProfileError, load_profile, parameters_with_overrides, profile_path
+from thesis_lib.book.execute import ChapterRun, Parameter, declared_parameters, execute_chapter, project_kernel
 from thesis_lib.book.provenance import (
     BuildProvenance,
     book_config,
@@ -42,9 +46,19 @@ from thesis_lib.book.provenance import (
     utc_now,
 )
 from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.profile import (
+    DEFAULT_PROFILE,
+    PROFILE_HINTS,
+    Profile,
+    ProfileError,
+    load_profile,
+    profile_path,
+    thaw,
+    typed_value,
+)
 from thesis_lib.experiments.provenance import git_state
 
-DEFAULT_PROFILE = "smoke"
+PROFILE_PARAMETER = "profile"  # a chapter that declares it loads the typed profile (and takes its keys)
 DATA_ROOT_PARAMETER = "data_root"  # the release folder (see notebooks/params/); None: the twin ...
 TWIN_ROOT_PARAMETER = "twin_root"  # ... at this folder
 MODEL_SIZE_PARAMETER = "model_size"  # "small" | "full": which registry recipes the chapters build
@@ -63,7 +77,7 @@ class BookBuild:
 
     root: Path  # the book's tree: _config.yml, _toc.yml, book/, notebooks/ (the project root)
     profile: str = DEFAULT_PROFILE  # a name in notebooks/params/, or a path to a .yaml parameter file
-    overrides: tuple[tuple[str, str], ...] = ()  # `-p name value` pairs, typed as papermill types them
+    overrides: tuple[tuple[str, str], ...] = ()  # `-p name value` pairs, typed by the parameter's type
     only: tuple[str, ...] | None = None  # chapter names to run (None: every chapter of the TOC)
     output: Path | None = None  # Jupyter Book's --path-output (None: root); HTML lands in <output>/_build/html
     kernel: str | None = None  # Jupyter kernel (None: the project's thesis-lib kernel, else python3)
@@ -85,14 +99,22 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
     """Run the chapters and build the book; see the module docstring. Raises ChapterFailedError or
     BookBuildError (both name what to look at)."""
     root = Path(build.root).resolve()
-    base_parameters, profile_file = _profile_parameters(root, build.profile, log)
-    parameters = parameters_with_overrides(base_parameters, build.overrides)
     chapters = select_chapters(chapters_from_toc(root), list(build.only) if build.only is not None else None)
-    _check_overrides_are_declared(build.overrides, [chapter.source for chapter in chapters])
-    planned = _planned_parameters([chapter.source for chapter in chapters], parameters)
-    if DATA_ROOT_PARAMETER in planned or TWIN_ROOT_PARAMETER in planned:
+    declared: dict[str, Parameter] = {}
+    for chapter in chapters:
+        declared = declared_parameters(chapter.source) | declared
+    overrides = parameter_values(build.overrides, declared)
+    profile, profile_file, selector = None, None, {}
+    if PROFILE_PARAMETER in declared:
+        profile = load_profile(build.profile, {k: v for k, v in overrides.items() if k in PROFILE_HINTS}, root=root)
+        profile_file = str(profile_path(build.profile, root))
+        # A name resolves in the chapters' kernel too, unless this tree is not the project (then: the file).
+        same = profile_path(build.profile, root) == profile_path(build.profile)
+        selector = {PROFILE_PARAMETER: build.profile if same else str(Path(profile_file).resolve())}
+        log(f"profile {build.profile}: {profile_file}")
         # Fail before running anything when the data is missing (e.g. the full profile without -p data_root).
-        release_folder(planned.get(DATA_ROOT_PARAMETER), planned.get(TWIN_ROOT_PARAMETER), root)
+        release_folder(profile.data_root, profile.twin_root, root)
+    parameters = selector | {name: thaw(value) for name, value in overrides.items()}
 
     executed_dir = root / EXECUTED_DIR
     if executed_dir.exists():
@@ -107,7 +129,7 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
         log(f"{chapter.name} done in {run.seconds:.1f} s -> {_shown(run.executed, root)}")
         runs.append(run)
 
-    provenance = _provenance(root, build, profile_file, parameters, runs)
+    provenance = _provenance(root, build, profile, profile_file, parameters, runs)
     (executed_dir / PROVENANCE_FILE).write_text(_json(provenance.to_json()), encoding="utf-8")
     config_path, toc_path = _write_build_files(root, provenance, {chapter.name for chapter in chapters})
 
@@ -119,36 +141,53 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _profile_parameters(root: Path, profile: str, log: Callable[[str], None]) -> tuple[dict[str, Any], str | None]:
-    path = profile_path(root, profile)
-    if not path.is_file() and profile == DEFAULT_PROFILE:
-        # The chapters' own defaults *are* the smoke profile (tests/test_notebooks.py keeps them equal).
-        log(f"{path} not found; each chapter runs with its own defaults (the smoke profile)")
-        return {}, None
-    return load_profile(root, profile), str(path)
-
-
-def _check_overrides_are_declared(overrides: Sequence[tuple[str, str]], notebooks: list[Path]) -> None:
-    """A `-p` name that no chapter of this build declares is a typo, not a silent no-op."""
-    declared: set[str] = set()
-    for notebook in notebooks:
-        declared |= set(declared_parameters(notebook))
-    unknown = sorted({name for name, _ in overrides} - declared)
+def parameter_values(overrides: Sequence[tuple[str, str]], declared: Mapping[str, Parameter]) -> dict[str, Any]:
+    """`-p NAME VALUE` pairs (later ones win) typed by the parameter's type: a profile key's field type when
+    a chapter declares `profile`, else the annotation of the chapter's parameters cell (untyped: YAML).
+    A name that no chapter of this build takes is a typo, not a silent no-op."""
+    takes_profile = PROFILE_PARAMETER in declared
+    unknown = sorted({name for name, _ in overrides
+                      if name not in declared and not (takes_profile and name in PROFILE_HINTS)})
     if unknown:
         raise ProfileError(
             f"no chapter of this build declares the parameter(s) {', '.join(unknown)}; "
             f"declared: {', '.join(sorted(declared)) or 'none'}"
+            + ("; and every profile key (the chapters load the profile)" if takes_profile else "")
         )
+    values: dict[str, Any] = {}
+    for name, text in overrides:
+        if name == PROFILE_PARAMETER and takes_profile:
+            raise ProfileError("choose the profile with --profile, not -p profile")
+        hint = PROFILE_HINTS[name] if takes_profile and name in PROFILE_HINTS else _hint(declared[name].annotation)
+        values[name] = typed_value(name, text, hint, "-p")
+    return values
 
 
-def _provenance(root: Path, build: BookBuild, profile_file: str | None, parameters: dict[str, Any],
-                runs: list[ChapterRun]) -> BuildProvenance:
+def _hint(annotation: str) -> Any:
+    """The type a parameters cell's annotation names ("int", "str | None", "list[int]"); Any for others."""
+    simple = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
+    options = []
+    for part in (part.strip() for part in annotation.split("|")):
+        item = part[len("list["):-1].strip() if part.startswith("list[") and part.endswith("]") else None
+        if part in simple:
+            options.append(simple[part])
+        elif item in simple:
+            options.append(list[simple[item]])
+        else:
+            return Any  # untyped, or a type this reader does not know: the value is read as YAML
+    return functools.reduce(operator.or_, options)
+
+
+def _provenance(root: Path, build: BookBuild, profile: Profile | None, profile_file: str | None,
+                parameters: dict[str, Any], runs: list[ChapterRun]) -> BuildProvenance:
     effective = _effective_parameters(runs)
     data = None
-    if DATA_ROOT_PARAMETER in effective or TWIN_ROOT_PARAMETER in effective:
+    if profile is not None:
+        data = describe_data(release_folder(profile.data_root, profile.twin_root, root))
+    elif DATA_ROOT_PARAMETER in effective or TWIN_ROOT_PARAMETER in effective:
         folder = release_folder(effective.get(DATA_ROOT_PARAMETER), effective.get(TWIN_ROOT_PARAMETER), root)
         data = describe_data(folder)
-    size = effective.get(MODEL_SIZE_PARAMETER, "small")
+    size = profile.model_size if profile is not None else effective.get(MODEL_SIZE_PARAMETER, "small")
     state = git_state(root)
     return BuildProvenance(
         profile=build.profile,
@@ -162,15 +201,6 @@ def _provenance(root: Path, build: BookBuild, profile_file: str | None, paramete
         built_at=utc_now(),
         chapter_seconds={run.chapter: round(run.seconds, 1) for run in runs},
     )
-
-
-def _planned_parameters(notebooks: list[Path], parameters: dict[str, Any]) -> dict[str, Any]:
-    """What the chapters will run with: the profile's value of each declared parameter, else its default."""
-    planned: dict[str, Any] = {}
-    for notebook in notebooks:
-        for name, parameter in declared_parameters(notebook).items():
-            planned.setdefault(name, parameters.get(name, parameter.default))
-    return planned
 
 
 def _effective_parameters(runs: list[ChapterRun]) -> dict[str, Any]:

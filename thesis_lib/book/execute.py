@@ -3,8 +3,11 @@
 - Figures: notebooks draw with matplotlib's inline backend. `MPLBACKEND=Agg` in the environment (common in
   test and CI shells) would silently drop every figure, so the kernel is started with the inline backend
   named explicitly.
-- Parameters: a notebook gets only the profile parameters its `parameters` cell declares, so its hidden
-  injected cell lists exactly what it uses (the papermill CLI with `-f` injects the whole file; both work).
+- Parameters: a notebook gets only the parameters it accepts: those its `parameters` cell declares and,
+  when it declares `profile` (it then loads the typed profile with
+  `thesis_lib.experiments.profile.profile_from_parameters`), every profile key given with `-p`. So its
+  hidden injected cell lists exactly what was set (the papermill CLI with `-f` injects the whole file;
+  both work).
 - Progress: each kernel starts with `thesis_lib.logs.configure_logging()` run before the first cell, so the
   library's log lines (detectors, training, the XAI check) land in the chapter's stderr outputs: kept in
   the executed copy, left out of the pages (`stderr_output: remove`), and echoed live to the build's own
@@ -29,6 +32,7 @@ from typing import Any
 
 from thesis_lib.book.chapters import Chapter
 from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.profile import PROFILE_HINTS
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # what ipykernel uses; Agg would drop figures
 PROJECT_KERNEL = "thesis-lib"  # registered by `make venv` (ipykernel install --sys-prefix --name thesis-lib)
@@ -110,6 +114,11 @@ def declared_parameters(notebook: Path) -> dict[str, Parameter]:
     return parameters
 
 
+def accepted_parameters(declared: Mapping[str, Parameter]) -> set[str]:
+    """The names a chapter takes: those it declares, plus every profile key when it declares `profile`."""
+    return set(declared) | (set(PROFILE_HINTS) if "profile" in declared else set())
+
+
 def project_kernel() -> str:
     """The kernel to run chapters with: the project's `thesis-lib` kernel when registered, else `python3`."""
     from jupyter_client.kernelspec import KernelSpecManager
@@ -159,7 +168,8 @@ def execute_chapter(
     from papermill.exceptions import PapermillExecutionError
 
     declared = declared_parameters(chapter.source)
-    injected = {name: value for name, value in parameters.items() if name in declared}
+    accepted = accepted_parameters(declared)
+    injected = {name: value for name, value in parameters.items() if name in accepted}
     chapter.executed.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
@@ -181,8 +191,7 @@ def execute_chapter(
         raise ChapterFailedError(chapter.name, _source_cell_number(chapter), detail, chapter.executed) from None
     seconds = time.perf_counter() - started
     present_parameters(chapter.executed, declared, injected)
-    effective = {name: injected[name] if name in injected else parameter.default
-                 for name, parameter in declared.items()}
+    effective = {name: parameter.default for name, parameter in declared.items()} | injected
     return ChapterRun(chapter.name, chapter.executed, seconds, effective, tuple(injected))
 
 
@@ -226,6 +235,8 @@ def present_parameters(executed: Path, declared: Mapping[str, Parameter], inject
         origin = "" if name in injected else " (default)"
         meaning = parameter.meaning.replace("|", "\\|")
         rows.append(f"| `{name}` | `{value}`{origin} | {meaning} |")
+    for name in [name for name in injected if name not in declared]:  # profile keys set with -p
+        rows.append(f"| `{name}` | `{injected[name]!r}` | replaces the profile's value |")
     note = "\n".join([
         ":::{admonition} Parameters of this run",
         ":class: note dropdown",
