@@ -361,12 +361,16 @@ def test_late_fusion_refuses_logits_and_mismatched_modalities():
 # --- configs, overrides, CLI -------------------------------------------------------------------------------
 
 
-def test_string_overrides_are_typed_and_unknown_ones_refused():
+def test_overrides_are_checked_against_the_field_types_and_unknown_ones_refused():
     config = default_config("fusion_cross_attention", "small").with_overrides(
-        text_frozen="true", fusion_depth="3", head_dropout="0.3", modalities="text,image"
+        text_frozen=True, fusion_depth=3, head_dropout=0, fusion_dropout=0.3, modalities="text,image"
     )
-    assert config.text.frozen is True and config.fusion.depth == 3 and config.head_dropout == 0.3
+    assert config.text.frozen is True and config.fusion.depth == 3 and config.fusion.dropout == 0.3
+    assert config.head_dropout == 0.0 and isinstance(config.head_dropout, float)  # an int is taken for a float
     assert config.modalities == ("text", "image")
+    assert config.with_overrides(text_pad_token_id=None).text.pad_token_id is None  # None where allowed
+    with pytest.raises(ValueError, match=r"text_frozen='true': expected bool"):  # text is typed by the profile
+        config.with_overrides(text_frozen="true")
     with pytest.raises(ValueError, match="text_colour"):
         config.with_overrides(text_colour="blue")
     with pytest.raises(ValueError, match="no objects encoder"):

@@ -38,7 +38,7 @@ class Case:
     shape: BatchShape
     techniques: Techniques
     size: str = "small"  # registry form: "small" | "full"
-    overrides: tuple[tuple[str, str], ...] = ()  # registry overrides, e.g. (("text_pretrained", "false"),)
+    overrides: tuple[tuple[str, Any], ...] = ()  # registry overrides, e.g. (("text_pretrained", False),)
     modality: str | None = None  # "extract" only: which encoder ("text" | "image")
     label: str = ""  # how reports name the case (default: model, task and modality)
 

@@ -19,7 +19,7 @@ from thesis_lib.bench.techniques import BEST_EAGER, PLAIN, Techniques
 
 SECTIONS = ("train", "extract", "loader", "end_to_end", "detectors", "compile")
 
-Overrides = tuple[tuple[str, str], ...]
+Overrides = tuple[tuple[str, Any], ...]  # (with_overrides key, typed value) pairs
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class BenchConfig:
         return plain
 
 
-_RANDOM_FULL: Overrides = (("text_pretrained", "false"), ("image_pretrained", "false"))
+_RANDOM_FULL: Overrides = (("text_pretrained", False), ("image_pretrained", False))
 
 PROFILES: dict[str, BenchConfig] = {
     "tiny": BenchConfig(
@@ -105,8 +105,8 @@ PROFILES: dict[str, BenchConfig] = {
         channels_last_model=None,
         train_models=(),
         extract_models=(("image_vit", "image"),),
-        common_overrides=(("image_input_size", "32"), ("image_depth", "1"), ("text_max_length", "32"),
-                          ("fusion_dim", "32"), ("fusion_heads", "2"), ("fusion_depth", "1")),
+        common_overrides=(("image_input_size", 32), ("image_depth", 1), ("text_max_length", 32),
+                          ("fusion_dim", 32), ("fusion_heads", 2), ("fusion_depth", 1)),
         model_overrides=(("fusion_cross_attention", (("modalities", "text,image"),)),),
         warmup_steps=1,
         timed_steps=2,
@@ -131,7 +131,7 @@ PROFILES: dict[str, BenchConfig] = {
         size="small",
         train_shape=BatchShape(batch_size=2, text_length=64, image_size=64, regions=8),
         extract_shape=BatchShape(batch_size=8, text_length=64, image_size=64, regions=8),
-        common_overrides=(("image_input_size", "64"), ("text_max_length", "64")),
+        common_overrides=(("image_input_size", 64), ("text_max_length", 64)),
         warmup_steps=1,
         timed_steps=2,
         loader_movies=256,

@@ -47,11 +47,11 @@ PAD_TO_MULTIPLE_OF = 8  # tensor cores want matmul sizes in multiples of 8
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry model in one form, with overrides (random weights: `*_pretrained=false`)."""
+    """A registry model in one form, with overrides (random weights: `*_pretrained=False`)."""
 
     name: str
     size: str
-    overrides: tuple[tuple[str, str], ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = ()
 
     def build(self, device: torch.device) -> GenreClassifier:
         torch.manual_seed(0)

@@ -1,13 +1,16 @@
 """Typed, frozen configs for every model part; a `ModelConfig` names one model completely.
 
 Defaults describe a sensible single part; the registry's recipes (`thesis_lib.models.registry`) choose
-the small (offline, CPU) and full (pretrained, GPU) forms. Notebooks override fields with plain strings,
-`section_field=value` (e.g. `text_backbone="bert-base-uncased"`, `fusion_depth=2`), see `with_overrides`.
+the small (offline, CPU) and full (pretrained, GPU) forms. Fields are overridden by `section_field=value`
+with typed values (e.g. `text_backbone="bert-base-uncased"`, `fusion_depth=2`), see `with_overrides`; text
+from a command line or papermill is typed where it enters (`thesis_lib.experiments.profile`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,12 +120,13 @@ class ModelConfig:
         return tuple(m for m in MODALITIES if getattr(self, m) is not None)
 
     def with_overrides(self, **overrides: Any) -> ModelConfig:
-        """A copy with fields replaced by `section_field=value` (papermill passes plain strings).
+        """A copy with fields replaced by `section_field=value`.
 
         Keys: `head_dropout`; `text_*`, `image_*`, `objects_*`, `fusion_*` for a field of that part
-        (e.g. `image_frozen="true"`, `fusion_kind="early"`); `text` / `image` / `objects` = a config or
-        None to replace or drop a whole part; `modalities="text,image"` to keep only those parts.
-        Strings are converted to the type of the field they replace.
+        (e.g. `image_frozen=True`, `fusion_kind="early"`); `text` / `image` / `objects` = a config or
+        None to replace or drop a whole part; `modalities=("text", "image")` (or "text,image") to keep
+        only those parts. Values must have the field's type (an int is taken for a float); text is not
+        parsed here: a profile or `thesis run KEY=VALUE` types it once, by the same rule everywhere.
         """
         changes: dict[str, Any] = {}
         section_changes: dict[str, dict[str, Any]] = {}
@@ -140,7 +144,7 @@ class ModelConfig:
             elif key in MODALITIES:
                 changes[key] = value
             elif key == "head_dropout":
-                changes[key] = _coerce(value, self.head_dropout, key)
+                changes[key] = _checked(value, _field_types(ModelConfig)[key], key)
             elif (section := key.partition("_")[0]) in (*MODALITIES, "fusion"):
                 section_changes.setdefault(section, {})[key.partition("_")[2]] = value
             else:
@@ -156,9 +160,8 @@ class ModelConfig:
                         f"unknown model override {section}_{field_name}: {type(current).__name__} has fields "
                         f"{sorted(known)}"
                     )
-            typed = {
-                name: _coerce(value, getattr(current, name), f"{section}_{name}") for name, value in fields.items()
-            }
+            hints = _field_types(type(current))
+            typed = {name: _checked(value, hints[name], f"{section}_{name}") for name, value in fields.items()}
             changes[section] = dataclasses.replace(current, **typed)
         return dataclasses.replace(self, **changes)
 
@@ -182,24 +185,24 @@ def _parse_modalities(value: str | tuple[str, ...] | list[str]) -> tuple[str, ..
     return tuple(names)
 
 
-def _coerce(value: Any, current: Any, key: str) -> Any:
-    """Convert a string from papermill/CLI to the type of the value it replaces (bool, int, float, None)."""
-    if not isinstance(value, str) or isinstance(current, str):
-        return value
-    text = value.strip().lower()
-    if text in {"none", "null"}:
-        return None
-    if isinstance(current, bool):
-        if text in {"true", "1", "yes"}:
-            return True
-        if text in {"false", "0", "no"}:
-            return False
-        raise ValueError(f"model override {key}={value!r}: expected true or false")
-    try:
-        if isinstance(current, int) or (current is None and text.lstrip("-").isdigit()):
-            return int(text)
-        if isinstance(current, float):
-            return float(text)
-    except ValueError:
-        raise ValueError(f"model override {key}={value!r}: expected a {type(current).__name__}") from None
-    return value
+def _field_types(config_class: type) -> dict[str, Any]:
+    """Field name -> annotation of a config dataclass (int, str | None, tuple[...])."""
+    return typing.get_type_hints(config_class)
+
+
+def _checked(value: Any, hint: Any, key: str) -> Any:
+    """`value` if it has the type `hint` allows (an int is taken for a float), else ValueError naming `key`."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        kind = typing.get_origin(option) or option
+        if option is type(None) and value is None:
+            return None
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if kind is not Any and isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+    raise ValueError(f"model override {key}={value!r}: expected {_type_name(hint)}, got {type(value).__name__}")
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint)

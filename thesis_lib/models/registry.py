@@ -2,7 +2,7 @@
 
     build_model("fusion_cross_attention")                                  # small form
     build_model("fusion_cross_attention", size="full")                     # BERT-base + ViT-B/16 + YOLO regions
-    build_model("text_bert", size="full", text_backbone="roberta-base")    # papermill-style string overrides
+    build_model("text_bert", size="full", text_backbone="roberta-base")    # section_field=value overrides
 
 Small forms: the packaged pretrained MiniLM for "BERT", a random 2-layer RoBERTa, random ResNet-18 and a
 4-block ViT-Tiny, small fusion widths. Full forms: bert-base-uncased / roberta-base, ResNet-50 /
