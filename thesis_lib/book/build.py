@@ -107,11 +107,14 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
     profile, profile_file, selector = None, None, {}
     if PROFILE_PARAMETER in declared:
         profile = load_profile(build.profile, {k: v for k, v in overrides.items() if k in PROFILE_HINTS}, root=root)
-        profile_file = str(profile_path(build.profile, root))
-        # A name resolves in the chapters' kernel too, unless this tree is not the project (then: the file).
-        same = profile_path(build.profile, root) == profile_path(build.profile)
-        selector = {PROFILE_PARAMETER: build.profile if same else str(Path(profile_file).resolve())}
+        path = profile_path(build.profile, root)
+        profile_file = str(path)
+        # The chapters get a name as it is (it resolves in their kernel too) unless this tree is not the
+        # project; a file they get as an absolute path (their kernel's working folder is the root).
+        by_name = path != Path(build.profile).expanduser() and path == profile_path(build.profile)
+        selector = {PROFILE_PARAMETER: build.profile if by_name else str(path.resolve())}
         log(f"profile {build.profile}: {profile_file}")
+    if profile is not None and DATA_ROOT_PARAMETER in declared:  # some chapter of this build reads the data
         # Fail before running anything when the data is missing (e.g. the full profile without -p data_root).
         release_folder(profile.data_root, profile.twin_root, root)
     parameters = selector | {name: thaw(value) for name, value in overrides.items()}
@@ -182,9 +185,9 @@ def _provenance(root: Path, build: BookBuild, profile: Profile | None, profile_f
                 parameters: dict[str, Any], runs: list[ChapterRun]) -> BuildProvenance:
     effective = _effective_parameters(runs)
     data = None
-    if profile is not None:
+    if profile is not None and DATA_ROOT_PARAMETER in effective:
         data = describe_data(release_folder(profile.data_root, profile.twin_root, root))
-    elif DATA_ROOT_PARAMETER in effective or TWIN_ROOT_PARAMETER in effective:
+    elif profile is None and (DATA_ROOT_PARAMETER in effective or TWIN_ROOT_PARAMETER in effective):
         folder = release_folder(effective.get(DATA_ROOT_PARAMETER), effective.get(TWIN_ROOT_PARAMETER), root)
         data = describe_data(folder)
     size = profile.model_size if profile is not None else effective.get(MODEL_SIZE_PARAMETER, "small")

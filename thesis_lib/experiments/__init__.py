@@ -1,6 +1,7 @@
 """Experiments: the grid of (model x seed) runs, their records, and the results table.
 
-- `profile`: `Profile`, the typed form of notebooks/params/<name>.yaml (`load_profile`).
+- `profile`: `Profile`, the typed form of notebooks/params/<name>.yaml: `load_profile` (thesis run, thesis
+  book), `profile_from_parameters` (a chapter's papermill parameters); runs and ablations are YAML mappings.
 - `specs`: what one run is (`RunSpec`), named variants, the grid's plan and config hashes.
 - `provenance`: git commit and dirty flag, library versions, device.
 - `layout`: where a run's files are (`RunsFolder`, `RunFolder`: RUNS/<split>/<run>/seed<k>/).

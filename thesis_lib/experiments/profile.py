@@ -332,8 +332,7 @@ def typed_value(key: str, value: Any, hint: Any, source: str = "override") -> An
         parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         parsed = value
-    listed = _list_item(hint)
-    if listed is not None and isinstance(parsed, str | int | float | bool) and not isinstance(parsed, list):
+    if _list_item(hint) is not None and isinstance(parsed, str | int | float | bool):  # "0,1,2" or "0"
         parsed = [_yaml_or_text(part) for part in value.split(",") if part.strip()]
     try:
         return _check(key, parsed, hint, source)
