@@ -18,7 +18,7 @@ from thesis_lib.analysis.verdicts import Verdict, verdict_of
 from thesis_lib.analysis.xai_check import criteria
 from thesis_lib.book import error_analysis as errors
 from thesis_lib.book import experiments_chapter as chapter
-from thesis_lib.book import xai_chapter
+from thesis_lib.book import faithfulness, xai_chapter
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.profile import Ablation, load_profile, profile_from_parameters
@@ -270,13 +270,13 @@ def faithfulness_result(**changes):
 
 def test_criteria_are_checked_against_their_references():
     assert criteria(faithfulness_result())["verdict"].tolist() == ["met"] * 5
-    assert xai_chapter.faithfulness_glue(faithfulness_result())["n_met"] == 5
+    assert faithfulness.faithfulness_glue(faithfulness_result())["n_met"] == 5
     weak = criteria(faithfulness_result(gradcam_pointing_game=0.15, randomized_model_pointing_game=0.2))
     assert weak["verdict"].tolist() == ["not met", "not met", "not met", "met", "met"]
-    glued = xai_chapter.faithfulness_glue(faithfulness_result(gradcam_pointing_game=0.15,
+    glued = faithfulness.faithfulness_glue(faithfulness_result(gradcam_pointing_game=0.15,
                                                                randomized_model_pointing_game=0.2))
     assert (glued["n_met"], glued["n_criteria"]) == (2, 5) and glued["criteria_not_met"].startswith("pointing game >= 2 x")
-    unknown = xai_chapter.faithfulness_glue(faithfulness_result(attention_cue_recall_at_5=None))
+    unknown = faithfulness.faithfulness_glue(faithfulness_result(attention_cue_recall_at_5=None))
     assert unknown["criteria_unmeasured"] == "cue recall@5 >= 2 x chance"
 
 
@@ -284,11 +284,11 @@ def test_faithfulness_numbers_are_written_with_their_intervals():
     results = {"fusion_cross_attention": faithfulness_result(),
                "text_x": {"n_pairs": 0, "gradcam_pointing_game": None, "rollout_cue_recall_at_5": 0.5,
                           "rollout_cue_recall_at_5_ci": [0.4, 0.6]}}
-    table = xai_chapter.faithfulness_table(results)
+    table = faithfulness.faithfulness_table(results)
     assert table.loc["fusion_cross_attention", "pointing: Grad-CAM"] == "0.30 [0.25, 0.35]"
     assert table.loc["text_x", "pointing: Grad-CAM"] == "" and table.loc["text_x", "pairs"] == 0
-    assert xai_chapter.faithfulness_glue(results["fusion_cross_attention"])["cue_text"] == "0.40 [0.35, 0.45]"
-    assert xai_chapter.faithfulness_glue(faithfulness_result(deletion_auc=None))["deletion_text"] == "n/a"
+    assert faithfulness.faithfulness_glue(results["fusion_cross_attention"])["cue_text"] == "0.40 [0.35, 0.45]"
+    assert faithfulness.faithfulness_glue(faithfulness_result(deletion_auc=None))["deletion_text"] == "n/a"
 
 
 @pytest.mark.parametrize(("seeds", "first"), [([3, 1], 3), (2, 2), ("4,5", 4), ("[6]", 6)])

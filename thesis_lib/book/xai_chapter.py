@@ -24,14 +24,8 @@ import torch
 
 from thesis_lib.analysis.verdicts import listing
 from thesis_lib.analysis.xai_check import (
-    CLEARLY_BETTER,
     HEADLINE,
-    MET,
-    NEAR_CHANCE,
-    NOT_MET,
     PRIMARY_SPLIT,
-    UNMEASURED,
-    criteria,
 )
 from thesis_lib.data.images import load_poster
 from thesis_lib.experiments.layout import RunsFolder
@@ -46,7 +40,6 @@ from thesis_lib.xai.attention import (
     rollout_token_importance,
     word_piece_importance,
 )
-from thesis_lib.xai.check import XaiCheckConfig, evaluate_run
 from thesis_lib.xai.faithfulness import POSTER_EVIDENCE_KINDS, twin_evidence_boxes
 from thesis_lib.xai.figures import (
     Provenance,
@@ -67,10 +60,6 @@ if TYPE_CHECKING:
 
 PROPOSED = HEADLINE[0]  # the thesis's model: the headline run of `thesis xai check`
 ATTENTION_FUSION = "fusion_attention"  # the fusion with per-movie modality weights
-# The strict pointing game asks for the map's maximum inside the object's box. A 128 px ResNet gives a 4 x 4
-# map whose cell centres fall between the twin's 3 x 3 object layout (xai.check's module docstring), so the
-# chapter uses Zhang et al.'s tolerant variant; chance and the centre baseline use the same grown boxes.
-POINTING_TOLERANCE_PX = 15.0
 BATCH = 32  # movies per forward pass
 
 
@@ -334,42 +323,6 @@ def modality_weights(run: LoadedRun, provenance: Provenance) -> tuple[Figure, pd
     return modality_weights_figure(per_genre, modalities, provenance), table
 
 
-# -------------------------------------------------------------------------------- faithfulness
-
-
-def faithfulness(runs: Mapping[str, LoadedRun], truth: Mapping[str, Any] | None, max_pairs: int,
-                 n_resamples: int) -> dict[str, dict[str, Any]]:
-    """`thesis xai check`'s evaluation of each run (xai.check.evaluate_run) on a fixed sample of
-    `max_pairs` (poster, genre) pairs, with the chapter's pointing tolerance."""
-    config = XaiCheckConfig(max_pairs=max_pairs, max_plots=max_pairs, max_deletion_pairs=min(50, max_pairs),
-                            pointing_tolerance_px=POINTING_TOLERANCE_PX, n_resamples=n_resamples)
-    return {name: evaluate_run(run, truth, config) for name, run in runs.items()}
-
-
-FAITHFULNESS_COLUMNS = {
-    "gradcam_pointing_game": "pointing: Grad-CAM", "hirescam_pointing_game": "pointing: HiResCAM",
-    "random_pointing_game": "pointing: chance", "center_pointing_game": "pointing: centre",
-    "randomized_model_pointing_game": "pointing: randomised model", "gradcam_energy_in_box": "energy in box",
-    "deletion_auc": "deletion AUC", "random_deletion_auc": "deletion AUC: random",
-    "attention_cue_recall_at_5": "cue recall@5: cross-attention", "rollout_cue_recall_at_5": "cue recall@5: rollout",
-    "random_cue_recall_at_5": "cue recall@5: chance",
-}
-
-
-def faithfulness_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Runs x measures, each "mean [95% CI]" (blank where a model cannot have it), with the pair count."""
-    rows = {}
-    for name, result in results.items():
-        row = {"pairs": result["n_pairs"]}
-        for key, label in FAITHFULNESS_COLUMNS.items():
-            if key not in result:
-                continue  # real data: no boxes or cue words
-            value, interval = result[key], result.get(f"{key}_ci")
-            row[label] = "" if value is None else f"{value:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
-        rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
-
-
 def modality_values(table: pd.DataFrame, truth: Mapping[str, Any] | None) -> dict[str, Any]:
     """Where each modality gets its largest mean weight, and (twin) the plot's mean weight over the text
     genres against the image genres, for the prose. Means over test movies: a description, not a test."""
@@ -383,27 +336,3 @@ def modality_values(table: pd.DataFrame, truth: Mapping[str, Any] | None) -> dic
     image = table.loc[[g for g in GENRES if kinds[g] == "image"], "text"].mean()
     return {"weight_peaks": peaks, "text_weight_text_genres": text, "text_weight_image_genres": image,
             "plot_weight": "more" if text > image else "not more"}
-
-
-def _estimate(result: Mapping[str, Any], key: str) -> str:
-    value, interval = result.get(key), result.get(f"{key}_ci")
-    if value is None:
-        return "n/a"
-    return f"{value:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
-
-
-def faithfulness_glue(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The proposed model's faithfulness numbers as text ("0.25 [0.17, 0.34]"; "n/a" where it has none),
-    the criteria constants and how many criteria it meets (`analysis.xai_check.criteria`), for the prose."""
-    keys = {"pointing_text": "gradcam_pointing_game", "chance_text": "random_pointing_game",
-            "centre_text": "center_pointing_game", "randomised_text": "randomized_model_pointing_game",
-            "cue_text": "attention_cue_recall_at_5", "cue_chance_text": "random_cue_recall_at_5",
-            "rollout_text": "rollout_cue_recall_at_5", "deletion_text": "deletion_auc",
-            "random_deletion_text": "random_deletion_auc"}
-    values: dict[str, Any] = {name: _estimate(result, key) for name, key in keys.items()}
-    table = criteria(result)
-    return values | {"n_pairs": int(result["n_pairs"]), "tolerance_px": POINTING_TOLERANCE_PX,
-                     "clearly_better": CLEARLY_BETTER, "near_chance": NEAR_CHANCE, "n_criteria": len(table),
-                     "n_met": int((table["verdict"] == MET).sum()),
-                     "criteria_not_met": listing(table.index[table["verdict"] == NOT_MET].tolist()),
-                     "criteria_unmeasured": listing(table.index[table["verdict"] == UNMEASURED].tolist())}
