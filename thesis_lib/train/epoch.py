@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from thesis_lib.train.checkpoint import ProcessState, RunProgress
 from thesis_lib.train.config import TrainConfig
-from thesis_lib.train.logging import StepLogger, progress_bar, show_training_lines
+from thesis_lib.train.logging import StepLogger, progress_bar
 from thesis_lib.train.optim import optimizer_steps_per_epoch
 from thesis_lib.train.results import EpochTrainStats, EvalResult, Predictions, StepEvent
 from thesis_lib.train.validation import validation_metrics
@@ -73,7 +73,6 @@ def train_one_epoch(
         raise ValueError(f"train_one_epoch(epoch={epoch}) was given the progress of epoch {progress.epoch}")
     process_state = ProcessState(rng={}) if process_state is None else process_state
     if step_logger is None:
-        show_training_lines()
         steps = optimizer_steps_per_epoch(len(loader), accelerator.gradient_accumulation_steps)
         step_logger = StepLogger(
             total_steps=progress.global_step + steps,  # the ETA runs to the end of this epoch

@@ -2,16 +2,14 @@
 
 One plain log line every `log_every` optimizer steps and one per epoch (no carriage returns, so logs do not
 fill with partial progress-bar frames). A tqdm bar is added only when stderr is an interactive terminal.
-Each module writes through its own logger (`logging.getLogger(__name__)`, all under `thesis_lib.train`);
-if the program configured no logging at all (neither `thesis_lib.logs.configure_logging` nor a root
-handler), `show_training_lines` attaches a stdout handler to `thesis_lib.train` so the lines still show (a
-notebook shows stdout), and any later `logging.basicConfig`/handler setup takes over as usual.
+Each module writes through its own logger (`logging.getLogger(__name__)`, all under `thesis_lib.train`)
+and configures nothing: the program that runs the training decides where the lines go (the `thesis`
+command and the book call `thesis_lib.logs.configure_logging`; a notebook of one's own can too).
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -21,19 +19,7 @@ import torch
 
 from thesis_lib.train.optim import current_learning_rates
 
-LOGGER_NAME = "thesis_lib.train"  # the package logger: every training module's logger is a child of it
 T = TypeVar("T")
-
-
-def show_training_lines() -> logging.Logger:
-    """The package logger, made visible at INFO when the program has not configured logging."""
-    logger = logging.getLogger(LOGGER_NAME)
-    if not logger.hasHandlers():  # this logger, `thesis_lib` (configure_logging) or the root: none has one
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    return logger
 
 
 def format_duration(seconds: float) -> str:

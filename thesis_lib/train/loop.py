@@ -35,7 +35,7 @@ from thesis_lib.train.checkpoint import (
 )
 from thesis_lib.train.config import TrainConfig
 from thesis_lib.train.epoch import evaluate, train_one_epoch
-from thesis_lib.train.logging import StepLogger, show_training_lines
+from thesis_lib.train.logging import StepLogger
 from thesis_lib.train.optim import current_learning_rates
 from thesis_lib.train.prepare import (
     TrainingParts,
@@ -166,7 +166,6 @@ def fit(
         )
     accelerator = accelerator or make_accelerator(config)
     check_accelerator(accelerator, config)
-    show_training_lines()
     set_seed(config.seed)
     parts = prepare_training(model, train_set, val_set, config, checkpoint_dir, collate_fn, accelerator)
     progress, process_state = RunProgress(), ProcessState(rng={})
