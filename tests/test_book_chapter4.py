@@ -89,6 +89,9 @@ def test_the_chapter_profile_takes_papermill_values():
         profile_from_parameters(parameters)
 
 
+RAW_ABLATION = "[{name: text_roberta@raw, changes: {text_cleaning: raw, text_max_length: 128}}]"
+
+
 def test_ablations_are_described_in_words():
     profile = load_profile("smoke")
     found = {ablation.name: ablation for ablation in chapter.ablations_of(profile)}
@@ -96,7 +99,9 @@ def test_ablations_are_described_in_words():
     no_objects = found["fusion_cross_attention@no_objects"]
     assert (no_objects.base, no_objects.description) == ("fusion_cross_attention", "reads text + image only")
     assert found["fusion_cross_attention@one_way"].description == "one-way attention (plot to poster)"
-    assert found["text_roberta@raw"].description == "plots cut at 128 tokens; raw plots (no cleaning)"
+    with_raw = load_profile("smoke", {"ablations": RAW_ABLATION})  # two changes, as `-p ablations ...` gives them
+    (raw,) = chapter.ablations_of(with_raw)
+    assert raw.description == "plots cut at 128 tokens; raw plots (no cleaning)"
     assert chapter.describe_setting("fusion_depth", "1") == "1 cross-attention block"
     assert chapter.describe_setting("late", "joint") == "late fusion trained jointly"
     assert chapter.describe_setting("new_key", "3") == "new_key=3"

@@ -89,7 +89,7 @@ def test_overrides_are_typed_like_the_key():
 
 
 def test_runs_are_typed_once_and_round_trip():
-    profile = load_profile("smoke")
+    profile = load_profile("smoke", {"ablations": "[{name: text_roberta@raw, changes: {text_cleaning: raw, text_max_length: 128}}]"})  # text, as `thesis run ablations=...` gives it
     raw = next(a for a in profile.ablations if a.name == "text_roberta@raw")
     assert (raw.base, raw.tag, dict(raw.changes)) == ("text_roberta", "raw", {"text_cleaning": "raw",
                                                                               "text_max_length": 128})
