@@ -46,17 +46,9 @@ from thesis_lib.book.provenance import (
     utc_now,
 )
 from thesis_lib.errors import ThesisError
-from thesis_lib.experiments.profile import (
-    DEFAULT_PROFILE,
-    PROFILE_HINTS,
-    Profile,
-    ProfileError,
-    load_profile,
-    profile_path,
-    thaw,
-    typed_value,
-)
+from thesis_lib.experiments.profile import DEFAULT_PROFILE, PROFILE_HINTS, Profile, load_profile, profile_path
 from thesis_lib.experiments.provenance import git_state
+from thesis_lib.experiments.values import ProfileError, thaw, typed_value
 
 PROFILE_PARAMETER = "profile"  # a chapter that declares it loads the typed profile (and takes its keys)
 DATA_ROOT_PARAMETER = "data_root"  # the release folder (see notebooks/params/); None: the twin ...

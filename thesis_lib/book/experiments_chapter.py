@@ -38,8 +38,9 @@ from thesis_lib.analysis.comparison import (
 from thesis_lib.analysis.verdicts import Verdict, listing
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.grid import GridReport, run_grid
-from thesis_lib.experiments.profile import Profile, value_text
+from thesis_lib.experiments.profile import Profile
 from thesis_lib.experiments.specs import definitions
+from thesis_lib.experiments.values import value_text
 from thesis_lib.logs import configure_logging
 
 GRID_LOG = "book-grid.log"  # RUNS/<this>: what the grid printed while the chapter ran it
