@@ -23,17 +23,16 @@ from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.twin import load_twin_truth
 from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.experiments.layout import RunFolder, RunsFolder
-from thesis_lib.experiments.loaded_run import DetectionsCache, load_run
+from thesis_lib.experiments.loaded_run import THRESHOLD_POLICY, DetectionsCache, load_run
 from thesis_lib.experiments.records import RecordError, model_config_from_dict, read_record
 from thesis_lib.experiments.restore import SourceRunError
+from thesis_lib.experiments.table import PRIMARY_SPLIT
 from thesis_lib.train.checkpoint import CheckpointMismatchError
 from thesis_lib.xai.check import REAL_KEYS, TWIN_KEYS, ExplainableRun, XaiCheckConfig, XaiCheckError, evaluate_run
 
 logger = logging.getLogger(__name__)
 
 HEADLINE = ("fusion_cross_attention", 0)  # (model, seed) whose values are the summary's top-level keys
-THRESHOLD_POLICY = "tuned_per_genre"  # which predictions count as positive: the run's dev-tuned thresholds
-PRIMARY_SPLIT = "thesis"
 CLEARLY_BETTER = 2.0  # a score "clearly better than chance" is at least this many times chance
 NEAR_CHANCE = 1.5  # the randomised model's pointing game "falls to near chance": at most this many times chance
 MET, NOT_MET, UNMEASURED = "met", "not met", "not measurable"
