@@ -67,7 +67,9 @@ def test_missing_key_is_named_with_the_file(tmp_path):
         load_profile(path)
 
 
-BAD_VALUES = [("epochs", "three"), ("seeds", ["a"]), ("device", "tpu"), ("lr_scales", [])]
+BAD_VALUES = [("epochs", "three"), ("seeds", ["a"]), ("device", "tpu"), ("lr_scales", []),
+              ("plot_choice", "shortest"), ("mixed_precision", "fp8"), ("num_workers", -2),
+              ("gradient_accumulation", 0), ("gradient_accumulation", 3)]  # 3 does not divide batch_size 16
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_VALUES)

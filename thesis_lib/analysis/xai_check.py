@@ -23,7 +23,7 @@ from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.twin import load_twin_truth
 from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.experiments.layout import RunFolder, RunsFolder
-from thesis_lib.experiments.loaded_run import THRESHOLD_POLICY, DetectionsCache, load_run
+from thesis_lib.experiments.loaded_run import THRESHOLD_POLICY, DetectionsCache, load_run, record_plot_choice
 from thesis_lib.experiments.records import RecordError, model_config_from_dict, read_record
 from thesis_lib.experiments.restore import SourceRunError
 from thesis_lib.experiments.table import PRIMARY_SPLIT
@@ -83,7 +83,7 @@ def check_runs(
     config = config or XaiCheckConfig()
     found = find_runs(RunsFolder(runs), split)  # a missing or empty runs folder fails before the data is read
     truth = load_twin_truth(data) if (Path(data) / TRUTH_FILE).is_file() else None
-    release = load_release(data)
+    release = load_release(data, plot_choice=_plot_choice(found))
     detections: DetectionsCache = {}
     load = load or (lambda run, release: explainable_run(run, release, detections))
     per_run, skipped = [], []
@@ -96,6 +96,16 @@ def check_runs(
         logger.info("xai check: %s seed %d", folder.name, folder.seed)
         per_run.append(evaluate_run(run, truth, config))
     return summarise(per_run, skipped, data, truth is not None, config)
+
+
+def _plot_choice(found: list[RunFolder]) -> str:
+    """The plot choice the runs were trained with (they share one: it is part of every config hash)."""
+    records = [read_record(folder) for folder in found]
+    choices = {record_plot_choice(record) for record in records if record is not None and record.get("kind") == "train"}
+    if len(choices) > 1:
+        raise XaiCheckError(f"the runs read different plots of each movie ({sorted(choices)}): check them one "
+                            "plot choice at a time")
+    return choices.pop() if choices else "longest"
 
 
 def summarise(per_run: list[dict[str, Any]], skipped: list[dict[str, Any]], data: Path, twin: bool,

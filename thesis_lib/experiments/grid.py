@@ -104,7 +104,7 @@ def open_grid(
     """Data, splits, device and plan of a grid, without running anything."""
     runs = RunsFolder(Path(runs_dir).expanduser() if runs_dir else profile.runs_path())
     plan = plan_grid(profile, models, seeds)  # profile errors surface before any data is read
-    release = load_release(resolve_data_root(profile, data_root))
+    release = load_release(resolve_data_root(profile, data_root), plot_choice=profile.plot_choice)
     log.info("data: %d movies from %s (fingerprint %s); %d skipped", len(release.movies), release.root,
              release.fingerprint[:12], len(release.skipped_ids))
     splits = make_splits(profile, release, runs)

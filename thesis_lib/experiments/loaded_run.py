@@ -119,6 +119,11 @@ class LoadedRun:
         return model.eval()
 
 
+def record_plot_choice(record: dict[str, Any]) -> str:
+    """Which plot of each movie's list the run read (records before the profile key existed: "longest")."""
+    return record.get("config", {}).get("train", {}).get("plot_choice", "longest")
+
+
 def load_run(run: RunFolder, release: Release, detections: DetectionsCache | None = None) -> LoadedRun:
     """The finished run in `run`, on `release` (the data it was trained on: checked by fingerprint).
 
@@ -132,6 +137,10 @@ def load_run(run: RunFolder, release: Release, detections: DetectionsCache | Non
     if record["data"]["fingerprint"] != release.fingerprint:
         raise RecordError(f"{run.label} was trained on other data (fingerprint {record['data']['fingerprint'][:12]}, "
                           f"{record['data']['root']}) than {release.root} ({release.fingerprint[:12]})")
+    plot_choice = record_plot_choice(record)
+    if plot_choice != release.plot_choice:
+        raise RecordError(f"{run.label} read the {plot_choice!r} plot of each movie, but {release.root} was loaded "
+                          f"with plot_choice={release.plot_choice!r}: load it with plot_choice={plot_choice!r}")
     config = model_config_from_dict(record["model_config"])
     model = restore_trained_model(run, record, config=config)  # eval mode
     split = run_split(record, run, release)

@@ -69,7 +69,7 @@ class Profile:
     model_overrides: Mapping[str, Mapping[str, Any]]  # registry model -> changes for every run of that model
     model_size: str                  # registry form: "small" (offline, CPU) | "full" (pretrained, GPU)
     device: str                      # "cpu" | "auto" (accelerate's choice: the GPU when there is one)
-    mixed_precision: str             # "no" | "bf16"
+    mixed_precision: str             # "no" | "bf16" | "fp16" (a GPU without bf16 runs a bf16 profile in fp16)
     fused_adamw: bool                # one fused AdamW kernel per step (GPU speed; same maths)
     channels_last: bool              # NHWC weights and posters for convolutional encoders (GPU tensor cores)
     group_by_length: bool            # training batches of plots of similar token length (less padding)
@@ -78,8 +78,10 @@ class Profile:
     image_augment: bool              # random resized crops, flips and colour jitter on training posters
     text_max_length: int             # plot tokens kept (special tokens included)
     text_cleaning: str               # "clean" (lower-case, no punctuation, no stop words) | "raw"
+    plot_choice: str                 # which entry of a movie's plot list is read: "longest" | "first" | "concat"
     epochs: int                      # epochs per training run, the same for every model
-    batch_size: int
+    batch_size: int                  # global batch per optimizer step, whatever the processes and accumulation
+    gradient_accumulation: int       # micro-batches per optimizer step (per-process batch = batch / (procs x this))
     lr_head: float                   # learning rate of layers trained from scratch (and random encoders)
     lr_backbone: float               # learning rate of encoders that start from trained weights
     lr_scales: list[float]           # learning-rate trials: each scales both rates; dev picks one
@@ -88,7 +90,7 @@ class Profile:
     patience: int | None             # early stopping on the dev monitor; null: never stop early
     pos_weight: str                  # "none" | "inverse_frequency" (MMBT's BCE weighting)
     monitor: str                     # dev score that picks the best epoch and trial: "macro_f1" | "map_macro" | "loss"
-    num_workers: int                 # DataLoader worker processes
+    num_workers: int                 # DataLoader worker processes; -1: one per core less two (cores - 2)
     unimodal_backbones: str          # single-modality runs: "finetune" | "frozen" (cached features, head only)
     fusion_backbones: str            # fusion runs: "frozen" (cached encoder features) | "finetune"
     fusion_encoders: str             # "runs": fusions start from the single-modality runs' encoders; "registry"
@@ -102,7 +104,8 @@ class Profile:
         choices = {
             "model_size": ("small", "full"),
             "device": ("cpu", "auto"),
-            "mixed_precision": ("no", "bf16"),
+            "mixed_precision": ("no", "bf16", "fp16"),
+            "plot_choice": ("longest", "first", "concat"),
             "text_cleaning": ("clean", "raw"),
             "pos_weight": ("none", "inverse_frequency"),
             "monitor": ("macro_f1", "map_macro", "loss"),
@@ -121,11 +124,16 @@ class Profile:
             raise ValueError("seeds and models must not be empty")
         if not self.lr_scales or min(self.lr_scales) <= 0:
             raise ValueError(f"lr_scales: {self.lr_scales!r} must be positive numbers (one per trial)")
-        for key in ("epochs", "batch_size", "image_size", "text_max_length", "bootstrap_resamples", "twin_movies"):
+        for key in ("epochs", "batch_size", "gradient_accumulation", "image_size", "text_max_length", "bootstrap_resamples", "twin_movies"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be at least 1, got {getattr(self, key)}")
-        if self.cpu_threads < 0 or self.num_workers < 0:
-            raise ValueError("cpu_threads and num_workers must be >= 0")
+        if self.cpu_threads < 0:
+            raise ValueError(f"cpu_threads: must be >= 0, got {self.cpu_threads}")
+        if self.num_workers < -1:
+            raise ValueError(f"num_workers: must be >= 0, or -1 for one per core less two, got {self.num_workers}")
+        if self.batch_size % self.gradient_accumulation:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of gradient_accumulation "
+                             f"{self.gradient_accumulation} (the global batch is split into equal micro-batches)")
         variants = [name for name in self.models if "@" in name]
         if variants:
             raise ValueError(f"models: {variants} are variants; name them with their changes under ablations")

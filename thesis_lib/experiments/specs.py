@@ -248,7 +248,7 @@ def train_settings(profile: Profile) -> dict[str, Any]:
     """The profile keys that decide how every trained run is trained (part of every config hash)."""
     keys = ("epochs", "batch_size", "lr_head", "lr_backbone", "lr_scales", "weight_decay", "warmup_ratio",
             "patience", "pos_weight", "monitor", "mixed_precision", "image_size", "image_augment", "text_max_length",
-            "model_size")
+            "plot_choice", "model_size")
     return {key: getattr(profile, key) for key in keys}
 
 

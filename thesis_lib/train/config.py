@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-MixedPrecision = Literal["no", "bf16"]
+MixedPrecision = Literal["no", "bf16", "fp16"]
 PosWeight = Literal["none", "inverse_frequency"]
 Monitor = Literal["macro_f1", "map_macro", "loss"]
 
@@ -37,7 +37,7 @@ class TrainConfig:
     threshold: float = 0.5  # decision threshold for the validation F1 (the MM-IMDb papers report at 0.5)
     log_every: int = 50  # one log line every this many optimizer steps
     checkpoint_every_steps: int = 0  # also save `last` every N optimizer steps (mid-epoch resume); 0: epoch ends only
-    mixed_precision: MixedPrecision = "no"  # "bf16": autocast on GPU (no loss scaling needed, unlike fp16)
+    mixed_precision: MixedPrecision = "no"  # "bf16": autocast on GPU (no loss scaling); "fp16": with loss scaling
     seed: int = 0  # seeds python/numpy/torch, the per-epoch shuffling (seed + epoch) and dropout
     num_workers: int = 0  # DataLoader worker processes (0 loads in the main process)
     backbone_prefixes: tuple[str, ...] = ("encoders.",)  # parameter-name prefixes of pretrained backbones
