@@ -16,6 +16,8 @@ TWIN_MOVIES ?= 2000
 TWIN_SEED ?= 0
 PYTEST_ARGS ?=
 BOOK_ARGS ?=
+DATA ?=
+RUNS ?=
 BENCH_PROFILE ?= cpu
 BENCH_ARGS ?=
 # The book test opens the rendered book in headless Chromium; Nanum gives the Korean titles their glyphs.
@@ -51,9 +53,10 @@ browser:  ## install headless Chromium (Debian apt-get) when it is missing
 twin: $(STAMP)  ## generate the synthetic MM-IMDb twin used by the smoke profile (skipped when present)
 	@test -f $(TWIN)/twin_truth.json || $(VENV)/bin/thesis data synth $(TWIN) --movies $(TWIN_MOVIES) --seed $(TWIN_SEED)
 
-# The twin is the smoke profile's data; other profiles name their own data_root.
+# The twin is the smoke profile's data; other profiles name their own data_root (DATA=...). A full-size profile
+# or RUNS=... renders finished runs only (make them first with `thesis run`); BOOK_ARGS=--train-missing trains.
 book: $(if $(filter smoke,$(PROFILE)),twin,$(STAMP))  ## run every chapter (papermill, $(PROFILE) profile) and build the HTML book in _build/html
-	$(VPY) -m thesis_lib.book --profile $(PROFILE) $(BOOK_ARGS)
+	$(VPY) -m thesis_lib.book --profile $(PROFILE) $(if $(DATA),-p data_root $(DATA)) $(if $(RUNS),--runs $(RUNS)) $(BOOK_ARGS)
 
 bench: $(STAMP)  ## speed benchmark (cpu: small models, prints numbers, asserts nothing; gpu: full size); JSON in benchmarks/results/
 	$(VPY) benchmarks/run_bench.py --profile $(BENCH_PROFILE) $(BENCH_ARGS)

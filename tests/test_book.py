@@ -169,6 +169,23 @@ def test_book_command_rejects_an_unknown_chapter_before_touching_anything(capsys
     assert (sorted(executed.iterdir()) if executed.exists() else None) == before
 
 
+def test_render_only_stops_on_missing_runs_before_any_chapter_runs(tiny_twin, tmp_path, capsys):
+    executed = ROOT / EXECUTED_DIR
+    before = sorted(executed.iterdir()) if executed.exists() else None
+    runs = tmp_path / "runs"  # given a runs folder, the book renders only: nothing is trained
+    assert main(["book", "--profile", "smoke", "-p", "data_root", str(tiny_twin), "--runs", str(runs),
+                 "--only", "03_data", "04_experiments"]) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("thesis: error: ")]
+    assert "runs are not finished in" in error and "thesis/text_bert/seed0" in error
+    assert f"thesis run --profile smoke --data {tiny_twin} --runs {runs}" in error
+    assert (sorted(executed.iterdir()) if executed.exists() else None) == before  # no chapter ran
+    assert not runs.exists()  # and no split file or run folder was made
+
+
+def test_only_chapters_that_read_runs_need_them():
+    assert {chapter.name for chapter in chapters_from_toc(ROOT) if chapter.reads_runs} == {"04_experiments", "04_xai"}
+
+
 def test_module_entry_point_shows_the_book_options():
     result = subprocess.run([sys.executable, "-m", "thesis_lib.book", "--help"], capture_output=True, text=True)
     assert result.returncode == 0

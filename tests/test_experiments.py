@@ -15,7 +15,7 @@ from thesis_lib.cli import main
 from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.splits import load_split
 from thesis_lib.experiments import load_profile, run_grid
-from thesis_lib.experiments.grid import open_grid
+from thesis_lib.experiments.grid import grid_status, open_grid
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.loaded_run import load_run
 from thesis_lib.experiments.records import read_predictions, tuned_thresholds
@@ -149,6 +149,19 @@ def test_rerun_skips_finished_runs(environment, first_grid):
     assert report.executed == [] and report.failed == []
     assert sorted(label.split("/")[1] for label in report.skipped) == sorted(RUNS)
     assert mtimes(runs) == before
+
+
+def test_grid_status_names_what_run_grid_would_run(environment, first_grid, tiny_grid):
+    profile = load_profile(environment["profile"])
+    done = grid_status(profile, data_root=str(environment["twin"]), runs_dir=str(environment["runs"]))
+    assert done.complete and sorted(label.split("/")[1] for label in done.finished) == sorted(RUNS)
+    early = {**FUSION_OVERRIDES["fusion_early"], "fusion_dropout": 0.4}
+    changed = load_profile(environment["profile"], {"model_overrides": {
+        **tiny_grid.resnet, **tiny_grid.roberta, **FUSION_OVERRIDES, "fusion_early": early}})
+    status = grid_status(changed, data_root=str(environment["twin"]), runs_dir=str(environment["runs"]))
+    assert [label.split("/")[1] for label in status.missing] == ["fusion_early"]
+    elsewhere = grid_status(profile, data_root=str(environment["twin"]), runs_dir=str(environment["runs"] / "none"))
+    assert elsewhere.finished == [] and len(elsewhere.missing) == len(RUNS)
 
 
 def test_a_changed_value_reruns_only_that_model(environment, first_grid, tiny_grid):

@@ -46,6 +46,7 @@ from thesis_lib.book.provenance import (
     utc_now,
 )
 from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.grid import GridStatus, grid_status
 from thesis_lib.experiments.profile import DEFAULT_PROFILE, PROFILE_HINTS, Profile, load_profile, profile_path
 from thesis_lib.experiments.provenance import git_state
 from thesis_lib.experiments.values import ProfileError, thaw, typed_value
@@ -73,6 +74,9 @@ class BookBuild:
     only: tuple[str, ...] | None = None  # chapter names to run (None: every chapter of the TOC)
     output: Path | None = None  # Jupyter Book's --path-output (None: root); HTML lands in <output>/_build/html
     kernel: str | None = None  # Jupyter kernel (None: the project's thesis-lib kernel, else python3)
+    # Render only from finished runs (stop, naming the missing ones) instead of training them inside a
+    # chapter. None: render only for a full-size profile or when the runs folder is given (-p runs_dir).
+    render_only: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,33 @@ class BookResult:
 
 class BookBuildError(ThesisError, RuntimeError):
     """Jupyter Book reported warnings or errors (the build runs with -W, so a broken reference fails)."""
+
+
+class MissingRunsError(ThesisError):
+    """A render-only build whose runs folder lacks finished runs of the profile's grid."""
+
+
+def renders_only(build: BookBuild, profile: Profile, overrides: Mapping[str, Any]) -> bool:
+    """Whether this build renders from finished runs only (see `BookBuild.render_only`)."""
+    if build.render_only is not None:
+        return build.render_only
+    return profile.model_size == "full" or "runs_dir" in overrides
+
+
+def check_runs_finished(build: BookBuild, profile: Profile) -> GridStatus:
+    """Stop a render-only build before any chapter runs when a run of the grid is not finished: one line
+    with the missing runs and the `thesis run` command that makes them."""
+    status = grid_status(profile)
+    if status.complete:
+        return status
+    shown = ", ".join(status.missing[:6]) + (f" and {len(status.missing) - 6} more" if len(status.missing) > 6 else "")
+    data = f" --data {profile.data_root}" if profile.data_root else ""
+    raise MissingRunsError(
+        f"{len(status.missing)} of {len(status.missing) + len(status.finished)} runs are not finished in "
+        f"{status.runs_dir} ({shown}): make them first with `thesis run --profile {build.profile}{data} "
+        f"--runs {status.runs_dir}`, then build the book again (it renders finished runs only; "
+        "--train-missing trains them inside the chapter instead)"
+    )
 
 
 def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> BookResult:
@@ -109,6 +140,9 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
     if profile is not None and DATA_ROOT_PARAMETER in declared:  # some chapter of this build reads the data
         # Fail before running anything when the data is missing (e.g. the full profile without -p data_root).
         release_folder(profile.data_root, profile.twin_root, root)
+    if profile is not None and any(chapter.reads_runs for chapter in chapters) and renders_only(build, profile, overrides):
+        status = check_runs_finished(build, profile)  # MissingRunsError before any chapter runs
+        log(f"render only: all {len(status.finished)} runs of the grid are finished in {status.runs_dir}")
     parameters = selector | {name: thaw(value) for name, value in overrides.items()}
 
     executed_dir = root / EXECUTED_DIR

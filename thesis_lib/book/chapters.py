@@ -9,6 +9,7 @@ of the TOC without the others, so the book never links to a page this build did 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,13 @@ class Chapter:
     name: str  # the notebook's stem, e.g. "03_data"
     source: Path  # <root>/notebooks/<name>.ipynb
     executed: Path  # <root>/book/_executed/<name>.ipynb (what the TOC points at)
+
+    @property
+    def reads_runs(self) -> bool:
+        """The chapter shows finished runs of the profile's grid (its notebook's metadata says
+        `"thesis": {"reads_runs": true}`): a render-only build checks they exist before it starts."""
+        metadata = json.loads(self.source.read_text(encoding="utf-8")).get("metadata", {})
+        return bool(metadata.get("thesis", {}).get("reads_runs", False))
 
 
 def read_toc(path: Path) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""`thesis book [--profile P] [-p NAME VALUE ...] [--only CHAPTER ...]`: run the chapters, build the HTML book.
+"""`thesis book [--profile P] [-p NAME VALUE ...] [--only CHAPTER ...] [--runs DIR] [--render-only | --train-missing]`:
+run the chapters, build the HTML book.
+
+A full-size profile (or a build given --runs) renders from finished runs only: a missing run stops the
+build before any chapter runs, naming it and the `thesis run` command that makes it, instead of training
+it for hours inside a notebook.
 
 Also what `python -m thesis_lib.book` and `make book` run. Exit status 0, 1 when a chapter or the Jupyter
 Book step failed (the message names the chapter and cell, or the log), 2 for bad input (profile,
@@ -30,6 +35,14 @@ def add_book_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override one parameter, typed as papermill's -p types it (repeatable)")
     parser.add_argument("--only", nargs="+", default=None, metavar="CHAPTER",
                         help="run and build only these chapters (notebook names, e.g. 03_data)")
+    parser.add_argument("--runs", default=None, metavar="DIR",
+                        help="the runs folder to render (the profile's runs_dir; implies --render-only)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--render-only", dest="render_only", action="store_true", default=None,
+                      help="render from finished runs; stop naming the missing ones and the `thesis run` that makes "
+                           "them (default for a full-size profile and with --runs)")
+    mode.add_argument("--train-missing", dest="render_only", action="store_false",
+                      help="train missing runs inside the experiments chapter (default for the smoke profile)")
 
 
 def book_command(ns: argparse.Namespace) -> int:
@@ -38,8 +51,9 @@ def book_command(ns: argparse.Namespace) -> int:
     from thesis_lib.book.execute import ChapterFailedError
     from thesis_lib.paths import project_root
 
-    build = BookBuild(root=project_root(), profile=ns.profile, overrides=tuple(tuple(pair) for pair in ns.params),
-                      only=tuple(ns.only) if ns.only else None)
+    overrides = tuple(tuple(pair) for pair in ns.params) + ((("runs_dir", ns.runs),) if ns.runs else ())
+    build = BookBuild(root=project_root(), profile=ns.profile, overrides=overrides,
+                      only=tuple(ns.only) if ns.only else None, render_only=ns.render_only)
     started = time.perf_counter()
     try:
         result = build_book(build)  # bad input raises another ThesisError: one line, exit 2

@@ -22,7 +22,7 @@ import torch
 from accelerate import Accelerator
 
 from thesis_lib.data.mmimdb import Release, load_release
-from thesis_lib.data.splits import Split, load_or_create_thesis_split, official_split
+from thesis_lib.data.splits import Split, load_or_create_thesis_split, load_split, official_split
 from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.experiments.layout import RunsFolder
@@ -81,6 +81,11 @@ def resolve_data_root(profile: Profile, data_root: str | None) -> Path:
     return twin
 
 
+def thesis_split_file(profile: Profile, release: Release) -> str:
+    """The name of the thesis split's file under RUNS/splits/ (one per split seed and release)."""
+    return f"thesis-seed{profile.split_seed}-{release.fingerprint[:12]}.json"
+
+
 def make_splits(profile: Profile, release: Release, runs: RunsFolder) -> dict[str, Split]:
     """The profile's splits; the thesis split is made once per release and stored under RUNS/splits/."""
     splits = {}
@@ -88,9 +93,53 @@ def make_splits(profile: Profile, release: Release, runs: RunsFolder) -> dict[st
         if name == "official":
             splits[name] = official_split(release)
         else:
-            path = runs.splits / f"thesis-seed{profile.split_seed}-{release.fingerprint[:12]}.json"
+            path = runs.splits / thesis_split_file(profile, release)
             splits[name] = load_or_create_thesis_split(release, path, seed=profile.split_seed)
     return splits
+
+
+@dataclass(frozen=True)
+class GridStatus:
+    """Which runs of a profile's grid are finished in a runs folder (nothing is trained to find out)."""
+
+    runs_dir: Path
+    finished: list[str]  # run labels
+    missing: list[str]   # run labels: no record, or one from another config, data or split
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def grid_status(
+    profile: Profile,
+    *,
+    data_root: str | None = None,
+    runs_dir: str | None = None,
+    models: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> GridStatus:
+    """The finished and missing runs of the profile's grid, by the test `run_grid` skips with (config hash,
+    data fingerprint, split hash). Reads the release without decoding posters; creates no split file."""
+    runs = RunsFolder(Path(runs_dir).expanduser() if runs_dir else profile.runs_path())
+    plan = plan_grid(profile, models, seeds)
+    hashes = config_hashes(plan, profile)
+    release = load_release(resolve_data_root(profile, data_root), plot_choice=profile.plot_choice,
+                           verify_posters="none")
+    split_hashes = {}
+    for name in profile.splits:
+        if name == "official":
+            split_hashes[name] = official_split(release).split_hash()
+        else:
+            path = runs.splits / thesis_split_file(profile, release)
+            split_hashes[name] = load_split(path).split_hash() if path.is_file() else None  # None: never made
+    finished, missing = [], []
+    for spec in plan:
+        done = split_hashes[spec.split] is not None and is_finished(
+            runs.run(spec.split, spec.name, spec.seed), config_hash=hashes[spec.key][0],
+            data_fingerprint=release.fingerprint, split_hash=split_hashes[spec.split])
+        (finished if done else missing).append(spec.label)
+    return GridStatus(runs.root, finished, missing)
 
 
 def open_grid(
