@@ -18,7 +18,7 @@ from thesis_lib.experiments import load_profile, run_grid
 from thesis_lib.experiments.grid import grid_status, open_grid
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.loaded_run import load_run
-from thesis_lib.experiments.records import read_predictions, tuned_thresholds
+from thesis_lib.experiments.records import RecordError, read_predictions, tuned_thresholds
 from thesis_lib.experiments.restore import restore_trained_model
 from thesis_lib.experiments.table import TABLE_METRICS, results_table
 from thesis_lib.genres import GENRES
@@ -140,6 +140,9 @@ def test_checkpoints_hold_the_trained_weights_and_reload(environment, first_grid
     with torch.no_grad():
         again = torch.sigmoid(run.model(run.make_batch(saved.ids)).logits).numpy()  # (N, 23)
     np.testing.assert_allclose(again, saved.probs, rtol=0, atol=2e-3)
+    # read with another plot of each movie than the run was trained on, the run refuses, naming the choice
+    with pytest.raises(RecordError, match="plot_choice='longest'"):
+        load_run(run_folder(runs, "fusion_cross_attention"), load_release(environment["twin"], plot_choice="first"))
 
 
 def test_rerun_skips_finished_runs(environment, first_grid):
