@@ -271,3 +271,21 @@ def test_safetensors_mark_survives_in_the_file(tmp_path):
     mark_standin(path, "tiny")
     assert standin_reason(path) == "tiny"
     torch.testing.assert_close(load_file(str(path))["w"], torch.ones(2))
+
+
+def test_a_failed_download_is_reported_on_its_line_and_the_others_are_fetched(machine, monkeypatch):
+    Sources(machine, monkeypatch)
+
+    def bad_hash(url, dst, hash_prefix=None, progress=True):
+        raise RuntimeError(f'invalid hash value (expected "{hash_prefix}", got "0000")')
+
+    monkeypatch.setattr("torch.hub.download_url_to_file", bad_hash)
+    monkeypatch.setenv("THESIS_ONLINE", "1")
+    profile = load_profile("full")
+    report = fetch_weights(profile)
+    [(weight, why)] = report.failed
+    assert weight.source == "torchvision" and why.startswith("RuntimeError: invalid hash value")
+    assert len(report.done) == len(FULL_WEIGHTS) - 1
+    [problem] = weight_problems(profile)
+    assert problem.startswith(f"pretrained weight {weight.name} (torchvision")
+    assert main(["weights", "list"]) == 1

@@ -256,8 +256,11 @@ def fetch_weights(profile: Profile) -> FetchReport:
                 weight = PretrainedWeight(item.name, item.source, runs, after)
             manifest[weight.key] = _record(weight, files)
             report.done.append((weight, f"{what} -> {weight.path}"))
-        except (ThesisError, OSError) as error:
-            report.failed.append((weight, str(error).splitlines()[0] if str(error) else type(error).__name__))
+        except Exception as error:  # httpx, requests, torch.hub's hash RuntimeError, ...: a failed download is
+            # reported on its weight's line (with the error's type) and the other weights are still fetched
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            kind = "" if isinstance(error, ThesisError) else f"{type(error).__name__}: "
+            report.failed.append((weight, f"{kind}{message}"))
         _write_manifest(manifest)  # after each weight: an interrupted fetch keeps what it verified
     return report
 

@@ -32,7 +32,8 @@ from thesis_lib.models.pretrained import (
 
 # The files of a transformers model repository the loaders read (config, weights, tokenizer), nothing else:
 # bert-base-uncased's repository also holds TF, Flax, ONNX and CoreML copies (several GB).
-HF_ALLOW_PATTERNS = ["config.json", *HF_WEIGHT_FILES, *HF_TOKENIZER_FILES, "tokenizer_config.json",
+# Weights: model.safetensors only, unless the repository has none (then pytorch_model.bin, in a second call).
+HF_ALLOW_PATTERNS = ["config.json", HF_WEIGHT_FILES[0], *HF_TOKENIZER_FILES, "tokenizer_config.json",
                      "special_tokens_map.json", "merges.txt"]
 _CHUNK = 1 << 20
 
@@ -98,6 +99,9 @@ def download_text_weights(name: str) -> list[Path]:
         remove_standin(local)
     snapshot = Path(huggingface_hub.snapshot_download(name, allow_patterns=HF_ALLOW_PATTERNS,
                                                       cache_dir=hub_cache()))
+    if not (snapshot / HF_WEIGHT_FILES[0]).is_file():  # an older repository: pickled weights only
+        snapshot = Path(huggingface_hub.snapshot_download(name, allow_patterns=list(HF_WEIGHT_FILES[1:]),
+                                                          cache_dir=hub_cache()))
     files = sorted(item for item in snapshot.iterdir() if item.is_file())
     for path in files:
         verify_hub_file(path)
