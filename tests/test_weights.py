@@ -30,6 +30,8 @@ from thesis_lib.data.tokenizers import train_bpe_tokenizer, train_wordpiece_toke
 from thesis_lib.detection import frcnn, yolo
 from thesis_lib.detection.config import default_detector_config
 from thesis_lib.errors import ThesisError
+from thesis_lib.experiments import run_grid
+from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.pipeline import _fresh_backbone
 from thesis_lib.experiments.profile import load_profile
 from thesis_lib.experiments.weights import fetch_weights, manifest_path, profile_weights, weight_problems
@@ -289,3 +291,20 @@ def test_a_failed_download_is_reported_on_its_line_and_the_others_are_fetched(ma
     [problem] = weight_problems(profile)
     assert problem.startswith(f"pretrained weight {weight.name} (torchvision")
     assert main(["weights", "list"]) == 1
+
+
+@pytest.mark.slow
+def test_a_run_that_loads_a_standin_records_it_as_one(tmp_path, monkeypatch, tiny_grid):
+    """`thesis run`'s own path: a BERT stand-in saved under the real name trains, and its record says so."""
+    folder = tmp_path / "pretrained" / "bert-base-uncased"
+    tiny_hf_repo(folder, train_wordpiece_tokenizer(PLOTS, vocab_size=120))
+    mark_standin(folder, "test stand-in: a tiny random BERT")
+    monkeypatch.setenv("THESIS_PRETRAINED_DIR", str(folder.parent))
+    overrides = {"text_bert": {"text_backbone": "bert-base-uncased"}}
+    (tmp_path / "grid").mkdir()
+    with tiny_grid(tmp_path / "grid", models=["text_bert"], model_overrides=overrides) as grid:
+        report = run_grid(load_profile(grid.profile), data_root=str(grid.twin), runs_dir=str(grid.runs))
+        assert not report.failed
+        record = json.loads(RunsFolder(grid.runs).run("thesis", "text_bert", 0).record.read_text())
+    assert record["backbones"]["text"] == {"weights": "stand-in", "name": "bert-base-uncased",
+                                           "standin": "test stand-in: a tiny random BERT", "frozen": False}
