@@ -308,3 +308,14 @@ def test_a_run_that_loads_a_standin_records_it_as_one(tmp_path, monkeypatch, tin
         record = json.loads(RunsFolder(grid.runs).run("thesis", "text_bert", 0).record.read_text())
     assert record["backbones"]["text"] == {"weights": "stand-in", "name": "bert-base-uncased",
                                            "standin": "test stand-in: a tiny random BERT", "frozen": False}
+
+
+def test_an_error_page_instead_of_the_yolo_checkpoint_is_not_kept(machine, monkeypatch):
+    Sources(machine, monkeypatch)
+    monkeypatch.setattr("ultralytics.utils.downloads.attempt_download_asset",
+                        lambda file, *a, **k: Path(file).write_bytes(b"<html>rate limited</html>"))
+    monkeypatch.setenv("THESIS_ONLINE", "1")
+    report = fetch_weights(load_profile("full", {"models": ["objects_yolo"], "ablations": []}))
+    [(weight, why)] = report.failed
+    assert weight.name == "yolov8n.pt" and "gave no torch checkpoint" in why
+    assert not yolo.coco_weights_path(default_detector_config("yolo", "full")).exists()

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "weights.safetensors"  # the name pipeline and cache expect
 MAX_ASPECT = 1.5  # posters are about 2:3, so the longer side may reach 1.5x the shorter one unresized
 LOG_EVERY = 25  # training steps between log lines
+COCO_WEIGHTS_NAME = f"torchvision {FasterRCNN_ResNet50_FPN_Weights.DEFAULT}"  # ...COCO_V1, what `weights list` shows
 
 # The twin detector's anatomy (architecture, not tuning knobs: changing one invalidates cached weights).
 TWIN_WIDTHS = (16, 32, 32, 64, 64, 128, 128)  # conv-BN-ReLU channels; a stride-2 layer wherever the width grows
@@ -139,10 +140,10 @@ def coco_weights_state() -> WeightState:
     """Whether the COCO R50-FPN file is where torchvision reads it (and is not a marked stand-in)."""
     path = coco_weights_path()
     if not path.is_file():
-        return WeightState("missing", path, 0, "torchvision FasterRCNN_ResNet50_FPN_Weights.COCO_V1")
+        return WeightState("missing", path, 0, COCO_WEIGHTS_NAME)
     if (what := standin_reason(path)) is not None:
         return WeightState("stand-in", path, file_size(path), what)
-    return WeightState("cached", path, file_size(path), "torchvision FasterRCNN_ResNet50_FPN_Weights.COCO_V1")
+    return WeightState("cached", path, file_size(path), COCO_WEIGHTS_NAME)
 
 
 def download_coco() -> Path:

@@ -108,13 +108,14 @@ def download_coco(config: DetectorConfig) -> Path:
     if standin_reason(path) is not None:
         remove_standin(path)
     _yolo_class()  # offline-safe set-up of ultralytics before its download module is imported
-    from ultralytics.utils import downloads
+    from ultralytics.utils import downloads  # ultralytics: only inside functions (see the module docstring)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     downloads.attempt_download_asset(str(path))
     if not path.is_file() or not zipfile.is_zipfile(path):
-        raise ThesisError(f"{path}: the download of {config.coco_model} did not give a torch checkpoint "
-                          f"(no such ultralytics asset, or a broken download): delete it and fetch again")
+        path.unlink(missing_ok=True)  # an error page or half a file must not read as cached next time
+        raise ThesisError(f"the download of {config.coco_model} gave no torch checkpoint (no such ultralytics "
+                          f"asset, or a broken download): nothing was kept at {path}")
     return path
 
 

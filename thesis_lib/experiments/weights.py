@@ -244,7 +244,8 @@ def fetch_weights(profile: Profile) -> FetchReport:
                 continue
             if weight.status == "cached":
                 files = _state_files(weight.state)
-                what = _check_against(manifest.get(weight.key), files)
+                hashes = {path: file_sha256(path) for path in files}
+                what = _check_against(manifest.get(weight.key), files, hashes)
             else:
                 files = item.download()
                 after = item.state()
@@ -254,7 +255,8 @@ def fetch_weights(profile: Profile) -> FetchReport:
                 was = "replaced the stand-in" if weight.status == "stand-in" else "fetched"
                 what = f"{was}, verified ({_size(sum(file_size(f) for f in files))})"
                 weight = PretrainedWeight(item.name, item.source, runs, after)
-            manifest[weight.key] = _record(weight, files)
+                hashes = {path: file_sha256(path) for path in files}
+            manifest[weight.key] = _record(weight, files, hashes)
             report.done.append((weight, f"{what} -> {weight.path}"))
         except Exception as error:  # httpx, requests, torch.hub's hash RuntimeError, ...: a failed download is
             # reported on its weight's line (with the error's type) and the other weights are still fetched
@@ -270,35 +272,29 @@ def _state_files(state: WeightState) -> list[Path]:
     return sorted(item for item in path.iterdir() if item.is_file()) if path.is_dir() else [path]
 
 
-def _check_against(recorded: dict[str, Any] | None, files: list[Path]) -> str:
-    """'verified' against the sha256 the manifest holds, or 'recorded' when it holds none; raises on a mismatch."""
+def _check_against(recorded: dict[str, Any] | None, files: list[Path], hashes: dict[Path, str]) -> str:
+    """'sha256 verified' when the manifest holds every file's sha256 and they match, else (cached some other
+    way: a loader's own download, a copied cache) 'recorded' after the hub's own hash check; raises on a mismatch."""
     known = {entry["path"]: entry["sha256"] for entry in (recorded or {}).get("files", [])}
-    checked = 0
     for path in files:
-        if path.name == "THESIS_STANDIN":
-            continue
         expected = known.get(_portable(path))
-        if expected is None:
-            continue
-        actual = file_sha256(path)
-        if actual != expected:
-            raise ThesisError(f"{path}: sha256 {actual[:12]}... differs from the manifest's {expected[:12]}...: "
+        if expected is not None and hashes[path] != expected:
+            raise ThesisError(f"{path}: sha256 {hashes[path][:12]}... differs from the manifest's {expected[:12]}...: "
                               f"delete it and fetch again")
-        checked += 1
-    if checked and checked == len(files):
+    if all(_portable(path) in known for path in files):
         return "cached, sha256 verified"
-    for path in files:  # cached some other way (a loader's own download, a copied cache): check the hub hash
+    for path in files:
         hub.verify_hub_file(path)
     return "cached, recorded"
 
 
-def _record(weight: PretrainedWeight, files: list[Path]) -> dict[str, Any]:
+def _record(weight: PretrainedWeight, files: list[Path], hashes: dict[Path, str]) -> dict[str, Any]:
     return {
         "name": weight.name,
         "source": weight.source,
         "detail": weight.state.detail,
         "recorded": datetime.now(UTC).isoformat(timespec="seconds"),
-        "files": [{"path": _portable(path), "bytes": file_size(path), "sha256": file_sha256(path)} for path in files],
+        "files": [{"path": _portable(path), "bytes": file_size(path), "sha256": hashes[path]} for path in files],
     }
 
 
@@ -317,10 +313,12 @@ def _write_manifest(weights: dict[str, Any]) -> None:
 
 
 def _size(size_bytes: int) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as download sizes are given); 0 -> '-'."""
     if size_bytes <= 0:
         return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size_bytes < 1000 or unit == "GB":
-            return f"{size_bytes:.0f} {unit}" if unit == "B" else f"{size_bytes:.1f} {unit}"
-        size_bytes /= 1000
-    return f"{size_bytes} B"
+    value, unit = float(size_bytes), "B"
+    for unit in ("B", "KB", "MB", "GB"):  # the unit reached is the one printed
+        if value < 1000 or unit == "GB":
+            break
+        value /= 1000
+    return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
