@@ -245,10 +245,14 @@ def test_weights_caption_and_costs_come_from_the_records(tmp_path):
     write_run(tmp_path, "objects_x", probs, labels, stage="unimodal", extra=common | {
         "backbones": {"objects": {"weights": "detector", "name": "yolo",
                                   "detector": {"detector": {"weights": "twin"}}}}, "samples_per_s": None})
+    write_run(tmp_path, "image_x", probs, labels, stage="unimodal", extra=common | {
+        "backbones": {"image": {"weights": "stand-in", "name": "resnet50", "standin": "test stand-in"}},
+        "samples_per_s": 100.0})
     runs = comparison.finished_runs(tmp_path)
     caption = chapter.weights_caption(runs)
     assert caption.startswith("Weights: each model's own run of this build (best dev checkpoint, seed 0)")
     assert "minilm (pretrained)" in caption and "yolo (trained on the twin)" in caption
+    assert "stand-ins saved under real names (resnet50)" in caption and "resnet50 (pretrained)" not in caption
     costs = errors.cost_table(runs)
     assert costs.loc["text_x", "samples/s"] == "250" and costs.loc["objects_x", "samples/s"] == "–"
     assert (costs.loc["text_x", "params (M)"], costs.loc["text_x", "epochs"]) == ("2.50", 3)

@@ -53,7 +53,7 @@ ALL_COMMANDS = list(command_paths(build_parser()))
 
 
 def test_the_tree_holds_every_command_group():
-    assert {path[0] for path in ALL_COMMANDS if path} == {"data", "models", "run", "results", "xai", "book"}
+    assert {path[0] for path in ALL_COMMANDS if path} == {"data", "models", "weights", "run", "results", "xai", "book"}
     assert ("results", "table") in ALL_COMMANDS and ("data", "download") in ALL_COMMANDS
 
 
@@ -84,6 +84,7 @@ def user_errors(tmp_path: Path) -> dict[str, list[str]]:
         "data check": ["data", "check", str(tmp_path / "missing")],
         "data download": ["data", "download", str(in_the_way / "dest"), "--no-extract"],
         "models describe": ["models", "describe", "no_such_model"],
+        "weights list": ["weights", "list", "--profile", str(tmp_path / "no-such-profile.yaml")],
         "run": ["run", "--seeds", "x"],
         "results table": ["results", "table", str(tmp_path / "missing")],
         "xai check": ["xai", "check", "--data", str(tmp_path), "--runs", str(tmp_path), "--tolerance", "-1"],
@@ -91,8 +92,8 @@ def user_errors(tmp_path: Path) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("command", ["data check", "data download", "models describe", "run", "results table",
-                                     "xai check", "book"])
+@pytest.mark.parametrize("command", ["data check", "data download", "models describe", "weights list", "run",
+                                     "results table", "xai check", "book"])
 def test_a_user_error_is_one_line_and_exit_status_2(command, tmp_path, capsys, library_logger):
     assert main(user_errors(tmp_path)[command]) == 2
     captured = capsys.readouterr()

@@ -3,7 +3,8 @@
 `bert-base-uncased` and `roberta-base` become `save_pretrained` folders (model + tokenizer) and timm's
 `resnet50` / `vit_base_patch16_224` become safetensors files in a temporary pretrained folder
 ($THESIS_PRETRAINED_DIR). Every registered model is then built with `size="full"`, pretrained=True, by the
-same code the GPU run uses; only the widths are tiny (timm kwargs), so it stays fast.
+same code the GPU run uses; only the widths are tiny (timm kwargs), so it stays fast. Each is marked as a
+stand-in (`mark_standin`), as everything saved under a real weight's name must be.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
 
 from thesis_lib.data.tokenizers import train_bpe_tokenizer, train_wordpiece_tokenizer
 from thesis_lib.detection import Detections, pad_detections
+from thesis_lib.experiments.profile import load_profile
+from thesis_lib.experiments.weights import profile_weights
 from thesis_lib.genres import NUM_GENRES
 from thesis_lib.models import ModelConfig, build_model, list_models
+from thesis_lib.models.pretrained import mark_standin, save_standin_state_dict
 from thesis_lib.models.registry import default_config
 from thesis_lib.models.text import load_tokenizer
 
@@ -48,10 +52,11 @@ def pretrained_folder(tmp_path_factory):
     for name, model, tokenizer in [("bert-base-uncased", bert, wordpiece), ("roberta-base", roberta, bpe)]:
         model.save_pretrained(folder / name)
         tokenizer.save_pretrained(folder / name)
+        mark_standin(folder / name, "test stand-in: a tiny random model")
     (folder / "timm").mkdir()
     for name, kwargs in TINY_TIMM.items():
         model = timm.create_model(name, pretrained=False, num_classes=0, **dict(kwargs))
-        save_file(model.state_dict(), folder / "timm" / f"{name}.safetensors")
+        save_standin_state_dict(model.state_dict(), folder / "timm" / f"{name}.safetensors", "test stand-in")
     return folder
 
 
@@ -117,3 +122,9 @@ def test_missing_weights_offline_name_the_folder_to_fill(tmp_path, monkeypatch):
         build_model("text_bert", size="full", text_backbone="no-such-owner/no-such-bert")
     with pytest.raises(OSError, match="THESIS_ONLINE=1"):
         build_model("image_resnet50", size="full", image_backbone="resnet10t")
+
+
+def test_the_standins_are_never_taken_for_the_pretrained_weights(offline_weights):
+    backbones = ("bert-base-uncased", "roberta-base", "resnet50", "vit_base_patch16_224")
+    found = {weight.name: weight.status for weight in profile_weights(load_profile("full"))}
+    assert {name: found[name] for name in backbones} == dict.fromkeys(backbones, "stand-in")

@@ -7,7 +7,8 @@ without the Hugging Face cache, this module writes both into a folder: the publi
 with 50,265 byte-level BPE tokens and 514 positions) and tokenizers of the same kind trained on the given
 plots. Speed depends on the architecture and on the plot lengths in tokens, not on the weights or on
 which word pieces a vocabulary holds, so the numbers measured with stand-ins hold for the real models.
-No weights are written: a stand-in can never be mistaken for a pretrained model.
+No weights are written, and each folder is marked as a stand-in (`thesis_lib.models.pretrained.mark_standin`),
+so neither `thesis weights list` nor a run record can take one for the pretrained model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from transformers import BertConfig, PretrainedConfig, RobertaConfig
 
 from thesis_lib.data.tokenizers import MODEL_MAX_LENGTH, train_bpe_tokenizer, train_wordpiece_tokenizer
+from thesis_lib.models.pretrained import mark_standin
 
 PRETRAINED_DIR_VARIABLE = "THESIS_PRETRAINED_DIR"  # read by thesis_lib.models.pretrained
 
@@ -47,6 +49,8 @@ def write_standins(folder: Path, plots: Sequence[str]) -> Path:
         tokenizer = train(plots, config.vocab_size)
         tokenizer.model_max_length = MODEL_MAX_LENGTH
         tokenizer.save_pretrained(target)
+        mark_standin(target, f"benchmark stand-in: the {name} architecture, no weights, a {kind} tokenizer "
+                             "trained on synthetic plots")
     return folder
 
 

@@ -112,7 +112,7 @@ def weights_caption(runs: Mapping[str, FinishedRun]) -> str:
     """The caption sentence naming the weights behind the chapter's figures, e.g. "Weights: each model's
     own run of this build (best dev checkpoint, seed 0); encoders start from minilm (pretrained) or
     random init (resnet18, ...); detections from yolo (trained on the twin), oracle (true boxes)."."""
-    pretrained, random, detectors = [], [], []
+    pretrained, random, standins, detectors = [], [], [], []
     for run in runs.values():
         for modality, origin in run.records[0].get("backbones", {}).items():
             if modality == "objects" and origin.get("weights") == "detector":
@@ -122,6 +122,8 @@ def weights_caption(runs: Mapping[str, FinishedRun]) -> str:
                                  f"{source} ({'trained on the twin' if trained == 'twin' else 'COCO-pretrained'})")
             elif origin.get("weights") == "pretrained":
                 pretrained.append(origin["name"])
+            elif origin.get("weights") == "stand-in":  # a test or benchmark build: never called pretrained
+                standins.append(origin["name"])
             elif origin.get("weights") == "random":
                 random.append(origin["name"])
     seeds = sorted({seed for run in runs.values() for seed in run.seeds})
@@ -129,6 +131,7 @@ def weights_caption(runs: Mapping[str, FinishedRun]) -> str:
             f"{', '.join(map(str, seeds))})")
     origins = [f"{', '.join(dict.fromkeys(pretrained))} (pretrained)"] if pretrained else []
     origins += [f"random init ({', '.join(dict.fromkeys(random))})"] if random else []
+    origins += [f"stand-ins saved under real names ({', '.join(dict.fromkeys(standins))})"] if standins else []
     if origins:
         text += f"; encoders start from {' or '.join(origins)}"
     if detectors:

@@ -83,8 +83,8 @@ def load_pretrained_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBa
                 f"tokenizer {str(source)!r} could not be downloaded: {error}"
             ) from error
         raise TokenizerNotFoundError(
-            f"tokenizer {str(source)!r} not found offline; set THESIS_ONLINE=1 on a machine with network "
-            f"(it is then cached under $HF_HOME), or pass a local folder that holds it "
+            f"tokenizer {str(source)!r} not found offline; run `THESIS_ONLINE=1 thesis weights fetch --profile full` "
+            f"on a machine with network (it is then cached under $HF_HOME), or pass a local folder that holds it "
             f"(e.g. thesis_lib.data.tokenizers.minilm_dir() for the packaged MiniLM)"
         ) from error
 

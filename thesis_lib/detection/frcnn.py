@@ -35,6 +35,7 @@ from thesis_lib.detection.detections import Detections
 from thesis_lib.detection.truth import PosterBoxes, TwinAnnotations
 from thesis_lib.detection.vocab import coco_classes, coco_id_to_contiguous
 from thesis_lib.errors import ThesisError
+from thesis_lib.models.pretrained import FETCH_COMMAND, WeightState, file_size, remove_standin, standin_reason
 from thesis_lib.offline import is_online
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "weights.safetensors"  # the name pipeline and cache expect
 MAX_ASPECT = 1.5  # posters are about 2:3, so the longer side may reach 1.5x the shorter one unresized
 LOG_EVERY = 25  # training steps between log lines
+COCO_WEIGHTS_NAME = f"torchvision {FasterRCNN_ResNet50_FPN_Weights.DEFAULT}"  # ...COCO_V1, what `weights list` shows
 
 # The twin detector's anatomy (architecture, not tuning knobs: changing one invalidates cached weights).
 TWIN_WIDTHS = (16, 32, 32, 64, 64, 128, 128)  # conv-BN-ReLU channels; a stride-2 layer wherever the width grows
@@ -134,13 +136,36 @@ def coco_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
+def coco_weights_state() -> WeightState:
+    """Whether the COCO R50-FPN file is where torchvision reads it (and is not a marked stand-in)."""
+    path = coco_weights_path()
+    if not path.is_file():
+        return WeightState("missing", path, 0, COCO_WEIGHTS_NAME)
+    if (what := standin_reason(path)) is not None:
+        return WeightState("stand-in", path, file_size(path), what)
+    return WeightState("cached", path, file_size(path), COCO_WEIGHTS_NAME)
+
+
+def download_coco() -> Path:
+    """Download the COCO R50-FPN weights into `coco_weights_path()` (replacing a marked stand-in), checked by
+    torch.hub against the sha256 prefix in the file's name, as torchvision checks it (check_hash=True)."""
+    path = coco_weights_path()
+    if standin_reason(path) is not None:
+        remove_standin(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    match = torch.hub.HASH_REGEX.search(path.name)  # "-258fb6c6." in fasterrcnn_resnet50_fpn_coco-258fb6c6.pth
+    torch.hub.download_url_to_file(FasterRCNN_ResNet50_FPN_Weights.DEFAULT.url, str(path),
+                                   hash_prefix=match.group(1) if match else None)
+    return path
+
+
 def load_coco(config: DetectorConfig) -> FrcnnDetector:
     """COCO-pretrained Faster R-CNN R50-FPN (41.8M parameters, box mAP 37.0 on COCO val at 800 px)."""
     path = coco_weights_path()
     if not path.is_file() and not is_online():
         raise ThesisError(
-            f"COCO weights {path} not found and downloads are off: place {path.name} there, set THESIS_ONLINE=1 to "
-            "let torchvision download it, or train on the twin (DetectorConfig(weights='twin'))"
+            f"COCO weights {path} not found and downloads are off: run `{FETCH_COMMAND}` on a machine with "
+            f"network (then copy the cache, see the README), or place {path.name} there"
         )
     return coco_detector(config, FasterRCNN_ResNet50_FPN_Weights.DEFAULT)
 

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from thesis_lib.detection.config import DetectorConfig
 from thesis_lib.detection.detections import Detections
 from thesis_lib.detection.truth import PosterBoxes, TwinAnnotations
 from thesis_lib.errors import ThesisError
+from thesis_lib.models.pretrained import FETCH_COMMAND, WeightState, file_size, remove_standin, standin_reason
 from thesis_lib.offline import is_online, prepare_ultralytics
 from thesis_lib.paths import cache_dir
 
@@ -89,13 +91,41 @@ def coco_weights_path(config: DetectorConfig) -> Path:
     return cache_dir() / "detectors" / "coco" / config.coco_model
 
 
+def coco_weights_state(config: DetectorConfig) -> WeightState:
+    """Whether the COCO checkpoint is where `load_coco` reads it (and is not a marked stand-in)."""
+    path = coco_weights_path(config)
+    if not path.is_file():
+        return WeightState("missing", path, 0, f"ultralytics {config.coco_model}")
+    if (what := standin_reason(path)) is not None:
+        return WeightState("stand-in", path, file_size(path), what)
+    return WeightState("cached", path, file_size(path), f"ultralytics {config.coco_model}")
+
+
+def download_coco(config: DetectorConfig) -> Path:
+    """Download the COCO checkpoint through ultralytics' own asset download into `coco_weights_path`
+    (replacing a marked stand-in); checked to be a torch zip archive, not an error page."""
+    path = coco_weights_path(config)
+    if standin_reason(path) is not None:
+        remove_standin(path)
+    _yolo_class()  # offline-safe set-up of ultralytics before its download module is imported
+    from ultralytics.utils import downloads  # ultralytics: only inside functions (see the module docstring)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    downloads.attempt_download_asset(str(path))
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        path.unlink(missing_ok=True)  # an error page or half a file must not read as cached next time
+        raise ThesisError(f"the download of {config.coco_model} gave no torch checkpoint (no such ultralytics "
+                          f"asset, or a broken download): nothing was kept at {path}")
+    return path
+
+
 def load_coco(config: DetectorConfig) -> YoloDetector:
     """A COCO-pretrained YOLO; its vocabulary is the checkpoint's own class names (COCO-80)."""
     path = coco_weights_path(config)
     if not path.is_file() and not is_online():
         raise ThesisError(
-            f"COCO weights {path} not found and downloads are off: place {config.coco_model} there, set "
-            "THESIS_ONLINE=1 to let ultralytics download it, or train on the twin (DetectorConfig(weights='twin'))"
+            f"COCO weights {path} not found and downloads are off: run `{FETCH_COMMAND}` on a machine with "
+            f"network (then copy the cache, see the README), or place {config.coco_model} there"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     model = _yolo_class()(str(path))  # downloads into `path` when it is missing and online

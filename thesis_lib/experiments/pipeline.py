@@ -44,6 +44,7 @@ from thesis_lib.genres import to_multi_hot
 from thesis_lib.models.classifier import GenreClassifier
 from thesis_lib.models.configs import ModelConfig, TextEncoderConfig
 from thesis_lib.models.outputs import EncoderOutput
+from thesis_lib.models.pretrained import backbone_standin
 from thesis_lib.models.registry import build_from_config
 from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
 from thesis_lib.models.text import load_tokenizer as load_backbone_tokenizer
@@ -173,14 +174,19 @@ def _fresh_backbone(part: Any, modality: str, spec: RunSpec, ctx: GridContext) -
         table = ctx.detections(part.source, spec.split)
         return {"weights": "detector", "name": part.source, "detector": table.describe()}
     pretrained = part.pretrained and not (modality == "text" and part.backbone in RANDOM_TEXT_BACKBONES)
-    return {"weights": "pretrained" if pretrained else "random", "name": part.backbone}
+    origin = {"weights": "pretrained" if pretrained else "random", "name": part.backbone}
+    if (standin := backbone_standin(modality, part.backbone)) is not None:  # never recorded as the real weight
+        origin |= {"weights": "stand-in" if pretrained else "random", "standin": standin}
+    return origin
 
 
 def trainable_encoder_prefixes(built: BuiltModel) -> tuple[str, ...]:
     """Parameter prefixes that get the backbone learning rate: encoders that start from trained weights
-    (pretrained, or a source run's); randomly initialised encoders learn at the head's rate."""
+    (pretrained, a stand-in saved in their place, or a source run's); randomly initialised encoders learn
+    at the head's rate."""
     return tuple(
-        f"encoders.{m}." for m, origin in built.backbones.items() if origin["weights"] in ("pretrained", "run")
+        f"encoders.{m}." for m, origin in built.backbones.items()
+        if origin["weights"] in ("pretrained", "stand-in", "run")
     )
 
 
