@@ -1,6 +1,6 @@
 """`thesis run` under torchrun: two processes (gloo on CPU) train the grid as one process with the same
-global batch does (2 x 7 and 1 x 14 movies per step), under the same config hashes, and write every run
-folder once.
+global batch does (2 x 7 and 1 x 14 movies per step, or 1 x 7 twice with gradient accumulation), under the
+same config hashes, and write every run folder once.
 
 The slow test launches the CLI module itself (`torchrun --nproc_per_node 2 -m thesis_lib.cli run ...`) and
 runs the same profile in one process. The runs are chosen to compute the same thing in both set-ups:
@@ -82,6 +82,9 @@ def test_two_processes_run_the_grid_as_one_with_the_same_global_batch(tmp_path, 
                                   env=env, capture_output=True, text=True, timeout=240)
         assert launched.returncode == 0, launched.stderr[-4000:]
         assert main([*arguments, "--runs", str(tmp_path / "one")]) == 0
+        # The same global batch in one process as two micro-batches of 7 (accumulation).
+        assert main([*arguments, "--runs", str(tmp_path / "accumulated"), "--models", "image_vit",
+                     "gradient_accumulation=2"]) == 0
     capsys.readouterr()
 
     # One report from the main process, one line from the other; each run's log lines once.
@@ -112,3 +115,14 @@ def test_two_processes_run_the_grid_as_one_with_the_same_global_batch(tmp_path, 
         assert budget_two["global_batch_size"] == budget_one["global_batch_size"] == 14
         assert budget_two["optimizer_steps"] == budget_one["optimizer_steps"]
         assert budget_two["gradient_accumulation"] == 1
+
+    accumulated = json.loads(RunsFolder(tmp_path / "accumulated").run("thesis", "image_vit", 0).record.read_text())
+    single = json.loads(one.run("thesis", "image_vit", 0).record.read_text())
+    assert accumulated["config_hash"] == single["config_hash"]
+    assert (accumulated["budget"]["process_batch_size"], accumulated["budget"]["gradient_accumulation"]) == (7, 2)
+    assert accumulated["budget"]["optimizer_steps"] == single["budget"]["optimizer_steps"] == 2 * 5
+    assert accumulated["device"]["gradient_accumulation"] == 2
+    for part in ("dev", "test"):
+        np.testing.assert_allclose(
+            read_predictions(RunsFolder(tmp_path / "accumulated").run("thesis", "image_vit", 0).predictions(part)).probs,
+            read_predictions(one.run("thesis", "image_vit", 0).predictions(part)).probs, rtol=0, atol=1e-5)
