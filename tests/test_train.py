@@ -447,7 +447,7 @@ def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="warmup_ratio"):
         TrainConfig(warmup_ratio=1.5)
     with pytest.raises(ValueError, match="mixed_precision"):
-        TrainConfig(mixed_precision="fp16")
+        TrainConfig(mixed_precision="fp8")
 
 
 def test_log_lines_every_n_steps_are_plain_and_complete(tmp_path, caplog):

@@ -15,6 +15,8 @@
 - `runner`: one run start to finish; `late`: late fusion of finished runs; `baselines`: frequency and
   shallow reference rows.
 - `grid`: `run_grid` (what `thesis run` runs), `open_grid` (data, splits and plan without running).
+- `processes`: a grid under torchrun / accelerate launch: the global batch split per process, work done
+  once on the main process.
 - `table`: `results_table` and `format_table` (`thesis results table`), `paired_difference`.
 """
 

@@ -7,10 +7,15 @@ record exists with the same config hash, data fingerprint and split hash; anythi
 run writes its traceback to `error.txt` in its folder and the grid goes on; runs that need it then fail
 too (with a message naming it). The returned `GridReport` lists every failure (`thesis run` then exits
 non-zero). Progress, one line per run, goes to this module's logger.
+
+Launched by `torchrun`/`accelerate launch` (one process per GPU), every process runs the same loop: they
+train together and the main process does the rest (see `processes`); a failing run then stops the launch
+instead of the grid going on, since the processes could no longer be kept in step.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import traceback
@@ -27,6 +32,12 @@ from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.pipeline import GridContext
+from thesis_lib.experiments.processes import (
+    BARRIER_TIMEOUT,
+    on_main_process,
+    process_batch_size,
+    quiet_other_processes,
+)
 from thesis_lib.experiments.profile import Profile, ProfileError
 from thesis_lib.experiments.records import is_finished, write_error
 from thesis_lib.experiments.runner import RunOutcome, execute_run
@@ -40,6 +51,8 @@ class GridReport:
     """What one `run_grid` call did."""
 
     runs_dir: Path
+    process: int = 0  # this process's index under torchrun / accelerate launch (0: the main one)
+    processes: int = 1
     executed: list[RunOutcome] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # labels of runs that were already finished
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, one-line error)
@@ -51,8 +64,11 @@ class GridReport:
         return not self.failed
 
     def summary(self) -> str:
+        if self.process:
+            return f"process {self.process} of {self.processes}: trained its share of every run (process 0 reports)"
+        processes = f" on {self.processes} processes" if self.processes > 1 else ""
         lines = [f"grid: {len(self.executed)} ran, {len(self.skipped)} already finished, {len(self.failed)} failed "
-                 f"in {self.wall_time_s:.1f} s wall ({self.cpu_time_s:.1f} s CPU) -> {self.runs_dir}"]
+                 f"in {self.wall_time_s:.1f} s wall ({self.cpu_time_s:.1f} s CPU){processes} -> {self.runs_dir}"]
         for outcome in self.executed:
             lines.append(f"  ran     {outcome.spec.label:<52} {outcome.wall_time_s:7.1f} s  macro-F1 "
                          f"{_score(outcome.macro_f1)} (tuned {_score(outcome.macro_f1_tuned)})")
@@ -153,11 +169,16 @@ def open_grid(
     """Data, splits, device and plan of a grid, without running anything."""
     runs = RunsFolder(Path(runs_dir).expanduser() if runs_dir else profile.runs_path())
     plan = plan_grid(profile, models, seeds)  # profile errors surface before any data is read
-    release = load_release(resolve_data_root(profile, data_root), plot_choice=profile.plot_choice)
+    accelerator = Accelerator(cpu=profile.device == "cpu", mixed_precision=profile.mixed_precision,
+                              kwargs_handlers=[BARRIER_TIMEOUT])
+    # Several processes: the profile's batch is the global one (refused here when it does not split).
+    accelerator.gradient_accumulation_steps = profile.gradient_accumulation
+    process_batch_size(profile, accelerator.num_processes)
+    with accelerator.main_process_first():  # the main process makes the twin and split files, the others read them
+        release = load_release(resolve_data_root(profile, data_root), plot_choice=profile.plot_choice)
+        splits = make_splits(profile, release, runs)
     log.info("data: %d movies from %s (fingerprint %s); %d skipped", len(release.movies), release.root,
              release.fingerprint[:12], len(release.skipped_ids))
-    splits = make_splits(profile, release, runs)
-    accelerator = Accelerator(cpu=profile.device == "cpu", mixed_precision=profile.mixed_precision)
     return GridContext(profile, release, splits, runs, accelerator, {s.key: s for s in plan},
                        config_hashes(plan, profile))
 
@@ -175,14 +196,17 @@ def run_grid(
     if profile.cpu_threads:
         torch.set_num_threads(profile.cpu_threads)
     ctx = open_grid(profile, data_root=data_root, runs_dir=runs_dir, models=models, seeds=seeds)
-    report = GridReport(ctx.runs.root)
+    accelerator = ctx.accelerator
+    quiet_other_processes(accelerator)
+    report = GridReport(ctx.runs.root, process=accelerator.process_index, processes=accelerator.num_processes)
     release, splits = ctx.release, ctx.splits
     plan = list(ctx.plan.values())
     for index, spec in enumerate(plan, start=1):
         folder = ctx.folder(spec)
         split_hash = splits[spec.split].split_hash()
-        if is_finished(folder, config_hash=ctx.config_hash(spec), data_fingerprint=release.fingerprint,
-                       split_hash=split_hash):
+        finished = functools.partial(is_finished, folder, config_hash=ctx.config_hash(spec),
+                                     data_fingerprint=release.fingerprint, split_hash=split_hash)
+        if on_main_process(accelerator, finished):  # one answer for every process
             report.skipped.append(spec.label)
             log.info("[%d/%d] %s: finished earlier, skipped", index, len(plan), spec.label)
             continue
@@ -191,7 +215,10 @@ def run_grid(
             outcome = execute_run(spec, ctx)
         except Exception as error:  # noqa: BLE001 - one run's failure must not stop the grid
             message = f"{type(error).__name__}: {error}".splitlines()[0]
-            write_error(folder, traceback.format_exc())
+            if accelerator.is_main_process:
+                write_error(folder, traceback.format_exc())
+            if accelerator.num_processes > 1:
+                raise  # the processes cannot be kept in step after a failure: the launch stops (rerun resumes)
             report.failed.append((spec.label, message))
             log.warning("[%d/%d] %s: FAILED: %s (traceback in %s)", index, len(plan), spec.label, message,
                         folder.error)

@@ -49,6 +49,7 @@ from thesis_lib.models.registry import build_from_config
 from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
 from thesis_lib.models.text import load_tokenizer as load_backbone_tokenizer
 from thesis_lib.train.features import CachedFeatureDataset, FrozenEncodersClassifier, cache_encoder_features
+from thesis_lib.train.loaders import SeededLoader
 
 TEXT_CLEANINGS: dict[str, TextCleaningConfig] = {"clean": CLEAN, "raw": RAW}
 TRAINED_TOKENIZER_VOCAB = 8000  # vocabulary of tokenizers trained on the training plots (random text encoders)
@@ -341,6 +342,9 @@ def _input_identity(built: BuiltModel, modality: str) -> dict[str, Any]:
             "tokenizer": getattr(tokenizer, "name_or_path", ""), "vocab": len(tokenizer)}
 
 
-def evaluation_loader(dataset: Dataset, collate: Callable, batch_size: int, accelerator: Accelerator) -> DataLoader:
-    """A prepared, unshuffled loader (dataset order) for predictions."""
-    return accelerator.prepare(DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate))
+def evaluation_loader(dataset: Dataset, collate: Callable, batch_size: int, accelerator: Accelerator,
+                      workers: int = 0) -> DataLoader:
+    """A prepared, unshuffled loader (dataset order) for predictions: read once, so its workers end with it."""
+    source = SeededLoader(dataset, batch_size=batch_size, shuffle=False, seed=0, num_workers=workers,
+                          collate_fn=collate, persistent=False)
+    return accelerator.prepare(source.loader)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import shutil
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from thesis_lib.experiments.pipeline import (
     evaluation_loader,
     trainable_encoder_prefixes,
 )
+from thesis_lib.experiments.processes import on_main_process, process_batch_size, process_loader_workers
 from thesis_lib.experiments.provenance import device_info, git_state, library_versions
 from thesis_lib.experiments.records import (
     RECORD_FORMAT,
@@ -56,10 +58,17 @@ class RunOutcome:
 
 
 def execute_run(spec: RunSpec, ctx: GridContext) -> RunOutcome:
-    """Run `spec` into its folder (see `records`); raises on failure, leaving no record behind."""
+    """Run `spec` into its folder (see `records`); raises on failure, leaving no record behind.
+
+    Under several processes every process trains a "train" run; the main process alone prepares and
+    writes the folder and computes baselines and late fusion, while the others wait (`processes`)."""
     folder = ctx.folder(spec)
+    accelerator = ctx.accelerator
     started, cpu_started = time.perf_counter(), time.process_time()
-    resumable = start_run(folder, ctx.config_hash(spec))
+    resumable = on_main_process(accelerator, functools.partial(start_run, folder, ctx.config_hash(spec)))
+    if spec.kind != "train" and not accelerator.is_main_process:
+        accelerator.wait_for_everyone()  # the main process combines or fits it and writes the folder
+        return RunOutcome(spec, folder, time.perf_counter() - started, time.process_time() - cpu_started, None, None)
     if spec.kind == "train":
         dev, test, details = _train(spec, ctx, folder, resumable)
     elif spec.kind == "late":
@@ -76,7 +85,9 @@ def execute_run(spec: RunSpec, ctx: GridContext) -> RunOutcome:
         "cpu_time_s": cpu,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    finish_run(folder, record, dev, test)
+    if accelerator.is_main_process:
+        finish_run(folder, record, dev, test)
+    accelerator.wait_for_everyone()  # no process starts the next run before this one is on disk
     summary = {policy: report.summary()["macro_f1"] for policy, report in reports.items()}
     return RunOutcome(spec, folder, wall, cpu, summary["fixed_0.5"], summary["tuned_per_genre"])
 
@@ -100,7 +111,8 @@ def base_record(spec: RunSpec, ctx: GridContext) -> dict[str, Any]:
         "data": {"fingerprint": ctx.release.fingerprint, "root": str(ctx.release.root),
                  "movies": len(ctx.release.movies)},
         "device": device_info(ctx.accelerator.device, processes=ctx.accelerator.num_processes,
-                              mixed_precision=ctx.accelerator.mixed_precision),
+                              mixed_precision=ctx.accelerator.mixed_precision)
+        | {"gradient_accumulation": ctx.profile.gradient_accumulation},
         "versions": library_versions(),
         "git": git_state(),
     }
@@ -118,6 +130,8 @@ def _check_ids(spec: RunSpec, ctx: GridContext, predictions: Predictions, part: 
 def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, data: RunData, scale: float) -> TrainConfig:
     """The profile's training settings for this run (every model gets the same epochs and trials).
 
+    `batch_size` is per process: the profile's global batch over processes x `gradient_accumulation`
+    (`processes.process_batch_size`), so every launch takes optimizer steps of the same global batch.
     `group_by_length` applies only where it can help: a model that reads plots from a dataset that knows
     their lengths (not the fixed-width feature caches)."""
     profile = ctx.profile
@@ -125,9 +139,11 @@ def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, data: 
     plot_lengths_known = hasattr(data.train, "item_lengths")
     if data.trainable is not built.model:  # FrozenEncodersClassifier keeps the model under `model.`
         prefixes = tuple(f"model.{prefix}" for prefix in prefixes)
+    processes = ctx.accelerator.num_processes
     return TrainConfig(
         epochs=profile.epochs,
-        batch_size=profile.batch_size,
+        batch_size=process_batch_size(profile, processes),
+        grad_accum_steps=profile.gradient_accumulation,
         lr_head=profile.lr_head * scale,
         lr_backbone=profile.lr_backbone * scale,
         weight_decay=profile.weight_decay,
@@ -140,7 +156,7 @@ def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, data: 
         channels_last=profile.channels_last,
         group_by_length=profile.group_by_length and plot_lengths_known and "text" in built.config.modalities,
         seed=spec.seed,
-        num_workers=profile.num_workers,
+        num_workers=process_loader_workers(profile, processes),
         backbone_prefixes=prefixes,
         tuning_trials=len(profile.lr_scales),
     )
@@ -152,7 +168,8 @@ def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> 
     trials: list[dict[str, Any]] = []
     best: tuple[float, int, FitResult, Any, BuiltModel] | None = None
     for index, scale in enumerate(scales):
-        built = build_run_model(spec, ctx)
+        with ctx.accelerator.main_process_first():  # detections and trained tokenizers: made once, then read
+            built = build_run_model(spec, ctx)
         data = build_run_data(spec, ctx, built)
         config = make_train_config(spec, ctx, built, data, scale)
         checkpoints = folder.checkpoints if len(scales) == 1 else folder.checkpoints / f"trial{index}"
@@ -165,8 +182,10 @@ def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> 
         if best is None or score > best[0]:  # ties keep the earlier (smaller-scale) trial
             best = (score, index, result, data, built)
     _, chosen, result, data, built = best
-    _keep_best_only(folder.checkpoints, Path(result.checkpoint_dir), trials=len(scales))
-    batch_size = ctx.profile.batch_size
+    if ctx.accelerator.is_main_process:
+        _keep_best_only(folder.checkpoints, Path(result.checkpoint_dir), trials=len(scales))
+    ctx.accelerator.wait_for_everyone()
+    batch_size = result.config["batch_size"]  # per process, as in training (fits the memory training fitted)
     dev = _predict(data.trainable, data.dev, data.collate, batch_size, ctx)
     test = _predict(data.trainable, data.test, data.collate, batch_size, ctx)  # the one time test is touched
     total, trainable = built.model.parameter_counts()
@@ -190,7 +209,9 @@ def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> 
             "chosen_trial": chosen,
             "fit_wall_time_s": result.wall_time_s,
         },
-        "budget": {**_plain(result.budget), "lr_scales": list(scales), "settings": train_settings(ctx.profile)},
+        "budget": {**_plain(result.budget), "lr_scales": list(scales), "settings": train_settings(ctx.profile),
+                   "processes": ctx.accelerator.num_processes, "gradient_accumulation": config.grad_accum_steps,
+                   "process_batch_size": config.batch_size},
         "samples_per_s": result.train_samples_per_s,
     }
     return dev, test, details
@@ -216,7 +237,8 @@ def _trial_score(result: FitResult, config: TrainConfig) -> float:
 
 
 def _predict(module: Any, dataset: Any, collate: Any, batch_size: int, ctx: GridContext) -> Predictions:
-    loader = evaluation_loader(dataset, collate, batch_size, ctx.accelerator)
+    workers = process_loader_workers(ctx.profile, ctx.accelerator.num_processes)
+    loader = evaluation_loader(dataset, collate, batch_size, ctx.accelerator, workers)
     ids, probs, labels = predict(module, loader, ctx.accelerator)
     return Predictions(ids=np.asarray(ids, dtype=str), probs=probs, labels=labels)
 

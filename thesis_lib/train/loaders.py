@@ -7,10 +7,17 @@ The loader also gets its own generator, re-seeded per epoch, for the per-iterato
 (it would otherwise draw from the global RNG and shift the dropout stream of a resumed run) and that seeds
 worker processes.
 
+Random draws inside an item (poster augmentation) come from the item's own seed, a pure function of
+(seed, epoch, index) (`ItemSeeds` + `SeededItems`), never from the process that happens to load it: so the
+workers may live across epochs (`persistent_workers`: no re-spawn and re-import per epoch at cores - 2 workers),
+and a run gets the same augmented batches with 0 or 14 workers, on 1 or 8 GPUs, resumed or not. (A
+persistent worker's own RNG is seeded once, when it starts, so per-epoch worker seeds could not do this.)
+
 `LengthGroupedSampler` (TrainConfig.group_by_length) is the same kind of seeded permutation, arranged so
 that each batch holds plots of similar length: a batch is padded to its longest plot, so mixing a 60-token
 plot with a 512-token one wastes most of the attention and matmul work on padding. Pinned host memory
-(on a machine with a GPU) lets batches be copied to the device asynchronously.
+(on a machine with a GPU) lets batches be copied to the device asynchronously; with workers, each keeps
+`PREFETCH_BATCHES` batches ready (the setting `thesis bench` measures).
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+PREFETCH_BATCHES = 4  # per worker (workers > 0): as `bench.loading.LoaderSettings`, whose throughput it measures
+ITEM_SEED_STRIDE = 2**24  # item seed = (seed + epoch) * stride + index: distinct for datasets below 16.7M items
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -84,6 +94,41 @@ class LengthGroupedSampler(Sampler[int]):
         return len(self.lengths)
 
 
+class ItemSeeds(Sampler[tuple[int, int]]):
+    """`sampler`'s indices, each paired with its item seed `(seed + epoch) * ITEM_SEED_STRIDE + index`."""
+
+    def __init__(self, sampler: EpochShuffleSampler | LengthGroupedSampler):
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        base = (self.sampler.seed + self.sampler.epoch) * ITEM_SEED_STRIDE
+        for index in self.sampler:
+            yield index, base + index
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class SeededItems(Dataset):
+    """`dataset` read with `ItemSeeds` keys: torch's RNG is seeded with the item's seed while the item is made,
+    and restored afterwards (in the main process, dropout's stream must not move when 0 workers load)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):  # CPU generator only: transforms run on the host
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
 class SeededLoader:
     """A DataLoader plus the handles that make its order reproducible: call `set_epoch(e)` before epoch e."""
 
@@ -97,8 +142,10 @@ class SeededLoader:
         num_workers: int,
         collate_fn: Callable[[list[Any]], Any] | None,
         lengths: Sequence[int] | None = None,
+        persistent: bool = True,
     ):
-        """`lengths` (one per item, e.g. plot lengths): shuffle in batches of similar length instead."""
+        """`lengths` (one per item, e.g. plot lengths): shuffle in batches of similar length instead.
+        `persistent`: keep the workers across epochs (False for a loader read once, e.g. test predictions)."""
         if lengths is not None and len(lengths) != len(dataset):
             raise ValueError(f"{len(lengths)} lengths for a dataset of {len(dataset)} items")
         if not shuffle:
@@ -110,20 +157,22 @@ class SeededLoader:
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.loader = DataLoader(
-            dataset,
+            dataset if self.sampler is None else SeededItems(dataset),
             batch_size=batch_size,
-            sampler=self.sampler,  # None: sequential (evaluation keeps dataset order)
+            sampler=None if self.sampler is None else ItemSeeds(self.sampler),  # None: dataset order (evaluation)
             shuffle=False,
             drop_last=False,
             num_workers=num_workers,
             collate_fn=collate_fn,
             generator=self.generator,
-            persistent_workers=False,
+            persistent_workers=persistent and num_workers > 0,
             pin_memory=torch.cuda.is_available(),  # page-locked batches: the host-to-GPU copy can run async
+            prefetch_factor=PREFETCH_BATCHES if num_workers > 0 else None,
         )
 
     def set_epoch(self, epoch: int) -> None:
-        """Fix this epoch's shuffle and worker seeds (the generator object is shared with prepared copies)."""
+        """Fix this epoch's shuffle, item seeds and the seeds of newly started workers (the generator object is
+        shared with prepared copies)."""
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
         self.generator.manual_seed(self.seed + epoch)
