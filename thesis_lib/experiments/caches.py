@@ -2,7 +2,7 @@
 grid can delete a cache once no remaining run reads it and `thesis cache clean` can tell live caches from
 stale ones.
 
-A run reads feature caches when it trains on frozen encoders (`backbones: frozen`): one cache per heavy
+A run reads feature caches when every heavy encoder it trains with is frozen: one cache per heavy
 modality (text, image; the object encoder reads detections) and split part. Whose weights the encoder has
 decides which cache it is: a fusion with `encoders: runs` reads the encoder of its source run (same split
 and seed), so every fusion of one (split, seed) reusing `text_bert` shares its caches; an encoder from the
@@ -58,12 +58,18 @@ def feature_caches_of(spec: RunSpec, profile: Profile, plan: Mapping[tuple[str, 
 
     `plan`: the grid's runs (a fusion's source runs must be in it); `hashes`: `specs.config_hashes` of the
     plan when the caller has them (computed otherwise)."""
-    if spec.kind != "train" or spec.backbones != "frozen":
+    if spec.kind != "train":
         return ()
     by_key = plan if isinstance(plan, Mapping) else {s.key: s for s in plan}
     config = resolve_model_config(spec.model, spec.overrides, profile, spec.backbones)
     modalities = [m for m in config.modalities if m in CACHED_MODALITIES]
-    if not modalities:
+    # Source encoders come frozen exactly when the run's backbones are (pipeline.prepare_config); a
+    # registry encoder may be frozen by an override (e.g. text_frozen: true) whatever the backbone mode.
+    if spec.encoders == "runs":
+        frozen = spec.backbones == "frozen"
+    else:
+        frozen = all(getattr(config, m).frozen for m in modalities)
+    if not modalities or not frozen:
         return ()
     tokens = FUSIONS[config.fusion.kind].reads_tokens
     if hashes is None:
