@@ -20,8 +20,7 @@ from thesis_lib.experiments.caches import feature_caches_of
 from thesis_lib.experiments.specs import config_hashes, plan_grid
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput, masked_mean
-from thesis_lib.train import TrainConfig, fit
-from thesis_lib.train import rows_file
+from thesis_lib.train import TrainConfig, fit, rows_file
 from thesis_lib.train.features import (
     FEATURE_CACHE_FORMAT,
     CachedFeatureDataset,
