@@ -149,20 +149,21 @@ class RowsFileWriter:
         starts = np.concatenate([[0], np.cumsum(counts)]) * rows.row_bytes  # byte offset of each appended item
         if starts[-1] == 0:
             return
-        source = np.memmap(rows.path, dtype=np.uint8, mode="r")
-        run_start = run_end = None
-        for index in range(len(position)):
-            p = position[index]
-            begin, end = int(starts[p]), int(starts[p + 1])
-            if run_end == begin and end - run_start <= COPY_CHUNK:
-                run_end = end
-                continue
+        with open(rows.path, "rb") as source:  # plain reads: a memory map would count its pages as ours
+            run_start = run_end = None
+            for index in range(len(position)):
+                p = position[index]
+                begin, end = int(starts[p]), int(starts[p + 1])
+                if run_end == begin and end - run_start <= COPY_CHUNK:
+                    run_end = end
+                    continue
+                if run_start is not None:
+                    source.seek(run_start)
+                    out.write(source.read(run_end - run_start))
+                run_start, run_end = begin, end
             if run_start is not None:
-                out.write(source[run_start:run_end].tobytes())
-            run_start, run_end = begin, end
-        if run_start is not None:
-            out.write(source[run_start:run_end].tobytes())
-        del source
+                source.seek(run_start)
+                out.write(source.read(run_end - run_start))
 
 
 def _raw_bytes(values: torch.Tensor) -> bytes:
