@@ -4,8 +4,9 @@ its tokenizer, its datasets and loaders, and the cached features of frozen encod
 Two training paths, chosen by the run's backbone mode:
 - finetune: `MMIMDbDataset` batches (posters, tokenised plots, detections) through the whole model;
 - frozen: every frozen encoder runs once over the split (`cache_encoder_features`, one cache file per
-  modality, keyed by the encoder's weights, its input settings and the data), and the fusion + head train
-  on the cached outputs (`FrozenEncodersClassifier`). The object encoder is never cached: it turns cached
+  modality, keyed by the encoder's weights, its input settings and the data; which caches a run reads,
+  pooled vectors only or tokens too, is `caches.feature_caches_of`), and the fusion + head train on the
+  cached outputs (`FrozenEncodersClassifier`). The object encoder is never cached: it turns cached
   *detections* into region tokens with layers that are trained with the fusion (the detector is the frozen
   backbone of that modality).
 

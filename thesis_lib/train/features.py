@@ -2,27 +2,42 @@
 
 With frozen backbones every epoch would recompute the same encoder outputs (the expensive part: BERT over
 plots, a CNN/ViT over posters). `cache_encoder_features` computes them once per
-(backbone identity, data fingerprint, split part) and stores them as one safetensors file under
+(backbone identity, data fingerprint, split part, precision) and stores them as one safetensors file under
 `<cache>/features/`:
     labels               float32 (N, C)
     <modality>.pooled    float32 (N, D_pooled)
     <modality>.tokens    float16 (default) or float32 (T, D_tokens): every movie's tokens, end to end
     <modality>.mask      bool    (T,), True = real token
     <modality>.offsets   int64   (N + 1,): movie i's rows are offsets[i]:offsets[i + 1]
-plus the movie ids (in dataset order) and the cache key in the file's metadata. Tokens are stored ragged:
-a movie keeps its rows up to its last real token, so the padding of the batch it was encoded in is
-dropped (the mask is kept for encoders whose padding is not all at the end). Sizes of MM-IMDb's
-18,171-movie training part in float16 (computed, not measured: 768 values x 2 bytes per token, i.e.
-27.9 MB per token of mean length):
-    BERT-base plots     padded to 512 tokens (format 1): 14.3 GB; ragged: 27.9 MB x the mean plot length
-                        in tokens (5.6 GB at a mean of 200; the release's real mean is not measured here)
-    ViT-B/16 posters    197 tokens, all real: 5.5 GB in either layout
+plus the movie ids (in dataset order), the cache key and the caller's label in the file's metadata.
+Tokens are stored ragged: a movie keeps its rows up to its last real token, so the padding of the batch
+it was encoded in is dropped (the mask is kept for encoders whose padding is not all at the end). A
+fusion that reads only pooled vectors (`Fusion.reads_tokens` False) asks for `tokens=False`: the file
+then holds labels and pooled vectors only (metadata tokens="none"), N x (D + C) x 4 bytes.
+
+Sizes (computed from this layout, not measured; `experiments.caches.feature_cache_bytes` is the
+formula): a token costs 768 x 2 + 1 bytes in float16 with its mask, so MM-IMDb's 25,959 movies cost
+    BERT-base plots     39.9 MB per token of mean plot length: 8.1 GB at a mean of 200, 20.5 GB at 512
+    ViT-B/16 posters    197 tokens, all real: 7.9 GB
+    pooled only         82 MB per modality
+over the three parts of one split. The grid deletes a cache once no later run reads it
+(`experiments.caches`), so at most one (split, seed) set is on disk at a time.
+
+The pass streams: each batch's rows go to temporary files as they come (`rows_file.RowsFileWriter`) and
+the file is assembled at the end, so host memory holds one batch, not the split (measured by
+`benchmarks/feature_cache_memory.py`: 3,000 plots, a 1.15 GB file: peak RSS +6.2 GB with the former
+in-memory writer, +0.19 GB streamed). While a file is assembled its temporary rows exist too (up to twice
+that file's size for a moment). Batches are sorted by `item_lengths()` when the dataset has it (less
+padding), run on the accelerator's device under autocast (`machine.autocast_dtype`), with
+`machine.loader_workers` workers and pinned memory on CUDA; rows are stored in dataset order whatever
+the batch order.
+
 float16 halves the space of float32 for a relative rounding error of ~5e-4, far below what changes a
 prediction; choose float32 for bit-level checks. The backbone identity is the caller's `backbone_id`
 (e.g. registry name + config) together with a hash of the backbone weights, so fine-tuned or
 re-initialised encoders never reuse stale features. The format number is part of the key: a cache
-written in an older layout is never read, the new one is built next to it (old files stay on disk until
-`<cache>/features/` is cleared by hand).
+written in an older layout is never read, the new one is built next to it (`thesis cache clean` removes
+the old files).
 
 `CachedFeatureDataset` reads a cache file without loading its tokens: they stay in the file and each item
 reads its own rows through the file's memory map (`safetensors.safe_open` slices), so a 10 GB cache costs
