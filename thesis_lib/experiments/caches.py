@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -126,6 +126,22 @@ class CacheLedger:
 
     def still_needed(self) -> set[FeatureCacheNeed]:
         return {need for key in self.remaining for need in self.needs.get(key, ())}
+
+    def projected_peak_bytes(self, size_of: Callable[[FeatureCacheNeed], int]) -> int:
+        """The most disk the feature caches of the remaining runs will take at once under this ledger's
+        policy (`release_after`), `size_of(need)` bytes each; a file being assembled counts twice (its
+        temporary rows and the file, `train.rows_file`). For `thesis run --plan`'s disk projection."""
+        present: dict[FeatureCacheNeed, int] = {}
+        peak = 0
+        for index, key in enumerate(self.remaining):
+            for need in self.needs.get(key, ()):
+                if need not in present:
+                    size = size_of(need)
+                    peak = max(peak, sum(present.values()) + 2 * size)
+                    present[need] = size
+            later = {need for k in self.remaining[index + 1 :] for need in self.needs.get(k, ())}
+            present = {need: size for need, size in present.items() if need in later}
+        return peak
 
     def release_after(self, key: tuple[str, int, str], delete: bool = True) -> list[tuple[Path, int]]:
         """Mark run `key` done (finished or failed) and delete the cache files no remaining run reads;
