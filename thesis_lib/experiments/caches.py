@@ -74,16 +74,16 @@ def feature_caches_of(spec: RunSpec, profile: Profile, plan: Mapping[tuple[str, 
     tokens = FUSIONS[config.fusion.kind].reads_tokens
     if hashes is None:
         hashes = config_hashes(list(by_key.values()), profile)
-    needs = []
+    encoders = {}
     for modality in modalities:
         if spec.encoders == "runs":
             source = by_key[(spec.split, spec.seed, spec.source(modality))]
-            encoder = f"run {source.label} {hashes[source.key][0]}"
+            encoders[modality] = f"run {source.label} {hashes[source.key][0]}"
         else:
             part_config = {"config": asdict(getattr(config, modality)), "cleaning": spec.text_cleaning}
-            encoder = f"registry {stable_hash(part_config, length=16)} seed{spec.seed}"
-        needs += [FeatureCacheNeed(spec.split, part, modality, encoder, tokens) for part in PARTS]
-    return tuple(needs)
+            encoders[modality] = f"registry {stable_hash(part_config, length=16)} seed{spec.seed}"
+    # In the order the pipeline builds them (part by part), which the disk projection follows.
+    return tuple(FeatureCacheNeed(spec.split, part, m, encoders[m], tokens) for part in PARTS for m in modalities)
 
 
 def feature_cache_bytes(movies: int, pooled_dim: int, *, tokens: int = 0, token_dim: int = 0,
