@@ -4,16 +4,19 @@
 
 A stand-in text encoder (an embedding table, 768 wide: BERT-base's token width) over `movies` synthetic
 plots of 32..512 tokens (mean about `mean-tokens`), float16 tokens as the grid stores them. Prints the
-process's resident memory before the pass, its peak (ru_maxrss) and the size of the file written: the
-peak minus the start is what the extraction itself held. Run it once with this checkout and once with an
+process's resident memory before the pass, its peak (ru_maxrss), the size of the file written and the
+most the cache folder held on disk at once (sampled): the RSS peak minus the start is what the
+extraction itself held. Run it once with this checkout and once with an
 older one on PYTHONPATH to compare writers (the API is the same).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -80,6 +83,18 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def disk_bytes(root: str) -> int:
+    """Allocated bytes of every file under `root` (sparse holes not counted)."""
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_blocks * 512
+            except FileNotFoundError:  # removed while we looked
+                pass
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--movies", type=int, default=3000)
@@ -89,15 +104,26 @@ def main() -> None:
     model, data = Model().eval(), Plots(args.movies, args.mean_tokens)
     start = rss_mb()
     with tempfile.TemporaryDirectory() as root:
+        peak_disk, done = [0], threading.Event()
+
+        def watch() -> None:  # the most the cache folder held at once, sampled every 20 ms
+            while not done.wait(0.02):
+                peak_disk[0] = max(peak_disk[0], disk_bytes(root))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         began = time.perf_counter()
         path = cache_encoder_features(model, data, backbone_id="bench", data_fingerprint="bench", part="train",
                                       collate_fn=collate, config=FeatureCacheConfig(batch_size=64),
                                       cache_root=Path(root))
         seconds = time.perf_counter() - began
+        done.set()
+        watcher.join()
         size = path.stat().st_size
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{args.movies} movies, {sum(data.lengths)} tokens x {WIDTH} float16: file {size / 1e6:.0f} MB in "
-          f"{seconds:.1f} s; RSS before {start:.0f} MB, peak {peak:.0f} MB (+{peak - start:.0f} MB)")
+          f"{seconds:.1f} s; RSS before {start:.0f} MB, peak {peak:.0f} MB (+{peak - start:.0f} MB); "
+          f"disk peak {peak_disk[0] / 1e6:.0f} MB")
 
 
 if __name__ == "__main__":

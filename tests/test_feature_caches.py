@@ -197,10 +197,10 @@ def test_the_plan_says_which_caches_each_run_reads(tiny_grid, tmp_path):
     assert len(needs["fusion_early"]) == 6 and not any(n.tokens for n in needs["fusion_early"])  # 2 modalities x 3 parts
     assert needs["fusion_attention"] == needs["fusion_early"]  # the same source encoders, pooled: shared files
     assert {n.tokens for n in needs["fusion_cross_attention"]} == {True}
-    # The disk the policy needs at most: pooled files (1 B each) are gone before the token files (10 B each)
-    # come; the last token file is assembled next to the other five (its temporary rows count twice).
+    # The disk the policy needs at most: the pooled files (1 B each) are gone before the token files
+    # (10 B each) come, so the six token files, not the twelve files.
     ledger = CacheLedger.of_plan(plan, profile, [spec.key for spec in plan], hashes)
-    assert ledger.projected_peak_bytes(lambda need: 10 if need.tokens else 1) == 5 * 10 + 2 * 10
+    assert ledger.projected_peak_bytes(lambda need: 10 if need.tokens else 1) == 6 * 10
     keep_all = CacheLedger(ledger.needs, [])
     assert keep_all.projected_peak_bytes(lambda need: 1) == 0  # nothing left to run: nothing on disk
 

@@ -129,16 +129,16 @@ class CacheLedger:
 
     def projected_peak_bytes(self, size_of: Callable[[FeatureCacheNeed], int]) -> int:
         """The most disk the feature caches of the remaining runs will take at once under this ledger's
-        policy (`release_after`), `size_of(need)` bytes each; a file being assembled counts twice (its
-        temporary rows and the file, `train.rows_file`). For `thesis run --plan`'s disk projection."""
+        policy (`release_after`), `size_of(need)` bytes each (a file being assembled moves its temporary
+        rows into place, `train.rows_file`: it counts once). For `thesis run --plan`'s disk projection."""
         present: dict[FeatureCacheNeed, int] = {}
         peak = 0
         for index, key in enumerate(self.remaining):
             for need in self.needs.get(key, ()):
                 if need not in present:
                     size = size_of(need)
-                    peak = max(peak, sum(present.values()) + 2 * size)
                     present[need] = size
+                    peak = max(peak, sum(present.values()))
             later = {need for k in self.remaining[index + 1 :] for need in self.needs.get(k, ())}
             present = {need: size for need, size in present.items() if need in later}
         return peak

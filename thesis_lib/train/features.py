@@ -26,8 +26,8 @@ over the three parts of one split. The grid deletes a cache once no later run re
 The pass streams: each batch's rows go to temporary files as they come (`rows_file.RowsFileWriter`) and
 the file is assembled at the end, so host memory holds one batch, not the split (measured by
 `benchmarks/feature_cache_memory.py`: 3,000 plots, a 1.15 GB file: peak RSS +6.2 GB with the former
-in-memory writer, +0.19 GB streamed). While a file is assembled its temporary rows exist too (up to twice
-that file's size for a moment). Batches are sorted by `item_lengths()` when the dataset has it (less
+in-memory writer, +0.19 GB streamed; on disk the folder peaked at the file's size: the temporary rows are moved
+into the file, not copied next to it). Batches are sorted by `item_lengths()` when the dataset has it (less
 padding), run on the accelerator's device under autocast (`machine.autocast_dtype`), with
 `machine.loader_workers` workers and pinned memory on CUDA; rows are stored in dataset order whatever
 the batch order.

@@ -5,8 +5,10 @@ A feature cache of a whole split (5-20 GB of tokens at full size) used to be con
 then saved. Here each tensor's rows are appended to its own temporary file as each batch is encoded, in
 whatever order the batches came (length-sorted batches come out of order); `finish` then writes the
 safetensors layout itself (8-byte little-endian header length, a JSON header naming each tensor's dtype,
-shape and byte range, then the raw bytes) and copies each item's rows from the temporary files in the
-items' dataset order, in chunks of at most `COPY_CHUNK` bytes. Peak memory is one batch plus one chunk.
+shape and byte range, then the raw bytes) and moves each item's rows from the temporary files to its place in
+dataset order, reading each temporary file from its end and cutting it short behind every piece moved:
+the rows take their size on disk about once, not twice. Peak memory is one batch plus one piece
+(`COPY_CHUNK` bytes at most, or one item).
 The file appears atomically (`storage.atomic_write`); the temporary rows live next to it and are removed
 whether or not the write succeeds.
 """
@@ -74,7 +76,7 @@ class RowsFileWriter:
 
     def close(self) -> None:
         for rows in self._tensors.values():
-            rows.handle.close()
+            rows.handle.close()  # closing twice is harmless
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def append(self, name: str, values: torch.Tensor, counts: Sequence[int] | torch.Tensor | None = None) -> None:
@@ -106,7 +108,6 @@ class RowsFileWriter:
         if (position < 0).any():
             raise ValueError("order must be a permutation of range(number of items)")
         for name, rows in self._tensors.items():
-            rows.handle.flush()
             if len(rows.counts) != n:
                 raise ValueError(f"{name}: {len(rows.counts)} items appended, {n} expected")
         header: dict[str, object] = {}
@@ -130,40 +131,50 @@ class RowsFileWriter:
         encoded = json.dumps(header, separators=(",", ":")).encode()
         encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned, as safetensors writes it
 
+        data_start = 8 + len(encoded)
+        offsets = {name: int(header[name]["data_offsets"][0]) for name, _ in layout}  # type: ignore[index]
+
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as out:
                 out.write(struct.pack("<Q", len(encoded)))
                 out.write(encoded)
                 for name, _ in layout:
                     if name in self._tensors:
-                        self._copy_in_order(self._tensors[name], position, out)
+                        self._move_in_order(self._tensors[name], np.asarray(order, dtype=np.int64), position, out,
+                                            data_start + offsets[name])
                     else:
+                        out.seek(data_start + offsets[name])
                         out.write(_raw_bytes(extra[name]))
 
         atomic_write(path, write)
 
     @staticmethod
-    def _copy_in_order(rows: _Rows, position: np.ndarray, out: BinaryIO) -> None:
-        """Copy `rows`' items from the temporary file in dataset order, merging items that lie back to back."""
+    def _move_in_order(rows: _Rows, order: np.ndarray, position: np.ndarray, out: BinaryIO, base: int) -> None:
+        """Move `rows`' items from the temporary file to their dataset-order places in `out` (from byte `base`).
+
+        The temporary file is read from its end and cut short behind each piece moved, so the rows take
+        their size on disk once (plus one piece), not twice. Items that lie back to back in both orders
+        move together, up to `COPY_CHUNK` bytes."""
+        rows.handle.close()
         counts = np.asarray(rows.counts, dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(counts)]) * rows.row_bytes  # byte offset of each appended item
-        if starts[-1] == 0:
-            return
-        with open(rows.path, "rb") as source:  # plain reads: a memory map would count its pages as ours
-            run_start = run_end = None
-            for index in range(len(position)):
-                p = position[index]
-                begin, end = int(starts[p]), int(starts[p + 1])
-                if run_end == begin and end - run_start <= COPY_CHUNK:
-                    run_end = end
-                    continue
-                if run_start is not None:
-                    source.seek(run_start)
-                    out.write(source.read(run_end - run_start))
-                run_start, run_end = begin, end
-            if run_start is not None:
-                source.seek(run_start)
-                out.write(source.read(run_end - run_start))
+        starts = np.concatenate([[0], np.cumsum(counts)]) * rows.row_bytes  # append position -> byte offset
+        placed = np.concatenate([[0], np.cumsum(counts[position])]) * rows.row_bytes  # dataset index -> offset
+        with open(rows.path, "r+b") as source:  # plain reads: a memory map would count its pages as ours
+            last = len(order) - 1
+            while last >= 0:
+                first = last  # the piece: append positions first..last
+                while (first > 0 and order[first - 1] == order[first] - 1
+                       and starts[last + 1] - starts[first - 1] <= COPY_CHUNK):
+                    first -= 1
+                begin, end = int(starts[first]), int(starts[last + 1])
+                if end > begin:
+                    source.seek(begin)
+                    chunk = source.read(end - begin)
+                    out.seek(base + int(placed[order[first]]))
+                    out.write(chunk)
+                    source.truncate(begin)
+                last = first - 1
+        rows.path.unlink()
 
 
 def _raw_bytes(values: torch.Tensor) -> bytes:
