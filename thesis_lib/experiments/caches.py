@@ -131,16 +131,17 @@ class CacheLedger:
         """The most disk the feature caches of the remaining runs will take at once under this ledger's
         policy (`release_after`), `size_of(need)` bytes each (a file being assembled moves its temporary
         rows into place, `train.rows_file`: it counts once). For `thesis run --plan`'s disk projection."""
+        replay = CacheLedger(self.needs, list(self.remaining))
         present: dict[FeatureCacheNeed, int] = {}
         peak = 0
-        for index, key in enumerate(self.remaining):
+        for key in self.remaining:
             for need in self.needs.get(key, ()):
                 if need not in present:
-                    size = size_of(need)
-                    present[need] = size
+                    present[need] = size_of(need)
                     peak = max(peak, sum(present.values()))
-            later = {need for k in self.remaining[index + 1 :] for need in self.needs.get(k, ())}
-            present = {need: size for need, size in present.items() if need in later}
+            replay.release_after(key, delete=False)
+            keep = replay.still_needed()
+            present = {need: size for need, size in present.items() if need in keep}
         return peak
 
     def release_after(self, key: tuple[str, int, str], delete: bool = True) -> list[tuple[Path, int]]:
