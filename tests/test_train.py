@@ -587,7 +587,7 @@ def test_a_feature_cache_of_an_older_format_is_rebuilt_next_to_it_not_read(tmp_p
     save_file(padded, str(stale), metadata={"format": "1", "ids": json.dumps(VAL.ids), "modalities": '["text"]'})
     assert cache_encoder_features(model, VAL, part="val", **options) == current
     assert len(CachedFeatureDataset(current)) == len(VAL) and stale.is_file()
-    with pytest.raises(ValueError, match=f"{re.escape(str(stale))} is not a format-2 feature cache"):
+    with pytest.raises(ValueError, match=f"{re.escape(str(stale))} is not a format-{features.FEATURE_CACHE_FORMAT} feature cache"):
         CachedFeatureDataset(stale)
 
 

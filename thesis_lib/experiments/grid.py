@@ -6,7 +6,9 @@ late fusion, trained fusions) and executes each one that is not finished yet. A 
 record exists with the same config hash, data fingerprint and split hash; anything else reruns. A failing
 run writes its traceback to `error.txt` in its folder and the grid goes on; runs that need it then fail
 too (with a message naming it). The returned `GridReport` lists every failure (`thesis run` then exits
-non-zero). Progress, one line per run, goes to this module's logger.
+non-zero). After each run, the feature caches that no later unfinished run of the grid reads are
+deleted (`caches.CacheLedger`: which run reads which cache comes from the plan). Progress, one line per
+run, goes to this module's logger.
 
 Launched by `torchrun`/`accelerate launch` (one process per GPU), every process runs the same loop: they
 train together and the main process does the rest (see `processes`); a failing run then stops the launch
@@ -15,7 +17,6 @@ instead of the grid going on, since the processes could no longer be kept in ste
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import traceback
@@ -30,6 +31,7 @@ from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.splits import Split, load_or_create_thesis_split, load_split, official_split
 from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.data.twin.generate import TRUTH_FILE
+from thesis_lib.experiments.caches import CacheCleaning, CacheLedger, clean_feature_caches
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.pipeline import GridContext
 from thesis_lib.experiments.processes import (
@@ -41,7 +43,7 @@ from thesis_lib.experiments.processes import (
 from thesis_lib.experiments.profile import Profile, ProfileError
 from thesis_lib.experiments.records import is_finished, write_error
 from thesis_lib.experiments.runner import RunOutcome, execute_run
-from thesis_lib.experiments.specs import config_hashes, plan_grid
+from thesis_lib.experiments.specs import RunSpec, config_hashes, plan_grid
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class GridReport:
     processes: int = 1
     executed: list[RunOutcome] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # labels of runs that were already finished
+    caches_freed: list[tuple[Path, int]] = field(default_factory=list)  # feature caches deleted: (file, bytes)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, one-line error)
     wall_time_s: float = 0.0
     cpu_time_s: float = 0.0
@@ -73,6 +76,9 @@ class GridReport:
             lines.append(f"  ran     {outcome.spec.label:<52} {outcome.wall_time_s:7.1f} s  macro-F1 "
                          f"{_score(outcome.macro_f1)} (tuned {_score(outcome.macro_f1_tuned)})")
         lines += [f"  FAILED  {label}: {error}" for label, error in self.failed]
+        if self.caches_freed:
+            freed = sum(size for _, size in self.caches_freed)
+            lines.append(f"  feature caches no later run reads: {len(self.caches_freed)} deleted ({freed / 1e9:.2f} GB)")
         return "\n".join(lines)
 
 
@@ -199,14 +205,13 @@ def run_grid(
     accelerator = ctx.accelerator
     quiet_other_processes(accelerator)
     report = GridReport(ctx.runs.root, process=accelerator.process_index, processes=accelerator.num_processes)
-    release, splits = ctx.release, ctx.splits
     plan = list(ctx.plan.values())
+    # The main process reads the run folders; every process gets its answer, so all run the same runs.
+    finished = on_main_process(accelerator, lambda: {spec.key for spec in plan if _finished(spec, ctx)})
+    ctx.caches = CacheLedger.of_plan(plan, profile, [s.key for s in plan if s.key not in finished], ctx.hashes)
     for index, spec in enumerate(plan, start=1):
         folder = ctx.folder(spec)
-        split_hash = splits[spec.split].split_hash()
-        finished = functools.partial(is_finished, folder, config_hash=ctx.config_hash(spec),
-                                     data_fingerprint=release.fingerprint, split_hash=split_hash)
-        if on_main_process(accelerator, finished):  # one answer for every process
+        if spec.key in finished:
             report.skipped.append(spec.label)
             log.info("[%d/%d] %s: finished earlier, skipped", index, len(plan), spec.label)
             continue
@@ -222,7 +227,9 @@ def run_grid(
             report.failed.append((spec.label, message))
             log.warning("[%d/%d] %s: FAILED: %s (traceback in %s)", index, len(plan), spec.label, message,
                         folder.error)
+            report.caches_freed += _release_caches(spec, ctx)  # a failed run reads its caches no more either
             continue
+        report.caches_freed += _release_caches(spec, ctx)
         report.executed.append(outcome)
         log.info("[%d/%d] %s: done in %.1f s, test macro-F1 %s (tuned %s)", index, len(plan), spec.label,
                  outcome.wall_time_s, _score(outcome.macro_f1), _score(outcome.macro_f1_tuned))
@@ -230,3 +237,37 @@ def run_grid(
     report.cpu_time_s = time.process_time() - cpu_started
     return report
 
+
+
+def _finished(spec: RunSpec, ctx: GridContext) -> bool:
+    return is_finished(ctx.folder(spec), config_hash=ctx.config_hash(spec), data_fingerprint=ctx.release.fingerprint,
+                       split_hash=ctx.splits[spec.split].split_hash())
+
+
+def _release_caches(spec: RunSpec, ctx: GridContext) -> list[tuple[Path, int]]:
+    """After a run (finished or failed): delete the feature caches no later run of the grid reads. Every
+    process waits first, so none is still reading; the main process deletes."""
+    ctx.accelerator.wait_for_everyone()
+    freed = ctx.caches.release_after(spec.key, delete=ctx.accelerator.is_main_process)
+    for path, size in freed:
+        log.info("deleted feature cache %s (%.1f MB): no later run of the grid reads it", path.name, size / 1e6)
+    return freed
+
+
+def clean_caches(
+    profile: Profile | None,
+    *,
+    data_root: str | None = None,
+    runs_dir: str | None = None,
+    dry_run: bool = False,
+) -> CacheCleaning:
+    """Remove the feature caches no unfinished run of `profile`'s grid reads (`caches.clean_feature_caches`);
+    `profile=None` removes them all."""
+    if profile is None:
+        return clean_feature_caches(None, dry_run=dry_run)
+    ctx = open_grid(profile, data_root=data_root, runs_dir=runs_dir)
+    plan = list(ctx.plan.values())
+    pending = [spec.key for spec in plan if not _finished(spec, ctx)]
+    ledger = CacheLedger.of_plan(plan, profile, pending, ctx.hashes)
+    needed = {need.label for need in ledger.still_needed()}
+    return clean_feature_caches(needed, data_fingerprint=ctx.release.fingerprint, dry_run=dry_run)

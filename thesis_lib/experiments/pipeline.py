@@ -4,8 +4,9 @@ its tokenizer, its datasets and loaders, and the cached features of frozen encod
 Two training paths, chosen by the run's backbone mode:
 - finetune: `MMIMDbDataset` batches (posters, tokenised plots, detections) through the whole model;
 - frozen: every frozen encoder runs once over the split (`cache_encoder_features`, one cache file per
-  modality, keyed by the encoder's weights, its input settings and the data), and the fusion + head train
-  on the cached outputs (`FrozenEncodersClassifier`). The object encoder is never cached: it turns cached
+  modality, keyed by the encoder's weights, its input settings and the data; which caches a run reads,
+  pooled vectors only or tokens too, is `caches.feature_caches_of`), and the fusion + head train on the
+  cached outputs (`FrozenEncodersClassifier`). The object encoder is never cached: it turns cached
   *detections* into region tokens with layers that are trained with the fusion (the detector is the frozen
   backbone of that modality).
 
@@ -36,6 +37,7 @@ from thesis_lib.data.splits import Split
 from thesis_lib.data.text import CLEAN, RAW, TextCleaningConfig, clean_text
 from thesis_lib.data.tokenizers import cached_trained_tokenizer
 from thesis_lib.detection import DetectionTable, source_detections
+from thesis_lib.experiments.caches import CacheLedger, FeatureCacheNeed, feature_caches_of
 from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.experiments.profile import Profile
 from thesis_lib.experiments.restore import load_source_encoder
@@ -48,7 +50,12 @@ from thesis_lib.models.pretrained import backbone_standin
 from thesis_lib.models.registry import build_from_config
 from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
 from thesis_lib.models.text import load_tokenizer as load_backbone_tokenizer
-from thesis_lib.train.features import CachedFeatureDataset, FrozenEncodersClassifier, cache_encoder_features
+from thesis_lib.train.features import (
+    CachedFeatureDataset,
+    FeatureCacheConfig,
+    FrozenEncodersClassifier,
+    cache_encoder_features,
+)
 from thesis_lib.train.loaders import SeededLoader
 
 TEXT_CLEANINGS: dict[str, TextCleaningConfig] = {"clean": CLEAN, "raw": RAW}
@@ -74,6 +81,7 @@ class GridContext:
     hashes: dict[tuple[str, int, str], tuple[str, dict[str, Any]]]
     objects: dict[tuple[str, str], DetectionTable] = field(default_factory=dict)  # (source, split): on first use
     objects_factory: ObjectsFactory = source_detections
+    caches: CacheLedger | None = None  # the grid's feature-cache bookkeeping (run_grid sets it)
 
     def folder(self, spec: RunSpec) -> RunFolder:
         return self.runs.run(spec.split, spec.name, spec.seed)
@@ -213,7 +221,11 @@ def build_run_data(spec: RunSpec, ctx: GridContext, built: BuiltModel) -> RunDat
     objects = ctx.detections(built.config.objects.source, spec.split) if built.config.objects else None
     frozen = bool(heavy) and all(model.encoders[m].frozen for m in heavy)
     if frozen:
-        parts = {part: _cached_dataset(spec, ctx, built, heavy, part) for part in ("train", "dev", "test")}
+        needs = feature_caches_of(spec, ctx.profile, ctx.plan, ctx.hashes)
+        if sorted({need.modality for need in needs}) != sorted(heavy):
+            raise RuntimeError(f"{spec.label}: the plan expects feature caches of {[n.modality for n in needs]}, "
+                               f"the model has frozen {heavy}")  # a bug: caches.feature_caches_of disagrees
+        parts = {part: _cached_dataset(ctx, built, [n for n in needs if n.part == part]) for part in ("train", "dev", "test")}
         collate = CachedFeaturesCollator(objects)
         trainable = FrozenEncodersClassifier(model, tuple(heavy))
         return RunData(parts["train"], parts["dev"], parts["test"], collate, trainable, tuple(heavy))
@@ -303,32 +315,39 @@ class SingleEncoder(nn.Module):
         return {m: encoder(batch) for m, encoder in self.encoders.items()}
 
 
-def _cached_dataset(spec: RunSpec, ctx: GridContext, built: BuiltModel, modalities: list[str], part: str) -> Dataset:
-    """The frozen encoders' outputs over one split part, from (or into) the feature cache."""
-    split = ctx.splits[spec.split]
-    movies = ctx.movies(spec.split, part)
-    transforms = image_transforms(built.model) if "image" in modalities else None
+def _cached_dataset(ctx: GridContext, built: BuiltModel, needs: Sequence[FeatureCacheNeed]) -> Dataset:
+    """The frozen encoders' outputs over one split part (one `need` per modality), from (or into) the
+    feature caches; the grid's ledger records which file served which need."""
+    profile = ctx.profile
     paths = {}
-    for modality in modalities:
-        dataset = raw_dataset(movies, [modality], built, None if transforms is None else transforms[False])
-        collate = multimodal_collator(built) if modality == "text" else MultimodalCollator()
-        encoder = built.model.encoders[modality]
+    for need in needs:
+        split = ctx.splits[need.split]
+        transform = image_transforms(built.model)[False] if need.modality == "image" else None
+        dataset = raw_dataset(ctx.movies(need.split, need.part), [need.modality], built, transform)
+        collate = multimodal_collator(built) if need.modality == "text" else MultimodalCollator()
+        encoder = built.model.encoders[need.modality]
         # The weights themselves are hashed by cache_encoder_features: a fusion reusing a run's frozen
         # encoder shares that run's cache.
         identity = {
-            "modality": modality,
-            "encoder": dataclasses.asdict(getattr(built.config, modality)),
-            "inputs": _input_identity(built, modality),
+            "modality": need.modality,
+            "encoder": dataclasses.asdict(getattr(built.config, need.modality)),
+            "inputs": _input_identity(built, need.modality),
         }
-        paths[modality] = cache_encoder_features(
-            SingleEncoder(modality, encoder),
+        config = FeatureCacheConfig(tokens=need.tokens, mixed_precision=profile.mixed_precision,
+                                    num_workers=profile.num_workers)
+        paths[need.modality] = cache_encoder_features(
+            SingleEncoder(need.modality, encoder),
             dataset,
             backbone_id=json.dumps(identity, sort_keys=True, default=str),
             data_fingerprint=ctx.release.fingerprint,
-            part=f"{split.name}-{split.split_hash()[:12]}-{part}-{modality}",
+            part=f"{split.name}-{split.split_hash()[:12]}-{need.part}-{need.modality}",
             collate_fn=collate,
+            config=config,
             accelerator=ctx.accelerator,
+            label=need.label,
         )
+        if ctx.caches is not None:
+            ctx.caches.record(need, paths[need.modality])
     return CachedModalitiesDataset(paths)
 
 
