@@ -31,6 +31,7 @@ from thesis_lib.experiments.profile import Profile, ProfileError
 from thesis_lib.experiments.records import is_finished, write_error
 from thesis_lib.experiments.runner import RunOutcome, execute_run
 from thesis_lib.experiments.specs import config_hashes, plan_grid
+from thesis_lib.machine import choose_device, device_banner, effective_precision
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,13 @@ def open_grid(
     log.info("data: %d movies from %s (fingerprint %s); %d skipped", len(release.movies), release.root,
              release.fingerprint[:12], len(release.skipped_ids))
     splits = make_splits(profile, release, runs)
-    accelerator = Accelerator(cpu=profile.device == "cpu", mixed_precision=profile.mixed_precision)
+    # One decision for the whole grid (thesis_lib.machine): the GPU when `device: auto` finds a usable one,
+    # bf16 -> fp16 on a GPU without bf16, and no autocast at all on the CPU.
+    device = choose_device(profile.device)
+    accelerator = Accelerator(cpu=device.type == "cpu",
+                              mixed_precision=effective_precision(device, profile.mixed_precision))
+    if accelerator.is_main_process:
+        log.info("%s", device_banner(accelerator.device, profile.mixed_precision).line())
     return GridContext(profile, release, splits, runs, accelerator, {s.key: s for s in plan},
                        config_hashes(plan, profile))
 
