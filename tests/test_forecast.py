@@ -100,3 +100,18 @@ def test_thesis_run_plan_json_parses(make_twin, capsys, tmp_path):
     assert plan["totals"]["gpu_hours"] > 0 and plan["totals"]["peak_disk_bytes"] > 0
     assert all(run["rate_source"] == "assumed 35% MFU" for run in plan["runs"])  # no GPU benchmark here
     assert not (tmp_path / "runs").exists()  # a plan trains and writes nothing
+
+
+def test_a_gpu_benchmark_result_replaces_the_mfu_assumption_for_its_gpu(tmp_path):
+    from thesis_lib.experiments.forecast import MFU_ASSUMED, gpu_rates
+
+    case = {"model": "text_bert", "task": "train", "size": "full", "techniques": {"bf16": True},
+            "achieved_tflops": 420.0}
+    small = {**case, "size": "small", "achieved_tflops": 999.0}  # small models say nothing about the full ones
+    result = {"device": {"type": "cuda", "name": "NVIDIA H100 80GB HBM3"}, "cases": [case, small]}
+    (tmp_path / "gpu-h100.json").write_text(json.dumps(result))
+    rates = gpu_rates("NVIDIA H100 80GB HBM3", results_dir=tmp_path)
+    assert rates.rate("text_bert", "train") == (420e12, "measured 420 TFLOP/s (gpu-h100.json)")
+    assert rates.rate("image_vit", "train") == (MFU_ASSUMED * 989e12, "assumed 35% MFU")
+    other = gpu_rates("NVIDIA A100-SXM4-80GB", results_dir=tmp_path)  # another GPU: its own peak, no measurement
+    assert other.rate("text_bert", "train") == (MFU_ASSUMED * 312e12, "assumed 35% MFU")

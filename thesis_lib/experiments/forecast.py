@@ -342,10 +342,11 @@ class Forecast:
                      f"({', '.join(f'{i.name} {i.bytes / 1e9:.1f} GB' for i in self.fixed)})")
         lines.append(f"  all checkpoints at the end: {t['checkpoint_bytes'] / 1e9:.1f} GB; largest cache set "
                      f"{t['largest_cache_bytes'] / 1e9:.1f} GB")
-        lines.append("plot lengths (tokens, before truncation): " + "; ".join(
-            f"{key}: mean {v['mean']:.0f}, p95 {v['p95']:.0f}, {v['over_max']:.1%} over {v['max_length']} "
-            f"({v['source']})" for key, v in self.lengths.items()))
-        lines.append("assumptions: " + "; ".join(self.assumptions))
+        lines.append("plot lengths in tokens (before truncation):")
+        lines += [f"  {key:<24} mean {v['mean']:.0f}, p95 {v['p95']:.0f}, {v['over_max']:.1%} over {v['max_length']}: "
+                  f"{v['source']}" for key, v in self.lengths.items()]
+        lines.append("assumptions:")
+        lines += [f"  - {assumption}" for assumption in self.assumptions]
         return "\n".join(lines)
 
 
