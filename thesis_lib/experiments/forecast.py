@@ -734,6 +734,10 @@ def _cpu_work(profile: Profile, release: Release, plan: Sequence[RunSpec],
     sources = sorted({c.objects.source for c in configs.values() if c.objects is not None})
     posters = len(release.movies)
     for source in sources:
+        if profile.model_size != "full":  # the twin's small detectors, trained here: not costed
+            work.append({"work": f"detection {source} (twin-trained, small)", "hours": 0.0,
+                         "note": "small detectors trained on the twin: not costed here (minutes on a CPU)"})
+            continue
         rate = DETECTION_S_PER_POSTER.get(source, {"cpu": 0.0, "gpu": 0.0})
         where = "gpu" if gpu else "cpu"
         measured = "measured" if (source, where) in DETECTION_MEASURED else "assumed"
