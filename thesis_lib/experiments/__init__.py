@@ -18,22 +18,20 @@
 - `table`: `results_table` and `format_table` (`thesis results table`), `paired_difference`.
 - `forecast`: `forecast_grid(profile, release) -> Forecast`, the plan before the spend (`thesis run --plan`):
   every run's epochs, steps, FLOPs, GPU time, checkpoints; CPU-side work; disk at peak.
-- `preflight`: `preflight(profile, data_root, runs_dir) -> PreflightReport`, what would stop a grid
-  (`thesis run --check`, and before every full-size `thesis run`).
+- `preflight`: `preflight.preflight(profile, data_root, runs_dir) -> PreflightReport`, what would stop a
+  grid (`thesis run --check`, and before every full-size `thesis run`; not re-exported here, where the
+  function would hide its module).
 """
 
 from thesis_lib.experiments.grid import GridReport, run_grid
-from thesis_lib.experiments.preflight import PreflightReport, preflight
 from thesis_lib.experiments.profile import Profile, ProfileError, load_profile
 from thesis_lib.experiments.table import results_table
 
 __all__ = [
     "GridReport",
-    "PreflightReport",
     "Profile",
     "ProfileError",
     "load_profile",
-    "preflight",
     "results_table",
     "run_grid",
 ]

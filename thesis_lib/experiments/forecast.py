@@ -100,14 +100,13 @@ class PlotLengths:
         if self.sampled:
             values = np.resize(self.lengths, len(ids))
         else:
-            index = self._index()
-            values = self.lengths[[index[i] for i in ids]]
+            values = self.lengths[[self.index[i] for i in ids]]
         return np.minimum(values, max_length)
 
-    def _index(self) -> dict[str, int]:
-        if "_by_id" not in self.__dict__:
-            object.__setattr__(self, "_by_id", {movie_id: i for i, movie_id in enumerate(self.ids)})
-        return self.__dict__["_by_id"]
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        """movie id -> its position in `ids` (built once: a plan asks for every split part many times)."""
+        return {movie_id: i for i, movie_id in enumerate(self.ids)}
 
 
 def plot_lengths(movies: Sequence[Movie], backbone: str, cleaning: str) -> PlotLengths:
@@ -340,8 +339,8 @@ class Forecast:
         lines.append(f"  checkpoints {t['peak_checkpoint_bytes'] / 1e9:.1f} GB, feature caches "
                      f"{t['peak_cache_bytes'] / 1e9:.1f} GB, fixed {t['fixed_bytes'] / 1e9:.1f} GB "
                      f"({', '.join(f'{i.name} {i.bytes / 1e9:.1f} GB' for i in self.fixed)})")
-        lines.append(f"  all checkpoints at the end: {t['checkpoint_bytes'] / 1e9:.1f} GB; largest cache set "
-                     f"{t['largest_cache_bytes'] / 1e9:.1f} GB")
+        lines.append(f"  all checkpoints at the end: {t['checkpoint_bytes'] / 1e9:.1f} GB (every finished run keeps "
+                     f"best/); largest single cache {t['largest_cache_bytes'] / 1e9:.1f} GB")
         lines.append("plot lengths in tokens (before truncation):")
         lines += [f"  {key:<24} mean {v['mean']:.0f}, p95 {v['p95']:.0f}, {v['over_max']:.1%} over {v['max_length']}: "
                   f"{v['source']}" for key, v in self.lengths.items()]
@@ -746,6 +745,7 @@ def _cpu_work(profile: Profile, release: Release, plan: Sequence[RunSpec],
                      "hours": posters * rate[where] / 3600,
                      "note": f"on the {where.upper()} at {rate[where]:.3g} s/poster ({measured}); on the "
                              f"{other.upper()}: {posters * rate[other] / 3600:.1f} h"})
+    by_key = {spec.key: spec for spec in plan}
     explained = [(spec, row) for spec, row in zip(plan, rows, strict=True)
                  if row.kind == "train" and spec.split == profile.primary_split
                  and {"text", "image"} & set(configs[spec.key].modalities)]
@@ -753,7 +753,7 @@ def _cpu_work(profile: Profile, release: Release, plan: Sequence[RunSpec],
     for spec, _ in explained:
         config = configs[spec.key]
         per = sample_flops(config)
-        test = _lengths(config, splits[spec.split].part("test"), lengths, _text_cleaning_of(spec, plan), False)
+        test = _lengths(config, splits[spec.split].part("test"), lengths, _text_cleaning(spec, by_key), False)
         mean_length = float(test.mean()) if len(test) else 0.0
         xai_flops += XAI_TRAIN_PASSES * per.train(mean_length) + XAI_FORWARD_PASSES * per.forward(mean_length)
     if explained:
@@ -767,10 +767,6 @@ def _cpu_work(profile: Profile, release: Release, plan: Sequence[RunSpec],
                          f"CPU {on_cpu:.1f} h at an assumed {CPU_FLOPS_PER_CORE / 1e9:.0f} GFLOP/s x "
                          f"{os.cpu_count()} cores"})
     return work
-
-
-def _text_cleaning_of(spec: RunSpec, plan: Sequence[RunSpec]) -> str:
-    return _text_cleaning(spec, {s.key: s for s in plan})
 
 
 def _assumptions(rates: GpuRates, profile: Profile) -> list[str]:
