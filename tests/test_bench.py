@@ -19,7 +19,6 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from thesis_lib.bench.config import PROFILES
-from thesis_lib.bench.flops import QuadraticFlops, count_flops, matmul_parameters, rule_flops
 from thesis_lib.bench.hardware import describe_device, peak_bf16_flops
 from thesis_lib.bench.report import SCHEMA
 from thesis_lib.bench.runner import run_benchmark
@@ -27,6 +26,7 @@ from thesis_lib.bench.techniques import set_attention_kernels
 from thesis_lib.data.dataset import MMIMDbDataset
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import RAW
+from thesis_lib.models.flops import QuadraticFlops, count_flops, matmul_parameters, rule_flops
 from thesis_lib.train import TrainConfig, fit
 from thesis_lib.train.loaders import LengthGroupedSampler, SeededLoader
 from thesis_lib.train.optim import build_optimizer

@@ -4,11 +4,11 @@
 - `runner`: `run_benchmark(config, out=...)` runs the sections and writes the JSON.
 - `cases`: one registry model, one task (training step | frozen-encoder forward), one technique mix.
 - `techniques`: the switches (bf16, fused AdamW, SDPA, channels-last, torch.compile), each against `PLAIN`.
-- `flops`: FLOP counting with `FlopCounterMode` (and the 6*N*tokens cross-check); `hardware`: peak FLOP/s,
-  device description, peak memory; `timing`: the timing harness; `batches`: synthetic batches.
+- `hardware`: device description, peak memory (FLOP counting lives in `models.flops`, the peak FLOP/s
+  table in `machine`, both shared with the plan `experiments.forecast`); `timing`: the timing harness; `batches`: synthetic batches.
 - `movies`, `loading`, `end_to_end`: synthetic JPEG posters and plots, loader throughput per stage, and
   training / extraction fed by the project's real data path; `detectors`: Faster R-CNN throughput.
-- `standins`: offline architecture stand-ins for bert-base-uncased / roberta-base (no weights).
+- `standins`: offline stand-ins for bert-base-uncased / roberta-base (architectures from `models.architectures`).
 - `grid`: the real `thesis run` path on a small full-size grid (the GPU script's last step).
 - `report`: comparisons, target checks, the printed table.
 The JSON's keys are documented in benchmarks/README.md.

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from thesis_lib.bench.batches import BatchShape, synthetic_batch
-from thesis_lib.bench.flops import count_flops, matmul_parameters, rule_flops
 from thesis_lib.bench.hardware import DeviceInfo, PeakMemory
 from thesis_lib.bench.techniques import Techniques, apply_memory_format, autocast, set_attention_kernels
 from thesis_lib.bench.timing import Timing, time_steps
 from thesis_lib.models.classifier import GenreClassifier
+from thesis_lib.models.flops import count_flops, matmul_parameters, rule_flops
 from thesis_lib.models.registry import build_model
 from thesis_lib.train.config import TrainConfig
 from thesis_lib.train.optim import build_optimizer

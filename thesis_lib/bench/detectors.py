@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from thesis_lib.bench.flops import count_flops
 from thesis_lib.bench.hardware import PeakMemory
 from thesis_lib.bench.timing import time_steps
 from thesis_lib.detection.config import DetectorConfig
 from thesis_lib.detection.frcnn import MAX_ASPECT, build_twin_frcnn, coco_detector
+from thesis_lib.models.flops import count_flops
 
 TWIN_CLASSES = 16  # the small detector's vocabulary size (a few dozen kinds at most on the twin)
 

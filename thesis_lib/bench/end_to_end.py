@@ -23,7 +23,6 @@ from torch import nn
 
 from thesis_lib.bench.batches import BatchShape, synthetic_batch, to_device
 from thesis_lib.bench.cases import GRAD_CLIP_NORM
-from thesis_lib.bench.flops import QuadraticFlops, count_flops
 from thesis_lib.bench.hardware import DeviceInfo, PeakMemory, synchronize
 from thesis_lib.bench.loading import LoaderSettings, make_loader
 from thesis_lib.bench.techniques import Techniques, apply_memory_format, autocast, set_attention_kernels
@@ -34,6 +33,7 @@ from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import TextCleaningConfig
 from thesis_lib.data.tokenizers import train_bpe_tokenizer, train_wordpiece_tokenizer
 from thesis_lib.models.classifier import GenreClassifier
+from thesis_lib.models.flops import QuadraticFlops, count_flops
 from thesis_lib.models.registry import build_model
 from thesis_lib.models.text import RANDOM_TEXT_BACKBONES, load_tokenizer
 from thesis_lib.train.config import TrainConfig

@@ -1,15 +1,14 @@
 """What the benchmark runs on: the device, its stated peak bf16 throughput, and a peak-memory meter.
 
 Model FLOPs utilisation (MFU) is achieved model FLOP/s over the device's *dense* bf16 peak as NVIDIA
-states it (no 2:4 sparsity). The table below is matched against `torch.cuda.get_device_name`; a device it
-does not know (and every CPU) has no peak, so its MFU is reported as null ("n/a") and only the achieved
+states it (no 2:4 sparsity). The table (`thesis_lib.machine.PEAK_BF16_DENSE`, shared with the plan) is
+matched against `torch.cuda.get_device_name`; a device it does not know (and every CPU) has no peak, so its MFU is reported as null ("n/a") and only the achieved
 FLOP/s are given. `--peak-tflops` on the command line overrides the table.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import sys
 from dataclasses import asdict, dataclass
@@ -17,15 +16,7 @@ from typing import Any
 
 import torch
 
-# (substring of the CUDA device name, dense bf16 peak in FLOP/s, where the number comes from). Checked in
-# order: the PCIe/NVL variants before the plain "H100", which names the SXM part ("NVIDIA H100 80GB HBM3").
-PEAK_BF16_DENSE: tuple[tuple[str, float, str], ...] = (
-    ("H100 PCIe", 756e12, "NVIDIA H100 PCIe datasheet: 756 TFLOP/s dense bf16"),
-    ("H100 NVL", 835e12, "NVIDIA H100 NVL datasheet: 835 TFLOP/s dense bf16"),
-    ("H100", 989e12, "NVIDIA H100 SXM datasheet: 989 TFLOP/s dense bf16 (1,979 with sparsity)"),
-    ("H200", 989e12, "NVIDIA H200: the H100 SXM chip, 989 TFLOP/s dense bf16"),
-    ("A100", 312e12, "NVIDIA A100 datasheet: 312 TFLOP/s dense bf16"),
-)
+from thesis_lib.machine import cpu_name, peak_bf16_flops
 
 
 @dataclass(frozen=True)
@@ -44,14 +35,6 @@ class DeviceInfo:
         return asdict(self)
 
 
-def peak_bf16_flops(device_name: str) -> tuple[float, str] | None:
-    """(dense bf16 FLOP/s, source) for a CUDA device name, or None for a device the table does not know."""
-    for fragment, flops, source in PEAK_BF16_DENSE:
-        if fragment in device_name:
-            return flops, source
-    return None
-
-
 def describe_device(device: torch.device, peak_tflops_override: float | None = None) -> DeviceInfo:
     """The DeviceInfo of `device`; `peak_tflops_override` (TFLOP/s) replaces the table's peak."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -60,7 +43,7 @@ def describe_device(device: torch.device, peak_tflops_override: float | None = N
         name, memory = properties.name, int(properties.total_memory)
         known = peak_bf16_flops(name)
     else:
-        name, memory, known = _cpu_name(), None, None
+        name, memory, known = cpu_name(), None, None
     if peak_tflops_override is not None:
         known = (peak_tflops_override * 1e12, "--peak-tflops")
     return DeviceInfo(
@@ -72,17 +55,6 @@ def describe_device(device: torch.device, peak_tflops_override: float | None = N
         cpu_count=cpus,
         torch_threads=torch.get_num_threads(),
     )
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class PeakMemory:

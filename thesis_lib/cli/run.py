@@ -2,13 +2,26 @@
 
 Exit status 0 when every run finished (now or earlier), 1 when some failed (after running all others);
 a profile problem is a `ThesisError` (exit 2). Progress goes to stderr as log lines, the summary to stdout.
+
+`--check` prints the preflight (release, weights, device, disk, memory; one line each) and exits 2 when
+something stops the run, 0 otherwise, without training. `--plan [--json]` prints the plan (every run, FLOPs,
+GPU time, CPU-side work, peak disk) without training. A full-size profile (model_size: full) runs the
+preflight before training and stops with exit 2 when it finds a problem.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from typing import TYPE_CHECKING
 
 from thesis_lib.cli.arguments import key_value, name_list, seed_list
+from thesis_lib.cli.errors import EXIT_USER_ERROR
+from thesis_lib.errors import ThesisError
+
+if TYPE_CHECKING:
+    from thesis_lib.experiments.profile import Profile
 
 EXIT_RUNS_FAILED = 1
 
@@ -20,6 +33,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--runs", default=None, help="runs folder (default: the profile's runs_dir)")
     run.add_argument("--models", default=None, help="comma-separated model names (default: the profile's list)")
     run.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's seeds)")
+    what = run.add_mutually_exclusive_group()
+    what.add_argument("--check", action="store_true",
+                      help="only the preflight: what would stop the run (exit 2 if anything does)")
+    what.add_argument("--plan", action="store_true",
+                      help="only the plan: every run, FLOPs, GPU time, CPU-side work, peak disk (no training)")
+    run.add_argument("--json", action="store_true", help="with --plan: the plan as JSON")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a profile value")
     run.set_defaults(handler=run_command)
 
@@ -27,11 +46,40 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def run_command(ns: argparse.Namespace) -> int:
     overrides = dict(key_value(item) for item in ns.overrides)
     seeds = seed_list(ns.seeds)  # bad input is reported before torch is even imported
+    if ns.json and not ns.plan:
+        raise ThesisError("--json goes with --plan (the preflight prints lines)")
     # Imported here: keeps torch off `--help`'s import path.
     from thesis_lib.experiments.grid import run_grid
+    from thesis_lib.experiments.preflight import preflight
     from thesis_lib.experiments.profile import load_profile
 
-    report = run_grid(load_profile(ns.profile, overrides), data_root=ns.data, runs_dir=ns.runs,
-                      models=name_list(ns.models), seeds=seeds)
+    profile = load_profile(ns.profile, overrides)
+    models = name_list(ns.models)
+    if ns.plan:
+        return plan_command(profile, ns, models, seeds)
+    if ns.check or profile.model_size == "full":
+        report = preflight(profile, data_root=ns.data, runs_dir=ns.runs, models=models, seeds=seeds)
+        print(report.summary(), file=sys.stdout if ns.check else sys.stderr, flush=True)
+        if not report.ok:
+            return EXIT_USER_ERROR
+        if ns.check:
+            return 0
+    report = run_grid(profile, data_root=ns.data, runs_dir=ns.runs, models=models, seeds=seeds)
     print(report.summary(), flush=True)
     return 0 if report.ok else EXIT_RUNS_FAILED
+
+
+def plan_command(profile: Profile, ns: argparse.Namespace, models: list[str] | None, seeds: list[int] | None) -> int:
+    """`thesis run --plan`: the forecast over the release the grid would read (it must exist)."""
+    from pathlib import Path
+
+    from thesis_lib.data.mmimdb import load_release
+    from thesis_lib.experiments.forecast import forecast_grid
+    from thesis_lib.experiments.grid import resolve_data_root
+
+    release = load_release(resolve_data_root(profile, ns.data), plot_choice=profile.plot_choice,
+                           verify_posters="none")
+    forecast = forecast_grid(profile, release, models=models, seeds=seeds,
+                             runs_dir=Path(ns.runs).expanduser() if ns.runs else None)
+    print(json.dumps(forecast.to_dict(), indent=1) if ns.json else forecast.summary(), flush=True)
+    return 0

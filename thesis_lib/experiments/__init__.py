@@ -18,6 +18,11 @@
 - `processes`: a grid under torchrun / accelerate launch: the global batch split per process, work done
   once on the main process.
 - `table`: `results_table` and `format_table` (`thesis results table`), `paired_difference`.
+- `forecast`: `forecast_grid(profile, release) -> Forecast`, the plan before the spend (`thesis run --plan`):
+  every run's epochs, steps, FLOPs, GPU time, checkpoints; CPU-side work; disk at peak.
+- `preflight`: `preflight.preflight(profile, data_root, runs_dir) -> PreflightReport`, what would stop a
+  grid (`thesis run --check`, and before every full-size `thesis run`; not re-exported here, where the
+  function would hide its module).
 """
 
 from thesis_lib.experiments.grid import GridReport, run_grid

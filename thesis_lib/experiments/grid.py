@@ -44,6 +44,7 @@ from thesis_lib.experiments.profile import Profile, ProfileError
 from thesis_lib.experiments.records import is_finished, write_error
 from thesis_lib.experiments.runner import RunOutcome, execute_run
 from thesis_lib.experiments.specs import RunSpec, config_hashes, plan_grid
+from thesis_lib.machine import choose_device, device_banner, effective_precision
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,13 @@ def open_grid(
     """Data, splits, device and plan of a grid, without running anything."""
     runs = RunsFolder(Path(runs_dir).expanduser() if runs_dir else profile.runs_path())
     plan = plan_grid(profile, models, seeds)  # profile errors surface before any data is read
-    accelerator = Accelerator(cpu=profile.device == "cpu", mixed_precision=profile.mixed_precision,
+    # One decision for the whole grid (thesis_lib.machine): the GPU when `device: auto` finds a usable one,
+    # bf16 -> fp16 on a GPU without bf16, and no autocast at all on the CPU.
+    device = choose_device(profile.device)
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=effective_precision(device, profile.mixed_precision),
                               kwargs_handlers=[BARRIER_TIMEOUT])
+    if accelerator.is_main_process:
+        log.info("%s", device_banner(accelerator.device, profile.mixed_precision).line())
     # Several processes: the profile's batch is the global one (refused here when it does not split).
     accelerator.gradient_accumulation_steps = profile.gradient_accumulation
     process_batch_size(profile, accelerator.num_processes)

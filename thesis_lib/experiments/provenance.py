@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from thesis_lib.machine import device_banner
 from thesis_lib.paths import project_root
 
 VERSIONED_PACKAGES = ("torch", "transformers", "timm", "torchvision", "numpy", "scikit-learn", "accelerate",
@@ -53,13 +54,12 @@ def library_versions() -> dict[str, str | None]:
 
 
 def device_info(device: torch.device, *, processes: int, mixed_precision: str) -> dict[str, Any]:
-    """What the run computed on: device type and name, processes, precision, CPU threads."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    """What the run computed on: the device banner the grid logs (type, name, GPU count and memory, bf16,
+    the profile's `mixed_precision` and the precision autocast really used), processes and CPU threads."""
+    banner = device_banner(device, mixed_precision)
     return {
-        "type": device.type,
-        "name": name,
+        **banner.to_dict(),
         "processes": processes,
-        "mixed_precision": mixed_precision,
         "cpu_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "platform": sys.platform,

@@ -111,7 +111,7 @@ def base_record(spec: RunSpec, ctx: GridContext) -> dict[str, Any]:
         "data": {"fingerprint": ctx.release.fingerprint, "root": str(ctx.release.root),
                  "movies": len(ctx.release.movies)},
         "device": device_info(ctx.accelerator.device, processes=ctx.accelerator.num_processes,
-                              mixed_precision=ctx.accelerator.mixed_precision)
+                              mixed_precision=ctx.profile.mixed_precision)
         | {"gradient_accumulation": ctx.profile.gradient_accumulation},
         "versions": library_versions(),
         "git": git_state(),

@@ -1,0 +1,122 @@
+"""The preflight (`thesis run --check`, and before every full-size `thesis run`): what stops a run, found
+before anything is trained."""
+
+from __future__ import annotations
+
+import shutil
+from collections import namedtuple
+
+import pytest
+import torch
+
+from thesis_lib import machine
+from thesis_lib.cli import main
+from thesis_lib.experiments import preflight as preflight_module
+from thesis_lib.experiments.preflight import preflight
+from thesis_lib.experiments.profile import load_profile
+
+Usage = namedtuple("Usage", "total used free")
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """This machine as the tests see it everywhere: a CUDA build of torch, no NVIDIA driver, no device."""
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(machine, "_nvidia_driver_version", lambda: None)
+
+
+@pytest.fixture
+def roomy(monkeypatch):
+    """Plenty of memory and disk, so only the item under test can stop the run."""
+    monkeypatch.setattr(preflight_module, "memory_available_bytes", lambda: 512e9)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10e12, 0, 10e12))
+
+
+def lines_of(output: str) -> dict[str, str]:
+    """item -> "STATUS message" of each preflight line."""
+    found = {}
+    for line in output.splitlines():
+        status, _, rest = line.partition(" ")
+        if status in ("OK", "WARNING", "STOP"):
+            item, _, message = rest.strip().partition(" ")
+            found[item] = f"{status} {message.strip()}"
+    return found
+
+
+@pytest.mark.slow
+def test_full_profile_without_a_gpu_stops_with_exit_2_naming_the_reason(make_twin, tmp_path, capsys, no_gpu, roomy):
+    code = main(["run", "--profile", "full", "--data", str(make_twin(120)), "--runs", str(tmp_path / "runs"),
+                 "--check"])
+    lines = lines_of(capsys.readouterr().out)
+    assert code == 2
+    assert lines["device"].startswith("STOP no usable GPU: no CUDA device")
+    assert "device=cpu" in lines["device"]  # says how to go on anyway
+    assert lines["release"].startswith("OK 120 movies")
+    assert lines["disk"].startswith("OK") and lines["memory"].startswith("OK")
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.slow
+def test_a_full_size_thesis_run_runs_the_preflight_first_and_stops(make_twin, tmp_path, capsys, no_gpu, roomy):
+    code = main(["run", "--profile", "full", "--data", str(make_twin(120)), "--runs", str(tmp_path / "runs")])
+    assert code == 2
+    assert "STOP    device" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_device_cpu_turns_the_gpu_line_into_a_warning(make_twin, tmp_path, capsys, no_gpu, roomy):
+    code = main(["run", "--profile", "full", "--data", str(make_twin(120)), "--runs", str(tmp_path / "runs"),
+                 "--check", "device=cpu"])
+    lines = lines_of(capsys.readouterr().out)
+    assert code == 0
+    assert lines["device"].startswith("WARNING device: cpu with full-size models")
+
+
+@pytest.mark.slow
+def test_a_tiny_disk_stops_the_run(make_twin, tmp_path, monkeypatch, no_gpu):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10e9, 10e9 - 1e6, 1e6))  # 1 MB free
+    report = preflight(load_profile("full", {"device": "cpu"}), data_root=make_twin(120), runs_dir=tmp_path)
+    (disk,) = [line for line in report.lines if line.item == "disk"]
+    assert disk.status == "stop" and "0.0 GB free" in disk.message
+    assert report.forecast is not None and f"{report.forecast.peak_disk_bytes / 1e9:.1f} GB" in disk.message
+    assert not report.ok
+
+
+def test_a_missing_release_names_the_folder(tmp_path, no_gpu, roomy):
+    missing = tmp_path / "mmimdb"
+    report = preflight(load_profile("full", {"device": "cpu"}), data_root=missing, runs_dir=tmp_path / "runs")
+    (release,) = [line for line in report.lines if line.item == "release"]
+    assert release.status == "stop" and str(missing) in release.message
+    (disk,) = [line for line in report.lines if line.item == "disk"]
+    assert disk.status == "warning"  # no plan without the release
+    assert not report.ok
+
+
+def test_the_weights_slot_runs_its_checks(tmp_path, no_gpu, roomy, monkeypatch):
+    def weights_missing(ctx):
+        return [preflight_module.CheckLine("weights", "stop", "bert-base-uncased: not cached")]
+
+    monkeypatch.setattr(preflight_module, "WEIGHTS_CHECKS", [weights_missing])
+    report = preflight(load_profile("full", {"device": "cpu"}), data_root=tmp_path / "none", runs_dir=tmp_path)
+    assert [line.item for line in report.lines] == ["release", "weights", "device", "disk", "memory"]
+    assert "STOP    weights  bert-base-uncased: not cached" in report.summary()
+
+
+def test_too_little_memory_stops(tmp_path, no_gpu, monkeypatch):
+    monkeypatch.setattr(preflight_module, "memory_available_bytes", lambda: 1e9)
+    report = preflight(load_profile("full", {"device": "cpu"}), data_root=tmp_path / "none", runs_dir=tmp_path)
+    (memory,) = [line for line in report.lines if line.item == "memory"]
+    assert memory.status == "stop" and "1.0 GB available" in memory.message
+
+
+def test_the_grid_never_autocasts_on_the_cpu_and_logs_the_banner(make_twin, tmp_path, no_gpu, caplog):
+    from thesis_lib.experiments.grid import open_grid
+
+    profile = load_profile("smoke", {"device": "auto", "mixed_precision": "bf16"})
+    with caplog.at_level("INFO", logger="thesis_lib.experiments.grid"):
+        ctx = open_grid(profile, data_root=str(make_twin(120)), runs_dir=str(tmp_path / "runs"))
+    assert ctx.accelerator.device.type == "cpu" and ctx.accelerator.mixed_precision == "no"
+    assert [r.message for r in caplog.records if r.message.startswith("device: CPU")]
