@@ -182,6 +182,20 @@ def test_render_only_stops_on_missing_runs_before_any_chapter_runs(tiny_twin, tm
     assert not runs.exists()  # and no split file or run folder was made
 
 
+@pytest.mark.slow
+def test_a_full_size_book_that_would_train_runs_the_preflight_first(tiny_twin, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    executed = ROOT / EXECUTED_DIR
+    before = sorted(executed.iterdir()) if executed.exists() else None
+    assert main(["book", "--profile", "full", "-p", "data_root", str(tiny_twin), "--train-missing",
+                 "--only", "04_experiments"]) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("thesis: error: ")]
+    assert "the preflight stops this build before it trains" in error
+    assert "no usable GPU" in error and "weights fetch" in error  # the device and the missing weights
+    assert (sorted(executed.iterdir()) if executed.exists() else None) == before  # no chapter ran
+
+
 def test_only_chapters_that_read_runs_need_them():
     assert {chapter.name for chapter in chapters_from_toc(ROOT) if chapter.reads_runs} == {"04_experiments", "04_xai"}
 

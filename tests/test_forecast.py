@@ -48,7 +48,7 @@ def test_the_512_token_worst_case_bounds_the_release_lengths(full_forecast):
 @pytest.mark.slow
 def test_frozen_fusions_read_pooled_or_token_caches_that_are_freed_after_their_last_reader(full_forecast):
     _, _, forecast = full_forecast
-    layouts = {cache.key.split("/")[3] for cache in forecast.caches}
+    layouts = {cache.layout for cache in forecast.caches}
     assert layouts == {"pooled", "tokens"}
     for cache in forecast.caches:  # one cache set per (split, seed), gone before the next seed starts
         readers = forecast.rows[cache.first:cache.last + 1]

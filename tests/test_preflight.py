@@ -28,6 +28,12 @@ def no_gpu(monkeypatch):
 
 
 @pytest.fixture
+def weights_cached(monkeypatch):
+    """As on a machine where `thesis weights fetch` ran: no weight is missing."""
+    monkeypatch.setattr(preflight_module, "weight_problems", lambda profile: [])
+
+
+@pytest.fixture
 def roomy(monkeypatch):
     """Plenty of memory and disk, so only the item under test can stop the run."""
     monkeypatch.setattr(preflight_module, "memory_available_bytes", lambda: 512e9)
@@ -54,6 +60,7 @@ def test_full_profile_without_a_gpu_stops_with_exit_2_naming_the_reason(make_twi
     assert lines["device"].startswith("STOP no usable GPU: no CUDA device")
     assert "device=cpu" in lines["device"]  # says how to go on anyway
     assert lines["release"].startswith("OK 120 movies")
+    assert lines["weights"].startswith("STOP pretrained weight")  # this machine has none of them
     assert lines["disk"].startswith("OK") and lines["memory"].startswith("OK")
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
 
@@ -67,7 +74,7 @@ def test_a_full_size_thesis_run_runs_the_preflight_first_and_stops(make_twin, tm
 
 
 @pytest.mark.slow
-def test_device_cpu_turns_the_gpu_line_into_a_warning(make_twin, tmp_path, capsys, no_gpu, roomy):
+def test_device_cpu_turns_the_gpu_line_into_a_warning(make_twin, tmp_path, capsys, no_gpu, roomy, weights_cached):
     code = main(["run", "--profile", "full", "--data", str(make_twin(120)), "--runs", str(tmp_path / "runs"),
                  "--check", "device=cpu"])
     lines = lines_of(capsys.readouterr().out)
@@ -95,14 +102,15 @@ def test_a_missing_release_names_the_folder(tmp_path, no_gpu, roomy):
     assert not report.ok
 
 
-def test_the_weights_slot_runs_its_checks(tmp_path, no_gpu, roomy, monkeypatch):
-    def weights_missing(ctx):
-        return [preflight_module.CheckLine("weights", "stop", "bert-base-uncased: not cached")]
-
-    monkeypatch.setattr(preflight_module, "WEIGHTS_CHECKS", [weights_missing])
+def test_each_missing_weight_stops_naming_its_runs_and_the_fetch_command(tmp_path, no_gpu, roomy, monkeypatch):
+    monkeypatch.setenv("THESIS_CACHE", str(tmp_path / "empty-cache"))  # no weights anywhere
     report = preflight(load_profile("full", {"device": "cpu"}), data_root=tmp_path / "none", runs_dir=tmp_path)
-    assert [line.item for line in report.lines] == ["release", "weights", "device", "disk", "memory"]
-    assert "STOP    weights  bert-base-uncased: not cached" in report.summary()
+    assert [line.item for line in report.lines][:2] == ["release", "weights"]
+    weights = [line for line in report.lines if line.item == "weights"]
+    assert len(weights) == 6 and all(line.status == "stop" for line in weights)
+    assert all("THESIS_ONLINE=1 thesis weights fetch --profile full" in line.message for line in weights)
+    (bert,) = [line for line in weights if "bert-base-uncased" in line.message]
+    assert "is missing" in bert.message and "text_bert" in bert.message
 
 
 def test_too_little_memory_stops(tmp_path, no_gpu, monkeypatch):

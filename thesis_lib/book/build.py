@@ -47,6 +47,7 @@ from thesis_lib.book.provenance import (
 )
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.grid import GridStatus, grid_status
+from thesis_lib.experiments.preflight import preflight
 from thesis_lib.experiments.profile import DEFAULT_PROFILE, PROFILE_HINTS, Profile, load_profile, profile_path
 from thesis_lib.experiments.provenance import git_state
 from thesis_lib.experiments.values import ProfileError, thaw, typed_value
@@ -89,6 +90,10 @@ class BookResult:
 
 class BookBuildError(ThesisError, RuntimeError):
     """Jupyter Book reported warnings or errors (the build runs with -W, so a broken reference fails)."""
+
+
+class PreflightError(ThesisError):
+    """A build that would train full-size runs inside a chapter, on a machine the preflight stops."""
 
 
 class MissingRunsError(ThesisError):
@@ -140,9 +145,17 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
     if profile is not None and DATA_ROOT_PARAMETER in declared:  # some chapter of this build reads the data
         # Fail before running anything when the data is missing (e.g. the full profile without -p data_root).
         release_folder(profile.data_root, profile.twin_root, root)
-    if profile is not None and any(chapter.reads_runs for chapter in chapters) and renders_only(build, profile, overrides):
-        status = check_runs_finished(build, profile)  # MissingRunsError before any chapter runs
-        log(f"render only: all {len(status.finished)} runs of the grid are finished in {status.runs_dir}")
+    if profile is not None and any(chapter.reads_runs for chapter in chapters):
+        if renders_only(build, profile, overrides):
+            status = check_runs_finished(build, profile)  # MissingRunsError before any chapter runs
+            log(f"render only: all {len(status.finished)} runs of the grid are finished in {status.runs_dir}")
+        elif profile.model_size == "full":  # it will train at full size inside a chapter: as `thesis run` would
+            check = preflight(profile)
+            for line in check.summary().splitlines():
+                log(line)
+            if not check.ok:
+                raise PreflightError(f"the preflight stops this build before it trains: "
+                                     f"{'; '.join(line.line() for line in check.stops)}")
     parameters = selector | {name: thaw(value) for name, value in overrides.items()}
 
     executed_dir = root / EXECUTED_DIR

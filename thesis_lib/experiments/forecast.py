@@ -43,15 +43,15 @@ import numpy as np
 from thesis_lib.data.mmimdb import Movie, Release
 from thesis_lib.data.splits import Split, official_split, thesis_split
 from thesis_lib.data.text import clean_text
+from thesis_lib.experiments.caches import feature_caches_of
 from thesis_lib.experiments.pipeline import TEXT_CLEANINGS
 from thesis_lib.experiments.profile import Profile
-from thesis_lib.experiments.specs import RunSpec, plan_grid, resolve_model_config
+from thesis_lib.experiments.specs import RunSpec, config_hashes, plan_grid, resolve_model_config
 from thesis_lib.machine import PEAK_BF16_DENSE, choose_device, loader_workers, peak_bf16_flops
 from thesis_lib.models import costs
 from thesis_lib.models.architectures import text_architectures
 from thesis_lib.models.configs import ModelConfig, TextEncoderConfig
 from thesis_lib.models.flops import QuadraticFlops
-from thesis_lib.models.fusion import FUSIONS
 from thesis_lib.models.pretrained import pretrained_dir
 from thesis_lib.paths import project_root
 
@@ -250,11 +250,11 @@ class RunCost:
 class CacheNeed:
     """One feature cache of the plan: which encoder over which split, how big, and which runs read it."""
 
-    key: str          # "<split>/<encoder run or backbone>/<modality>/<pooled|tokens>/seed<k>"
+    key: str          # "<split> | <encoder> | <modality> | <pooled|tokens>"
     modality: str
     layout: str       # "pooled" (N x D float32) | "tokens" (ragged fp16 tokens + pooled)
     split: str
-    encoder: str      # the run whose encoder it holds, or "registry:<backbone>"
+    encoder: str      # whose encoder: "run <split>/<name>/seed<k> <config hash>" | "registry <hash> seed<k>"
     bytes: float
     bytes_worst: float
     extraction_flops: float
@@ -372,7 +372,7 @@ def forecast_grid(
     lengths = _LengthTable(release, plot_sample)
     rows = [_run_cost(spec, configs.get(spec.key), splits[spec.split], profile, lengths, rates,
                       _text_cleaning(spec, by_key)) for spec in plan]
-    caches = feature_cache_plan(plan, configs, splits, lengths, by_key)
+    caches = feature_cache_plan(plan, configs, splits, lengths, by_key, profile)
     for cache in caches:
         rows[cache.first].caches_created.append(cache.key)
         rows[cache.first].extraction_flops += cache.extraction_flops
@@ -577,41 +577,30 @@ def feature_cache_plan(
     splits: Mapping[str, Split],
     lengths: _LengthTable,
     by_key: Mapping[tuple[str, int, str], RunSpec],
+    profile: Profile,
 ) -> list[CacheNeed]:
-    """The feature caches the grid writes and when it deletes them: THE one place this plan models the
-    feature-cache policy (point it at `train.features` when that changes).
+    """The feature caches the grid writes and when it deletes them, sized for this release.
 
-    A run with frozen backbones reads cached features of each heavy encoder (text, image) over its whole
-    split (train + dev + test). The encoder is its source run's (encoders=runs: one set per split and seed)
-    or the registry's pretrained one (one per split). Fusions that read only pooled vectors (early,
-    attention, late) need a pooled-only cache (N x D float32); fusions that read tokens (cross-attention)
-    need a token cache: float16 tokens stored ragged (a plot's real tokens, 197 for ViT-B/16) plus the
-    pooled vectors, a mask byte per token and N + 1 offsets. A cache is written when the first run that
-    needs it starts and deleted once no later run of the grid needs it.
-    """
+    Which caches each run reads comes from the grid's own bookkeeping (`caches.feature_caches_of`, what
+    `run_grid` deletes by): one cache per heavy encoder (text, image) and split part when every heavy encoder
+    of the run is frozen; a source run's encoder (encoders=runs: one set per split and seed) or the
+    registry's; pooled-only (N x D float32) for fusions that read pooled vectors, float16 tokens stored
+    ragged (a plot's real tokens, 197 for ViT-B/16) plus pooled vectors, a mask byte per token and N + 1
+    offsets for fusions that read tokens. A cache is written when the first run that needs it starts and
+    deleted once no later run of the grid needs it. The three parts of one encoder are sized together."""
+    hashes = config_hashes(list(plan), profile)
     found: dict[str, CacheNeed] = {}
     for index, spec in enumerate(plan):
-        if spec.kind != "train" or spec.backbones != "frozen":
-            continue
-        config = configs[spec.key]
-        layout = "tokens" if FUSIONS[config.fusion.kind].reads_tokens else "pooled"
-        for modality in ("text", "image"):
-            part = getattr(config, modality)
-            if part is None:
-                continue
-            if spec.encoders == "runs" and modality in dict(spec.sources):
-                source = by_key[(spec.split, spec.seed, spec.source(modality))]
-                encoder, cleaning = source.name, _text_cleaning(source, by_key)
-                seed = f"seed{spec.seed}"
-            else:
-                encoder, cleaning, seed = f"registry:{part.backbone}", spec.text_cleaning, "pretrained"
-            key = f"{spec.split}/{encoder}/{modality}/{layout}/{seed}"
+        for need in feature_caches_of(spec, profile, by_key, hashes):
+            if need.part != "train":
+                continue  # the dev and test parts come with the train part: sized over the whole split
+            layout = "tokens" if need.tokens else "pooled"
+            key = f"{need.split} | {need.encoder} | {need.modality} | {layout}"
             if key in found:
                 found[key] = dataclasses.replace(found[key], last=index)
                 continue
-            ids = splits[spec.split].ids
-            found[key] = _cache_need(key, modality, layout, spec.split, encoder, config, ids, lengths, cleaning,
-                                     index)
+            found[key] = _cache_need(key, need.modality, layout, need.split, need.encoder, configs[spec.key],
+                                     splits[spec.split].ids, lengths, _text_cleaning(spec, by_key), index)
     return list(found.values())
 
 

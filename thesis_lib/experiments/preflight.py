@@ -2,7 +2,7 @@
 
 One line per item, each "ok", "warning" or "stop":
 - release:  the data the profile reads loads (posters checked by their headers only: seconds, not minutes);
-- (weights: the slot `WEIGHTS_CHECKS`, filled by the pretrained-weights module: see there);
+- weights:  every pretrained weight the runs load is cached and not a stand-in (`experiments.weights`);
 - device:   `device: auto` needs a usable GPU for a full-size profile; the reason there is none is named (no
             CUDA device, a driver too old for the installed torch's CUDA, a GPU this build has no kernels
             for). `device: cpu` with full-size models is a warning (it runs, for days). On a GPU the line is
@@ -29,6 +29,7 @@ from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.forecast import Forecast, forecast_grid
 from thesis_lib.experiments.profile import Profile
+from thesis_lib.experiments.weights import profile_weights, weight_problems
 from thesis_lib.machine import DeviceBanner, choose_device, device_banner, gpu_problem, loader_workers
 from thesis_lib.paths import cache_dir
 
@@ -72,9 +73,15 @@ class PreflightContext:
 
 Check = Callable[[PreflightContext], list[CheckLine]]
 
-# The slot for "a pretrained weight is missing": the module that fetches and lists weights appends its check
-# here (a function PreflightContext -> [CheckLine]); it runs right after the release check.
-WEIGHTS_CHECKS: list[Check] = []
+def check_weights(ctx: PreflightContext) -> list[CheckLine]:
+    """Every pretrained weight the profile's runs load is cached and genuine (`experiments.weights`): one
+    stop line per missing weight or stand-in, naming the runs that need it and the command that fetches it."""
+    problems = weight_problems(ctx.profile)
+    if problems:
+        return [CheckLine("weights", "stop", problem) for problem in problems]
+    count = len(profile_weights(ctx.profile))
+    return [CheckLine("weights", "ok", f"all {count} pretrained weights the runs load are cached" if count
+                      else "no pretrained weights needed (every encoder starts from random weights)")]
 
 
 @dataclass
@@ -118,8 +125,7 @@ def preflight(
     ctx = PreflightContext(profile, _data_root(profile, data_root),
                            Path(runs_dir).expanduser() if runs_dir else profile.runs_path(), models=models, seeds=seeds)
     lines = check_release(ctx)
-    for check in WEIGHTS_CHECKS:
-        lines += check(ctx)
+    lines += check_weights(ctx)
     device_lines, banner = check_device(profile)
     lines += device_lines
     lines += check_disk(ctx)
