@@ -87,7 +87,8 @@ class YoloDetector:
         for batch in shape_batches([poster_shape(image) for image in images], config.batch_size):
             arrays = [as_bgr_array(images[index]) for index in batch]  # (H, W, 3) uint8 BGR, as from a PIL image
             predictions = self.model.predict(arrays, imgsz=config.image_size, conf=threshold, iou=config.nms_iou,
-                                             max_det=limit, device=str(self.device), half=self.precision == "fp16",
+                                             max_det=limit, device=str(self.device),
+                                             quantize=16 if self.precision == "fp16" else None,  # 8.4's `half`
                                              verbose=False)
             for index, prediction in zip(batch, predictions, strict=True):
                 results[index] = _to_detections(prediction)
