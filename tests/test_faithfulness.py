@@ -460,7 +460,6 @@ def _same_result(got, want):
         np.testing.assert_array_equal(np.asarray(got[key], dtype=object), np.asarray(want[key], dtype=object), key)
 
 
-@pytest.mark.slow
 def test_explaining_a_run_loaded_on_the_cpu_gives_what_a_hand_built_cpu_model_gives(tiny_twin_run, tmp_path):
     """`check_runs(device="cpu")` (load_run, make_batch on the device, the check) scores the run exactly as the
     same weights scored without any device code: a model and batches built in the test."""
@@ -489,7 +488,6 @@ def test_explaining_a_run_loaded_on_the_cpu_gives_what_a_hand_built_cpu_model_gi
     _same_result(checked, evaluate_run(by_hand, truth, config))
 
 
-@pytest.mark.slow
 def test_the_device_setting_reaches_the_model_its_batches_and_the_command(tiny_twin_run, tmp_path, monkeypatch,
                                                                           capsys):
     """device="auto" goes through machine.choose_device (here without a GPU: the CPU) to the loaded model, its
