@@ -366,14 +366,14 @@ def small_twin(make_twin, tmp_path, monkeypatch):
     return load_release(make_twin(24), verify_posters="none", workers=1)
 
 
-@pytest.mark.slow
 def test_detections_on_the_cpu_are_those_of_the_loop_before_devices(small_twin):
-    """Through `detections_for_release(device="cpu")`, the table the old loop made: consecutive batches of
-    posters, each PIL poster turned into floats on the CPU and through the model."""
+    """Through `detections_for_release(device="cpu")`, posters decoded by a loader worker, the table the old
+    loop made: consecutive batches of posters, each PIL poster turned into floats on the CPU and through the
+    model."""
     from torchvision.transforms.v2 import functional as TF
 
     config = DetectorConfig(kind="frcnn", weights="coco", score_threshold=0.0, batch_size=8)
-    table = detections_for_release(config, small_twin, backends={"frcnn": TINY_COCO}, device="cpu")
+    table = detections_for_release(config, small_twin, backends={"frcnn": TINY_COCO}, device="cpu", num_workers=1)
     detector, ids, expected = _tiny_frcnn(config), list(small_twin.ids), []
     heads = detector.model.roi_heads
     heads.score_thresh, heads.detections_per_img, heads.nms_thresh = 0.0, config.max_regions, config.nms_iou
@@ -387,7 +387,8 @@ def test_detections_on_the_cpu_are_those_of_the_loop_before_devices(small_twin):
     assert table.mask.sum() > len(ids)  # something to compare
     for name in ("boxes", "classes", "scores", "mask"):
         np.testing.assert_array_equal(getattr(table, name), getattr(reference, name))
-    assert (table.provenance["device"], table.provenance["precision"]) == ("cpu", "fp32")
+    assert (table.provenance["device"], table.provenance["precision"], table.provenance["loader_workers"]) == (
+        "cpu", "fp32", 1)
 
 
 @pytest.mark.parametrize("build", [_tiny_frcnn, _random_yolo], ids=["frcnn", "yolo"])
