@@ -332,3 +332,101 @@ def test_importing_ultralytics_leaves_pil_image_open_alone(tmp_path):
     garbage.write_bytes(b"not an image at all")
     with pytest.raises(UnidentifiedImageError):  # PIL's own error, not ultralytics' pi-heif install attempt
         Image.open(garbage)
+
+
+# --- the device: detection where the profile says, results independent of the batch ---------------------
+
+def _tiny_frcnn(config: DetectorConfig):
+    """A randomly initialised twin Faster R-CNN (seeded): cheap enough to run over a whole tiny twin."""
+    from thesis_lib.detection.frcnn import FrcnnDetector, build_twin_frcnn, twin_label_map
+
+    vocabulary = twin_classes()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return FrcnnDetector(build_twin_frcnn(len(vocabulary), config), vocabulary, config,
+                             twin_label_map(vocabulary))
+
+
+def _random_yolo(config: DetectorConfig):
+    """YOLOv8n from its yaml with random weights (no file, no download)."""
+    from thesis_lib.detection import yolo
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = yolo._yolo_class()(yolo.TWIN_ARCHITECTURE)
+    return yolo.YoloDetector(model, tuple(model.names[i] for i in range(len(model.names))), config)
+
+
+TINY_COCO = SimpleNamespace(load_coco=_tiny_frcnn, train_twin=None, load_twin=None)  # "coco": nothing to train
+
+
+@pytest.fixture
+def small_twin(make_twin, tmp_path, monkeypatch):
+    monkeypatch.setenv("THESIS_CACHE", str(tmp_path / "cache"))
+    return load_release(make_twin(24), verify_posters="none", workers=1)
+
+
+def test_detections_on_the_cpu_are_those_of_the_loop_before_devices(small_twin):
+    """Through `detections_for_release(device="cpu")`, posters decoded by a loader worker, the table the old
+    loop made: consecutive batches of posters, each PIL poster turned into floats on the CPU and through the
+    model."""
+    from torchvision.transforms.v2 import functional as TF
+
+    config = DetectorConfig(kind="frcnn", weights="coco", score_threshold=0.0, batch_size=8)
+    table = detections_for_release(config, small_twin, backends={"frcnn": TINY_COCO}, device="cpu", num_workers=1)
+    detector, ids, expected = _tiny_frcnn(config), list(small_twin.ids), []
+    heads = detector.model.roi_heads
+    heads.score_thresh, heads.detections_per_img, heads.nms_thresh = 0.0, config.max_regions, config.nms_iou
+    for start in range(0, len(ids), config.batch_size):
+        tensors = [TF.to_dtype(TF.to_image(load_poster(small_twin.movies[movie_id].poster)), torch.float32, scale=True)
+                   for movie_id in ids[start:start + config.batch_size]]
+        with torch.no_grad():
+            outputs = detector.model(tensors)
+        expected += [detector._to_detections(out, t.shape[-1], t.shape[-2]) for t, out in zip(tensors, outputs, strict=True)]
+    reference = DetectionTable.from_detections(ids, expected, config.max_regions, detector.vocabulary, config.name)
+    assert table.mask.sum() > len(ids)  # something to compare
+    for name in ("boxes", "classes", "scores", "mask"):
+        np.testing.assert_array_equal(getattr(table, name), getattr(reference, name))
+    assert (table.provenance["device"], table.provenance["precision"], table.provenance["loader_workers"]) == (
+        "cpu", "fp32", 1)
+
+
+@pytest.mark.parametrize("build", [_tiny_frcnn, _random_yolo], ids=["frcnn", "yolo"])
+def test_a_posters_detections_do_not_depend_on_its_batch(build, small_twin):
+    """Posters of other sizes in the same call (a mixed batch letterboxes and pads differently) or another
+    batch size leave every poster's detections as they are when it is detected alone."""
+    poster = load_poster(small_twin.movies[small_twin.ids[0]].poster)
+    other = load_poster(small_twin.movies[small_twin.ids[1]].poster).resize((150, 300))  # padded narrower
+    third = load_poster(small_twin.movies[small_twin.ids[2]].poster)
+    kind = "frcnn" if build is _tiny_frcnn else "yolo"
+    detector = build(DetectorConfig(kind=kind, weights="coco", score_threshold=0.0, batch_size=2))
+    together = detector.detect([poster, other, third])
+    alone = [detector.detect([image])[0] for image in (poster, other, third)]
+    for joint, single in zip(together, alone, strict=True):
+        assert len(single.classes) > 0
+        torch.testing.assert_close(joint.boxes, single.boxes)
+        torch.testing.assert_close(joint.scores, single.scores)
+        assert joint.classes.tolist() == single.classes.tolist()
+
+
+def test_the_device_setting_reaches_the_detector_and_the_record(small_twin, monkeypatch):
+    """device="auto" goes through machine.choose_device (here without a GPU: the CPU) to the detector's
+    modules, and the table's provenance names the device; the cache key does not depend on it."""
+    from thesis_lib import machine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    asked = []
+    choose = machine.choose_device
+    monkeypatch.setattr(machine, "choose_device", lambda setting, *a: asked.append(setting) or choose(setting, *a))
+    config = DetectorConfig(kind="frcnn", weights="coco", score_threshold=0.0, batch_size=8)
+    detector = get_detector(config, backends={"frcnn": TINY_COCO}, device="auto")
+    assert asked == ["auto"] and detector.device == torch.device("cpu")
+    assert {parameter.device for parameter in detector.model.parameters()} == {detector.device}
+    table = detections_for_release(config, small_twin, backends={"frcnn": TINY_COCO}, device="auto", num_workers=-1)
+    assert table.provenance["device"] == "cpu" and table.provenance["loader_workers"] == machine.loader_workers(-1)
+    cached = detections_for_release(config, small_twin, backends={"frcnn": SimpleNamespace()}, device="cpu")
+    np.testing.assert_array_equal(cached.boxes, table.boxes)  # the same table: not recomputed for another device
+    yolo_detector = _random_yolo(DetectorConfig(kind="yolo", weights="coco")).to(machine.choose_device("auto"))
+    yolo_detector.detect([load_poster(small_twin.movies[small_twin.ids[0]].poster)])
+    predictor = yolo_detector.model.predictor  # ultralytics set it up on the detector's device, in float32 there
+    assert predictor.device == torch.device("cpu") and not predictor.model.fp16 and yolo_detector.precision == "fp32"

@@ -238,15 +238,17 @@ def test_detectors_are_asked_for_the_split_their_runs_are_scored_on(environment,
     asked = []
     table = object()  # stands in for the DetectionTable a real factory returns
 
-    def recording_factory(source, release, size, split):
-        asked.append((source, split))
+    def recording_factory(source, release, size, split, *, device, num_workers):
+        asked.append((source, split, device, num_workers))
         return table
 
-    ctx = dataclasses.replace(open_grid(load_profile(environment["profile"]), data_root=str(environment["twin"]),
-                                        runs_dir=str(environment["runs"])), objects_factory=recording_factory)
+    profile = load_profile(environment["profile"], {"device": "auto", "num_workers": "-1"})  # not the defaults
+    ctx = dataclasses.replace(open_grid(profile, data_root=str(environment["twin"]), runs_dir=str(environment["runs"])),
+                              objects_factory=recording_factory)
     assert ctx.detections("yolo", "thesis") is table
     assert ctx.detections("yolo", "thesis") is table  # built once per (source, split)
     assert len(asked) == 1 and asked[0][1] is ctx.splits["thesis"]
+    assert asked[0][2:] == ("auto", -1)  # detection runs where the profile says, fed as it says
 
 
 def test_speed_switches_of_the_profile_reach_the_training_runs(environment, first_grid, tmp_path):

@@ -374,28 +374,25 @@ def test_model_configs_come_back_from_a_json_record():
     assert model_config_from_dict(json.loads(json.dumps(dataclasses.asdict(config)))) == config
 
 
-def test_a_grid_run_folder_is_loaded_with_its_weights_batches_and_predictions(tiny_twin_run, tmp_path):
-    """A run folder as the experiment grid writes it (record, best weights, test predictions)."""
+def _image_vit_run_folder(root, runs):
+    """A finished image_vit run of the official split as the experiment grid writes it (record, best weights,
+    test predictions, thresholds of 0.25): (release, split, model, folder, record, test probabilities)."""
     import dataclasses
 
     from safetensors.torch import save_file
 
-    from thesis_lib.analysis.xai_check import NotExplainable, check_runs, explainable_run
     from thesis_lib.data.mmimdb import load_release
     from thesis_lib.data.splits import official_split
     from thesis_lib.experiments.layout import RunsFolder
-    from thesis_lib.experiments.loaded_run import NoNetworkError, load_run
     from thesis_lib.experiments.records import write_json, write_predictions
     from thesis_lib.models import build_model
     from thesis_lib.train.results import Predictions
-    from thesis_lib.xai.check import XaiCheckConfig
 
-    root, _, _ = tiny_twin_run
     release = load_release(root, verify_posters="none", workers=1)
     split = official_split(release)
     torch.manual_seed(0)
     model = build_model("image_vit", image_input_size=64).eval()
-    folder = RunsFolder(tmp_path).run("official", "image_vit", 0)
+    folder = RunsFolder(runs).run("official", "image_vit", 0)
     folder.best_weights.parent.mkdir(parents=True)
     save_file(model.state_dict(), str(folder.best_weights))
     probs = np.random.default_rng(0).random((len(split.test), 23)).astype(np.float32)
@@ -411,6 +408,19 @@ def test_a_grid_run_folder_is_loaded_with_its_weights_batches_and_predictions(ti
         "metrics": {"tuned_per_genre": {"per_genre": thresholds}},
     }
     write_json(folder.record, record)
+    return release, split, model, folder, record, probs
+
+
+def test_a_grid_run_folder_is_loaded_with_its_weights_batches_and_predictions(tiny_twin_run, tmp_path):
+    """A run folder as the experiment grid writes it (record, best weights, test predictions)."""
+    from thesis_lib.analysis.xai_check import NotExplainable, check_runs, explainable_run
+    from thesis_lib.experiments.layout import RunsFolder
+    from thesis_lib.experiments.loaded_run import NoNetworkError, load_run
+    from thesis_lib.experiments.records import write_json
+    from thesis_lib.xai.check import XaiCheckConfig
+
+    root, _, _ = tiny_twin_run
+    release, split, model, folder, record, probs = _image_vit_run_folder(root, tmp_path)
     run = load_run(folder, release)
     assert (run.model_name, run.seed) == ("image_vit", 0) and set(run.movies) == set(split.test)
     np.testing.assert_allclose(run.thresholds, 0.25)
@@ -438,3 +448,89 @@ def test_the_command_refuses_a_negative_pointing_tolerance(tmp_path, capsys):
 
     assert main(["xai", "check", "--data", str(tmp_path), "--runs", str(tmp_path), "--tolerance", "-1"]) == 2
     assert "--tolerance must be >= 0" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ the device
+
+
+def _same_result(got, want):
+    """Two evaluate_run results equal key by key (NaN equal to NaN)."""
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_array_equal(np.asarray(got[key], dtype=object), np.asarray(want[key], dtype=object), key)
+
+
+def test_explaining_a_run_loaded_on_the_cpu_gives_what_a_hand_built_cpu_model_gives(tiny_twin_run, tmp_path):
+    """`check_runs(device="cpu")` (load_run, make_batch on the device, the check) scores the run exactly as the
+    same weights scored without any device code: a model and batches built in the test."""
+    from thesis_lib.analysis.xai_check import check_runs
+    from thesis_lib.data.batch import MultimodalCollator
+    from thesis_lib.data.dataset import MMIMDbDataset
+    from thesis_lib.data.images import ImageTransformConfig, build_image_transform
+    from thesis_lib.data.text import CLEAN
+    from thesis_lib.xai.check import XaiCheckConfig, evaluate_run
+
+    root, truth, _ = tiny_twin_run
+    release, split, model, _, _, probs = _image_vit_run_folder(root, tmp_path)
+    config = XaiCheckConfig(max_pairs=6, max_deletion_pairs=3, n_resamples=50, pointing_tolerance_px=15)
+    summary = check_runs(root, tmp_path, config, split="official", device="cpu")
+    assert summary["device"] == "cpu"
+    stats = model.encoders["image"].normalization()
+    transform = build_image_transform(ImageTransformConfig(size=64, mean=stats.mean, std=stats.std), train=False)
+    test = {movie_id: release.movies[movie_id] for movie_id in split.test}
+    dataset = MMIMDbDataset(list(test.values()), image_transform=transform, text_cleaning=CLEAN, modalities=("image",))
+    row_of = {movie.id: row for row, movie in enumerate(dataset.movies)}
+    by_hand = HandBuiltRun("image_vit", 0, model, test, lambda ids: MultimodalCollator()([dataset[row_of[i]] for i in ids]),
+                           np.full(23, 0.25), None, None, None,
+                           probabilities={movie_id: probs[row] for row, movie_id in enumerate(split.test)})
+    (checked,) = summary["per_run"]
+    assert checked["n_pairs"] > 0
+    _same_result(checked, evaluate_run(by_hand, truth, config))
+
+
+def test_the_device_setting_reaches_the_model_its_batches_and_the_command(tiny_twin_run, tmp_path, monkeypatch,
+                                                                          capsys):
+    """device="auto" goes through machine.choose_device (here without a GPU: the CPU) to the loaded model, its
+    batches and its rollout copy, in load_run, the chapter's load_runs and `thesis xai check --device`."""
+    import json
+
+    from thesis_lib import machine
+    from thesis_lib.book.xai_chapter import load_runs
+    from thesis_lib.cli import main
+    from thesis_lib.experiments.loaded_run import load_run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    asked = []
+    choose = machine.choose_device
+    monkeypatch.setattr(machine, "choose_device", lambda setting, *a: asked.append(setting) or choose(setting, *a))
+    root, _, _ = tiny_twin_run
+    release, split, _, folder, _, _ = _image_vit_run_folder(root, tmp_path)
+    run = load_run(folder, release, device="auto")
+    assert asked == ["auto"] and run.device == torch.device("cpu")
+    assert {parameter.device for parameter in run.model.parameters()} == {run.device}
+    assert run.make_batch(list(split.test[:2]))["image"].device == run.device
+    (chapter_run,) = load_runs(tmp_path, release, ["image_vit"], 0, split="official", device="auto").values()
+    assert asked == ["auto", "auto"] and chapter_run.device == run.device
+    asked.clear()
+    assert main(["xai", "check", "--data", str(root), "--runs", str(tmp_path), "--split", "official", "--json",
+                 "--device", "cpu"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "cpu" in asked and summary["device"] == "cpu" and summary["per_run"][0]["model"] == "image_vit"
+
+
+def test_gradcam_refuses_posters_off_the_models_device(toy_model_for_device):
+    from thesis_lib.xai.gradcam import gradcam_maps
+
+    model, batch = toy_model_for_device
+    elsewhere = dict(batch, image=torch.empty(batch["image"].shape, device="meta"))  # another device than the CPU
+    with pytest.raises(ValueError, match="posters are on meta but the model on cpu"):
+        gradcam_maps(model, elsewhere, [(0, 0)])
+
+
+@pytest.fixture
+def toy_model_for_device():
+    from thesis_lib.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("image_vit", image_input_size=32).eval()
+    return model, {"image": torch.rand(1, 3, 32, 32)}

@@ -8,6 +8,9 @@ models, detections that cannot be produced here) are listed under "skipped_runs"
 The summary (what `--json` prints) is one object: its top-level keys are the values of the headline run,
 fusion_cross_attention seed 0 (the thesis model), and "per_run" lists the same keys for every run, with
 "model" and "seed".
+
+The runs are explained on `machine.choose_device(device)` ("auto": the GPU when there is one; what
+`thesis xai check --device` passes); the numbers come back to the CPU for scoring.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from thesis_lib import machine
 from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.twin import load_twin_truth
 from thesis_lib.data.twin.generate import TRUTH_FILE
@@ -53,9 +57,10 @@ def find_runs(runs: RunsFolder, split: str = PRIMARY_SPLIT) -> list[RunFolder]:
     return found
 
 
-def explainable_run(run: RunFolder, release: Release, detections: DetectionsCache) -> ExplainableRun:
-    """The run back from disk for explanation; NotExplainable (with the reason) when it has nothing to
-    explain, XaiCheckError when it cannot be loaded."""
+def explainable_run(run: RunFolder, release: Release, detections: DetectionsCache,
+                    device: str = "auto") -> ExplainableRun:
+    """The run back from disk for explanation, on `machine.choose_device(device)`; NotExplainable (with the
+    reason) when it has nothing to explain, XaiCheckError when it cannot be loaded."""
     record = read_record(run)
     if record.get("kind") != "train":
         raise NotExplainable(f"a {record.get('kind')} run has no network of its own")
@@ -63,7 +68,8 @@ def explainable_run(run: RunFolder, release: Release, detections: DetectionsCach
     if not [m for m in config.modalities if m != "objects"]:
         raise NotExplainable("reads detections only (no poster or plot encoder)")
     try:
-        return load_run(run, release, detections)
+        # Detections not cached yet are decoded by cores - 2 workers: this command has no profile to ask.
+        return load_run(run, release, detections, device=device, num_workers=machine.AUTO_WORKERS)
     except ImportError as error:  # the detector's library is not installed here (ultralytics on the GPU image)
         raise NotExplainable(f"its detections cannot be produced here: {error}") from None
     except (SourceRunError, RecordError, CheckpointMismatchError) as error:  # no weights, a missing source, ...
@@ -76,16 +82,18 @@ def check_runs(
     config: XaiCheckConfig | None = None,
     split: str = PRIMARY_SPLIT,
     load: Callable[[RunFolder, Release], ExplainableRun] | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate every run of `split` under `runs` against the data in `data`; the object `--json` prints.
 
-    `load(run, release)` builds each run (default `explainable_run`; tests pass their own)."""
+    `load(run, release)` builds each run (default `explainable_run` on `device`, "auto" | "cpu"; tests pass
+    their own). The summary's "device" names where the explanations ran."""
     config = config or XaiCheckConfig()
     found = find_runs(RunsFolder(runs), split)  # a missing or empty runs folder fails before the data is read
     truth = load_twin_truth(data) if (Path(data) / TRUTH_FILE).is_file() else None
     release = load_release(data, plot_choice=_plot_choice(found))
     detections: DetectionsCache = {}
-    load = load or (lambda run, release: explainable_run(run, release, detections))
+    load = load or (lambda run, release: explainable_run(run, release, detections, device))
     per_run, skipped = [], []
     for folder in found:
         try:
@@ -95,7 +103,7 @@ def check_runs(
             continue
         logger.info("xai check: %s seed %d", folder.name, folder.seed)
         per_run.append(evaluate_run(run, truth, config))
-    return summarise(per_run, skipped, data, truth is not None, config)
+    return summarise(per_run, skipped, data, truth is not None, config, str(machine.choose_device(device)))
 
 
 def _plot_choice(found: list[RunFolder]) -> str:
@@ -109,8 +117,9 @@ def _plot_choice(found: list[RunFolder]) -> str:
 
 
 def summarise(per_run: list[dict[str, Any]], skipped: list[dict[str, Any]], data: Path, twin: bool,
-              config: XaiCheckConfig) -> dict[str, Any]:
-    """The summary object: the headline run's values at the top level, then every run and every skip."""
+              config: XaiCheckConfig, device: str = "cpu") -> dict[str, Any]:
+    """The summary object: the headline run's values at the top level, then every run and every skip;
+    `device` names where the explanations ran."""
     keys = TWIN_KEYS if twin else REAL_KEYS
     headline = next((r for r in per_run if (r["model"], r["seed"]) == HEADLINE), None)
     summary: dict[str, Any] = {
@@ -121,6 +130,7 @@ def summarise(per_run: list[dict[str, Any]], skipped: list[dict[str, Any]], data
         "max_pairs": config.max_pairs,
         "pointing_tolerance_px": config.pointing_tolerance_px,
         "seed": config.seed,
+        "device": device,
     }
     for key in keys:
         summary[key] = None if headline is None else headline[key]

@@ -77,14 +77,18 @@ def first_seed(seeds: int | str | Sequence[int]) -> int:
 
 
 def load_runs(runs_dir: str | Path, release: Release, names: Sequence[str], seed: int,
-              optional: Sequence[str] = (), split: str = PRIMARY_SPLIT) -> dict[str, LoadedRun]:
+              optional: Sequence[str] = (), split: str = PRIMARY_SPLIT, *, device: str = "cpu",
+              num_workers: int = 0) -> dict[str, LoadedRun]:
     """The named runs of one seed and split, loaded for explanation (detections shared between runs); the
-    `optional` ones only when the grid produced them. A relative `runs_dir` is the project's."""
+    `optional` ones only when the grid produced them. A relative `runs_dir` is the project's. `device` and
+    `num_workers` are the profile's settings: the models (and every explanation of them) go to
+    `machine.choose_device(device)`, the GPU when there is one for "auto"."""
     root = Path(runs_dir).expanduser()
     runs_folder = RunsFolder(root if root.is_absolute() else project_root() / root)
     detections: DetectionsCache = {}
     wanted = [*dict.fromkeys(names), *(name for name in optional if name not in names)]
-    return {name: load_run(runs_folder.run(split, name, seed), release, detections) for name in wanted
+    return {name: load_run(runs_folder.run(split, name, seed), release, detections, device=device,
+                           num_workers=num_workers) for name in wanted
             if name in names or runs_folder.run(split, name, seed).is_recorded()}
 
 
@@ -119,7 +123,7 @@ def weights_caption(*runs: LoadedRun) -> str:
 def _probabilities(run: LoadedRun, movie_id: str) -> np.ndarray:
     if run.probabilities is None:
         with torch.no_grad():
-            return torch.sigmoid(run.model(run.make_batch([movie_id])).logits[0]).float().numpy()  # (23,)
+            return torch.sigmoid(run.model(run.make_batch([movie_id])).logits[0]).float().cpu().numpy()  # (23,)
     return np.asarray(run.probabilities[movie_id])  # (23,)
 
 

@@ -1,5 +1,5 @@
-"""`thesis xai check --data ROOT --runs RUNS_DIR [--json] [--tolerance PX] [--split thesis]`: faithfulness of
-explanations."""
+"""`thesis xai check --data ROOT --runs RUNS_DIR [--json] [--tolerance PX] [--split thesis] [--device auto|cpu]`:
+faithfulness of explanations."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--tolerance", type=float, default=0.0, metavar="PX",
                        help="pointing game: count a maximum within PX poster pixels of the box (0: strictly "
                             "inside, the default; Zhang et al. use 15, as the book does)")
+    check.add_argument("--device", choices=("auto", "cpu"), default="auto",
+                       help="where the models are explained: auto = the GPU when there is one (default), cpu")
     check.set_defaults(handler=check_command)
 
 
@@ -35,6 +37,6 @@ def check_command(ns: argparse.Namespace) -> int:
     from thesis_lib.xai.check import XaiCheckConfig
 
     summary = check_runs(Path(ns.data), Path(ns.runs), XaiCheckConfig(pointing_tolerance_px=ns.tolerance),
-                         split=ns.split)
+                         split=ns.split, device=ns.device)
     print(json.dumps(summary, indent=2) if ns.json else format_table(summary))
     return 0

@@ -32,6 +32,7 @@ from torchvision.transforms.v2 import functional as TF
 from thesis_lib.data.images import load_poster
 from thesis_lib.detection.config import DetectorConfig
 from thesis_lib.detection.detections import Detections
+from thesis_lib.detection.posters import Poster, as_uint8, poster_shape, shape_batches
 from thesis_lib.detection.truth import PosterBoxes, TwinAnnotations
 from thesis_lib.detection.vocab import coco_classes, coco_id_to_contiguous
 from thesis_lib.errors import ThesisError
@@ -86,7 +87,13 @@ def build_twin_frcnn(num_classes: int, config: DetectorConfig) -> FasterRCNN:
 
 
 class FrcnnDetector:
-    """A frozen Faster R-CNN: posters in, `Detections` (normalised xyxy, contiguous ids, scores) out."""
+    """A frozen Faster R-CNN: posters in, `Detections` (normalised xyxy, contiguous ids, scores) out.
+
+    It detects on `device` (`to`) in float32: posters go there as uint8 and are scaled there, the
+    detections come back to the CPU. No autocast: torchvision's box decoding and NMS would then work on
+    bf16 box coordinates, and R50-FPN at poster size is cheap on a GPU anyway."""
+
+    precision = "fp32"
 
     def __init__(self, model: FasterRCNN, vocabulary: tuple[str, ...], config: DetectorConfig,
                  label_to_class: dict[int, int]):
@@ -95,26 +102,38 @@ class FrcnnDetector:
         self.config = config
         self.training_report: dict[str, Any] | None = None  # set by get_detector for twin-trained weights
         self.label_to_class = label_to_class  # torchvision label (0 = background) -> contiguous class id
+        self.device = next(model.parameters()).device
 
     @property
     def num_parameters(self) -> int:
         return sum(parameter.numel() for parameter in self.model.parameters())
 
+    def to(self, device: torch.device) -> FrcnnDetector:
+        """Detect on `device` from now on (the model moves there)."""
+        self.model.to(device)
+        self.device = torch.device(device)
+        return self
+
     @torch.no_grad()
-    def detect(self, images: Sequence[Image.Image], score_threshold: float | None = None,
+    def detect(self, images: Sequence[Poster], score_threshold: float | None = None,
                max_regions: int | None = None) -> list[Detections]:
-        """Detections per image, sorted by score; thresholds default to the config's."""
+        """Detections per image (PIL or uint8 (3, H, W)), sorted by score; thresholds default to the config's.
+
+        Posters are batched with posters of their own size only (`posters.shape_batches`): a poster's
+        detections do not depend on the others it is detected with."""
         config = self.config
         heads = self.model.roi_heads
         heads.score_thresh = config.score_threshold if score_threshold is None else score_threshold
         heads.detections_per_img = config.max_regions if max_regions is None else max_regions
         heads.nms_thresh = config.nms_iou
-        results = []
-        for start in range(0, len(images), config.batch_size):
-            tensors = [_to_tensor(image) for image in images[start:start + config.batch_size]]
-            for tensor, output in zip(tensors, self.model(tensors), strict=False):
-                results.append(self._to_detections(output, tensor.shape[-1], tensor.shape[-2]))
-        return results
+        posters = [as_uint8(image) for image in images]  # (3, H, W) uint8 each
+        results: list[Detections | None] = [None] * len(posters)
+        for batch in shape_batches([poster_shape(poster) for poster in posters], config.batch_size):
+            tensors = [_to_float(posters[index].to(self.device, non_blocking=True)) for index in batch]
+            for index, tensor, output in zip(batch, tensors, self.model(tensors), strict=True):
+                output = {key: value.cpu() for key, value in output.items()}
+                results[index] = self._to_detections(output, tensor.shape[-1], tensor.shape[-2])
+        return results  # type: ignore[return-value]  # every index was filled
 
     def _to_detections(self, output: dict[str, Tensor], width: int, height: int) -> Detections:
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
@@ -125,8 +144,13 @@ class FrcnnDetector:
         return Detections(boxes, classes, output["scores"][known].float())  # torchvision sorts by score already
 
 
+def _to_float(poster: Tensor) -> Tensor:
+    """uint8 (3, H, W) -> float (3, H, W) in [0, 1]; FasterRCNN normalises and resizes by itself."""
+    return TF.to_dtype(poster, torch.float32, scale=True)
+
+
 def _to_tensor(image: Image.Image) -> Tensor:
-    """PIL RGB -> float (3, H, W) in [0, 1]; FasterRCNN normalises and resizes by itself."""
+    """PIL RGB -> float (3, H, W) in [0, 1] (training posters)."""
     return TF.to_dtype(TF.to_image(image), torch.float32, scale=True)
 
 

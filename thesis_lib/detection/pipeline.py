@@ -6,6 +6,16 @@
 
 Detectors are frozen feature extractors: they are never fine-tuned with the genre model, so their output
 is computed once per poster and reused by every model and seed.
+
+Detection runs on the device the profile's `device` setting gives (`machine.choose_device`: the GPU when
+there is one for "auto"), fed by `num_workers` poster-decoding processes (`posters.poster_loader`). The
+cache key of a table is the detector's weights and config, the release and the output filter, not the
+device: a GPU's detections differ from the CPU's by float rounding only (YOLO runs in fp16 there), which
+moves a box by a fraction of a pixel or a detection across the score threshold, and every run reads the
+one cached table whatever made it, so the runs of a grid stay comparable. A table made on the GPU node
+thus serves a CPU machine it is copied to (and the reverse) instead of costing a recomputation (~1.3 s
+per poster for Faster R-CNN on a CPU core). The table's provenance, which the run records carry, names
+the device, its precision and the loader workers that made it.
 """
 
 from __future__ import annotations
@@ -18,9 +28,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from PIL import Image
+import torch
 
-from thesis_lib.data.images import load_poster
+from thesis_lib import machine
 from thesis_lib.data.mmimdb import Release
 from thesis_lib.data.splits import Split, official_split
 from thesis_lib.detection import cache, frcnn, yolo
@@ -29,6 +39,7 @@ from thesis_lib.detection.detections import Detections
 from thesis_lib.detection.evaluate import MapResult, detection_map50
 from thesis_lib.detection.features import DetectionTable
 from thesis_lib.detection.oracle import oracle_table
+from thesis_lib.detection.posters import Poster, header_shape, poster_loader, shape_batches
 from thesis_lib.detection.truth import TwinAnnotations, load_truth_boxes, load_twin_annotations, truth_file
 from thesis_lib.detection.vocab import twin_classes
 from thesis_lib.storage import stable_hash
@@ -49,11 +60,17 @@ class Detector(Protocol):
     vocabulary: tuple[str, ...]
     config: DetectorConfig
     training_report: dict[str, Any] | None  # meta.json of a detector trained here; None for COCO weights
+    device: torch.device  # where it detects (`to` moves it)
 
     @property
     def num_parameters(self) -> int: ...
 
-    def detect(self, images: Sequence[Image.Image], score_threshold: float | None = None,
+    @property
+    def precision(self) -> str: ...  # "fp32" | "fp16": what it computes in on its device
+
+    def to(self, device: torch.device) -> Detector: ...
+
+    def detect(self, images: Sequence[Poster], score_threshold: float | None = None,
                max_regions: int | None = None) -> list[Detections]: ...
 
 
@@ -74,7 +91,7 @@ DETECTOR_BACKENDS: Mapping[str, DetectorBackend] = MappingProxyType({"yolo": yol
 
 def get_detector(config: DetectorConfig, release: Release | None = None,
                  truth_path: Path | str | None = None, split: Split | None = None, *,
-                 backends: Mapping[str, DetectorBackend] = DETECTOR_BACKENDS) -> Detector:
+                 backends: Mapping[str, DetectorBackend] = DETECTOR_BACKENDS, device: str = "cpu") -> Detector:
     """The detector `config` describes: COCO weights loaded, or twin weights trained once and then reused.
 
     `release` (and its twin_truth.json, or `truth_path`) is needed only for weights="twin"; such a detector
@@ -82,20 +99,24 @@ def get_detector(config: DetectorConfig, release: Release | None = None,
     pass the split the genre models are scored on: its test posters then stay unseen. A twin-trained
     detector carries `training_report` (split, train time, dev mAP@0.5, parameters) from its meta.json.
     `backends` maps each detector kind to the code that loads and trains it (default DETECTOR_BACKENDS).
+    The detector is on `machine.choose_device(device)` ("cpu" | "auto"), and so is the dev check after
+    training (the training itself stays with its backend).
     """
     if config.kind == "oracle":
         raise ValueError("the oracle reads the twin's boxes, not pixels: use detections_for_release(config, release)")
+    on = machine.choose_device(device)
     if config.weights == "coco":
-        return backends[config.kind].load_coco(config)
+        return backends[config.kind].load_coco(config).to(on)
     if release is None:
         raise ValueError(f"{config.name}: a detector trained on the twin needs the twin release to train on")
     split = official_split(release) if split is None else split
     key = detector_key(config, release, truth_path, split)
     folder = cache.detector_dir(config.name, key)
     if not (folder / cache.META_FILE).is_file():
-        _train(config, release, truth_path, split, folder, backends)
+        _train(config, release, truth_path, split, folder, backends, on)
     meta = cache.read_meta(folder)
     detector = backends[config.kind].load_twin(folder / "weights.safetensors", tuple(meta["vocabulary"]), config)
+    detector = detector.to(on)
     detector.training_report = meta
     return detector
 
@@ -115,10 +136,13 @@ def detector_key(config: DetectorConfig, release: Release, truth_path: Path | st
 
 def detections_for_release(config: DetectorConfig, release: Release, truth_path: Path | str | None = None,
                            split: Split | None = None, *,
-                           backends: Mapping[str, DetectorBackend] = DETECTOR_BACKENDS) -> DetectionTable:
+                           backends: Mapping[str, DetectorBackend] = DETECTOR_BACKENDS, device: str = "cpu",
+                           num_workers: int = 0) -> DetectionTable:
     """Every poster's top-R detections from the source `config` names, computed once and cached.
 
-    A twin-trained detector learns from the train part of `split` (see `get_detector`, also for `backends`)."""
+    A twin-trained detector learns from the train part of `split` (see `get_detector`, also for `backends`).
+    The detector runs on `machine.choose_device(device)`, fed by `machine.loader_workers(num_workers)`
+    poster-decoding workers; neither is part of the cache key (see the module docstring)."""
     if config.kind == "oracle":
         return oracle_table(config, release, truth_path)
     key = stable_hash({"detector": detector_key(config, release, truth_path, split), "release": release.fingerprint,
@@ -126,32 +150,44 @@ def detections_for_release(config: DetectorConfig, release: Release, truth_path:
     path = cache.table_path(config.name, key)
     if path.is_file():
         return cache.load_table(path)
-    detector = get_detector(config, release, truth_path, split, backends=backends)
+    detector = get_detector(config, release, truth_path, split, backends=backends, device=device)
     ids = release.ids
+    workers = machine.loader_workers(num_workers)
     started = time.perf_counter()
-    detections = _detect_posters(detector, release, ids)
+    detections = _detect_posters(detector, release, ids, workers)
     seconds = time.perf_counter() - started
     provenance = {
         "detector": config.model_fields(), "output": config.output_fields(), "release": release.fingerprint,
         "posters": len(ids), "seconds_per_poster": seconds / max(len(ids), 1),
         "parameters": detector.num_parameters, "training": detector.training_report,
+        "device": device_name(detector.device), "precision": detector.precision, "loader_workers": workers,
     }
     table = DetectionTable.from_detections(ids, detections, config.max_regions, detector.vocabulary, config.name,
                                            provenance)
     cache.save_table(table, path)
-    log.info("%s: %.2f detections per poster on %d posters in %.0f s (%.1f ms per poster, loading included)",
+    log.info("%s: %.2f detections per poster on %d posters in %.0f s (%.1f ms per poster, loading included) on %s",
              config.name, float(table.mask.sum()) / max(len(ids), 1), len(ids), seconds,
-             1000 * provenance["seconds_per_poster"])
+             1000 * provenance["seconds_per_poster"], provenance["device"])
     return table
 
 
-def source_detections(source: str, release: Release, model_size: str, split: Split) -> DetectionTable:
+def device_name(device: torch.device) -> str:
+    """"cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)": what a table's provenance says it was computed on."""
+    if device.type != "cuda":
+        return str(device)
+    return f"{device} ({torch.cuda.get_device_name(device)})"
+
+
+def source_detections(source: str, release: Release, model_size: str, split: Split, *, device: str = "cpu",
+                      num_workers: int = 0) -> DetectionTable:
     """The detections of an object source ("yolo" | "frcnn" | "oracle", as the registry's object configs name
     it) in a profile's model size (`default_detector_config`: trained on the twin's boxes for "small", COCO
     weights for "full"), for every poster of `release`; a detector trained here learns from `split`'s train
     part only, never from its test part. Computed once and cached, so every run and seed reads the same
-    detections (the grid's default `objects_factory`)."""
-    return detections_for_release(default_detector_config(source, model_size), release, split=split)
+    detections (the grid's default `objects_factory`). `device` ("cpu" | "auto") and `num_workers` are the
+    profile's settings of the same names (see `detections_for_release`)."""
+    return detections_for_release(default_detector_config(source, model_size), release, split=split, device=device,
+                                  num_workers=num_workers)
 
 
 def evaluate_detector(detector: Detector, release: Release, ids: Sequence[str] | None = None,
@@ -164,18 +200,24 @@ def evaluate_detector(detector: Detector, release: Release, ids: Sequence[str] |
     return detection_map50(predictions, [truth[movie_id].as_detections() for movie_id in ids])
 
 
-def _detect_posters(detector: Detector, release: Release, ids: Sequence[str], **thresholds: Any) -> list[Detections]:
-    """Run `detector` over the posters `ids`, reading one batch of posters at a time."""
-    size = detector.config.batch_size
-    detections: list[Detections] = []
-    for start in range(0, len(ids), size):
-        posters = [load_poster(release.movies[movie_id].poster) for movie_id in ids[start:start + size]]
-        detections += detector.detect(posters, **thresholds)
-    return detections
+def _detect_posters(detector: Detector, release: Release, ids: Sequence[str], workers: int = 0,
+                    **thresholds: Any) -> list[Detections]:
+    """Run `detector` over the posters `ids` (in that order), decoded by `workers` loader processes.
+
+    Posters of one size are batched together (their sizes read from the file headers first), so every
+    batch reaches the detector whole: see `posters` for why a batch holds one size only."""
+    paths = [release.movies[movie_id].poster for movie_id in ids]
+    batches = shape_batches([header_shape(path) for path in paths], detector.config.batch_size)
+    loader = poster_loader(paths, batches, workers, pin_memory=detector.device.type == "cuda")
+    detections: list[Detections | None] = [None] * len(ids)
+    for batch, posters in zip(batches, loader, strict=True):
+        for index, found in zip(batch, detector.detect(posters, **thresholds), strict=True):
+            detections[index] = found
+    return detections  # type: ignore[return-value]  # every index was filled
 
 
 def _train(config: DetectorConfig, release: Release, truth_path: Path | str | None, split: Split,
-           folder: Path, backends: Mapping[str, DetectorBackend]) -> None:
+           folder: Path, backends: Mapping[str, DetectorBackend], device: torch.device) -> None:
     """Train on the split's training posters, measure dev mAP@0.5, and publish the folder when all is done."""
     training = config.training
     assert training is not None
@@ -186,6 +228,7 @@ def _train(config: DetectorConfig, release: Release, truth_path: Path | str | No
     with cache.building(folder) as work:
         measured = backends[config.kind].train_twin(config, annotations, work)
         detector = backends[config.kind].load_twin(work / "weights.safetensors", annotations.vocabulary, config)
+        detector = detector.to(device)
         dev = evaluate_detector(detector, release, list(annotations.dev), truth_path)
         meta = {
             "config": config.model_fields(), "vocabulary": list(annotations.vocabulary),

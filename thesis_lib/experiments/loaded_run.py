@@ -5,10 +5,14 @@ their source runs or the registry, then the run's best weights, checked against 
 tokenizer, text cleaning, eval image transform, dataset and collator are built by the same functions the
 grid trained the run with (`pipeline`), so a batch made here is exactly a batch the run has seen.
 
-    run = load_run(RunsFolder(RUNS).run("thesis", "fusion_cross_attention", 0), release)
-    batch = run.make_batch(["0000042", "0000043"])      # the batch contract of `data.batch`
+    run = load_run(RunsFolder(RUNS).run("thesis", "fusion_cross_attention", 0), release, device="auto")
+    batch = run.make_batch(["0000042", "0000043"])      # the batch contract of `data.batch`, on run.device
     logits = run.model(batch).logits                    # (2, 23)
     run.thresholds                                      # (23,) tuned on the dev split
+
+The model lives on `run.device` (`machine.choose_device` of the `device` setting: the GPU when there is
+one for "auto") and `make_batch` puts its batches there, so explanations computed from them run there
+too; whoever reads their results (figures, scores) brings them back to the CPU.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import torch
+from accelerate.utils import send_to_device
 
+from thesis_lib import machine
 from thesis_lib.data.batch import MultimodalCollator
 from thesis_lib.data.mmimdb import Movie, Release
 from thesis_lib.data.splits import Split
@@ -75,6 +82,7 @@ class LoadedRun:
     text_cleaning: TextCleaningConfig  # the cleaning its dataset applied to plots
     max_length: int | None  # the collator's truncation length (None when it reads no plot)
     image_transform: Callable | None  # the eval transform of its posters (None when it reads no poster)
+    device: torch.device  # where the model is and where `make_batch` puts its batches
     _release: Release = field(repr=False)
     _built: BuiltModel = field(repr=False)
     _collate: MultimodalCollator = field(repr=False)
@@ -92,10 +100,10 @@ class LoadedRun:
         return self._built.config
 
     def make_batch(self, ids: Sequence[str]) -> dict[str, Any]:
-        """The run's eval batch of release movies `ids` (any part of the release, in this order)."""
+        """The run's eval batch of release movies `ids` (any part of the release, in this order), on `device`."""
         modalities = [m for m in self.config.modalities if m != "objects"]
         dataset = raw_dataset(self._release.movies_in(ids), modalities, self._built, self.image_transform)
-        return self._collate([dataset[row] for row in range(len(dataset))])
+        return send_to_device(self._collate([dataset[row] for row in range(len(dataset))]), self.device)
 
     def predictions(self, part: str) -> Predictions:
         """What the run predicted for its dev or test part when it finished."""
@@ -116,7 +124,7 @@ class LoadedRun:
         config = dataclasses.replace(self.config, text=dataclasses.replace(self.config.text, need_attentions=True))
         model = build_from_config(config)
         model.load_state_dict(self.model.state_dict(), strict=True)
-        return model.eval()
+        return model.to(self.device).eval()
 
 
 def record_plot_choice(record: dict[str, Any]) -> str:
@@ -124,11 +132,14 @@ def record_plot_choice(record: dict[str, Any]) -> str:
     return record.get("config", {}).get("train", {}).get("plot_choice", "longest")
 
 
-def load_run(run: RunFolder, release: Release, detections: DetectionsCache | None = None) -> LoadedRun:
+def load_run(run: RunFolder, release: Release, detections: DetectionsCache | None = None, *, device: str = "cpu",
+             num_workers: int = 0) -> LoadedRun:
     """The finished run in `run`, on `release` (the data it was trained on: checked by fingerprint).
 
-    `detections` shares object detections between runs loaded together. RecordError (or its subclass
-    `NoNetworkError`, `restore.SourceRunError`) names what is missing or does not fit."""
+    `detections` shares object detections between runs loaded together. `device` ("cpu" | "auto", a profile's
+    setting) decides where the model goes (`machine.choose_device`) and where detections not yet cached are
+    computed, with `num_workers` poster-decoding workers. RecordError (or its subclass `NoNetworkError`,
+    `restore.SourceRunError`) names what is missing or does not fit."""
     record = read_record(run)
     if record is None:
         raise RecordError(f"{run.path} holds no finished run (no record.json)")
@@ -142,7 +153,8 @@ def load_run(run: RunFolder, release: Release, detections: DetectionsCache | Non
         raise RecordError(f"{run.label} read the {plot_choice!r} plot of each movie, but {release.root} was loaded "
                           f"with plot_choice={release.plot_choice!r}: load it with plot_choice={plot_choice!r}")
     config = model_config_from_dict(record["model_config"])
-    model = restore_trained_model(run, record, config=config)  # eval mode
+    on = machine.choose_device(device)
+    model = restore_trained_model(run, record, config=config).to(on)  # eval mode
     split = run_split(record, run, release)
     cleaning = record.get("text_cleaning") or "clean"
     tokenizer = _tokenizer(config, cleaning, split, release, run) if config.text is not None else None
@@ -153,7 +165,8 @@ def load_run(run: RunFolder, release: Release, detections: DetectionsCache | Non
         key = (config.objects.source, split.split_hash())  # a twin-trained detector learnt from this split
         if key not in cache:
             model_size = record["config"]["train"]["model_size"]
-            cache[key] = source_detections(config.objects.source, release, model_size, split)
+            cache[key] = source_detections(config.objects.source, release, model_size, split, device=device,
+                                           num_workers=num_workers)
         objects = cache[key]
     return LoadedRun(
         folder=run,
@@ -166,6 +179,7 @@ def load_run(run: RunFolder, release: Release, detections: DetectionsCache | Non
         text_cleaning=TEXT_CLEANINGS[cleaning],
         max_length=config.text.max_length if config.text is not None else None,
         image_transform=image_transforms(model)[False] if config.image is not None else None,
+        device=on,
         _release=release,
         _built=built,
         _collate=multimodal_collator(built, objects),

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -62,8 +62,12 @@ TEXT_CLEANINGS: dict[str, TextCleaningConfig] = {"clean": CLEAN, "raw": RAW}
 TRAINED_TOKENIZER_VOCAB = 8000  # vocabulary of tokenizers trained on the training plots (random text encoders)
 
 
-# (source, release, model size, split) -> the detections of that source (default `detection.source_detections`).
-ObjectsFactory = Callable[[str, Release, str, Split], DetectionTable]
+class ObjectsFactory(Protocol):
+    """(source, release, model size, split; the profile's device and num_workers) -> the detections of that
+    source (default `detection.source_detections`)."""
+
+    def __call__(self, source: str, release: Release, model_size: str, split: Split, *, device: str,
+                 num_workers: int) -> DetectionTable: ...
 
 
 @dataclass
@@ -96,10 +100,12 @@ class GridContext:
         return self.release.movies_in(self.splits[split].part(part))
 
     def detections(self, source: str, split: str) -> DetectionTable:
-        """Detections of `source` for the runs of `split` (a twin-trained detector learns from its train part)."""
+        """Detections of `source` for the runs of `split` (a twin-trained detector learns from its train part),
+        computed on the profile's device with its loader workers."""
         if (source, split) not in self.objects:
-            self.objects[source, split] = self.objects_factory(source, self.release, self.profile.model_size,
-                                                               self.splits[split])
+            self.objects[source, split] = self.objects_factory(
+                source, self.release, self.profile.model_size, self.splits[split], device=self.profile.device,
+                num_workers=self.profile.num_workers)
         return self.objects[source, split]
 
 

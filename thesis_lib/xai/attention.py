@@ -17,6 +17,10 @@ when bidirectional, "image_to_text" (B, H, N_image, N_text); the image side is t
 
 Attention weights are what the model mixed, not why it decided: the book pairs them with Grad-CAM and with
 the twin's ground truth (`faithfulness`) rather than reading them as explanations on their own.
+
+Device: `explain_attention` runs the model where it is (a GPU when the run was loaded on one) and keeps
+the maps there; the readers below (word importance, poster and region maps, rollout) reduce them there
+and return their (small) results on the CPU, for figures and scores.
 """
 
 from __future__ import annotations
@@ -123,7 +127,7 @@ def word_piece_importance(
         keep = torch.zeros_like(query_mask)
         keep[:, explanation.image_side[queries]] = True
         query_mask &= keep
-    return _masked_query_mean(weights, query_mask)  # (B, Nt)
+    return _masked_query_mean(weights, query_mask).cpu()  # (B, Nt)
 
 
 def poster_attention_map(
@@ -135,12 +139,14 @@ def poster_attention_map(
     of the word that names a prop. Values are attention mass (the rest went to the CLS token and regions).
     """
     weights = _layers(explanation.text_to_image, layer, "text_to_image")  # (B, H, Nt, Ni)
-    query_mask = explanation.text_mask if text_tokens is None else explanation.text_mask & text_tokens  # (B, Nt)
+    query_mask = explanation.text_mask  # (B, Nt)
+    if text_tokens is not None:
+        query_mask = query_mask & text_tokens.to(query_mask.device)
     per_key = _masked_query_mean(weights, query_mask)  # (B, Ni)
     part = explanation.image_side["image"]
     rows, cols = explanation.patch_grid
     patches = per_key[:, part.start + explanation.num_prefix_tokens : part.stop]  # (B, rows*cols) raster order
-    return patches.reshape(-1, rows, cols)  # (B, rows, cols)
+    return patches.reshape(-1, rows, cols).cpu()  # (B, rows, cols)
 
 
 def region_attention(explanation: AttentionExplanation, layer: int | None = None) -> Tensor:
@@ -149,7 +155,7 @@ def region_attention(explanation: AttentionExplanation, layer: int | None = None
         raise ValueError("this model reads no object regions")
     weights = _layers(explanation.text_to_image, layer, "text_to_image")  # (B, H, Nt, Ni)
     per_key = _masked_query_mean(weights, explanation.text_mask)  # (B, Ni)
-    return per_key[:, explanation.image_side["objects"]]  # (B, R)
+    return per_key[:, explanation.image_side["objects"]].cpu()  # (B, R)
 
 
 def attention_rollout(attentions: Sequence[Tensor], mask: Tensor | None = None, residual: float = 0.5) -> Tensor:
@@ -180,7 +186,7 @@ def rollout_token_importance(explanation: AttentionExplanation, residual: float 
     """The [CLS] row of the text encoder's attention rollout: (B, L), how much each token reaches the
     pooled plot vector (the CLS token itself included; word merging drops special tokens)."""
     rollout = attention_rollout(explanation.text_self_attention, explanation.text_mask, residual)  # (B, L, L)
-    return rollout[:, 0]  # (B, L)
+    return rollout[:, 0].cpu()  # (B, L)
 
 
 @torch.no_grad()

@@ -20,6 +20,11 @@ Frames: maps come back in the model-input frame (S x S, values in [0, 1], per ma
 pytorch-grad-cam does). Posters were squashed, not cropped, to that square (data.images), so the
 mapping back to the JPEG's W x H pixels is a per-axis scaling: `to_poster_frame` resizes a map,
 `point_to_poster_frame` maps one pixel (centre to centre).
+
+Device: the maps are computed where the model is (a GPU when the run was loaded on one); the poster batch
+must be there too (`gradcam_maps` checks it: pytorch-grad-cam would copy a stray batch onto the model's
+device, off the autograd leaf whose gradient it reads). pytorch-grad-cam brings activations and gradients
+back to the CPU itself, so the maps are numpy arrays on the host.
 """
 
 from __future__ import annotations
@@ -158,6 +163,7 @@ def gradcam_maps(
         raise ValueError(f"model reads {list(model.modalities)}: Grad-CAM on posters needs an image encoder")
     if not targets:
         return np.zeros((0, *batch["image"].shape[-2:]), dtype=np.float32)
+    _check_same_device(model, batch["image"])
     held = PosterOnlyModel(model, batch) if held is None else held
     if held.model is not model:
         raise ValueError("gradcam_maps: `held` wraps another model than the one to explain")
@@ -182,6 +188,14 @@ def gradcam_maps(
     return np.concatenate(maps).astype(np.float32)  # (P, S, S)
 
 
+def _check_same_device(model: nn.Module, images: Tensor) -> None:
+    """The posters must be on the model's device (a LoadedRun's `make_batch` puts them there)."""
+    device = next(model.parameters()).device
+    if images.device != device:
+        raise ValueError(f"gradcam_maps: the posters are on {images.device} but the model on {device}: make the "
+                         "batch on the model's device (LoadedRun.make_batch does)")
+
+
 def randomized_copy(model: GenreClassifier, seed: int = 0) -> GenreClassifier:
     """The same architecture with every weight re-initialised (the model-randomisation sanity check of
     Adebayo et al. 2018): a faithful map should change when what was learned is thrown away.
@@ -190,10 +204,15 @@ def randomized_copy(model: GenreClassifier, seed: int = 0) -> GenreClassifier:
     statistics); parameters that no such module owns (a ViT's CLS token and position embeddings, late
     fusion's weight logits) are re-drawn from a truncated N(0, 0.02), timm's init for them. The original
     model and the global random state are left untouched.
+
+    The weights are drawn on the CPU from its seeded generator and then moved to the model's device, so the
+    randomised model is the same whether the run was loaded on the CPU or on a GPU (whose generator would
+    draw other numbers from the same seed).
     """
-    randomized = copy.deepcopy(model)
+    device = next(model.parameters()).device
+    randomized = copy.deepcopy(model).cpu()
     generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    torch.random.default_generator.manual_seed(seed)  # the CPU's only: a GPU's generator state stays as it was
     try:
         reset: set[int] = set()
         for module in randomized.modules():
@@ -208,7 +227,7 @@ def randomized_copy(model: GenreClassifier, seed: int = 0) -> GenreClassifier:
                     nn.init.trunc_normal_(param, std=0.02)
     finally:
         torch.random.set_rng_state(generator_state)
-    return randomized.eval()
+    return randomized.to(device).eval()
 
 
 # ------------------------------------------------------------------------------------------------ frames
