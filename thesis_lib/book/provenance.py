@@ -21,6 +21,7 @@ from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.detection.config import default_detector_config
 from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.profile import Profile
 from thesis_lib.models.registry import default_config, list_models
 from thesis_lib.paths import project_root
 
@@ -79,6 +80,11 @@ def release_folder(data_root: str | None, twin_root: str | None, root: Path | No
         raise NoDataError(f"the synthetic twin {path} has not been generated: run `make twin` "
                           f"(or `thesis data synth {folder}`)")
     return path
+
+
+def chapter_release(settings: Profile) -> Release:
+    """The release a chapter shows, read as the profile's runs read it (the same plot of each movie)."""
+    return load_release(release_folder(settings.data_root, settings.twin_root), plot_choice=settings.plot_choice)
 
 
 def describe_release(release: Release) -> DataDescription:
