@@ -33,6 +33,7 @@ from PIL import Image
 from thesis_lib.book.build import BookBuild, BookResult, build_book
 from thesis_lib.book.chapters import chapters_from_toc
 from thesis_lib.book.execute import accepted_parameters, declared_parameters
+from thesis_lib.cli import main
 from thesis_lib.data.twin import TwinConfig, generate_twin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +92,10 @@ def book(tmp_path_factory) -> BookResult:
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     declared = set().union(*(accepted_parameters(declared_parameters(c.source)) for c in chapters_from_toc(root)))
     tiny = TINY_PARAMETERS | {"runs_dir": str(root / RUNS)}
+    # As the README says for the real release: `thesis run` makes the runs, then the book renders them
+    # (given a runs folder it renders only: a run missing here would stop the build before any chapter).
+    settings = [f"{key}={value}" for key, value in TINY_PARAMETERS.items()]
+    assert main(["run", "--profile", "smoke", "--data", str(twin), "--runs", str(root / RUNS), *settings]) == 0
     overrides = [("data_root", str(twin))] + [(k, v) for k, v in tiny.items() if k in declared]
     return build_book(BookBuild(root=root, profile="smoke", overrides=tuple(overrides)))
 
