@@ -130,7 +130,7 @@ def test_full_download_extracts_the_release(server, tmp_path):
     root = download_release(dest, server.url, sha256=RELEASE_SHA256, expected_size=len(RELEASE_ARCHIVE), progress=False)
     assert root == dest / "mmimdb"
     assert _files_under(root) == {name.removeprefix("mmimdb/"): content for name, content in RELEASE_FILES.items()}
-    assert (dest / ARCHIVE_NAME).read_bytes() == RELEASE_ARCHIVE
+    assert not (dest / ARCHIVE_NAME).exists()  # extracted and recorded: the archive's space is freed
     assert not (dest / f"{ARCHIVE_NAME}.part").exists()
     assert [request["range"] for request in server.requests] == [None]
     assert sorted(p.name for p in dest.iterdir() if p.name.startswith(".extracting")) == []  # staging cleaned
@@ -140,9 +140,14 @@ def test_full_download_extracts_the_release(server, tmp_path):
 
 def test_a_second_call_reuses_the_extraction_even_without_the_archive(server, tmp_path):
     root = download_release(tmp_path, server.url, progress=False)
-    (tmp_path / ARCHIVE_NAME).unlink()  # freeing the space is allowed
+    assert not (tmp_path / ARCHIVE_NAME).exists()  # deleted after extraction
     assert download_release(tmp_path, server.url, sha256=RELEASE_SHA256, progress=False) == root
     assert len(server.requests) == 1
+
+
+def test_keep_archive_keeps_the_verified_archive(server, tmp_path):
+    download_release(tmp_path, server.url, sha256=RELEASE_SHA256, keep_archive=True, progress=False)
+    assert (tmp_path / ARCHIVE_NAME).read_bytes() == RELEASE_ARCHIVE
 
 
 def test_a_partial_download_is_resumed_with_a_range_request(server, tmp_path):

@@ -88,6 +88,7 @@ def download_release(
     sha256: str | None = None,
     expected_size: int | None = None,
     extract: bool = True,
+    keep_archive: bool = False,
     progress: bool = True,
     timeout_s: float = 60.0,
 ) -> Path:
@@ -95,6 +96,8 @@ def download_release(
 
     Returns the release root: the archive's single top-level folder if it has one, else `dest`
     (with `extract=False`: the archive path). `timeout_s` bounds each socket wait, not the download.
+    Once the release is extracted (and the extraction recorded, so a later call needs no archive) the
+    archive is deleted unless `keep_archive`: 8.1 GB the full profile's 64 GB disk cannot spare.
     """
     url = resolve_url(url)
     expected_sha = _normalise_sha256(sha256)
@@ -119,7 +122,12 @@ def download_release(
         log.info("downloaded %s (%d bytes)", archive, archive.stat().st_size)
     if not extract:
         return archive
-    return extract_release(archive, dest, verified_sha256=expected_sha)
+    root = extract_release(archive, dest, verified_sha256=expected_sha)
+    if not keep_archive:
+        size = archive.stat().st_size
+        archive.unlink()  # the extraction marker answers later calls: the archive is not needed again
+        log.info("deleted %s (%.1f GB) after extracting it; --keep-archive keeps it", archive.name, size / 1e9)
+    return root
 
 
 # --- downloading ---------------------------------------------------------------------------------
