@@ -60,7 +60,7 @@ def test_full_profile_without_a_gpu_stops_with_exit_2_naming_the_reason(make_twi
     assert lines["device"].startswith("STOP no usable GPU: no CUDA device")
     assert "device=cpu" in lines["device"]  # says how to go on anyway
     assert lines["release"].startswith("OK 120 movies")
-    assert lines["weights"].startswith("STOP pretrained weight")  # this machine has none of them
+    assert lines["weights"].startswith("STOP 6 pretrained weight(s) missing")  # this machine has none of them
     assert lines["disk"].startswith("OK") and lines["memory"].startswith("OK")
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
 
@@ -102,15 +102,14 @@ def test_a_missing_release_names_the_folder(tmp_path, no_gpu, roomy):
     assert not report.ok
 
 
-def test_each_missing_weight_stops_naming_its_runs_and_the_fetch_command(tmp_path, no_gpu, roomy, monkeypatch):
+def test_missing_weights_stop_in_one_line_naming_them_their_runs_and_the_fetch_command(tmp_path, no_gpu, roomy, monkeypatch):
     monkeypatch.setenv("THESIS_CACHE", str(tmp_path / "empty-cache"))  # no weights anywhere
     report = preflight(load_profile("full", {"device": "cpu"}), data_root=tmp_path / "none", runs_dir=tmp_path)
     assert [line.item for line in report.lines][:2] == ["release", "weights"]
-    weights = [line for line in report.lines if line.item == "weights"]
-    assert len(weights) == 6 and all(line.status == "stop" for line in weights)
-    assert all("THESIS_ONLINE=1 thesis weights fetch --profile full" in line.message for line in weights)
-    (bert,) = [line for line in weights if "bert-base-uncased" in line.message]
-    assert "is missing" in bert.message and "text_bert" in bert.message
+    (weights,) = [line for line in report.lines if line.item == "weights"]  # one line names all six
+    assert weights.status == "stop" and weights.message.startswith("6 pretrained weight(s) missing: ")
+    assert "THESIS_ONLINE=1 thesis weights fetch --profile full" in weights.message
+    assert "bert-base-uncased (text_bert and " in weights.message and "yolov8n.pt (objects_yolo" in weights.message
 
 
 def test_too_little_memory_stops(tmp_path, no_gpu, monkeypatch):

@@ -202,10 +202,11 @@ def test_standins_are_listed_as_such_and_fetch_replaces_them(machine, monkeypatc
     profile = load_profile("full")
     found = statuses(profile)
     assert [found[name] for name in ("bert-base-uncased", "resnet50", "yolov8n.pt")] == ["stand-in"] * 3
-    problems = weight_problems(profile)
-    assert len(problems) == len(FULL_WEIGHTS)
-    assert sum("is a stand-in" in line for line in problems) == 3
-    assert all(line.endswith(f"`{FETCH_COMMAND}`") for line in problems)
+    missing, standins = weight_problems(profile)
+    assert missing.startswith("3 pretrained weight(s) missing: roberta-base (text_roberta)")
+    assert standins.startswith("3 pretrained weight(s) stand-ins, not the pretrained weights: bert-base-uncased (")
+    assert all(name in standins for name in ("bert-base-uncased", "resnet50", "yolov8n.pt"))
+    assert all(f"`{FETCH_COMMAND}`" in line for line in (missing, standins))
 
     # What a run records when it loads one: "stand-in", never "pretrained".
     origin = _fresh_backbone(default_config("text_bert", "full").text, "text", None, None)
@@ -289,7 +290,7 @@ def test_a_failed_download_is_reported_on_its_line_and_the_others_are_fetched(ma
     assert weight.source == "torchvision" and why.startswith("RuntimeError: invalid hash value")
     assert len(report.done) == len(FULL_WEIGHTS) - 1
     [problem] = weight_problems(profile)
-    assert problem.startswith(f"pretrained weight {weight.name} (torchvision")
+    assert problem.startswith(f"1 pretrained weight(s) missing: {weight.name} (objects_frcnn")
     assert main(["weights", "list"]) == 1
 
 

@@ -6,7 +6,7 @@ torchvision's COCO Faster R-CNN R50-FPN and ultralytics' COCO YOLO checkpoint. `
 each run's model config (as `thesis run` does) and asks the loaders' own modules where each weight is
 (`models.hub`, `detection.yolo`, `detection.frcnn`); `fetch_weights` downloads the missing ones (and
 replaces marked stand-ins) there, verifies them and records their sha256 in `<cache>/weights-manifest.json`;
-`weight_problems` gives the preflight one line per weight a run would fail on.
+`weight_problems` gives the preflight a line per kind of problem (missing, stand-in), naming the weights.
 
     THESIS_ONLINE=1 thesis weights fetch --profile full     # on a machine with network
     thesis weights list --profile full                      # anywhere: cached | missing | stand-in
@@ -192,21 +192,28 @@ def weights_report(profile: Profile) -> WeightsReport:
 
 
 def weight_problems(profile: Profile) -> list[str]:
-    """One line per weight a run of the profile would fail on (missing, or a stand-in), for the preflight."""
+    """What a run of the profile would fail on, for the preflight: one line for the missing weights, one
+    for the stand-ins (each line names them and the command that fixes them), one per missing package."""
+    weights = profile_weights(profile)
+    fetch = f"run `THESIS_ONLINE=1 thesis weights fetch --profile {profile.profile}`"
     lines = []
-    for weight in profile_weights(profile):
-        if weight.status == "cached":
-            continue
-        runs = ", ".join(weight.runs[:_RUNS_SHOWN])
-        if len(weight.runs) > _RUNS_SHOWN:
-            runs += f" and {len(weight.runs) - _RUNS_SHOWN} more"
-        what = (f"is a stand-in ({weight.state.detail}), not the pretrained weight" if weight.status == "stand-in"
-                else "is missing")
-        fix = (weight.state.detail if weight.source == "package"
-               else f"run `THESIS_ONLINE=1 thesis weights fetch --profile {profile.profile}`")
-        lines.append(f"pretrained weight {weight.name} ({weight.source}, {weight.path}) {what}; needed by {runs}: "
-                     f"{fix}")
+    for status, what in (("missing", "missing"), ("stand-in", "stand-ins, not the pretrained weights")):
+        found = [weight for weight in weights if weight.status == status and weight.source != "package"]
+        if found:
+            lines.append(f"{len(found)} pretrained weight(s) {what}: {_named(found)}; {fetch} "
+                         "(`thesis weights list` shows where each goes)")
+    lines += [f"pretrained weight {weight.name} ({weight.source}) is {weight.status}: {weight.state.detail}"
+              for weight in weights if weight.source == "package" and weight.status != "cached"]
     return lines
+
+
+def _named(weights: list[PretrainedWeight]) -> str:
+    """"bert-base-uncased (text_bert and 10 more runs), ..." for a problem line."""
+    parts = []
+    for weight in weights:
+        runs = weight.runs[0] + (f" and {len(weight.runs) - 1} more runs" if len(weight.runs) > 1 else "")
+        parts.append(f"{weight.name} ({runs})")
+    return ", ".join(parts)
 
 
 # ------------------------------------------------------------------------------------------------ fetch
