@@ -100,6 +100,14 @@ def test_thesis_run_plan_json_parses(make_twin, capsys, tmp_path):
     assert plan["totals"]["gpu_hours"] > 0 and plan["totals"]["peak_disk_bytes"] > 0
     assert all(run["rate_source"] == "assumed 35% MFU" for run in plan["runs"])  # no GPU benchmark here
     assert not (tmp_path / "runs").exists()  # a plan trains and writes nothing
+    assert plan["gpu"].startswith("NVIDIA H100 80GB HBM3 (this machine has none")  # says why this GPU
+    # planned for a slower GPU, the same FLOPs take longer
+    assert main(["run", "--profile", "full", "--data", str(twin), "--runs", str(tmp_path / "runs"),
+                 "--models", "text_bert,image_vit", "--seeds", "0", "--plan", "--json", "--gpu", "A100-SXM4-80GB"]) == 0
+    a100 = json.loads(capsys.readouterr().out)
+    assert a100["gpu"] == "A100-SXM4-80GB" and a100["totals"]["flops"] == plan["totals"]["flops"]
+    assert a100["totals"]["gpu_hours"] > 2 * plan["totals"]["gpu_hours"]  # 312 vs 989 TFLOP/s dense bf16
+    assert main(["run", "--profile", "full", "--gpu", "A100-SXM4-80GB"]) == 2  # --gpu only plans
 
 
 def test_a_gpu_benchmark_result_replaces_the_mfu_assumption_for_its_gpu(tmp_path):

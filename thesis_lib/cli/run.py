@@ -39,6 +39,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     what.add_argument("--plan", action="store_true",
                       help="only the plan: every run, FLOPs, GPU time, CPU-side work, peak disk (no training)")
     run.add_argument("--json", action="store_true", help="with --plan: the plan as JSON")
+    run.add_argument("--gpu", default=None, metavar="NAME",
+                     help="with --plan: plan for this GPU (e.g. 'A100-SXM4-80GB'; default: this machine's, else an H100)")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a profile value")
     run.set_defaults(handler=run_command)
 
@@ -46,6 +48,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def run_command(ns: argparse.Namespace) -> int:
     overrides = dict(key_value(item) for item in ns.overrides)
     seeds = seed_list(ns.seeds)  # bad input is reported before torch is even imported
+    if ns.gpu and not ns.plan:
+        raise ThesisError("--gpu goes with --plan (a run uses the GPU it finds)")
     if ns.json and not ns.plan:
         raise ThesisError("--json goes with --plan (the preflight prints lines)")
     # Imported here: keeps torch off `--help`'s import path.
@@ -80,6 +84,6 @@ def plan_command(profile: Profile, ns: argparse.Namespace, models: list[str] | N
     release = load_release(resolve_data_root(profile, ns.data), plot_choice=profile.plot_choice,
                            verify_posters="none")
     forecast = forecast_grid(profile, release, models=models, seeds=seeds,
-                             runs_dir=Path(ns.runs).expanduser() if ns.runs else None)
+                             runs_dir=Path(ns.runs).expanduser() if ns.runs else None, gpu=ns.gpu)
     print(json.dumps(forecast.to_dict(), indent=1) if ns.json else forecast.summary(), flush=True)
     return 0

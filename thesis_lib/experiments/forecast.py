@@ -165,6 +165,7 @@ class GpuRates:
     peak_flops: float
     peak_source: str
     measured: Mapping[tuple[str, str], tuple[float, str]]  # (model, "train" | "extract") -> (FLOP/s, file)
+    origin: str = "given"  # why this GPU: "given" (--gpu), "this machine's", or the default's reason
 
     def rate(self, model: str, task: str) -> tuple[float, str]:
         """(FLOP/s, where it comes from) for `task` of `model`."""
@@ -176,19 +177,20 @@ class GpuRates:
 
 def gpu_rates(gpu: str | None = None, results_dir: Path | None = None) -> GpuRates:
     """The rates for `gpu` (a CUDA device name; default: this machine's GPU, else an H100 SXM)."""
+    origin = "given"
     if gpu is None:
         device = choose_device("auto")
-        gpu = DEFAULT_GPU
+        gpu, origin = DEFAULT_GPU, "this machine has none: planned for an H100; --gpu NAME plans for another"
         if device.type == "cuda":
             import torch  # only reached when a GPU is usable: its name
 
-            gpu = torch.cuda.get_device_name(device)
+            gpu, origin = torch.cuda.get_device_name(device), "this machine's"
     known = peak_bf16_flops(gpu)
     if known is None:  # a GPU the table does not know: plan for the H100 and say so
         known = peak_bf16_flops(DEFAULT_GPU)
         assert known is not None
         known = (known[0], f"{gpu} is not in machine.PEAK_BF16_DENSE: planned with the H100 SXM's peak")
-    return GpuRates(gpu, known[0], known[1], measured_rates(gpu, results_dir))
+    return GpuRates(gpu, known[0], known[1], measured_rates(gpu, results_dir), origin)
 
 
 def measured_rates(gpu: str, results_dir: Path | None = None) -> dict[tuple[str, str], tuple[float, str]]:
@@ -400,7 +402,8 @@ def forecast_grid(
         "fixed_bytes": fixed_bytes,
         **peak,
     }
-    return Forecast(profile.profile, str(release.root), len(release.movies), rates.name, rows, caches, fixed,
+    gpu = rates.name if rates.origin == "given" else f"{rates.name} ({rates.origin})"
+    return Forecast(profile.profile, str(release.root), len(release.movies), gpu, rows, caches, fixed,
                     cpu_work, totals, lengths.describe(), _assumptions(rates, profile))
 
 
@@ -769,6 +772,6 @@ def _assumptions(rates: GpuRates, profile: Profile) -> list[str]:
         "cross-attention, deleted after their last reader",
         "checkpoints: float32 weights; frozen runs keep slim ones (no backbone); last/ adds AdamW moments while a "
         "run goes",
-        "not counted: tokenizer/detection caches (MB), HF cache duplicates, the release archive (8.1 GB, "
-        "delete it after extracting)",
+        "not counted: tokenizer/detection caches (MB), HF cache duplicates, the release archive (8.1 GB; "
+        "`thesis data download` deletes it after extracting unless --keep-archive)",
     ]
