@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from thesis_lib.cli import main
 from thesis_lib.data.batch import CachedFeaturesCollator
 from thesis_lib.experiments import load_profile, run_grid
-from thesis_lib.experiments.caches import CacheLedger, feature_caches_of
+from thesis_lib.experiments.caches import CacheLedger, FeatureCacheNeed, feature_caches_of
 from thesis_lib.experiments.specs import config_hashes, plan_grid
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput, masked_mean
@@ -263,3 +263,19 @@ def test_cache_clean_removes_what_no_unfinished_run_reads_and_dry_run_only_lists
         assert [p.name for p in folder.iterdir()] == ["needed.safetensors"]
         assert main(["cache", "clean", "--all"]) == 0
         assert list(folder.iterdir()) == []
+
+
+def test_a_registry_cache_another_run_will_read_is_not_deleted(tmp_path):
+    """Two runs reading a frozen pretrained encoder from the registry under different configs get the same
+    file (the file is keyed by the weights); deleting it after the first would re-extract it for the second."""
+    first = FeatureCacheNeed("thesis", "train", "text", "registry 1111 seed0", tokens=False)
+    second = FeatureCacheNeed("thesis", "train", "text", "registry 2222 seed0", tokens=False)
+    run_a, run_b, run_c = ("thesis", 0, "a"), ("thesis", 0, "b"), ("thesis", 0, "c")
+    ledger = CacheLedger({run_a: (first,), run_b: (), run_c: (second,)}, [run_a, run_b, run_c])
+    shared = tmp_path / "shared.safetensors"
+    shared.write_bytes(b"x" * 10)
+    ledger.record(first, shared)
+    assert ledger.release_after(run_a) == [] and shared.is_file()  # run c may read the same file
+    ledger.release_after(run_b)
+    ledger.record(second, shared)
+    assert ledger.release_after(run_c) == [(shared, 10)] and not shared.exists()  # its last reader is done

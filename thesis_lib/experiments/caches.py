@@ -46,6 +46,15 @@ class FeatureCacheNeed:
     tokens: bool    # token rows too (a fusion that reads tokens); False: pooled vectors only
 
     @property
+    def file_group(self) -> tuple[str, ...]:
+        """Needs that one cache file may serve. A source run's encoder is known by its run; encoders from the
+        registry are told apart by their weights, which only the extraction sees (a pretrained encoder
+        gives the same file for every run and seed that reads it frozen), so any two registry needs of one
+        split part, modality and layout may share a file."""
+        encoder = self.encoder if self.encoder.startswith("run ") else "registry"
+        return (self.split, self.part, self.modality, str(self.tokens), encoder)
+
+    @property
     def label(self) -> str:
         """The need as one string: stored in the cache file's metadata and compared by `thesis cache clean`."""
         return canonical_json(asdict(self))
@@ -150,9 +159,9 @@ class CacheLedger:
         forgets them."""
         if key in self.remaining:
             self.remaining.remove(key)
-        keep = self.still_needed()
+        keep = {need.file_group for need in self.still_needed()}  # a file a later need may share stays
         deleted = []
-        for need in [need for need in self.files if need not in keep]:
+        for need in [need for need in self.files if need.file_group not in keep]:
             for path in sorted(self.files.pop(need)):
                 if delete and path.is_file():
                     size = path.stat().st_size
