@@ -168,6 +168,7 @@ class RenderedPage:
     banner: str = ""
     figures: list[tuple[list[str], str]] = field(default_factory=list)
     text: str = ""
+    dom: str = ""  # the document as Chromium rendered it (its tables are read from it: `rendered_tables`)
 
 
 class _DomReader(HTMLParser):
@@ -233,6 +234,7 @@ def render(browser: str, page: Path) -> RenderedPage:
     reader = _DomReader()
     reader.feed(dom)
     reader.close()
+    reader.page.dom = dom
     return reader.page
 
 
@@ -303,9 +305,10 @@ class _TableReader(HTMLParser):
             self._cell.append(data)
 
 
-def rendered_tables(page: Path) -> list[list[list[str]]]:
+def rendered_tables(page: RenderedPage) -> list[list[list[str]]]:
+    """Every table of a page Chromium rendered (`render`), as rows of cell texts."""
     reader = _TableReader()
-    reader.feed(run_browser(chromium(), "--dump-dom", page.as_uri()).stdout)
+    reader.feed(page.dom)
     return reader.tables
 
 
@@ -367,7 +370,7 @@ def check_results_table_against_records(page: RenderedPage, branch: Branch) -> N
 
     page_path = branch.page("04_experiments")
     keep_screenshot(page_path, branch)
-    tables = rendered_tables(page_path)
+    tables = rendered_tables(page)
     official = tables_after(tables, "official split")  # the claims table, then the official split's own
     for split, shown_in in (("thesis", tables), ("official", official[1:])):
         for column, policy in (("macro-F1 @0.5", "fixed_0.5"), ("macro-F1 tuned", "tuned_per_genre")):
@@ -430,7 +433,7 @@ def check_gradcam_figures_are_loaded(page: RenderedPage, branch: Branch) -> None
         assert complete and width >= 50 and height >= 50, f"Chromium did not load {source} ({caption[:60]!r})"
         assert_not_blank((page_path.parent / source).resolve())
         assert "Weights:" in caption and "fusion_cross_attention/seed0" in caption, f"no weights named: {caption!r}"
-    criteria = [cells[0] for table in rendered_tables(page_path) for cells in table
+    criteria = [cells[0] for table in rendered_tables(page) for cells in table
                 if cells and cells[0] in {RANDOMISED_CRITERION, "deletion AUC below random order",
                                           "pointing game above the centre baseline"}]
     if branch.twin:
