@@ -13,12 +13,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from thesis_lib.analysis import comparison
+from thesis_lib.analysis import comparison, probes
+from thesis_lib.analysis.published import PUBLISHED
 from thesis_lib.analysis.verdicts import Verdict, verdict_of
-from thesis_lib.analysis.xai_check import criteria
+from thesis_lib.analysis.xai_check import RANDOMISED_CRITERION, criteria
 from thesis_lib.book import error_analysis as errors
 from thesis_lib.book import experiments_chapter as chapter
-from thesis_lib.book import faithfulness, xai_chapter
+from thesis_lib.book import faithfulness, official_split, xai_chapter
+from thesis_lib.book.provenance import DataDescription
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.profile import Ablation, load_profile, profile_from_parameters
@@ -34,16 +36,16 @@ DRAMA, COMEDY = GENRES.index("Drama"), GENRES.index("Comedy")
 
 
 def write_run(runs: Path, name: str, probs: np.ndarray, labels: np.ndarray, *, stage: str = "fusion",
-              seed: int = 0, extra: dict | None = None) -> Path:
+              seed: int = 0, extra: dict | None = None, split: str = "thesis") -> Path:
     """A finished run folder whose dev and test predictions are `probs` (tuned thresholds come out of the
     dev split as the runner computes them)."""
     ids = np.array([f"{i:07d}" for i in range(len(labels))])
     predictions = Predictions(ids, probs.astype(np.float32), labels.astype(np.float32))
     reports = evaluate_threshold_policies(labels, probs, labels, probs)
-    record = {"name": name, "seed": seed, "stage": stage, "split": {"name": "thesis", "hash": "s" * 64},
+    record = {"name": name, "seed": seed, "stage": stage, "split": {"name": split, "hash": split[0] * 64},
               "data": {"fingerprint": "f" * 64}, "metrics": {p: r.to_dict() for p, r in reports.items()},
               **(extra or {})}
-    folder = RunsFolder(runs).run("thesis", name, seed)
+    folder = RunsFolder(runs).run(split, name, seed)
     folder.path.mkdir(parents=True)
     finish_run(folder, record, predictions, predictions)
     return folder
@@ -328,3 +330,147 @@ def test_a_variant_that_beats_every_model_is_named_and_drawn():
                                              "fusion_cross_attention@minilm", "baseline_shallow"]
     assert comparison.standing(rows[:3]).best_run == "fusion_early"
     assert comparison.best_variant(rows[:3]) is None
+
+
+# ----------------------------------------------------------------------------------- the official split
+
+SPLIT_MODELS = "text_roberta,image_resnet50,fusion_cross_attention"
+
+
+@pytest.fixture
+def two_splits(tmp_path):
+    """Both splits of one grid: on the thesis split the fusion finds Drama where both single-modality runs
+    miss half of it; on the official split it is the fusion that misses."""
+    labels = base_labels(80)
+    right = np.where(labels > 0, 0.9, 0.1)  # (80, 23)
+    misses = right.copy()
+    misses[:20, DRAMA] = 0.1  # Drama missed on 20 of its 40 movies
+    runs = tmp_path / "runs"
+    for split, fusion, single in (("thesis", right, misses), ("official", misses, right)):
+        write_run(runs, "fusion_cross_attention", fusion, labels, split=split)
+        write_run(runs, "text_roberta", single, labels, stage="unimodal", split=split)
+        write_run(runs, "image_resnet50", single.copy(), labels, stage="unimodal", split=split)
+    profile = load_profile("smoke", {"splits": "thesis,official", "models": SPLIT_MODELS, "ablations": "[]",
+                                     "bootstrap_resamples": "50"})
+    return runs, profile
+
+
+def test_the_official_split_claims_sit_next_to_the_thesis_splits(two_splits):
+    runs_dir, profile = two_splits
+    found = [official_split.split_results(runs_dir, profile, split) for split in ("thesis", "official")]
+    assert [len(results.rows) for results in found] == [3, 3] and found[1].n_test == 80
+    claims = [official_split.headline_claims(runs_dir, results, 200, profile.seeds) for results in found]
+    for claim, results in zip(claims, found, strict=True):
+        expected = comparison.compare(runs_dir, comparison.PROPOSED, claim["best_other"], n_resamples=200,
+                                      split=results.split)
+        assert claim["verdict"] == str(expected["verdict"]) == str(verdict_of(claim["ci_low"], claim["ci_high"]))
+    assert [claim["verdict"] for claim in claims] == ["ahead", "behind"]
+    assert [claim["rank"] for claim in claims] == [1, 3]
+    table = official_split.claims_table(claims)
+    assert list(table.columns) == ["thesis split (70/15/15, stratified), 80 test movies",
+                                   "official split (the release's own), 80 test movies"]
+    assert table.loc["verdict"].tolist() == ["ahead", "behind"]
+    sentence = official_split.official_sentence(claims, profile)
+    assert "**behind**" in sentence and "**ahead**" in sentence and "disagree" in sentence
+    # the official table reads the official records, not the thesis ones
+    official_rows = {row["model"]: row for row in found[1].rows}
+    recorded = found[1].runs["fusion_cross_attention"].records[0]["metrics"]["tuned_per_genre"]["summary"]
+    assert official_rows["fusion_cross_attention"]["metrics_tuned"]["macro_f1"]["mean"] == pytest.approx(
+        recorded["macro_f1"])
+
+
+def test_a_profile_without_the_official_split_says_so(two_splits):
+    runs_dir, profile = two_splits
+    thesis_only = load_profile("smoke", {"models": SPLIT_MODELS, "ablations": "[]", "bootstrap_resamples": "50"})
+    assert official_split.split_results(runs_dir, thesis_only, "official") is None
+    primary = official_split.split_results(runs_dir, thesis_only, "thesis")
+    claims = [official_split.headline_claims(runs_dir, primary, 50)]
+    assert "thesis split only" in official_split.official_sentence(claims, thesis_only)
+    assert official_split.reference_table(None, data_description("mmimdb")) is None
+
+
+def data_description(kind: str) -> DataDescription:
+    return DataDescription(kind=kind, root=Path("release"), n_movies=80, fingerprint="f" * 64,
+                           twin_seed=0 if kind == "twin" else None)
+
+
+def test_published_figures_sit_beside_the_official_rows_on_the_real_release_only(two_splits):
+    runs_dir, profile = two_splits
+    official = official_split.split_results(runs_dir, profile, "official")
+    assert official_split.reference_table(official, data_description("twin")) is None
+    assert "synthetic twin" in official_split.reference_note(official, data_description("twin"))
+    table = official_split.reference_table(official, data_description("mmimdb"))
+    published = {paper.label: paper for paper in PUBLISHED}
+    assert set(published) <= set(table.index) and len(published) == 3
+    assert table.loc["GMU (Arevalo et al. 2017), published", "micro-F1 @0.5"] == "0.630"
+    assert table.loc["GMU (Arevalo et al. 2017), published", "weighted-F1 @0.5"] == "–"  # not reported
+    assert table.loc["MMBT (Kiela et al. 2019), published", "macro-F1 @0.5"] == "≈ 0.616"
+    assert table.loc["Braz et al. 2021, published", "samples-F1 @0.5"] == "0.673"
+    recorded = official.runs["fusion_cross_attention"].records[0]["metrics"]["fixed_0.5"]["summary"]
+    for column, average in (("micro-F1 @0.5", "micro_f1"), ("samples-F1 @0.5", "samples_f1")):
+        shown = table.loc["fusion_cross_attention (this build)", column]
+        assert float(shown.split()[0]) == pytest.approx(recorded[average], abs=5e-4)
+    bibliography = (Path(__file__).resolve().parents[1] / "book" / "references.bib").read_text(encoding="utf-8")
+    assert all(f"{{{paper.cite_key}," in bibliography for paper in PUBLISHED)
+
+
+# ------------------------------------------------------------------------- a release without ground truth
+
+
+def real_result(**changes):
+    """What `evaluate_run` gives on MM-IMDb: deletion and the randomisation check only."""
+    result = {"n_pairs": 60, "deletion_auc": 0.4, "random_deletion_auc": 0.6, "randomized_model_rank_correlation": 0.2,
+              "gradcam_flat_map_share": 0.0}
+    result |= {f"{key}_ci": [value - 0.05, value + 0.05] for key, value in result.items() if key != "n_pairs"}
+    return result | changes
+
+
+def test_on_real_data_the_xai_checks_are_deletion_and_randomisation_only():
+    table = criteria(real_result())
+    assert table.index.tolist() == [RANDOMISED_CRITERION, "deletion AUC below random order"]
+    assert table["verdict"].tolist() == ["met", "met"]
+    kept = criteria(real_result(randomized_model_rank_correlation=0.8, deletion_auc=0.7))
+    assert kept["verdict"].tolist() == ["not met", "not met"]
+    assert criteria(faithfulness_result()).shape[0] == 5  # the twin's five, read from its keys
+    sentences = faithfulness.faithfulness_sentences("fusion_cross_attention", real_result(randomized_model_rank_correlation=0.8),
+                                                    ground_truth=False)
+    assert "deletion and the randomisation check" in sentences["faithfulness_scope"]
+    assert "**1 of the 2 checks**" in sentences["faithfulness_claim"]
+    assert "not measurable" not in sentences["faithfulness_claim"]
+    twin = faithfulness.faithfulness_sentences("fusion_cross_attention", faithfulness_result(), ground_truth=True)
+    assert twin["faithfulness_scope"] == "" and "**5 of the 5 criteria**" in twin["faithfulness_claim"]
+
+
+def test_twin_only_sentences_say_nothing_without_ground_truth(grid):
+    runs_dir, _ = grid
+    runs = comparison.finished_runs(runs_dir)
+    rows = results_table(runs_dir, n_resamples=20)
+    f1 = comparison.per_genre_f1(runs, list(runs))
+    _, values = chapter.evidence_values(runs, rows, None, f1)
+    assert chapter.evidence_sentences(values) == {"kinds_claim": "", "bayes_claim": ""}
+    tests = comparison.significance_table(runs_dir, comparison.PROPOSED, ["text_x"], {"all genres": None}, 50)
+    assert chapter.alignment_sentence(chapter.significance_values(
+        tests, {"best other model": "text_x"}, {"all genres": None})) == ""
+    aligned = chapter.difference_values({"delta": 0.1, "ci_low": 0.05, "ci_high": 0.15, "p_value": 0.01,
+                                         "verdict": verdict_of(0.05, 0.15)}, "alignment")
+    assert "**ahead**" in chapter.alignment_sentence(aligned | {"alignment_set": "alignment genres (Horror)"})
+    assert chapter.genre_label_note(None) == ""
+    no_probes = probes.probe_values(None)
+    assert chapter.probe_sentence(no_probes) == no_probes["probe_scope"] != ""
+    mention = errors.mention_values(None, runs, ["text_x"])[1]
+    assert chapter.mention_sentence(mention) == mention["mention_scope"]
+    weights = pd.DataFrame({"text": np.linspace(0.2, 0.6, NUM_GENRES)}, index=GENRES)
+    assert xai_chapter.plot_weight_sentence(xai_chapter.modality_values(weights, None), None) == ""
+    for sentence in (xai_chapter.showcase_sentence(None, "0000001", DRAMA), xai_chapter.cue_sentence(None),
+                     xai_chapter.prop_sentence(None, "0000001", "")):
+        assert "MM-IMDb" in sentence and "twin" not in sentence
+
+
+def test_the_fusion_inputs_are_the_runs_the_grid_plans():
+    smoke = load_profile("smoke")
+    assert chapter.fusion_inputs(smoke) == ("the encoders of the single-modality runs text_roberta and "
+                                            "image_resnet50 and the detections of objects_yolo")
+    assert chapter.fusion_sources(smoke) == ["text_roberta", "image_resnet50", "objects_yolo"]
+    two = load_profile("smoke", {"model_overrides": '{"fusion_cross_attention": {"modalities": ["text", "image"]}}'})
+    assert chapter.fusion_inputs(two).endswith("text_roberta and image_resnet50")
+    assert chapter.fusion_sources(two) == ["text_roberta", "image_resnet50"]

@@ -2,11 +2,19 @@
 
 The build runs every chapter of the real `_toc.yml` with the real notebooks and the smoke profile, on a
 copy of the book tree in a temporary folder, with overrides that keep it small (a 40-movie twin, one
-training epoch, a few models; the runs go to the copy's own runs folder). Chromium then loads each page
-(`--dump-dom`) and the checks read what it rendered: the page and its banner, every figure present and
-not blank, every caption naming its data (and its weights outside the data chapter); on the chapter-4
-pages also a number of the results table against its run record, and the Grad-CAM images as the browser
-loaded them. A screenshot is kept in test-artifacts/ (git-ignored).
+training epoch, a few models, both splits; the runs go to the copy's own runs folder). Chromium then
+loads each page (`--dump-dom`) and the checks read what it rendered: the page and its banner, every figure
+present and not blank, every caption naming its data (and its weights outside the data chapter); on the
+chapter-4 pages also numbers of the results tables (thesis and official split) against their run records,
+the official split's verdict, and the Grad-CAM images as the browser loaded them.
+
+Chapter 4 is rendered a second time on a copy of the twin without twin_truth.json: the MM-IMDb branch of
+the chapters (no banner, the XAI checks that need no ground truth, the peers' published figures beside the
+official-split rows). That copy keeps the data fingerprint (the truth file is not part of it), so the
+runs that read no ground truth (baselines, single-modality runs) are shared by record with the twin's
+grid; the fusions read the twin's true boxes (objects_oracle), which the copy lacks, so its grid retrains
+them on text and poster only. Screenshots of chapter 4 of both branches are kept in test-artifacts/
+(git-ignored).
 
 Chromium is Debian's `chromium` (`make test` installs it when missing); without it the test is skipped,
 unless THESIS_REQUIRE_CHROMIUM=1 (set by `make test`), which turns the skip into a failure.
@@ -35,6 +43,7 @@ from thesis_lib.book.chapters import chapters_from_toc
 from thesis_lib.book.execute import accepted_parameters, declared_parameters
 from thesis_lib.cli import main
 from thesis_lib.data.twin import TwinConfig, generate_twin
+from thesis_lib.data.twin.generate import TRUTH_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -49,13 +58,22 @@ TINY_MODELS = ("baseline_frequency", "baseline_shallow", "text_roberta", "image_
 TINY_ABLATIONS = ({"name": "fusion_cross_attention@no_objects", "changes": {"modalities": ["text", "image"]}},
                   {"name": "fusion_cross_attention@one_way", "changes": {"fusion_bidirectional": False}})
 TINY_PARAMETERS = {"epochs": "1", "seeds": "0", "lr_scales": "1.0", "bootstrap_resamples": "20",
-                   "models": ",".join(TINY_MODELS), "ablations": json.dumps(list(TINY_ABLATIONS)),
-                   "fusion_objects_source": "objects_oracle"}
+                   "splits": "thesis,official", "models": ",".join(TINY_MODELS),
+                   "ablations": json.dumps(list(TINY_ABLATIONS)), "fusion_objects_source": "objects_oracle"}
+# The MM-IMDb branch (the twin's copy without twin_truth.json): the runs chapter 4 reads. The baselines and
+# single-modality runs come from the twin's grid (same fingerprint and config); the fusions read text and
+# poster only (every detection source of the small recipes needs the twin's boxes), so they train again.
+SHARED_RUNS = ("baseline_frequency", "baseline_shallow", "text_roberta", "image_resnet50")
+MMIMDB_MODELS = (*SHARED_RUNS, "fusion_attention", "fusion_cross_attention")
+MMIMDB_FUSIONS = ("fusion_attention", "fusion_cross_attention")
+MMIMDB_PARAMETERS = TINY_PARAMETERS | {"models": ",".join(MMIMDB_MODELS), "ablations": json.dumps([TINY_ABLATIONS[1]])}
+CHAPTER_4 = ("04_experiments", "04_xai")
 RUNS = "runs"  # the tiny grid's runs folder, inside the book's copy (never the project's runs/)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND"]  # never reach the network
 BROWSER_TIMEOUT_S = 90
+SHOT_HEIGHT = 16000  # px of a chapter-4 screenshot: the whole page of the tiny book
 WEIGHTLESS_CHAPTERS = {"03_data"}  # figures of the data alone: their captions name no weights
 pytestmark = pytest.mark.slow  # builds the whole tiny book (a grid included), then opens it in Chromium
 
@@ -82,22 +100,64 @@ def run_browser(browser: str, *arguments: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def book(tmp_path_factory) -> BookResult:
+def tiny_twin(tmp_path_factory) -> Path:
     twin = tmp_path_factory.mktemp("twin") / "release"
     generate_twin(twin, TINY_TWIN, workers=1)
-    root = tmp_path_factory.mktemp("book")
+    return twin
+
+
+def book_tree(root: Path) -> Path:
+    """A copy of the book's tree (config, TOC, pages, notebooks) at `root`."""
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(ROOT / name, root / name)
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("_executed"))
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
-    declared = set().union(*(accepted_parameters(declared_parameters(c.source)) for c in chapters_from_toc(root)))
-    tiny = TINY_PARAMETERS | {"runs_dir": str(root / RUNS)}
-    # As the README says for the real release: `thesis run` makes the runs, then the book renders them
-    # (given a runs folder it renders only: a run missing here would stop the build before any chapter).
-    settings = [f"{key}={value}" for key, value in TINY_PARAMETERS.items()]
-    assert main(["run", "--profile", "smoke", "--data", str(twin), "--runs", str(root / RUNS), *settings]) == 0
-    overrides = [("data_root", str(twin))] + [(k, v) for k, v in tiny.items() if k in declared]
-    return build_book(BookBuild(root=root, profile="smoke", overrides=tuple(overrides)))
+    return root
+
+
+def run_and_render(root: Path, release: Path, parameters: dict[str, str],
+                   only: tuple[str, ...] | None = None) -> BookResult:
+    """As the README says for the real release: `thesis run` makes the runs, then the book renders them
+    (given a runs folder it renders only: a run missing here would stop the build before any chapter)."""
+    chapters = chapters_from_toc(root) if only is None else [c for c in chapters_from_toc(root) if c.name in only]
+    declared = set().union(*(accepted_parameters(declared_parameters(c.source)) for c in chapters))
+    settings = [f"{key}={value}" for key, value in parameters.items()]
+    assert main(["run", "--profile", "smoke", "--data", str(release), "--runs", str(root / RUNS), *settings]) == 0
+    tiny = parameters | {"runs_dir": str(root / RUNS)}
+    overrides = [("data_root", str(release))] + [(k, v) for k, v in tiny.items() if k in declared]
+    return build_book(BookBuild(root=root, profile="smoke", overrides=tuple(overrides), only=only))
+
+
+@pytest.fixture(scope="module")
+def book(tiny_twin, tmp_path_factory) -> BookResult:
+    return run_and_render(book_tree(tmp_path_factory.mktemp("book")), tiny_twin, TINY_PARAMETERS)
+
+
+@pytest.fixture(scope="module")
+def mmimdb_book(book, tiny_twin, tmp_path_factory) -> BookResult:
+    """Chapter 4 on a copy of the tiny twin without its truth file: what a real release looks like."""
+    import yaml
+
+    release = tmp_path_factory.mktemp("mmimdb") / "release"
+    shutil.copytree(tiny_twin, release, ignore=shutil.ignore_patterns(TRUTH_FILE))
+    root = book_tree(tmp_path_factory.mktemp("book-mmimdb"))
+    shared = book_root(book) / RUNS
+    shutil.copytree(shared / "splits", root / RUNS / "splits")
+    for split in TINY_PARAMETERS["splits"].split(","):
+        for name in SHARED_RUNS:
+            shutil.copytree(shared / split / name, root / RUNS / split / name)
+    smoke = yaml.safe_load((ROOT / "notebooks" / "params" / "smoke.yaml").read_text(encoding="utf-8"))
+    overrides = smoke["model_overrides"] | {name: {"modalities": ["text", "image"]} for name in MMIMDB_FUSIONS}
+    result = run_and_render(root, release, MMIMDB_PARAMETERS | {"model_overrides": json.dumps(overrides)}, CHAPTER_4)
+    for split in TINY_PARAMETERS["splits"].split(","):
+        for name in SHARED_RUNS:  # shared by record: the grid on the copy skipped them
+            assert (root / RUNS / split / name / "seed0" / "record.json").stat().st_mtime == (
+                shared / split / name / "seed0" / "record.json").stat().st_mtime, f"{split}/{name} was retrained"
+    return result
+
+
+def book_root(result: BookResult) -> Path:
+    return result.html_index.parents[2]  # <root>/_build/html/index.html
 
 
 @dataclass
@@ -108,6 +168,7 @@ class RenderedPage:
     banner: str = ""
     figures: list[tuple[list[str], str]] = field(default_factory=list)
     text: str = ""
+    dom: str = ""  # the document as Chromium rendered it (its tables are read from it: `rendered_tables`)
 
 
 class _DomReader(HTMLParser):
@@ -173,6 +234,7 @@ def render(browser: str, page: Path) -> RenderedPage:
     reader = _DomReader()
     reader.feed(dom)
     reader.close()
+    reader.page.dom = dom
     return reader.page
 
 
@@ -195,7 +257,25 @@ def glued_figures(chapter_source: Path) -> int:
 
 
 # Checks that only a chapter-4 page needs, by chapter name; the generic checks run on every page.
-ChapterCheck = Callable[[RenderedPage, Path, Path], None]  # (page, html folder, book root)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One rendered book: the twin's, or the MM-IMDb branch (the twin's copy without ground truth)."""
+
+    name: str  # "twin" | "mmimdb": the screenshots' prefix
+    root: Path  # the book's tree (its runs folder is root / RUNS)
+    twin: bool
+
+    @property
+    def html(self) -> Path:
+        return self.root / "_build" / "html"
+
+    def page(self, chapter: str) -> Path:
+        return self.html / "book" / "_executed" / f"{chapter}.html"
+
+
+ChapterCheck = Callable[[RenderedPage, Branch], None]
 FIRST_NUMBER = re.compile(r"-?\d+\.\d+")
 
 
@@ -225,9 +305,10 @@ class _TableReader(HTMLParser):
             self._cell.append(data)
 
 
-def rendered_tables(page: Path) -> list[list[list[str]]]:
+def rendered_tables(page: RenderedPage) -> list[list[list[str]]]:
+    """Every table of a page Chromium rendered (`render`), as rows of cell texts."""
     reader = _TableReader()
-    reader.feed(run_browser(chromium(), "--dump-dom", page.as_uri()).stdout)
+    reader.feed(page.dom)
     return reader.tables
 
 
@@ -244,27 +325,70 @@ def table_cell(tables: list[list[list[str]]], column: str, row: str) -> str:
     raise AssertionError(f"no table with a column {column!r}")
 
 
-def keep_screenshot(page: Path) -> None:
+def tables_after(tables: list[list[list[str]]], header_start: str) -> list[list[list[str]]]:
+    """The tables from the first one with a header cell that starts with `header_start` on."""
+    for index, table in enumerate(tables):
+        if any(cell.startswith(header_start) for row in table[:2] for cell in row):
+            return tables[index:]
+    raise AssertionError(f"no table with a header cell starting {header_start!r}")
+
+
+def column_cell(table: list[list[str]], header_start: str, row: str) -> str:
+    """The cell of `table` under the header cell that starts with `header_start`, in the row named `row`."""
+    header = next(cells for cells in table if any(cell.startswith(header_start) for cell in cells))
+    body = next((cells for cells in table if cells and cells[0] == row), None)
+    assert body is not None, f"no row {row!r} in the table with column {header_start!r}"
+    column = next(index for index, cell in enumerate(header) if cell.startswith(header_start))
+    return body[column + len(body) - len(header)]
+
+
+def keep_screenshot(page: Path, branch: Branch) -> Path:
     """A tall screenshot of a chapter-4 page in test-artifacts/, for a person to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / f"book-{page.stem}.png"
-    run_browser(chromium(), "--window-size=1280,9000", f"--screenshot={shot}", page.as_uri())
+    shot = ARTIFACTS / f"book-{page.stem}.png" if branch.twin else ARTIFACTS / f"book-{branch.name}-{page.stem}.png"
+    run_browser(chromium(), f"--window-size=1280,{SHOT_HEIGHT}", f"--screenshot={shot}", page.as_uri())
     assert_not_blank(shot)
+    return shot
 
 
-def check_results_table_against_records(page: RenderedPage, html: Path, root: Path) -> None:
-    """The proposed model's macro-F1 in the comparison table equals the one in its run records."""
+def recorded_macro_f1(branch: Branch, split: str, policy: str) -> float:
     from thesis_lib.book.experiments_chapter import PROPOSED
 
-    page_path = html / "book" / "_executed" / "04_experiments.html"
-    keep_screenshot(page_path)
-    tables = rendered_tables(page_path)
-    records = [json.loads(path.read_text()) for path in sorted((root / RUNS / "thesis" / PROPOSED).glob("seed*/record.json"))]
-    assert records, f"no run records of {PROPOSED} under {root / RUNS}"
-    for column, policy in (("macro-F1 @0.5", "fixed_0.5"), ("macro-F1 tuned", "tuned_per_genre")):
-        shown = float(FIRST_NUMBER.search(table_cell(tables, column, PROPOSED)).group())
-        recorded = np.mean([record["metrics"][policy]["summary"]["macro_f1"] for record in records])
-        assert shown == pytest.approx(recorded, abs=5e-4), f"{column}: page {shown}, records {recorded}"
+    records = [json.loads(path.read_text())
+               for path in sorted((branch.root / RUNS / split / PROPOSED).glob("seed*/record.json"))]
+    assert records, f"no run records of {PROPOSED} under {branch.root / RUNS / split}"
+    return float(np.mean([record["metrics"][policy]["summary"]["macro_f1"] for record in records]))
+
+
+def check_results_table_against_records(page: RenderedPage, branch: Branch) -> None:
+    """The proposed model's macro-F1 in the comparison tables of both splits equals the one in its run
+    records; the official split's verdict is the one its records give; the peers' published figures are
+    there on the MM-IMDb branch only."""
+    from thesis_lib.analysis.comparison import compare
+    from thesis_lib.analysis.published import PUBLISHED
+    from thesis_lib.book.experiments_chapter import PROPOSED
+
+    page_path = branch.page("04_experiments")
+    keep_screenshot(page_path, branch)
+    tables = rendered_tables(page)
+    official = tables_after(tables, "official split")  # the claims table, then the official split's own
+    for split, shown_in in (("thesis", tables), ("official", official[1:])):
+        for column, policy in (("macro-F1 @0.5", "fixed_0.5"), ("macro-F1 tuned", "tuned_per_genre")):
+            shown = float(FIRST_NUMBER.search(table_cell(shown_in, column, PROPOSED)).group())
+            recorded = recorded_macro_f1(branch, split, policy)
+            assert shown == pytest.approx(recorded, abs=5e-4), f"{split} {column}: page {shown}, records {recorded}"
+    rival = column_cell(official[0], "official split", "best other model").split(" (")[0]
+    expected = compare(branch.root / RUNS, PROPOSED, rival, n_resamples=int(TINY_PARAMETERS["bootstrap_resamples"]),
+                       seeds=[0], split="official")
+    assert column_cell(official[0], "official split", "verdict") == str(expected["verdict"])
+    assert column_cell(official[0], "thesis split", "verdict") in {"ahead", "behind", "undecided"}
+    published = [cells for table in tables for cells in table if cells and cells[0].endswith(", published")]
+    if branch.twin:
+        assert not published, f"published figures on the twin: {published}"
+    else:
+        assert [cells[0] for cells in published] == [paper.label for paper in PUBLISHED]
+        assert column_cell(tables_after(tables, "official split, test")[0], "micro-F1 @0.5",
+                           "GMU (Arevalo et al. 2017), published") == "0.630"
 
 
 IMAGE_REPORT = """<script>
@@ -293,24 +417,55 @@ def images_as_loaded(page: Path) -> dict[str, tuple[bool, int, int]]:
     return {src: (complete, width, height) for src, complete, width, height in report}
 
 
-def check_gradcam_figures_are_loaded(page: RenderedPage, html: Path, root: Path) -> None:
-    """The XAI page shows its Grad-CAM figures inline: loaded by the browser, with varying pixels."""
-    page_path = html / "book" / "_executed" / "04_xai.html"
+def check_gradcam_figures_are_loaded(page: RenderedPage, branch: Branch) -> None:
+    """The XAI page shows its Grad-CAM figures inline: loaded by the browser, with varying pixels; without
+    ground truth it checks deletion and randomisation only, and says so."""
+    from thesis_lib.analysis.xai_check import RANDOMISED_CRITERION
+    from thesis_lib.book.faithfulness import NO_GROUND_TRUTH
+
+    page_path = branch.page("04_xai")
     gradcam = [(images[0], caption) for images, caption in page.figures if "Grad-CAM" in caption]
     assert len(gradcam) >= 3, f"expected the Grad-CAM grid, side-by-side and methods figures, got {len(gradcam)}"
-    keep_screenshot(page_path)
+    keep_screenshot(page_path, branch)
     loaded = images_as_loaded(page_path)
     for source, caption in gradcam:
         complete, width, height = loaded[source]
         assert complete and width >= 50 and height >= 50, f"Chromium did not load {source} ({caption[:60]!r})"
         assert_not_blank((page_path.parent / source).resolve())
         assert "Weights:" in caption and "fusion_cross_attention/seed0" in caption, f"no weights named: {caption!r}"
+    criteria = [cells[0] for table in rendered_tables(page) for cells in table
+                if cells and cells[0] in {RANDOMISED_CRITERION, "deletion AUC below random order",
+                                          "pointing game above the centre baseline"}]
+    if branch.twin:
+        assert "pointing game above the centre baseline" in criteria and NO_GROUND_TRUTH not in page.text
+    else:
+        assert criteria == [RANDOMISED_CRITERION, "deletion AUC below random order"], criteria
+        assert NO_GROUND_TRUTH in page.text and "of the 2 checks" in page.text
+        assert "n/a" not in page.text and "nan" not in page.text.split()
 
 
 CHAPTER_CHECKS: dict[str, ChapterCheck] = {
     "04_experiments": check_results_table_against_records,
     "04_xai": check_gradcam_figures_are_loaded,
 }
+
+
+def check_chapter_page(chapter, branch: Branch, browser: str) -> None:
+    """What every page shows (title, banner, figures with their data and weights), then its own checks."""
+    page_path = branch.page(chapter.name)
+    page = render(browser, page_path)
+    assert page.title == chapter_title(chapter.source), f"{chapter.name}: title {page.title!r}"
+    assert ("not thesis evidence" in page.banner) == branch.twin, f"{chapter.name}: banner {page.banner!r}"
+    assert len(page.figures) == glued_figures(chapter.source), f"{chapter.name}: figures missing"
+    for images, caption in page.figures:
+        assert len(images) == 1, f"{chapter.name}: figure {caption!r} has {len(images)} images"
+        assert_not_blank((page_path.parent / images[0]).resolve())
+        data = r"Data: (synthetic twin|not used)" if branch.twin else r"Data: (MM-IMDb|not used)"
+        assert re.search(data, caption), f"{chapter.name}: caption does not name its data: {caption!r}"
+        if chapter.name not in WEIGHTLESS_CHAPTERS:
+            assert "Weights:" in caption, f"{chapter.name}: caption does not name its weights: {caption!r}"
+    if chapter.name in CHAPTER_CHECKS:
+        CHAPTER_CHECKS[chapter.name](page, branch)
 
 
 def test_front_page_states_what_produced_the_build(book, browser):
@@ -327,25 +482,20 @@ def test_front_page_states_what_produced_the_build(book, browser):
 
 
 def test_every_chapter_renders_its_figures_and_captions(book, browser):
-    html = book.html_index.parent
-    root = html.parents[1]
-    chapters = chapters_from_toc(root)
+    branch = Branch("twin", book_root(book), twin=True)
+    chapters = chapters_from_toc(branch.root)
     assert chapters, "the TOC lists no chapter"
     for chapter in chapters:
-        page_path = html / "book" / "_executed" / f"{chapter.name}.html"
-        page = render(browser, page_path)
-        assert page.title == chapter_title(chapter.source), f"{chapter.name}: title {page.title!r}"
-        assert "not thesis evidence" in page.banner, f"{chapter.name}: no twin banner"
-        assert len(page.figures) == glued_figures(chapter.source), f"{chapter.name}: figures missing"
-        for images, caption in page.figures:
-            assert len(images) == 1, f"{chapter.name}: figure {caption!r} has {len(images)} images"
-            assert_not_blank((page_path.parent / images[0]).resolve())
-            assert re.search(r"Data: (synthetic twin|MM-IMDb|not used)", caption), (
-                f"{chapter.name}: caption does not name its data: {caption!r}")
-            if chapter.name not in WEIGHTLESS_CHAPTERS:
-                assert "Weights:" in caption, f"{chapter.name}: caption does not name its weights: {caption!r}"
-        if chapter.name in CHAPTER_CHECKS:
-            CHAPTER_CHECKS[chapter.name](page, html, root)
+        check_chapter_page(chapter, branch, browser)
+
+
+def test_chapter_4_renders_on_a_release_without_ground_truth(mmimdb_book, browser):
+    branch = Branch("mmimdb", book_root(mmimdb_book), twin=False)
+    assert mmimdb_book.provenance.data.kind == "mmimdb"
+    chapters = [chapter for chapter in chapters_from_toc(branch.root) if chapter.name in CHAPTER_4]
+    assert [chapter.name for chapter in chapters] == list(CHAPTER_4)
+    for chapter in chapters:
+        check_chapter_page(chapter, branch, browser)
 
 
 def test_screenshot_of_the_data_chapter_is_kept(book, browser):
@@ -359,3 +509,4 @@ def test_screenshot_of_the_data_chapter_is_kept(book, browser):
 def test_chapter_4_pages_come_with_their_specific_checks():
     missing = [c.name for c in chapters_from_toc(ROOT) if c.name.startswith("04_") and c.name not in CHAPTER_CHECKS]
     assert not missing, f"add the page checks of {missing} to CHAPTER_CHECKS (see the comment above it)"
+    assert set(CHAPTER_4) <= set(CHAPTER_CHECKS)

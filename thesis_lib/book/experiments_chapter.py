@@ -39,7 +39,7 @@ from thesis_lib.analysis.verdicts import Verdict, listing
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.grid import GridReport, run_grid
 from thesis_lib.experiments.profile import Profile
-from thesis_lib.experiments.specs import definitions
+from thesis_lib.experiments.specs import definitions, make_spec
 from thesis_lib.experiments.values import value_text
 from thesis_lib.logs import configure_logging
 
@@ -106,6 +106,23 @@ def profile_runs(runs: Mapping[str, FinishedRun], profile: Profile) -> dict[str,
     """Only the runs the profile defines (a runs folder may also hold runs of models dropped since)."""
     names = definitions(profile)
     return {name: run for name, run in runs.items() if name in names}
+
+
+def fusion_sources(profile: Profile, proposed: str = PROPOSED) -> list[str]:
+    """The single-modality runs whose encoders (and detections) the proposed model reads, as the grid plans
+    it: the profile's text and image sources and, when the model reads detections, its objects source."""
+    spec = make_spec(definitions(profile)[proposed], profile, profile.seeds[0], profile.primary_split)
+    return list(dict.fromkeys(name for _, name in spec.sources))
+
+
+def fusion_inputs(profile: Profile, proposed: str = PROPOSED) -> str:
+    """What the proposed fusion starts from, in words: "the encoders of the single-modality runs text_roberta
+    and image_resnet50 and the detections of objects_yolo" (no detections when it reads none)."""
+    spec = make_spec(definitions(profile)[proposed], profile, profile.seeds[0], profile.primary_split)
+    sources = dict(spec.sources)
+    encoders = [sources[modality] for modality in ("text", "image") if modality in sources]
+    text = f"the encoders of the single-modality run{'s' if len(encoders) > 1 else ''} {listing(encoders)}"
+    return text + (f" and the detections of {sources['objects']}" if "objects" in sources else "")
 
 
 def weights_caption(runs: Mapping[str, FinishedRun]) -> str:
@@ -361,3 +378,68 @@ def evidence_values(runs: Mapping[str, FinishedRun], rows: Sequence[Mapping[str,
 
 
 NOT_ON_MMIMDB = "MM-IMDb has no planted evidence, so this part applies to the synthetic twin only."
+
+
+# ------------------------------------------------------------------ sentences of the twin's analyses
+# Claims about what the twin planted (evidence kinds, alignment genres, the generating rule, the probes,
+# genre names in plots) have nothing to say on a release without ground truth: each is glued as a whole
+# sentence (`prose.glue_sentences`) that is empty there, so the page never reads "n/a" or "nan" as a claim.
+
+
+def genre_label_note(evidence: Mapping[str, str] | None) -> str:
+    """The per-genre heat map's caption clause on the genre labels: the twin's evidence kinds, or nothing."""
+    return "Genre labels carry the twin's evidence kind." if evidence is not None else ""
+
+
+def evidence_sentences(values: Mapping[str, Any]) -> dict[str, str]:
+    """`kinds_claim` (where the proposed model leads, is level or trails per evidence kind) and `bayes_claim`
+    (the twin's generating rule against the best run), from `evidence_values`; empty on MM-IMDb."""
+    if values["evidence_scope"]:
+        return {"kinds_claim": "", "bayes_claim": ""}
+    kinds = (f"These are point estimates over a few genres each, a description rather than a test: the proposed "
+             f"model has the highest mean F1 on {values['kinds_leading']}, is within {values['level']:.2f} of the "
+             f"best on {values['kinds_level']}, and trails by more on {values['kinds_trailing']}.")
+    bayes = (f"The twin's generating rule, applied to the same test movies, reaches macro-F1 "
+             f"{values['bayes_f1']:.3f} (it errs only where label noise changed a label); the best run is "
+             f"{values['best_run_gap_to_bayes']:.3f} below it (the twin records {values['twin_bayes_f1']:.3f} for "
+             "the rule on its own official test split).")
+    return {"kinds_claim": kinds, "bayes_claim": bayes}
+
+
+def alignment_sentence(values: Mapping[str, Any]) -> str:
+    """The paired test on the twin's alignment genres (from `significance_values`); empty where there are
+    none (MM-IMDb)."""
+    if str(values["verdict_alignment"]).startswith("not measured"):
+        return ""
+    return (f"On the {values['alignment_set']}, the kind the twin built for token-to-patch attention, it is "
+            f"{values['delta_alignment']:+.3f} ([{values['low_alignment']:+.3f}, {values['high_alignment']:+.3f}]): "
+            f"**{values['verdict_alignment']}**. Where the differences come from is broken down by evidence kind above.")
+
+
+def probe_sentence(values: Mapping[str, Any]) -> str:
+    """What the linear probes show, from `analysis.probes.probe_values` (each part a verdict of a paired
+    interval); on a release without the twin's truth, the probes' own scope sentence."""
+    if values["probe_scope"]:
+        return values["probe_scope"]
+    return (
+        f"Against the majority class, the genre controls (which the encoders were trained for) are "
+        f"**{values['controls_verdict']}** (when they are not ahead, a failed probe below may be the probe's fault, "
+        f"not the features'). Which prop the plot names is read from the tokens at the named word at "
+        f"{values['mention_text']} (**{values['mention_verdict']}** against the majority class) and from the pooled "
+        f"plot vector at {values['pooled_text']} (chance {values['chance']:.2f}); {values['truncated_mentions']} "
+        f"plots lose the named word to truncation and are left out of the token probe. Looks that a pooled read-out "
+        f"(what early, attention and late fusion read) carries beyond the count reference: {values['bound_pooled']}. "
+        f"Looks that the grid cells under the named prop (what cross-attention could attend to) carry beyond it: "
+        f"{values['bound_cells']}; not beyond it: {values['unbound_cells']}. A look listed under the grid cells is "
+        "in cross-attention's input, so missing its genre would be a failure to learn where to attend; a look "
+        "listed nowhere is lost by the frozen image encoder for every fusion.")
+
+
+def mention_sentence(values: Mapping[str, Any]) -> str:
+    """How many test pairs are named in their plot and how far one moves a recall (from
+    `error_analysis.mention_values`); its scope sentence alone where there are none (MM-IMDb)."""
+    if not values["named_pairs"]:
+        return values["mention_scope"]
+    return (f"{values['named_pairs']} test movie-genre pairs are named in their plot. A model that leaned on the "
+            "word would recall named pairs clearly more often than the same genres unnamed; the table gives both "
+            f"recalls per model. With so few named pairs, one pair moves a recall by {values['one_pair_step']:.2f}.")

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def per_genre_heatmap(f1: pd.DataFrame, genre_labels: Sequence[str]) -> Figure:
-    """Genres (rows, labelled `genre_labels`) x models (columns): test F1 x 100, annotated; NaN cells
-    (no test positives) blank. Genres run down the page, so 23 of them stay readable in a narrow column."""
+def per_genre_heatmap(f1: pd.DataFrame, genre_labels: Sequence[str], evidence_kinds: bool = True) -> Figure:
+    """Genres (rows, labelled `genre_labels`, which carry the twin's evidence kinds when `evidence_kinds`)
+    x models (columns): test F1 x 100, annotated; NaN cells (no test positives) blank. Genres run down the
+    page, so 23 of them stay readable in a narrow column."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -30,7 +31,7 @@ def per_genre_heatmap(f1: pd.DataFrame, genre_labels: Sequence[str]) -> Figure:
     sns.heatmap(table, annot=True, fmt=".0f", annot_kws={"fontsize": 7.5}, cmap="viridis", vmin=0, vmax=100,
                 xticklabels=list(f1.index), yticklabels=list(genre_labels), cbar_kws={"label": "test F1 (x100)"},
                 ax=axis)
-    axis.set_ylabel("genre (evidence kind on the synthetic twin)")
+    axis.set_ylabel("genre (evidence kind on the synthetic twin)" if evidence_kinds else "genre")
     axis.set_xlabel("")
     axis.tick_params(axis="x", labelsize=8, rotation=90)
     axis.tick_params(axis="y", labelsize=8)

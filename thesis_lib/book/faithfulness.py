@@ -11,7 +11,15 @@ from typing import Any
 import pandas as pd
 
 from thesis_lib.analysis.verdicts import listing
-from thesis_lib.analysis.xai_check import CLEARLY_BETTER, MET, NEAR_CHANCE, NOT_MET, UNMEASURED, criteria
+from thesis_lib.analysis.xai_check import (
+    CLEARLY_BETTER,
+    MAX_RANDOMISED_CORRELATION,
+    MET,
+    NEAR_CHANCE,
+    NOT_MET,
+    UNMEASURED,
+    criteria,
+)
 from thesis_lib.experiments.loaded_run import LoadedRun
 from thesis_lib.xai.check import XaiCheckConfig, evaluate_run
 
@@ -35,6 +43,7 @@ FAITHFULNESS_COLUMNS = {
     "random_pointing_game": "pointing: chance", "center_pointing_game": "pointing: centre",
     "randomized_model_pointing_game": "pointing: randomised model", "gradcam_energy_in_box": "energy in box",
     "deletion_auc": "deletion AUC", "random_deletion_auc": "deletion AUC: random",
+    "randomized_model_rank_correlation": "randomised model: rank correlation",
     "attention_cue_recall_at_5": "cue recall@5: cross-attention", "rollout_cue_recall_at_5": "cue recall@5: rollout",
     "random_cue_recall_at_5": "cue recall@5: chance",
 }
@@ -68,11 +77,49 @@ def faithfulness_glue(result: Mapping[str, Any]) -> dict[str, Any]:
             "centre_text": "center_pointing_game", "randomised_text": "randomized_model_pointing_game",
             "cue_text": "attention_cue_recall_at_5", "cue_chance_text": "random_cue_recall_at_5",
             "rollout_text": "rollout_cue_recall_at_5", "deletion_text": "deletion_auc",
-            "random_deletion_text": "random_deletion_auc"}
+            "random_deletion_text": "random_deletion_auc", "correlation_text": "randomized_model_rank_correlation"}
     values: dict[str, Any] = {name: _estimate(result, key) for name, key in keys.items()}
     table = criteria(result)
     return values | {"n_pairs": int(result["n_pairs"]), "tolerance_px": POINTING_TOLERANCE_PX,
-                     "clearly_better": CLEARLY_BETTER, "near_chance": NEAR_CHANCE, "n_criteria": len(table),
+                     "clearly_better": CLEARLY_BETTER, "near_chance": NEAR_CHANCE,
+                     "max_correlation": MAX_RANDOMISED_CORRELATION, "n_criteria": len(table),
                      "n_met": int((table["verdict"] == MET).sum()),
                      "criteria_not_met": listing(table.index[table["verdict"] == NOT_MET].tolist()),
                      "criteria_unmeasured": listing(table.index[table["verdict"] == UNMEASURED].tolist())}
+
+
+NO_GROUND_TRUTH = (
+    "This release has no ground truth for explanations: no boxes around the objects that carry a genre and no "
+    "planted cue words (only the synthetic twin records them). The pointing game, with its chance, centre and "
+    "randomised-model references, and cue recall need them, so they are not computed here; this page reports "
+    "the two checks that need no ground truth, deletion and the randomisation check."
+)
+
+
+def faithfulness_sentences(model: str, result: Mapping[str, Any], ground_truth: bool) -> dict[str, str]:
+    """The faithfulness section's data-dependent sentences (Markdown, `prose.glue_sentences`):
+    `faithfulness_scope` (empty on the twin; on MM-IMDb which checks are absent and why) and
+    `faithfulness_claim` (the model's numbers against their references and how many criteria it meets:
+    the five of the twin, or the two that need no ground truth). The verdicts are those of
+    `faithfulness_glue` (`analysis.xai_check.criteria`)."""
+    values = faithfulness_glue(result)
+    table = criteria(result, ground_truth)
+    met = int((table["verdict"] == MET).sum())
+    not_met = listing(table.index[table["verdict"] == NOT_MET].tolist())
+    unmeasured = table.index[table["verdict"] == UNMEASURED].tolist()
+    tail = f"; not met: {not_met}" + (f"; not measurable for this run: {listing(unmeasured)}" if unmeasured else "")
+    if ground_truth:
+        claim = (f"For {model} ({values['n_pairs']} pairs): pointing game {values['pointing_text']} against chance "
+                 f"{values['chance_text']} and centre {values['centre_text']}; randomised model "
+                 f"{values['randomised_text']}; cue recall@5 {values['cue_text']} against chance "
+                 f"{values['cue_chance_text']} (rollout of the text encoder: {values['rollout_text']}); deletion AUC "
+                 f"{values['deletion_text']} against {values['random_deletion_text']} in random order. It meets "
+                 f"**{met} of the {len(table)} criteria** (point estimates against their references){tail}.")
+        return {"faithfulness_scope": "", "faithfulness_claim": claim}
+    claim = (f"For {model} ({values['n_pairs']} pairs of true genres it predicts): deletion AUC "
+             f"{values['deletion_text']} against {values['random_deletion_text']} in random order; rank correlation "
+             f"of its Grad-CAM maps with those of the same model with re-initialised weights "
+             f"{values['correlation_text']} (at most {MAX_RANDOMISED_CORRELATION:g} counts as a different map). It "
+             f"meets **{met} of the {len(table)} checks** this data allows (point estimates against their "
+             f"references){tail}.")
+    return {"faithfulness_scope": NO_GROUND_TRUTH, "faithfulness_claim": claim}

@@ -186,6 +186,15 @@ def showcase_values(truth: Mapping[str, Any] | None, movie_id: str, genre: int) 
     return {"show_kind": kind, "show_outline": outline}
 
 
+def showcase_sentence(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -> str:
+    """What the showcased genre's evidence is and what the white box outlines (Markdown for the prose); on
+    MM-IMDb that there is neither."""
+    if truth is None:
+        return "MM-IMDb records no evidence kinds and no object boxes, so no box is outlined."
+    values = showcase_values(truth, movie_id, genre)
+    return f"The genre's evidence kind on the twin is {values['show_kind']}; the white box outlines {values['show_outline']}."
+
+
 def evidence_boxes(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -> list[list[int]]:
     """The twin's boxes of the objects that carry the genre (poster pixels); none on MM-IMDb."""
     return [] if truth is None else twin_evidence_boxes(truth, movie_id, GENRES[genre])
@@ -287,8 +296,8 @@ def shaded_plots(run: LoadedRun, movie_id: str, truth: Mapping[str, Any] | None,
     for label, scores in sources.items():
         words = plot_word_scores(plot, scores.numpy(), run.tokenizer, run.text_cleaning, run.max_length,
                                  input_ids=_real_ids(batch))
-        caption = (f"{label}, movie {movie_id}; underlined: the twin's planted cue words. "
-                   f"{figure_provenance(data, run).line()}")
+        underlined = "; underlined: the twin's planted cue words" if truth is not None else ""
+        caption = f"{label}, movie {movie_id}{underlined}. {figure_provenance(data, run).line()}"
         shaded.append(shade_plot(words, caption, highlight=_cue_spans(truth, movie_id)))
     return shaded[0], shaded[1]
 
@@ -313,6 +322,40 @@ def prop_attention(run: LoadedRun, movie_id: str, truth: Mapping[str, Any] | Non
             boxes = [movie["objects"][movie["named_object"]]["box"]]
     poster = load_poster(run.movies[movie_id].poster)
     return side_by_side_figure(poster, panels, provenance, boxes=boxes), word
+
+
+def cue_sentence(truth: Mapping[str, Any] | None) -> str:
+    """How the shaded plots relate to planted cue words (Markdown): underlined and scored on the twin, absent
+    on MM-IMDb."""
+    if truth is None:
+        return "MM-IMDb has no planted cue words, so nothing is underlined and no cue recall is computed."
+    return ("On the twin the planted cue words are underlined; the cue-recall numbers of the faithfulness table "
+            "say how often these rankings find them.")
+
+
+def prop_sentence(truth: Mapping[str, Any] | None, movie_id: str, word: str) -> str:
+    """What the poster-side attention figure shows of the named prop (Markdown): on the twin the word that
+    names it and its box; on MM-IMDb (no named props) the map of all plot tokens only."""
+    if truth is None:
+        return (f"MM-IMDb records no prop that a plot names, so the figure shows where all plot tokens of movie "
+                f"{movie_id} attend, without a box.")
+    if not word:
+        return (f"On the twin, the plot of movie {movie_id} names one of the props on its poster, but the naming "
+                "word falls outside the plot tokens the model reads, so only all plot tokens are drawn.")
+    return (f"On the twin, the plot of movie {movie_id} names one of the props on its poster (**{word}**), and for "
+            "the alignment genres the genre depends on how that very prop looks; the right panel keeps only the "
+            "word's own tokens as queries, and the white box outlines the prop. A map that lights up the box "
+            "shows the token-to-patch matching that pooled vectors cannot do.")
+
+
+def plot_weight_sentence(values: Mapping[str, Any], truth: Mapping[str, Any] | None) -> str:
+    """The plot's mean weight over the twin's text genres against its image genres (Markdown, from
+    `modality_values`); empty on MM-IMDb, which has no evidence kinds to group the genres by."""
+    if truth is None or values["plot_weight"] not in ("more", "not more"):
+        return ""
+    return (f"On the twin, the plot's mean weight is {values['text_weight_text_genres']:.2f} over the text genres "
+            f"and {values['text_weight_image_genres']:.2f} over the image genres: {values['plot_weight']} weight "
+            "where the plot carries the genre (means over test movies, a description rather than a test).")
 
 
 def modality_weights(run: LoadedRun, provenance: Provenance) -> tuple[Figure, pd.DataFrame]:
