@@ -1,11 +1,11 @@
 """One training step of every architecture the full profile trains, at full size, on batches in real formats.
 
 The full profile (notebooks/params/full.yaml) is planned by the grid's own planner, and every run it
-trains (one per distinct architecture: `text_bert@raw` is text_bert's) is built and fed by the grid's own
-pipeline (`experiments.pipeline`): BERT-base and RoBERTa-base over 512-token plots, ResNet-50 and ViT-B/16
-at 224 px, the object encoders on the detections of YOLOv8n and Faster R-CNN R50-FPN, and the fusions on the
-cached outputs of the frozen full-size encoders (or, `@finetune`, through them). Each gets one forward and
-one backward pass on a batch of two movies under the trainer's loss: logits (2, 23), a finite loss, a finite
+trains (one per architecture, see `trained_architectures`) is built and fed by the grid's own pipeline
+(`experiments.pipeline`): BERT-base and RoBERTa-base over 512-token plots, ResNet-50 and ViT-B/16 at 224
+px, the object encoders on the detections of YOLOv8n and Faster R-CNN R50-FPN, and the fusions and their
+ablation variants on the cached outputs of the frozen full-size encoders. Each gets one forward and one
+backward pass on a batch of two movies under the trainer's loss: logits (2, 23), a finite loss, a finite
 gradient on every trainable parameter and none on a frozen one.
 
 Offline there are no pretrained weights: the backbones are built with random weights (`pretrained: false`
@@ -72,7 +72,9 @@ FULL_SIZE_PARAMETERS = {
     "resnet50": 23_508_032,
     "vit_base_patch16_224": 85_798_656,
 }
-DETECTOR_PARAMETERS = {"yolo": 3_157_200, "frcnn": 41_755_286}  # YOLOv8n (COCO-80); R50-FPN (torchvision v1)
+# YOLOv8n (COCO-80); R50-FPN as torchvision builds it without weights: 41,755,286 + 53,120 BatchNorm weights and
+# biases, which its COCO weights hold as buffers (FrozenBatchNorm2d) instead
+DETECTOR_PARAMETERS = {"yolo": 3_157_200, "frcnn": 41_808_406}
 VIT_STATS = NormalizationStats(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # timm's ViT-B/16 (augreg)
 IMAGE_STATS = {"resnet50": IMAGENET_STATS, "vit_base_patch16_224": VIT_STATS}
 
@@ -97,12 +99,16 @@ SEED = PROFILE.seeds[0]
 
 
 def trained_architectures(profile: Profile) -> list[str]:
-    """The runs of the profile that train a model, one per distinct (architecture, backbone mode)."""
+    """The runs of the profile that train a model, one per architecture (the modules, whichever of them are
+    frozen): `text_bert@raw` differs from text_bert in its plots only, `fusion_cross_attention@finetune`
+    from fusion_cross_attention in which parts train. Each part of the latter gets its step here (BERT-base
+    and ViT-B trained in text_bert and image_vit, the cross-attention on their outputs); stepping it whole,
+    through both backbones at once, would cost about 30 s on 2 cores."""
     seen, names = set(), []
     for spec in plan_grid(profile, seeds=[SEED]):
         if spec.split != SPLIT or spec.kind != "train":
             continue
-        key = (repr(resolve_model_config(spec.model, spec.overrides, profile, spec.backbones)), spec.backbones)
+        key = repr(resolve_model_config(spec.model, spec.overrides, profile, "finetune"))
         if key not in seen:
             seen.add(key)
             names.append(spec.name)
