@@ -34,6 +34,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from thesis_lib.bench.standins import write_standins
+from thesis_lib.data.batch import MAX_TEXT_LENGTH
 from thesis_lib.data.images import IMAGENET_STATS, NormalizationStats, load_poster
 from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.splits import official_split
@@ -309,16 +310,16 @@ def check_inputs(batch, built, data) -> None:
         for modality, part in features.items():
             assert part["pooled"].shape == (2, built.model.encoders[modality].pooled_dim)
         if built.model.fusion.reads_tokens:
-            assert features["text"]["tokens"].shape == (2, PROFILE.text_max_length, 768)
+            assert features["text"]["tokens"].shape == (2, MAX_TEXT_LENGTH, 768)
             real = sorted(features["text"]["mask"].sum(dim=1).tolist())
-            assert real[0] < real[1] == PROFILE.text_max_length  # as the plots were tokenised (below)
+            assert real[0] < real[1] == MAX_TEXT_LENGTH  # as the plots were tokenised (below)
             if "image" in features:  # ViT-B/16 at 224 px: the class token and 14 x 14 patches
                 assert features["image"]["tokens"].shape == (2, 1 + 14 * 14, 768) and features["image"]["mask"].all()
         return
     if config.text is not None:
-        assert batch["input_ids"].shape == (2, PROFILE.text_max_length)
+        assert batch["input_ids"].shape == (2, MAX_TEXT_LENGTH)
         real = sorted(batch["attention_mask"].sum(dim=1).tolist())
-        assert real[0] < real[1] == PROFILE.text_max_length  # one plot truncated to 512, the other padded
+        assert real[0] < real[1] == MAX_TEXT_LENGTH  # one plot truncated to 512, the other padded
     if config.image is not None:
         assert batch["image"].shape == (2, 3, PROFILE.image_size, PROFILE.image_size)
         normalize = next(step for step in data.train.image_transform.transforms if isinstance(step, v2.Normalize))
