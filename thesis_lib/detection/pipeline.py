@@ -42,6 +42,7 @@ from thesis_lib.detection.oracle import oracle_table
 from thesis_lib.detection.posters import Poster, header_shape, poster_loader, shape_batches
 from thesis_lib.detection.truth import TwinAnnotations, load_truth_boxes, load_twin_annotations, truth_file
 from thesis_lib.detection.vocab import twin_classes
+from thesis_lib.models.pretrained import standin_reason
 from thesis_lib.storage import stable_hash
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,15 @@ def source_detections(source: str, release: Release, model_size: str, split: Spl
     profile's settings of the same names (see `detections_for_release`)."""
     return detections_for_release(default_detector_config(source, model_size), release, split=split, device=device,
                                   num_workers=num_workers)
+
+
+def detector_standin(source: str, model_size: str) -> str | None:
+    """What the stand-in an object source's COCO detector would load is (`models.pretrained.standin_reason`),
+    or None: a run record says so next to its detections, as it does for a stand-in encoder."""
+    config = default_detector_config(source, model_size) if source != "oracle" else None
+    if config is None or config.weights != "coco":
+        return None
+    return standin_reason(yolo.coco_weights_path(config) if config.kind == "yolo" else frcnn.coco_weights_path())
 
 
 def evaluate_detector(detector: Detector, release: Release, ids: Sequence[str] | None = None,
