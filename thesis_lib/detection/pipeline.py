@@ -202,9 +202,10 @@ def detector_standin(source: str, model_size: str) -> str | None:
 
 def evaluate_detector(detector: Detector, release: Release, ids: Sequence[str] | None = None,
                       truth_path: Path | str | None = None) -> MapResult:
-    """VOC mAP@0.5 of `detector` against the twin's true boxes on `ids` (default: the dev posters)."""
+    """VOC mAP@0.5 of `detector` against the twin's true boxes on `ids` (default: the dev posters), over
+    the object kinds its vocabulary names (a COCO detector has no class for some of the twin's objects)."""
     ids = list(release.official_split["dev"] if ids is None else ids)
-    truth = load_truth_boxes(release, ids, detector.vocabulary, truth_path)
+    truth = load_truth_boxes(release, ids, detector.vocabulary, truth_path, named_only=True)
     predictions = _detect_posters(detector, release, ids, score_threshold=EVAL_SCORE_THRESHOLD,
                                   max_regions=EVAL_MAX_REGIONS)
     return detection_map50(predictions, [truth[movie_id].as_detections() for movie_id in ids])
