@@ -44,8 +44,8 @@ from thesis_lib.paths import cache_dir, project_root
 
 REHEARSAL_CACHE_VARIABLE = "THESIS_REHEARSAL_CACHE"  # overrides <project>/.cache/rehearsal
 
-# What a rehearsal changes in a full-size profile, and nothing else (tests hold it to that). Sized so that the
-# 114 runs and the book take about 90 minutes on 2 CPU cores (measured: see the README's rehearsal section):
+# What a rehearsal changes in a full-size profile, and nothing else (tests hold it to that). Sized for about 90
+# minutes on 2 CPU cores (one seed of one split measured, the 114 runs extrapolated to ~81 min: README):
 # one optimizer step of the profile's batch per run, and a twin small enough that every full pass (feature
 # caches, detections, dev and test predictions) stays short: its dev and test parts are the evaluation cap.
 REHEARSAL_CHANGES: dict[str, Any] = {
