@@ -18,6 +18,7 @@ PYTEST_ARGS ?=
 BOOK_ARGS ?=
 DATA ?=
 RUNS ?=
+REHEARSE ?=
 BENCH_PROFILE ?= cpu
 BENCH_ARGS ?=
 # The book test opens the rendered book in headless Chromium; Nanum gives the Korean titles their glyphs.
@@ -55,8 +56,11 @@ twin: $(STAMP)  ## generate the synthetic MM-IMDb twin used by the smoke profile
 
 # The twin is the smoke profile's data; other profiles name their own data_root (DATA=...). A full-size profile
 # or RUNS=... renders finished runs only (make them first with `thesis run`); BOOK_ARGS=--train-missing trains.
+# REHEARSE=1 (PROFILE=full): the CPU rehearsal: `thesis run --rehearse` makes the runs it lacks (finished ones are
+# skipped), then the book renders them with a banner on every page (thesis_lib/experiments/rehearsal.py).
 book: $(if $(filter smoke,$(PROFILE)),twin,$(STAMP))  ## run every chapter (papermill, $(PROFILE) profile) and build the HTML book in _build/html
-	$(VPY) -m thesis_lib.book --profile $(PROFILE) $(if $(DATA),-p data_root $(DATA)) $(if $(RUNS),--runs $(RUNS)) $(BOOK_ARGS)
+	$(if $(REHEARSE),$(VENV)/bin/thesis run --profile $(PROFILE) --rehearse $(if $(DATA),--data $(DATA)) $(if $(RUNS),--runs $(RUNS)))
+	$(VPY) -m thesis_lib.book --profile $(PROFILE) $(if $(REHEARSE),--rehearse) $(if $(DATA),-p data_root $(DATA)) $(if $(RUNS),--runs $(RUNS)) $(BOOK_ARGS)
 
 bench: $(STAMP)  ## speed benchmark (cpu: small models, prints numbers, asserts nothing; gpu: full size); JSON in benchmarks/results/
 	$(VPY) benchmarks/run_bench.py --profile $(BENCH_PROFILE) $(BENCH_ARGS)

@@ -371,6 +371,19 @@ def test_evaluate_alone_scores_predict_s_outputs_with_the_training_objective(ref
     assert weighted.metrics == plain.metrics  # the weighting changes the loss, not the scores
 
 
+def test_a_step_cap_ends_every_epoch_after_that_many_optimizer_steps(tmp_path):
+    # 64 training movies in batches of 8 are 8 steps an epoch; the cap (a rehearsal's) takes 3 of them, and the
+    # schedule is as long as the steps taken: it has decayed to 0 when the last capped step is done.
+    config = replace(BASE, epochs=2, max_steps_per_epoch=3, checkpoint_every_steps=0)
+    result = fit_toy(toy_model(), config, tmp_path)
+    assert result.budget.optimizer_steps == 2 * 3 and result.budget.samples_seen == 2 * 3 * 8
+    assert [record.optimizer_steps for record in result.history] == [3, 6]
+    assert set(result.history[-1].learning_rates.values()) == {0.0}
+    assert result.config["max_steps_per_epoch"] == 3
+    with pytest.raises(ValueError, match="max_steps_per_epoch"):
+        replace(BASE, max_steps_per_epoch=0)
+
+
 def test_early_stopping_restores_the_best_epoch(tmp_path):
     # lr 0 and frozen backbones (BatchNorm statistics fixed): the model never changes, so no epoch improves
     # on the first and patience 2 ends the run after epoch 3.

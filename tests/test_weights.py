@@ -23,7 +23,6 @@ from huggingface_hub import constants as hub_constants
 from safetensors.torch import load_file, save, save_file
 from transformers import BertConfig, BertModel
 
-from thesis_lib.bench.standins import write_standins
 from thesis_lib.cli import main
 from thesis_lib.data.download import file_sha256
 from thesis_lib.data.tokenizers import train_bpe_tokenizer, train_wordpiece_tokenizer
@@ -39,6 +38,7 @@ from thesis_lib.models import build_model, hub
 from thesis_lib.models.image import load_image_backbone
 from thesis_lib.models.pretrained import FETCH_COMMAND, mark_standin, save_standin_state_dict, standin_reason
 from thesis_lib.models.registry import default_config
+from thesis_lib.models.standins import write_standins
 from thesis_lib.models.text import load_text_backbone
 
 PLOTS = ["A detective follows a red car through the rainy city.", "Two friends fly a rocket to the moon."] * 4

@@ -8,7 +8,7 @@
   table in `machine`, both shared with the plan `experiments.forecast`); `timing`: the timing harness; `batches`: synthetic batches.
 - `movies`, `loading`, `end_to_end`: synthetic JPEG posters and plots, loader throughput per stage, and
   training / extraction fed by the project's real data path; `detectors`: Faster R-CNN throughput.
-- `standins`: offline stand-ins for bert-base-uncased / roberta-base (architectures from `models.architectures`).
+- stand-ins for bert-base-uncased / roberta-base come from `models.standins` (architectures only, no weights).
 - `grid`: the real `thesis run` path on a small full-size grid (the GPU script's last step).
 - `report`: comparisons, target checks, the printed table.
 The JSON's keys are documented in benchmarks/README.md.

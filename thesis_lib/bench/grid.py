@@ -1,7 +1,7 @@
 """The real `thesis run` path on a small full-size grid: the GPU script's check that training works there.
 
 `run_grid_check` generates a small synthetic twin, writes the offline architecture stand-ins
-(`standins`, tokenizers trained on the twin's plots), and calls `thesis_lib.experiments.grid.run_grid`
+(`models.standins`, tokenizers trained on the twin's plots), and calls `thesis_lib.experiments.grid.run_grid`
 — the function behind `thesis run` — with the `full` profile, random initialisation and bf16: BERT-base
 and ViT-B/16 fine-tuned alone, then the cross-attention fusion on their cached features, a few dozen
 optimizer steps each. The official split is used (the twin ships split.json): the thesis split needs
@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from thesis_lib.bench.standins import use_pretrained_dir, write_standins
 from thesis_lib.data.mmimdb import load_release
 from thesis_lib.data.twin import TwinConfig, generate_twin
+from thesis_lib.models.standins import use_pretrained_dir, write_standins
 
 GRID_MODELS = ("text_bert", "image_vit", "fusion_cross_attention")
 # Packages the project may import, and whether this machine has them (the GPU machine lacks some).

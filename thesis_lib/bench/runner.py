@@ -33,12 +33,12 @@ from thesis_lib.bench.hardware import DeviceInfo, describe_device
 from thesis_lib.bench.loading import LoaderSettings, PosterDecodes, PosterTensors, make_loader, measure_loader
 from thesis_lib.bench.movies import SyntheticMoviesConfig, write_synthetic_movies
 from thesis_lib.bench.report import SCHEMA, add_comparisons, evaluate_targets
-from thesis_lib.bench.standins import PRETRAINED_DIR_VARIABLE, use_pretrained_dir, write_standins
 from thesis_lib.bench.techniques import BEST_EAGER, PLAIN
 from thesis_lib.data.images import ImageTransformConfig, build_image_transform
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import CLEAN, RAW
 from thesis_lib.models.registry import default_config
+from thesis_lib.models.standins import PRETRAINED_DIR_VARIABLE, use_pretrained_dir, write_standins
 from thesis_lib.storage import write_text_atomic
 
 _log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ Steps, each with one job:
 3. papermill runs them in TOC order into book/_executed/ (git-ignored); the first failing cell stops the
    build, naming the chapter and cell and keeping the partial notebook;
 4. provenance: profile, data, weights and commit, written to book/_executed/provenance.json and into the
-   front page; on the synthetic twin a banner on every page says the results are not thesis evidence;
+   front page; on the synthetic twin a banner on every page says the results are not thesis evidence, and
+   in a rehearsal (profile key `rehearsal`) that they come from random stand-in weights;
 5. `jupyter-book build -W -n --keep-going` with a per-build copy of _config.yml (front page, banner) and
    of _toc.yml (only the chapters this build ran). Notebooks are never executed by Jupyter Book.
 """
@@ -115,6 +116,11 @@ def check_runs_finished(build: BookBuild, profile: Profile) -> GridStatus:
         return status
     shown = ", ".join(status.missing[:6]) + (f" and {len(status.missing) - 6} more" if len(status.missing) > 6 else "")
     data = f" --data {profile.data_root}" if profile.data_root else ""
+    if profile.rehearsal:  # its runs folder, twin and cache root come with --rehearse
+        raise MissingRunsError(
+            f"{len(status.missing)} of {len(status.missing) + len(status.finished)} rehearsal runs are not finished "
+            f"in {status.runs_dir} ({shown}): make them first with `thesis run --profile {build.profile}{data} "
+            "--rehearse` (or `make book PROFILE=full REHEARSE=1`, which runs it first)")
     raise MissingRunsError(
         f"{len(status.missing)} of {len(status.missing) + len(status.finished)} runs are not finished in "
         f"{status.runs_dir} ({shown}): make them first with `thesis run --profile {build.profile}{data} "
@@ -242,6 +248,7 @@ def _provenance(root: Path, build: BookBuild, profile: Profile | None, profile_f
         version=thesis_lib.__version__,
         built_at=utc_now(),
         chapter_seconds={run.chapter: round(run.seconds, 1) for run in runs},
+        rehearsal=profile is not None and profile.rehearsal,
     )
 
 

@@ -6,7 +6,8 @@ Two audiences read these:
   `DataDescription.caption` and `describe_weights`, glued into the caption by the notebook.
 
 On the synthetic twin every page also carries a banner (`TWIN_BANNER`): results on synthetic data
-validate the pipeline, they are not thesis evidence.
+validate the pipeline, they are not thesis evidence. A rehearsal's build (`experiments.rehearsal`: every run
+of a full-size profile on random stand-in weights) carries `REHEARSAL_BANNER` instead, which says more.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ DataKind = Literal["twin", "mmimdb"]
 TWIN_BANNER = (
     "Synthetic data: every number and figure in this build comes from the synthetic MM-IMDb twin. "
     "It validates the pipeline; it is <strong>not thesis evidence</strong>."
+)
+
+REHEARSAL_BANNER = (
+    "Rehearsal: every number and figure in this build comes from a CPU rehearsal of the full profile, "
+    "with <strong>random stand-in weights</strong> saved under the real names, one training step per run "
+    "and a small synthetic twin. It shows that every run and chapter works; <strong>no number here is a "
+    "result</strong>."
 )
 
 
@@ -158,6 +166,7 @@ class BuildProvenance:
     version: str  # thesis_lib.__version__
     built_at: str  # UTC, ISO 8601, minutes
     chapter_seconds: dict[str, float] = field(default_factory=dict)  # chapter -> papermill wall time
+    rehearsal: bool = False  # the runs are a rehearsal's (random stand-in weights, `experiments.rehearsal`)
 
     @property
     def is_twin(self) -> bool:
@@ -170,7 +179,8 @@ class BuildProvenance:
                     "fingerprint": self.data.fingerprint, "twin_seed": self.data.twin_seed}
         return {"profile": self.profile, "profile_file": self.profile_file, "overrides": self.overrides,
                 "data": data, "weights": self.weights, "commit": self.commit, "dirty": self.dirty,
-                "version": self.version, "built_at": self.built_at, "chapter_seconds": self.chapter_seconds}
+                "version": self.version, "built_at": self.built_at, "chapter_seconds": self.chapter_seconds,
+                "rehearsal": self.rehearsal}
 
 
 def utc_now() -> str:
@@ -194,16 +204,24 @@ def front_page_block(provenance: BuildProvenance, root: Path) -> str:
     if provenance.commit is not None:
         commit = f"`{provenance.commit[:12]}`" + (" with uncommitted changes" if provenance.dirty else "")
     chapters = ", ".join(f"{name} ({seconds:.0f} s)" for name, seconds in provenance.chapter_seconds.items())
+    weights = provenance.weights
+    if provenance.rehearsal:
+        weights += ("; **in this rehearsal every pretrained weight is a random stand-in** saved under its real name "
+                    "(the run records say stand-in)")
     lines = [
         ":::{admonition} What produced this build",
-        f":class: {'warning' if provenance.is_twin else 'note'}",
+        f":class: {'warning' if provenance.is_twin or provenance.rehearsal else 'note'}",
         f"- **Profile:** {profile}",
         f"- **Data:** {data}",
-        f"- **Weights:** {provenance.weights}",
+        f"- **Weights:** {weights}",
         f"- **Code:** thesis_lib {provenance.version}, commit {commit}",
         f"- **Built:** {provenance.built_at}; chapters run with papermill: {chapters or 'none'}",
     ]
-    if provenance.is_twin:
+    if provenance.rehearsal:
+        lines += ["", "This build is a **rehearsal**: every run of the profile at full architecture size on CPU, "
+                      "with random stand-in weights, one training step per run and a small synthetic twin. It shows "
+                      "that every run trains, is recorded and renders; **no number in it is a result**."]
+    elif provenance.is_twin:
         lines += ["", "Every number and figure of this build comes from the synthetic twin: it shows that the "
                       "pipeline works end to end, and it is **not thesis evidence**. The full profile reruns the "
                       "same chapters on the real MM-IMDb release with pretrained weights."]
@@ -212,13 +230,15 @@ def front_page_block(provenance: BuildProvenance, root: Path) -> str:
 
 def book_config(base: Mapping[str, Any], provenance: BuildProvenance, root: Path) -> dict[str, Any]:
     """The Jupyter Book config of one build: `base` (the repository's _config.yml) with the front-page
-    block as the `build_provenance` substitution and, on the twin, the banner on every page."""
+    block as the `build_provenance` substitution and the banner on every page: the rehearsal's in a
+    rehearsal, else the twin's on the twin, else none."""
     import copy
 
     config = copy.deepcopy(dict(base))
     parse = config.setdefault("parse", {})
     parse.setdefault("myst_substitutions", {})["build_provenance"] = front_page_block(provenance, root)
-    config.setdefault("html", {})["announcement"] = TWIN_BANNER if provenance.is_twin else ""
+    banner = REHEARSAL_BANNER if provenance.rehearsal else TWIN_BANNER if provenance.is_twin else ""
+    config.setdefault("html", {})["announcement"] = banner
     return config
 
 

@@ -5,6 +5,10 @@ A full-size profile (or a build given --runs) renders from finished runs only: a
 build before any chapter runs, naming it and the `thesis run` command that makes it, instead of training
 it for hours inside a notebook.
 
+`--rehearse` renders the rehearsal of a full-size profile (`thesis run --profile full --rehearse` makes its
+runs; see thesis_lib/experiments/rehearsal.py): the chapters get the rehearsal's changes as parameters, read
+its cache root, and every page carries a banner saying the numbers come from random stand-in weights.
+
 Also what `python -m thesis_lib.book` and `make book` run. Exit status 0, 1 when a chapter or the Jupyter
 Book step failed (the message names the chapter and cell, or the log), 2 for bad input (profile,
 parameter or chapter name).
@@ -37,6 +41,9 @@ def add_book_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run and build only these chapters (notebook names, e.g. 03_data)")
     parser.add_argument("--runs", default=None, metavar="DIR",
                         help="the runs folder to render (the profile's runs_dir; implies --render-only)")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="render the rehearsal's runs (`thesis run --profile full --rehearse` makes them) with a "
+                             "banner on every page: numbers from random stand-in weights, not results")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--render-only", dest="render_only", action="store_true", default=None,
                       help="render from finished runs; stop naming the missing ones and the `thesis run` that makes "
@@ -52,6 +59,13 @@ def book_command(ns: argparse.Namespace) -> int:
     from thesis_lib.paths import project_root
 
     overrides = tuple(tuple(pair) for pair in ns.params) + ((("runs_dir", ns.runs),) if ns.runs else ())
+    if ns.rehearse:
+        from thesis_lib.experiments.profile import load_profile
+        from thesis_lib.experiments.rehearsal import enter_rehearsal, rehearsal_parameters, rehearsal_profile
+
+        rehearsal_profile(load_profile(ns.profile))  # a full-size profile only (exit 2 otherwise)
+        overrides = tuple(rehearsal_parameters()) + overrides  # a -p given on the command line still wins
+        enter_rehearsal()  # the chapters' kernels inherit the rehearsal's cache root
     build = BookBuild(root=project_root(), profile=ns.profile, overrides=overrides,
                       only=tuple(ns.only) if ns.only else None, render_only=ns.render_only)
     started = time.perf_counter()

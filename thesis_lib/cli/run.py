@@ -7,6 +7,10 @@ a profile problem is a `ThesisError` (exit 2). Progress goes to stderr as log li
 something stops the run, 0 otherwise, without training. `--plan [--json]` prints the plan (every run, FLOPs,
 GPU time, CPU-side work, peak disk) without training. A full-size profile (model_size: full) runs the
 preflight before training and stops with exit 2 when it finds a problem.
+
+`--rehearse` (a full-size profile): the rehearsal of `thesis_lib.experiments.rehearsal`: the profile with
+REHEARSAL_CHANGES, in the rehearsal's own cache root, its twin and random stand-ins written on first use
+(not with --check), then the preflight (stand-ins are an expected warning there) and the grid.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                       help="only the preflight: what would stop the run (exit 2 if anything does)")
     what.add_argument("--plan", action="store_true",
                       help="only the plan: every run, FLOPs, GPU time, CPU-side work, peak disk (no training)")
+    run.add_argument("--rehearse", action="store_true",
+                     help="rehearse a full-size profile on CPU: every run at full size on random stand-in weights, "
+                          "a step per run, a small twin, into runs-rehearsal/ (see thesis_lib/experiments/rehearsal.py)")
     run.add_argument("--json", action="store_true", help="with --plan: the plan as JSON")
     run.add_argument("--gpu", default=None, metavar="NAME",
                      help="with --plan: plan for this GPU (e.g. 'A100-SXM4-80GB'; default: this machine's, else an H100)")
@@ -58,6 +65,8 @@ def run_command(ns: argparse.Namespace) -> int:
     from thesis_lib.experiments.profile import load_profile
 
     profile = load_profile(ns.profile, overrides)
+    if ns.rehearse:
+        profile = rehearse(profile, ns)
     models = name_list(ns.models)
     if ns.plan:
         return plan_command(profile, ns, models, seeds)
@@ -71,6 +80,26 @@ def run_command(ns: argparse.Namespace) -> int:
     report = run_grid(profile, data_root=ns.data, runs_dir=ns.runs, models=models, seeds=seeds)
     print(report.summary(), flush=True)
     return 0 if report.ok else EXIT_RUNS_FAILED
+
+
+def rehearse(profile: Profile, ns: argparse.Namespace) -> Profile:
+    """The rehearsal of `profile`, this process in its cache root, its twin and stand-ins ready (unless only
+    checking or planning: then the preflight or plan says what is missing)."""
+    from thesis_lib.experiments.grid import resolve_data_root
+    from thesis_lib.experiments.rehearsal import enter_rehearsal, rehearsal_profile, write_rehearsal_standins
+
+    # KEY=VALUE still wins over the rehearsal's own changes (e.g. seeds=0 splits=thesis: a part of it).
+    rehearsal = rehearsal_profile(profile, dict(key_value(item) for item in ns.overrides))
+    environment = enter_rehearsal()
+    print(f"rehearsal: cache root {environment['THESIS_CACHE']}, runs {ns.runs or rehearsal.runs_path()}",
+          file=sys.stderr, flush=True)
+    if ns.check or ns.plan:
+        return rehearsal
+    root = resolve_data_root(rehearsal, ns.data)  # the rehearsal's twin is generated on first use
+    report = write_rehearsal_standins(rehearsal, root, name_list(ns.models))
+    for line in report.lines():
+        print(line, file=sys.stderr, flush=True)
+    return rehearsal
 
 
 def plan_command(profile: Profile, ns: argparse.Namespace, models: list[str] | None, seeds: list[int] | None) -> int:

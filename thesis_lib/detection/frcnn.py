@@ -36,7 +36,14 @@ from thesis_lib.detection.posters import Poster, as_uint8, poster_shape, shape_b
 from thesis_lib.detection.truth import PosterBoxes, TwinAnnotations
 from thesis_lib.detection.vocab import coco_classes, coco_id_to_contiguous
 from thesis_lib.errors import ThesisError
-from thesis_lib.models.pretrained import FETCH_COMMAND, WeightState, file_size, remove_standin, standin_reason
+from thesis_lib.models.pretrained import (
+    FETCH_COMMAND,
+    WeightState,
+    file_size,
+    mark_standin,
+    remove_standin,
+    standin_reason,
+)
 from thesis_lib.offline import is_online
 
 log = logging.getLogger(__name__)
@@ -180,6 +187,26 @@ def download_coco() -> Path:
     match = torch.hub.HASH_REGEX.search(path.name)  # "-258fb6c6." in fasterrcnn_resnet50_fpn_coco-258fb6c6.pth
     torch.hub.download_url_to_file(FasterRCNN_ResNet50_FPN_Weights.DEFAULT.url, str(path),
                                    hash_prefix=match.group(1) if match else None)
+    return path
+
+
+# A stand-in's box classifier: background made unlikely and two classes likely, so that a random detector still
+# reports boxes above the score threshold and the region path downstream sees detections, not empty posters.
+STANDIN_CLASS_LOGITS = {0: -4.0, 1: 4.0, 3: 3.0}  # torchvision COCO label -> bias (0 background, 1 person, 3 car)
+
+
+def write_coco_standin(what: str) -> Path:
+    """A random R50-FPN with COCO's 91 outputs at `coco_weights_path()`, as the torchvision file is (a pickled
+    state dict), marked as a stand-in with `what` (a rehearsal's; `thesis weights fetch` replaces it)."""
+    path = coco_weights_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)  # 91 COCO category ids, random weights
+    with torch.no_grad():
+        bias = model.roi_heads.box_predictor.cls_score.bias  # (91,)
+        for label, logit in STANDIN_CLASS_LOGITS.items():
+            bias[label] = logit
+    torch.save(model.state_dict(), path)
+    mark_standin(path, what)
     return path
 
 

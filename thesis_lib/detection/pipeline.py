@@ -42,6 +42,7 @@ from thesis_lib.detection.oracle import oracle_table
 from thesis_lib.detection.posters import Poster, header_shape, poster_loader, shape_batches
 from thesis_lib.detection.truth import TwinAnnotations, load_truth_boxes, load_twin_annotations, truth_file
 from thesis_lib.detection.vocab import twin_classes
+from thesis_lib.models.pretrained import standin_reason
 from thesis_lib.storage import stable_hash
 
 log = logging.getLogger(__name__)
@@ -190,11 +191,21 @@ def source_detections(source: str, release: Release, model_size: str, split: Spl
                                   num_workers=num_workers)
 
 
+def detector_standin(source: str, model_size: str) -> str | None:
+    """What the stand-in an object source's COCO detector would load is (`models.pretrained.standin_reason`),
+    or None: a run record says so next to its detections, as it does for a stand-in encoder."""
+    config = default_detector_config(source, model_size) if source != "oracle" else None
+    if config is None or config.weights != "coco":
+        return None
+    return standin_reason(yolo.coco_weights_path(config) if config.kind == "yolo" else frcnn.coco_weights_path())
+
+
 def evaluate_detector(detector: Detector, release: Release, ids: Sequence[str] | None = None,
                       truth_path: Path | str | None = None) -> MapResult:
-    """VOC mAP@0.5 of `detector` against the twin's true boxes on `ids` (default: the dev posters)."""
+    """VOC mAP@0.5 of `detector` against the twin's true boxes on `ids` (default: the dev posters), over
+    the object kinds its vocabulary names (a COCO detector has no class for some of the twin's objects)."""
     ids = list(release.official_split["dev"] if ids is None else ids)
-    truth = load_truth_boxes(release, ids, detector.vocabulary, truth_path)
+    truth = load_truth_boxes(release, ids, detector.vocabulary, truth_path, named_only=True)
     predictions = _detect_posters(detector, release, ids, score_threshold=EVAL_SCORE_THRESHOLD,
                                   max_regions=EVAL_MAX_REGIONS)
     return detection_map50(predictions, [truth[movie_id].as_detections() for movie_id in ids])

@@ -65,8 +65,10 @@ def truth_file(release: Release, truth_path: Path | str | None = None) -> Path:
 
 
 def load_truth_boxes(release: Release, ids: Sequence[str], vocabulary: tuple[str, ...],
-                     truth_path: Path | str | None = None) -> dict[str, PosterBoxes]:
-    """The true boxes of the posters `ids` (in that order), with class ids of `vocabulary`."""
+                     truth_path: Path | str | None = None, *, named_only: bool = False) -> dict[str, PosterBoxes]:
+    """The true boxes of the posters `ids` (in that order), with class ids of `vocabulary`. A label outside
+    `vocabulary` is an error, unless `named_only`: then only the objects `vocabulary` names are kept (a COCO
+    detector scored on the twin, whose lamps COCO has no class for)."""
     path = truth_file(release, truth_path)
     movies = _read_movies(path)
     result = {}
@@ -74,7 +76,7 @@ def load_truth_boxes(release: Release, ids: Sequence[str], vocabulary: tuple[str
         if movie_id not in movies:
             raise ThesisError(
                 f"{path} has no entry for movie {movie_id}: is it the truth of the release at {release.root}?")
-        objects = movies[movie_id]["objects"]
+        objects = [obj for obj in movies[movie_id]["objects"] if not named_only or obj["label"] in vocabulary]
         where = f"{path} (movie {movie_id})"
         boxes = np.array([obj["box"] for obj in objects], dtype=np.float32).reshape(-1, 4)  # (K, 4)
         classes = np.array([class_index(vocabulary, obj["label"], where) for obj in objects], dtype=np.int64)  # (K,)

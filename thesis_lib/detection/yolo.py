@@ -29,8 +29,16 @@ from thesis_lib.detection.config import DetectorConfig
 from thesis_lib.detection.detections import Detections
 from thesis_lib.detection.posters import Poster, as_bgr_array, poster_shape, shape_batches
 from thesis_lib.detection.truth import PosterBoxes, TwinAnnotations
+from thesis_lib.detection.vocab import coco_classes
 from thesis_lib.errors import ThesisError
-from thesis_lib.models.pretrained import FETCH_COMMAND, WeightState, file_size, remove_standin, standin_reason
+from thesis_lib.models.pretrained import (
+    FETCH_COMMAND,
+    WeightState,
+    file_size,
+    mark_standin,
+    remove_standin,
+    standin_reason,
+)
 from thesis_lib.offline import is_online, prepare_ultralytics
 from thesis_lib.paths import cache_dir
 
@@ -137,6 +145,27 @@ def download_coco(config: DetectorConfig) -> Path:
         path.unlink(missing_ok=True)  # an error page or half a file must not read as cached next time
         raise ThesisError(f"the download of {config.coco_model} gave no torch checkpoint (no such ultralytics "
                           f"asset, or a broken download): nothing was kept at {path}")
+    return path
+
+
+STANDIN_PERSON_LOGIT = 0.0  # a stand-in's "person" score before the random layers: sigmoid 0.5, above the threshold
+
+
+def write_coco_standin(config: DetectorConfig, what: str) -> Path:
+    """A random YOLO of `config.coco_model`'s architecture with COCO's 80 class names at `coco_weights_path`,
+    saved as ultralytics saves a checkpoint (the pickled model, half precision), marked with `what`. Its
+    "person" bias is raised so that it reports boxes: the region path downstream sees detections."""
+    path = coco_weights_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = _yolo_class()(Path(config.coco_model).with_suffix(".yaml").name)  # yolov8n.pt -> yolov8n.yaml
+    network = model.model
+    network.names = dict(enumerate(coco_classes()))
+    head = network.model[-1]  # Detect: one class branch per feature level, the last layer a 1x1 conv
+    with torch.no_grad():
+        for branch in head.cv3:
+            branch[-1].bias[0] = STANDIN_PERSON_LOGIT
+    model.save(str(path))
+    mark_standin(path, what)
     return path
 
 

@@ -29,7 +29,7 @@ from accelerate import Accelerator
 
 from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.splits import Split, load_or_create_thesis_split, load_split, official_split
-from thesis_lib.data.twin import TwinConfig, generate_twin
+from thesis_lib.data.twin import generate_twin
 from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.experiments.caches import CacheCleaning, CacheLedger, clean_feature_caches
 from thesis_lib.experiments.layout import RunsFolder
@@ -99,8 +99,7 @@ def resolve_data_root(profile: Profile, data_root: str | None) -> Path:
     if not (twin / TRUTH_FILE).is_file():
         log.info("generating the synthetic twin (%d movies, seed %d) in %s", profile.twin_movies, profile.twin_seed,
                  twin)
-        log.info("%s", generate_twin(twin, TwinConfig(n_movies=profile.twin_movies, seed=profile.twin_seed),
-                                     overwrite=True))
+        log.info("%s", generate_twin(twin, profile.twin_config(), overwrite=True))
     return twin
 
 

@@ -36,7 +36,7 @@ from thesis_lib.data.mmimdb import Movie, Release
 from thesis_lib.data.splits import Split
 from thesis_lib.data.text import CLEAN, RAW, TextCleaningConfig, clean_text
 from thesis_lib.data.tokenizers import cached_trained_tokenizer
-from thesis_lib.detection import DetectionTable, source_detections
+from thesis_lib.detection import DetectionTable, detector_standin, source_detections
 from thesis_lib.experiments.caches import CacheLedger, FeatureCacheNeed, feature_caches_of
 from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.experiments.profile import Profile
@@ -187,7 +187,10 @@ def build_run_model(spec: RunSpec, ctx: GridContext) -> BuiltModel:
 def _fresh_backbone(part: Any, modality: str, spec: RunSpec, ctx: GridContext) -> dict[str, Any]:
     if modality == "objects":
         table = ctx.detections(part.source, spec.split)
-        return {"weights": "detector", "name": part.source, "detector": table.describe()}
+        origin = {"weights": "detector", "name": part.source, "detector": table.describe()}
+        if (standin := detector_standin(part.source, ctx.profile.model_size)) is not None:  # a rehearsal's
+            origin["standin"] = standin
+        return origin
     pretrained = part.pretrained and not (modality == "text" and part.backbone in RANDOM_TEXT_BACKBONES)
     origin = {"weights": "pretrained" if pretrained else "random", "name": part.backbone}
     if (standin := backbone_standin(modality, part.backbone)) is not None:  # never recorded as the real weight

@@ -75,13 +75,38 @@ Check = Callable[[PreflightContext], list[CheckLine]]
 
 def check_weights(ctx: PreflightContext) -> list[CheckLine]:
     """Every pretrained weight the profile's runs load is cached and genuine (`experiments.weights`): one
-    stop line per missing weight or stand-in, naming the runs that need it and the command that fetches it."""
+    stop line per missing weight or stand-in, naming the runs that need it and the command that fetches it.
+    In a rehearsal (`experiments.rehearsal`) stand-ins are what it runs on: one expected warning."""
+    if ctx.profile.rehearsal:
+        return check_rehearsal_weights(ctx.profile, ctx.models)
     problems = weight_problems(ctx.profile)
     if problems:
         return [CheckLine("weights", "stop", problem) for problem in problems]
     count = len(profile_weights(ctx.profile))
     return [CheckLine("weights", "ok", f"all {count} pretrained weights the runs load are cached" if count
                       else "no pretrained weights needed (every encoder starts from random weights)")]
+
+
+def check_rehearsal_weights(profile: Profile, models: Sequence[str] | None = None) -> list[CheckLine]:
+    """A rehearsal runs on random stand-ins under the real names: a warning naming them (expected), a stop
+    for any that is missing (`thesis run --rehearse` writes them first). Only the weights of `models` (and
+    the runs they reuse) when given."""
+    weights = profile_weights(profile, models)
+    by_status = {status: [w.name for w in weights if w.status == status] for status in ("stand-in", "missing", "cached")}
+    lines = []
+    if by_status["missing"]:
+        lines.append(CheckLine("weights", "stop", f"rehearsal: {len(by_status['missing'])} stand-in(s) missing "
+                                                  f"({', '.join(by_status['missing'])}): `thesis run --profile "
+                                                  f"{profile.profile} --rehearse` writes them"))
+    if by_status["stand-in"]:
+        lines.append(CheckLine("weights", "warning", f"rehearsal: stand-ins: {len(by_status['stand-in'])} random "
+                                                     f"full-size weights under the real names "
+                                                     f"({', '.join(by_status['stand-in'])}) in {cache_dir()}; "
+                                                     "expected here, and no number of this grid is a result"))
+    if by_status["cached"]:
+        lines.append(CheckLine("weights", "warning", f"rehearsal: {', '.join(by_status['cached'])} in {cache_dir()} "
+                                                     "are genuine weights, not stand-ins"))
+    return lines or [CheckLine("weights", "ok", "rehearsal: no pretrained weight needed")]
 
 
 @dataclass

@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from thesis_lib.data.twin.config import TwinConfig
 from thesis_lib.experiments.values import Ablation, ProfileError, check_value, thaw, typed_value
 from thesis_lib.paths import project_root
 
@@ -46,6 +47,9 @@ PROFILE_NAMES = ("smoke", "full")
 DEFAULT_PROFILE = "smoke"
 SPLIT_CHOICES = ("thesis", "official")
 BACKBONE_MODES = ("finetune", "frozen")
+# A rehearsal's twin (`experiments.rehearsal`): posters at MM-IMDb's size (about 300 px wide, 2:3; the default
+# twin's are 224 wide) and more plots past 512 tokens, so the resize and the 512-token cut both run.
+REHEARSAL_TWIN_CHANGES: dict[str, Any] = {"poster_size": (300, 444), "long_plot_rate": 0.05}
 # A chapter declares these itself (its parameters cell); every other profile key it reads from the profile.
 # `data_root` left at None means "the profile's", so a chapter's default never hides a profile's release.
 CHAPTER_PARAMETERS = ("profile", "data_root")
@@ -56,6 +60,7 @@ class Profile:
     """Everything `thesis run` needs besides the data: one field per profile key (no defaults here)."""
 
     profile: str                     # the profile's name, recorded in every run record ("smoke" | "full" | ...)
+    rehearsal: bool                  # a CPU rehearsal on random stand-in weights (`thesis run --rehearse`): not results
     data_root: str | None            # release folder; null: the synthetic twin at `twin_root` (generated if missing)
     twin_root: str | None            # where the twin lives, relative to the project root; null: no twin (full)
     twin_movies: int                 # movies of a generated twin
@@ -80,6 +85,7 @@ class Profile:
     text_cleaning: str               # "clean" (lower-case, no punctuation, no stop words) | "raw"
     plot_choice: str                 # which entry of a movie's plot list is read: "longest" | "first" | "concat"
     epochs: int                      # epochs per training run, the same for every model
+    max_steps_per_epoch: int | None  # optimizer steps per epoch at most (a rehearsal's cap); null: the whole train part
     batch_size: int                  # global batch per optimizer step, whatever the processes and accumulation
     gradient_accumulation: int       # micro-batches per optimizer step (per-process batch = batch / (procs x this))
     lr_head: float                   # learning rate of layers trained from scratch (and random encoders)
@@ -127,6 +133,8 @@ class Profile:
         for key in ("epochs", "batch_size", "gradient_accumulation", "image_size", "text_max_length", "bootstrap_resamples", "twin_movies"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be at least 1, got {getattr(self, key)}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError(f"max_steps_per_epoch: must be at least 1 or null, got {self.max_steps_per_epoch}")
         if self.cpu_threads < 0:
             raise ValueError(f"cpu_threads: must be >= 0, got {self.cpu_threads}")
         if self.num_workers < -1:
@@ -155,6 +163,12 @@ class Profile:
 
     def twin_path(self) -> Path | None:
         return None if self.twin_root is None else _project_path(self.twin_root)
+
+    def twin_config(self) -> TwinConfig:
+        """How the twin at `twin_root` is generated when it is missing (`twin_movies`, `twin_seed`; a
+        rehearsal's with `REHEARSAL_TWIN_CHANGES`)."""
+        changes = REHEARSAL_TWIN_CHANGES if self.rehearsal else {}
+        return TwinConfig(n_movies=self.twin_movies, seed=self.twin_seed, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-ready values, in file order: `yaml.safe_dump(profile.to_dict())` is a profile file."""

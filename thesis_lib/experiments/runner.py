@@ -105,6 +105,7 @@ def base_record(spec: RunSpec, ctx: GridContext) -> dict[str, Any]:
         "stage": spec.stage,
         "seed": spec.seed,
         "profile": ctx.profile.profile,
+        "rehearsal": ctx.profile.rehearsal,  # true: random stand-in weights on CPU, numbers that are not results
         "config_hash": config_hash,
         "config": payload,
         "split": {"name": split.name, "hash": split.split_hash(), "sizes": split.sizes, "seed": split.seed},
@@ -142,6 +143,7 @@ def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, data: 
     processes = ctx.accelerator.num_processes
     return TrainConfig(
         epochs=profile.epochs,
+        max_steps_per_epoch=profile.max_steps_per_epoch,
         batch_size=process_batch_size(profile, processes),
         grad_accum_steps=profile.gradient_accumulation,
         lr_head=profile.lr_head * scale,

@@ -249,7 +249,10 @@ def train_settings(profile: Profile) -> dict[str, Any]:
     keys = ("epochs", "batch_size", "lr_head", "lr_backbone", "lr_scales", "weight_decay", "warmup_ratio",
             "patience", "pos_weight", "monitor", "mixed_precision", "image_size", "image_augment", "text_max_length",
             "plot_choice", "model_size")
-    return {key: getattr(profile, key) for key in keys}
+    settings = {key: getattr(profile, key) for key in keys}
+    if profile.max_steps_per_epoch is not None:  # only when set: the hashes of uncapped runs stay as they were
+        settings["max_steps_per_epoch"] = profile.max_steps_per_epoch
+    return settings
 
 
 def config_payload(spec: RunSpec, profile: Profile, source_hashes: dict[str, str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ replaces marked stand-ins) there, verifies them and records their sha256 in `<ca
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -164,11 +164,12 @@ def _minilm_state() -> WeightState:
     return WeightState("cached", folder, file_size(folder), f"pip package {MINILM_PACKAGE}")
 
 
-def _needed_by_profile(profile: Profile) -> list[tuple[_Needed, tuple[str, ...]]]:
-    """Each weight the profile's trained runs load, once, with the run names that load it (plan order)."""
+def _needed_by_profile(profile: Profile, models: Sequence[str] | None = None) -> list[tuple[_Needed, tuple[str, ...]]]:
+    """Each weight the profile's trained runs load (only `models` and the runs they reuse, when given), once,
+    with the run names that load it (plan order)."""
     needed: dict[str, tuple[_Needed, list[str]]] = {}
     configs: dict[tuple[Any, ...], Any] = {}
-    for spec in plan_grid(profile):
+    for spec in plan_grid(profile, models):
         if spec.kind != "train":  # baselines read no encoder; late fusion reads its sources' predictions
             continue
         key = (spec.model, spec.overrides, spec.backbones)
@@ -181,10 +182,11 @@ def _needed_by_profile(profile: Profile) -> list[tuple[_Needed, tuple[str, ...]]
     return [(item, tuple(runs)) for item, runs in needed.values()]
 
 
-def profile_weights(profile: Profile) -> list[PretrainedWeight]:
-    """Every pretrained weight the profile's runs load, with where it is (or would be) and its status."""
+def profile_weights(profile: Profile, models: Sequence[str] | None = None) -> list[PretrainedWeight]:
+    """Every pretrained weight the profile's runs load (of `models` and their sources, when given), with
+    where it is (or would be) and its status."""
     return [PretrainedWeight(item.name, item.source, runs, item.state())
-            for item, runs in _needed_by_profile(profile)]
+            for item, runs in _needed_by_profile(profile, models)]
 
 
 def weights_report(profile: Profile) -> WeightsReport:

@@ -1,7 +1,7 @@
 """The published architectures of the full-size backbones, buildable without their files or weights.
 
 Speed, FLOPs and parameter bytes depend on a backbone's architecture, never on its weights, so the plan
-(`experiments.forecast`) and the benchmark's stand-ins (`bench.standins`) need the architecture alone. The
+(`experiments.forecast`) and the stand-ins (`models.standins`) need the architecture alone. The
 text ones are written out here, so no config.json from the Hugging Face hub is needed: BERT-base uncased
 (12 layers, 768 wide, 30,522 word pieces, 512 positions) and RoBERTa-base (the same body with 50,265
 byte-level BPE tokens and 514 positions). timm builds its image architectures from the name alone.

@@ -23,6 +23,9 @@ class TrainConfig:
     """Hyper-parameters and run settings of `thesis_lib.train.fit`."""
 
     epochs: int = 10  # upper bound on epochs; early stopping may end the run sooner
+    # At most this many optimizer steps per epoch (each epoch reads the first batches of its shuffle); None:
+    # the whole training set. A rehearsal of the full profile takes a step or two per run (experiments.rehearsal).
+    max_steps_per_epoch: int | None = None
     batch_size: int = 32  # per process: the global batch is batch_size x processes x grad_accum_steps
     lr_head: float = 1e-3  # AdamW lr for new layers (projections, fusion, head): trained from scratch
     lr_backbone: float = 2e-5  # AdamW lr for pretrained encoders: small, or fine-tuning forgets pretraining
@@ -54,6 +57,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError(f"TrainConfig.max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
         for name in ("lr_head", "lr_backbone", "weight_decay", "min_delta", "checkpoint_every_steps", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")

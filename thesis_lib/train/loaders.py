@@ -95,21 +95,25 @@ class LengthGroupedSampler(Sampler[int]):
 
 
 class ItemSeeds(Sampler[tuple[int, int]]):
-    """`sampler`'s indices, each paired with its item seed `(seed + epoch) * ITEM_SEED_STRIDE + index`."""
+    """`sampler`'s indices, each paired with its item seed `(seed + epoch) * ITEM_SEED_STRIDE + index`; with
+    `limit`, only the first `limit` of them (the epoch's first batches: a step cap, `max_items` below)."""
 
-    def __init__(self, sampler: EpochShuffleSampler | LengthGroupedSampler):
+    def __init__(self, sampler: EpochShuffleSampler | LengthGroupedSampler, limit: int | None = None):
         self.sampler = sampler
+        self.limit = limit
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         base = (self.sampler.seed + self.sampler.epoch) * ITEM_SEED_STRIDE
-        for index in self.sampler:
+        for count, index in enumerate(self.sampler):
+            if self.limit is not None and count >= self.limit:
+                return
             yield index, base + index
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return len(self.sampler) if self.limit is None else min(len(self.sampler), self.limit)
 
 
 class SeededItems(Dataset):
@@ -149,9 +153,14 @@ class SeededLoader:
         collate_fn: Callable[[list[Any]], Any] | None,
         lengths: Sequence[int] | None = None,
         persistent: bool = True,
+        max_items: int | None = None,
     ):
         """`lengths` (one per item, e.g. plot lengths): shuffle in batches of similar length instead.
-        `persistent`: keep the workers across epochs (False for a loader read once, e.g. test predictions)."""
+        `persistent`: keep the workers across epochs (False for a loader read once, e.g. test predictions).
+        `max_items` (shuffled loaders only): each epoch reads only the first `max_items` of its order, so the
+        loader ends early instead of the training loop breaking out of it (`TrainConfig.max_steps_per_epoch`)."""
+        if max_items is not None and not shuffle:
+            raise ValueError("max_items caps a shuffled (training) loader; evaluation reads every item")
         if lengths is not None and len(lengths) != len(dataset):
             raise ValueError(f"{len(lengths)} lengths for a dataset of {len(dataset)} items")
         if not shuffle:
@@ -165,7 +174,7 @@ class SeededLoader:
         self.loader = DataLoader(
             dataset if self.sampler is None else SeededItems(dataset),
             batch_size=batch_size,
-            sampler=None if self.sampler is None else ItemSeeds(self.sampler),  # None: dataset order (evaluation)
+            sampler=None if self.sampler is None else ItemSeeds(self.sampler, max_items),  # None: dataset order
             shuffle=False,
             drop_last=False,
             num_workers=num_workers,

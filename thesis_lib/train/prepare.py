@@ -85,6 +85,10 @@ def prepare_training(
     loss_fn = make_loss(config, train_labels).to(accelerator.device)
     optimizer = build_optimizer(model, config)
     lengths = item_lengths(train_set) if config.group_by_length else None
+    # A step cap reads the first items of each epoch's order: the batches of that many optimizer steps on every
+    # process (accelerate deals the batches out to the processes in turn).
+    max_items = None if config.max_steps_per_epoch is None else (
+        config.max_steps_per_epoch * config.grad_accum_steps * config.batch_size * accelerator.num_processes)
     train_source, val_source = (
         SeededLoader(
             dataset,
@@ -94,6 +98,7 @@ def prepare_training(
             num_workers=config.num_workers,
             collate_fn=collate_fn,
             lengths=lengths if shuffle else None,
+            max_items=max_items if shuffle else None,
         )
         for dataset, shuffle in ((train_set, True), (val_set, False))
     )
