@@ -10,7 +10,7 @@ gradient on every trainable parameter and none on a frozen one.
 
 Offline there are no pretrained weights: the backbones are built with random weights (`pretrained: false`
 for every model, the architecture unchanged), reading their published architecture and a tokenizer trained
-on the plots from marked stand-in folders (`bench.standins.write_standins`); the detectors are YOLOv8n from
+on the plots from marked stand-in folders (`models.standins.write_standins`); the detectors are YOLOv8n from
 its yaml and torchvision's R50-FPN, random. Random detectors score every box near zero, so they detect at
 threshold 0 here, or the object encoders would only ever see posters without a detection.
 
@@ -33,7 +33,6 @@ from accelerate.utils import send_to_device
 from PIL import Image
 from torchvision.transforms import v2
 
-from thesis_lib.bench.standins import write_standins
 from thesis_lib.data.batch import MAX_TEXT_LENGTH
 from thesis_lib.data.images import IMAGENET_STATS, NormalizationStats, load_poster
 from thesis_lib.data.mmimdb import Release, load_release
@@ -56,6 +55,7 @@ from thesis_lib.genres import NUM_GENRES
 from thesis_lib.machine import choose_device, effective_precision
 from thesis_lib.models import registry
 from thesis_lib.models.registry import build_from_config, default_config
+from thesis_lib.models.standins import write_standins
 from thesis_lib.train.features import FrozenEncodersClassifier
 from thesis_lib.train.loaders import SeededLoader, item_lengths
 from thesis_lib.train.loss import make_loss, training_label_matrix
