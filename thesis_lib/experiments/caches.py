@@ -85,14 +85,22 @@ def feature_caches_of(spec: RunSpec, profile: Profile, plan: Mapping[tuple[str, 
         hashes = config_hashes(list(by_key.values()), profile)
     encoders = {}
     for modality in modalities:
-        if spec.encoders == "runs":
-            source = by_key[(spec.split, spec.seed, spec.source(modality))]
+        source = by_key[(spec.split, spec.seed, spec.source(modality))] if spec.encoders == "runs" else None
+        if source is not None and not _keeps_registry_weights(source, modality, profile):
             encoders[modality] = f"run {source.label} {hashes[source.key][0]}"
-        else:
+        else:  # the registry's encoder, or a source run that kept it frozen (the same weights, the same file)
             part_config = {"config": asdict(getattr(config, modality)), "cleaning": spec.text_cleaning}
             encoders[modality] = f"registry {stable_hash(part_config, length=16)} seed{spec.seed}"
     # In the order the pipeline builds them (part by part), which the disk projection follows.
     return tuple(FeatureCacheNeed(spec.split, part, m, encoders[m], tokens) for part in PARTS for m in modalities)
+
+
+def _keeps_registry_weights(source: RunSpec, modality: str, profile: Profile) -> bool:
+    """A source run whose `modality` encoder stayed frozen (e.g. a linear probe on a pretrained encoder) hands
+    on the registry's weights: its features are the registry encoder's."""
+    config = resolve_model_config(source.model, source.overrides, profile, source.backbones)
+    part = getattr(config, modality, None)
+    return source.encoders != "runs" and part is not None and part.frozen
 
 
 def feature_cache_bytes(movies: int, pooled_dim: int, *, tokens: int = 0, token_dim: int = 0,
