@@ -30,7 +30,7 @@ def no_gpu(monkeypatch):
 @pytest.fixture
 def weights_cached(monkeypatch):
     """As on a machine where `thesis weights fetch` ran: no weight is missing."""
-    monkeypatch.setattr(preflight_module, "weight_problems", lambda profile: [])
+    monkeypatch.setattr(preflight_module, "weight_problems", lambda profile, weights=None: [])
 
 
 @pytest.fixture

@@ -79,10 +79,11 @@ def check_weights(ctx: PreflightContext) -> list[CheckLine]:
     In a rehearsal (`experiments.rehearsal`) stand-ins are what it runs on: one expected warning."""
     if ctx.profile.rehearsal:
         return check_rehearsal_weights(ctx.profile, ctx.models)
-    problems = weight_problems(ctx.profile)
+    weights = profile_weights(ctx.profile)  # listed once: each entry looks at its files on disk
+    problems = weight_problems(ctx.profile, weights)
     if problems:
         return [CheckLine("weights", "stop", problem) for problem in problems]
-    count = len(profile_weights(ctx.profile))
+    count = len(weights)
     return [CheckLine("weights", "ok", f"all {count} pretrained weights the runs load are cached" if count
                       else "no pretrained weights needed (every encoder starts from random weights)")]
 

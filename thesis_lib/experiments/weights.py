@@ -193,10 +193,10 @@ def weights_report(profile: Profile) -> WeightsReport:
     return WeightsReport(profile.profile, tuple(profile_weights(profile)))
 
 
-def weight_problems(profile: Profile) -> list[str]:
+def weight_problems(profile: Profile, weights: list[PretrainedWeight] | None = None) -> list[str]:
     """What a run of the profile would fail on, for the preflight: one line for the missing weights, one
     for the stand-ins (each line names them and the command that fixes them), one per missing package."""
-    weights = profile_weights(profile)
+    weights = profile_weights(profile) if weights is None else weights  # the caller's listing, when it has one
     fetch = f"run `THESIS_ONLINE=1 thesis weights fetch --profile {profile.profile}`"
     lines = []
     for status, what in (("missing", "missing"), ("stand-in", "stand-ins, not the pretrained weights")):
