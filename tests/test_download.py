@@ -6,8 +6,10 @@ All traffic goes to a server on 127.0.0.1 started by the test. The archive is a 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import re
 import socket
 import tarfile
@@ -63,17 +65,20 @@ RELEASE_SHA256 = hashlib.sha256(RELEASE_ARCHIVE).hexdigest()
 
 
 class _FileHandler(BaseHTTPRequestHandler):
-    """Serves `server.payload` at /<ARCHIVE_NAME>, with Range support that tests can switch off."""
+    """Serves `server.payload` at /<ARCHIVE_NAME>, with Range (and If-Range against `server.etag`) support
+    that tests can switch off, and Content-Length on 200 answers that they can leave out."""
 
     def do_GET(self):
         state = self.server
-        state.requests.append({"path": self.path, "range": self.headers.get("Range")})
+        if_range = self.headers.get("If-Range")
+        state.requests.append({"path": self.path, "range": self.headers.get("Range"), "if_range": if_range})
         if self.path != f"/{ARCHIVE_NAME}":
             self.send_error(404)
             return
         payload, start = state.payload, 0
         range_header = self.headers.get("Range")
-        if range_header and state.honour_range:
+        changed = if_range is not None and state.honour_if_range and if_range != state.etag
+        if range_header and state.honour_range and not changed:
             start = int(re.fullmatch(r"bytes=(\d+)-", range_header)[1])
             if start >= len(payload):
                 self.send_response(416)
@@ -86,7 +91,10 @@ class _FileHandler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = payload[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if state.etag:
+            self.send_header("ETag", state.etag)
+        if state.send_length or start:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if state.drops_left > 0:  # announce the whole body, send part of it, hang up
             state.drops_left -= 1
@@ -104,6 +112,7 @@ def server():
     httpd = HTTPServer(("127.0.0.1", 0), _FileHandler)
     httpd.payload, httpd.honour_range, httpd.requests = RELEASE_ARCHIVE, True, []
     httpd.drops_left, httpd.drop_after = 0, 0
+    httpd.etag, httpd.honour_if_range, httpd.send_length = None, True, True
     httpd.url = f"http://127.0.0.1:{httpd.server_port}/{ARCHIVE_NAME}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -283,3 +292,130 @@ def test_the_cli_entry_point_uses_the_mirror_variable(server, tmp_path, monkeypa
     assert main(["data", "download", str(tmp_path / "other"), "--sha256", "f" * 64, "--no-extract"]) == 2
     assert "sha256 mismatch" in capsys.readouterr().err
     assert main(["data", "download", str(tmp_path / "other"), "--sha256", "not-hex", "--no-extract"]) == 2
+
+
+# --- faults: planted links, a remote file that changed, a body without a length, a full disk --------------
+
+
+def _crafted_escape(dest: Path, target: Path) -> bytes:
+    """An archive whose every member passes the member check and tarfile's "data" filter, yet whose
+    dataset/0000001.json ends up a link to `target`: a plain file x deep in the tree; a link through
+    "x/.." (where ".." undoes x, as long as x is a file); then x replaced by a link to the staging root,
+    after which "x/.." is the staging folder's parent and the link climbs out."""
+    depth = len(dest.resolve().parts) + 2  # more levels than dest has above it: climbing from dest reaches /
+    folders = "/".join(f"d{i}" for i in range(depth))
+    up = "../" * (depth + 1)  # from mmimdb/<folders>/ to the staging root
+    return _tar_gz([
+        *list(RELEASE_FILES.items())[:2],
+        (f"mmimdb/{folders}/x", b"a plain file, for now"),
+        _symlink("mmimdb/dataset/0000001.json", f"../{folders}/x/../{up}{str(target.resolve()).lstrip('/')}"),
+        _symlink(f"mmimdb/{folders}/x", up.rstrip("/")),
+    ])
+
+
+def test_a_link_that_a_later_member_turns_outward_is_refused_before_anything_moves(tmp_path):
+    outside, dest = tmp_path / "outside", tmp_path / "dest"
+    outside.mkdir()
+    dest.mkdir()
+    secret = outside / "passwd"
+    secret.write_text("root:x:0:0")
+    archive = dest / ARCHIVE_NAME
+    archive.write_bytes(_crafted_escape(dest, secret))
+    with pytest.raises(UnsafeArchiveError, match="refusing to extract it: 'mmimdb/.*' is a symbolic link") as caught:
+        extract_release(archive, dest)
+    assert "\n" not in str(caught.value) and "nothing was extracted" in str(caught.value)
+    assert [p.name for p in dest.iterdir()] == [ARCHIVE_NAME]  # nothing moved, staging removed, no marker
+    assert secret.read_text() == "root:x:0:0"
+
+
+@pytest.mark.parametrize("target", ["existing", "dangling"])
+def test_a_planted_part_link_is_refused_and_what_it_points_to_is_untouched(server, tmp_path, target):
+    victim, dest = tmp_path / "victim", tmp_path / "dest"
+    dest.mkdir()
+    if target == "existing":
+        victim.write_bytes(b"precious")
+    (dest / f"{ARCHIVE_NAME}.part").symlink_to(victim)
+    with pytest.raises(DownloadError, match=r"\.part is a symbolic link, not a regular file; refusing"):
+        download_release(dest, server.url, progress=False)
+    assert (victim.read_bytes() == b"precious") if target == "existing" else not victim.exists()
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("server_checks_if_range", [True, False], ids=["server-checks", "client-checks"])
+def test_a_resume_restarts_when_the_remote_file_changed(server, tmp_path, server_checks_if_range):
+    server.etag, server.drops_left, server.drop_after = '"v1"', 1000, 10
+    with pytest.raises(DownloadError, match="still incomplete"):  # leaves 80 bytes of version 1 in .part
+        download_release(tmp_path, server.url, extract=False, progress=False)
+    changed = bytes(reversed(RELEASE_ARCHIVE))  # same size: only the ETag tells them apart
+    server.payload, server.etag, server.drops_left, server.requests = changed, '"v2"', 0, []
+    server.honour_if_range = server_checks_if_range  # else the client sees the new ETag on the 206 answer
+    archive = download_release(tmp_path, server.url, extract=False, progress=False)
+    assert archive.read_bytes() == changed
+    assert server.requests[0]["range"] == "bytes=80-" and server.requests[0]["if_range"] == '"v1"'
+    assert not (tmp_path / f".{ARCHIVE_NAME}.part.json").exists()
+
+
+def test_a_body_without_a_length_gets_the_final_name_only_once_its_size_is_known(server, tmp_path):
+    server.send_length, server.drops_left, server.drop_after = False, 1, 1000  # cut off: looks like the end
+    archive = download_release(tmp_path / "a", server.url, extract=False, progress=False)
+    assert archive.read_bytes() == RELEASE_ARCHIVE  # one more Range request found the missing bytes
+    assert [request["range"] for request in server.requests] == [None, "bytes=1000-"]
+
+    server.honour_range, server.drops_left = False, 1  # and now nothing can tell the size
+    with pytest.raises(DownloadError, match=r"cannot be known to be complete; kept as .*\.part \(not given"):
+        download_release(tmp_path / "b", server.url, extract=False, progress=False)
+    assert not (tmp_path / "b" / ARCHIVE_NAME).exists()
+    assert (tmp_path / "b" / f"{ARCHIVE_NAME}.part").read_bytes() == RELEASE_ARCHIVE[:1000]
+
+
+class _FullDisk:
+    """A file whose writes fail with ENOSPC once `room` bytes are written (as on a full disk)."""
+
+    def __init__(self, handle, room: int):
+        self.handle, self.room = handle, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+def test_a_full_disk_while_downloading_is_one_line_and_keeps_the_part_file(server, tmp_path, monkeypatch):
+    def full_disk_open(file, mode="r", *args, **kwargs):
+        handle = open(file, mode, *args, **kwargs)
+        return _FullDisk(handle, room=0) if str(file).endswith(".part") else handle
+
+    monkeypatch.setattr(download_module, "open", full_disk_open, raising=False)  # the module's writes only
+    with pytest.raises(DownloadError) as caught:
+        download_release(tmp_path, server.url, progress=False)
+    message = str(caught.value)
+    assert message.startswith("no space left on the device") and "rerun to resume" in message
+    assert "\n" not in message and ARCHIVE_NAME in message
+    assert (tmp_path / f"{ARCHIVE_NAME}.part").exists() and not (tmp_path / ARCHIVE_NAME).exists()
+
+
+def test_a_full_disk_while_extracting_is_not_called_a_bad_archive(tmp_path, monkeypatch):
+    archive = tmp_path / ARCHIVE_NAME
+    archive.write_bytes(RELEASE_ARCHIVE)
+
+    def full_disk(self, tarinfo, targetpath):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tarfile.TarFile, "makefile", full_disk)
+    with pytest.raises(DownloadError) as caught:
+        extract_release(archive, tmp_path)
+    message = str(caught.value)
+    assert message.startswith("no space left on the device") and "intact and kept" in message
+    assert "delete" not in message and "not a readable tar archive" not in message and "\n" not in message
+    assert [p.name for p in tmp_path.iterdir()] == [ARCHIVE_NAME]
+    assert archive.read_bytes() == RELEASE_ARCHIVE

@@ -58,7 +58,7 @@ GOOD_PLOTS = ["A short plot.", "", "The longest plot of them all, by far.", "A m
 # id -> the reason it must be skipped with
 EXPECTED_SKIPS: dict[str, str] = {
     "0000010": SkipReason.MISSING_JSON,
-    "0000011": SkipReason.UNREADABLE_JSON,
+    "0000011": SkipReason.JSON_NOT_A_FILE,  # a folder
     "0000012": SkipReason.INVALID_JSON,
     "0000013": SkipReason.NO_PLOT,
     "0000014": SkipReason.NO_GENRES,

@@ -2,18 +2,28 @@
 
 Only the standard library talks to the network (urllib), so the download works on a bare machine.
 
-- Resumable: bytes go to `dest/<name>.part`; a rerun sends an HTTP Range request for the rest. A server
-  that ignores Range (answers 200 with the whole file) is handled by restarting from byte 0; a 416
-  answer means the .part file is already complete. Dropped connections are resumed within one call,
-  at most `MAX_REQUESTS` requests per call.
+- Resumable: bytes go to `dest/<name>.part`; a rerun sends an HTTP Range request for the rest, with
+  If-Range naming the ETag (or Last-Modified) the download started with, kept next to it in
+  `dest/.<name>.part.json`: a remote file that changed since answers 200 and the download restarts from
+  byte 0, as it does for a server that ignores Range; a 206 whose validator differs restarts too. A 416
+  answer means the .part file is already complete. Dropped connections are resumed within one call, at
+  most `MAX_REQUESTS` requests per call. The .part file is only ever a regular file in `dest`: a link or
+  FIFO planted under its name is refused, and it is opened with O_NOFOLLOW.
 - Verified: the size against Content-Length / `expected_size`, and the sha256 when given, before the
   file gets its final name, so `dest/<name>` only ever holds a complete (and, with a hash, verified)
-  archive. A file that fails verification is renamed to `<name>.rejected` (kept for inspection, never
+  archive. A body sent without any length (closed by the server) is probed with one more Range request
+  (a 416 names the remote size); when nothing tells the size, the bytes stay in `.part` and the error
+  says so. A file that fails verification is renamed to `<name>.rejected` (kept for inspection, never
   resumed from), so the next run starts a clean download instead of resuming corrupt bytes.
+- A full disk, while downloading or extracting, is reported as such in one line; the archive and .part
+  file are kept (never "delete it and download again").
 - Safe extraction: every tar member is checked before it is written (no absolute paths, no `..`, no
   links or paths resolving outside the destination, no device files) and extracted with tarfile's
   "data" filter as a second line of defence. Extraction happens in a staging folder inside `dest` and
   is moved into place only when the whole archive is clean, so a rejected archive leaves nothing behind.
+  Before the move, every symbolic link in the staging folder is resolved as it now stands: a link that
+  leads out of it (possible when a later member turns a file that an earlier link ran through into a
+  link, which no per-member check can see) refuses the whole archive.
 - Idempotent: a marker `dest/.<name>.extracted.json` records a finished extraction; later calls return
   the release root at once (the archive itself may then be deleted to free 8 GB).
 
@@ -23,6 +33,7 @@ original university link is often dead).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
@@ -31,6 +42,7 @@ import os
 import re
 import shutil
 import ssl
+import stat
 import sys
 import tarfile
 import tempfile
@@ -43,6 +55,7 @@ from urllib.parse import unquote, urlsplit
 from tqdm import tqdm
 
 from thesis_lib.errors import ThesisError
+from thesis_lib.storage import file_kind, read_regular_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +68,7 @@ _LOG_EVERY_BYTES = 512 << 20     # ... or per 512 MiB when the size is unknown
 _USER_AGENT = "thesis-lib-downloader/1 (+urllib)"
 # What a connection that breaks mid-transfer raises; these are resumed, within MAX_REQUESTS.
 _BROKEN_CONNECTION = (ConnectionError, TimeoutError, ssl.SSLError, http.client.HTTPException)
+_FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 _MIRROR_HINT = (
     f"If this host is unreachable, use a mirror: pass --url URL (Python: url=...) or set {URL_ENV}."
 )
@@ -116,9 +130,15 @@ def download_release(
         _verify(archive, expected_size, expected_sha, source=url, rejected=None)
     else:
         part = archive.with_name(archive.name + ".part")
-        _fetch(url, part, expected_size, progress, timeout_s)
-        _verify(part, expected_size, expected_sha, source=url, rejected=archive.with_name(archive.name + ".rejected"))
+        _fetch(url, part, expected_size, expected_sha is not None, progress, timeout_s)
+        try:
+            _verify(part, expected_size, expected_sha, source=url,
+                    rejected=archive.with_name(archive.name + ".rejected"))
+        finally:
+            if not part.exists():  # moved aside as .rejected: its validators belong to no download now
+                _validators_path(part).unlink(missing_ok=True)
         os.replace(part, archive)  # atomic: the final name only ever holds a complete file
+        _validators_path(part).unlink(missing_ok=True)
         log.info("downloaded %s (%d bytes)", archive, archive.stat().st_size)
     if not extract:
         return archive
@@ -140,17 +160,25 @@ def _archive_name(url: str) -> str:
     return name
 
 
-def _fetch(url: str, part: Path, expected_size: int | None, progress: bool, timeout_s: float) -> None:
-    """Fill `part` with the whole remote file, resuming from its current size; bounded requests."""
+def _fetch(url: str, part: Path, expected_size: int | None, hash_known: bool, progress: bool, timeout_s: float) -> None:
+    """Fill `part` with the whole remote file, resuming from its current size; bounded requests.
+
+    `hash_known`: a sha256 will check the result, so a body of unknown length may be taken as it is."""
+    probing = False  # the last body came without a length: this request asks the server for the rest or the size
     for _ in range(MAX_REQUESTS):
-        offset = part.stat().st_size if part.is_file() else 0
+        offset = _part_size(part)
         if expected_size is not None and offset >= expected_size:
             if offset == expected_size:
                 return  # complete from an earlier run
             log.warning("%s is larger than expected (%d > %d bytes); restarting", part, offset, expected_size)
-            part.unlink()
+            _discard(part)
             continue
-        headers = {"User-Agent": _USER_AGENT} | ({"Range": f"bytes={offset}-"} if offset else {})
+        known = _read_validators(part, url) if offset else {}
+        headers = {"User-Agent": _USER_AGENT}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if validator := known.get("etag") or known.get("last_modified"):
+                headers["If-Range"] = validator  # a changed remote file answers 200 (all of it), not 206
         try:
             response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
         except urllib.error.HTTPError as error:
@@ -158,8 +186,10 @@ def _fetch(url: str, part: Path, expected_size: int | None, progress: bool, time
                 remote_size = _parse_content_range(error.headers.get("Content-Range", ""))[1]
                 if remote_size == offset:
                     return  # the .part file already holds the whole remote file
+                if probing:
+                    raise _unverifiable(url, part, offset) from None
                 log.warning("%s does not match the remote file (%s bytes); restarting", part, remote_size)
-                part.unlink()
+                _discard(part)
                 continue
             raise DownloadError(f"{url}: HTTP {error.code} {error.reason}. {_MIRROR_HINT}") from error
         except (urllib.error.URLError, OSError) as error:
@@ -167,17 +197,29 @@ def _fetch(url: str, part: Path, expected_size: int | None, progress: bool, time
             raise DownloadError(f"could not reach {url}: {reason}. {_MIRROR_HINT}") from error
 
         with response:
+            remote = _validators(response.headers)
             if response.status == 206:
+                probing = False  # the server answers ranges: Content-Range names the size
                 start, total = _parse_content_range(response.headers.get("Content-Range", ""))
                 if start != offset:
                     raise DownloadError(f"{url}: asked for bytes from {offset}, the server sent from {start}")
-                mode = "ab"
+                changed = _changed(known, remote, total)
+                if changed:  # a server that ignores If-Range still shows what it sends
+                    log.warning("%s changed on the server since %s was started (%s); restarting", url, part.name,
+                                changed)
+                    _discard(part)
+                    continue
+                append = True
             elif response.status == 200:
+                if probing:
+                    raise _unverifiable(url, part, offset)
                 if offset:
-                    log.warning("%s ignored the Range request; restarting the download from byte 0", url)
-                offset, mode = 0, "wb"
+                    log.warning("%s sent the whole file (it ignored Range, or it changed since %s was started); "
+                                "restarting from byte 0", url, part.name)
+                offset, append = 0, False
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
+                _write_validators(part, url, remote | {"size": total})
             else:
                 raise DownloadError(f"{url}: unexpected HTTP {response.status}. {_MIRROR_HINT}")
             if total is not None and expected_size is not None and total != expected_size:
@@ -185,22 +227,116 @@ def _fetch(url: str, part: Path, expected_size: int | None, progress: bool, time
                     f"{url}: the server reports {total} bytes but {expected_size} were expected "
                     f"(a different file version?). {_MIRROR_HINT}"
                 )
+            framed = bool(getattr(response, "chunked", False))  # chunked encoding marks its own end
             try:
-                _stream_to_file(response, part, mode, offset, total, progress)
-            except _BROKEN_CONNECTION as error:  # (a full disk is not retried: it raises as it is)
-                log.warning("connection to %s broke after %d bytes (%s); resuming", url, part.stat().st_size, error)
+                _stream_to_file(response, part, append, offset, total, progress)
+            except _BROKEN_CONNECTION as error:  # (a full disk is not retried: it raises DownloadError)
+                log.warning("connection to %s broke after %d bytes (%s); resuming", url, _part_size(part), error)
                 continue
-        size = part.stat().st_size
+        size = _part_size(part)
+        probing = False
+        if total is None and not framed:  # the server closed the stream: complete, or cut off?
+            if expected_size is not None:
+                total = expected_size
+            elif hash_known:
+                return  # the sha256 decides
+            else:
+                probing = True  # ask for the bytes after `size`: a 416 names the remote size
+                continue
         if total is None or size == total:
-            return  # no length announced: the server closing the stream marks the end
+            return
         if size > total:
             raise DownloadError(f"{url}: received {size} bytes, more than the announced {total}")
         log.warning("%s: got %d of %d bytes; resuming", url, size, total)
-    got = part.stat().st_size if part.is_file() else 0
+    got = _part_size(part)
     raise DownloadError(
         f"{url}: still incomplete after {MAX_REQUESTS} requests ({got} bytes in {part}); rerun to resume. "
         f"{_MIRROR_HINT}"
     )
+
+
+def _unverifiable(url: str, part: Path, size: int) -> DownloadError:
+    return DownloadError(
+        f"{url} sent {size} bytes without saying how many it has, so the download cannot be known to be "
+        f"complete; kept as {part} (not given the final name): pass --sha256 to check it, or use a mirror "
+        f"that sends Content-Length"
+    )
+
+
+def _part_size(part: Path) -> int:
+    """Size of the .part file, 0 if there is none; refuses anything but a regular file (a planted link
+    would have the download write wherever it points)."""
+    try:
+        info = os.lstat(part)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISREG(info.st_mode):
+        raise DownloadError(f"{part} is {file_kind(info.st_mode)}, not a regular file; refusing to write "
+                            f"through it (remove it and rerun)")
+    return info.st_size
+
+
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _validators_path(part).unlink(missing_ok=True)
+
+
+# What identifies the remote file a .part holds the start of: kept next to it, so that a resume in a
+# later process can send If-Range and notice a replaced file.
+
+
+def _validators_path(part: Path) -> Path:
+    return part.with_name(f".{part.name}.json")
+
+
+def _validators(headers) -> dict[str, str]:
+    """The strong ETag and the Last-Modified date of a response, where the server sent them (a weak ETag
+    may not be used in If-Range)."""
+    found = {}
+    etag = (headers.get("ETag") or "").strip()
+    if etag and not etag.startswith("W/"):
+        found["etag"] = etag
+    if modified := (headers.get("Last-Modified") or "").strip():
+        found["last_modified"] = modified
+    return found
+
+
+def _changed(known: dict, remote: dict[str, str], total: int | None) -> str | None:
+    """How a 206 answer shows that the remote file is not the one the .part file started from, or None."""
+    for key in ("etag", "last_modified"):
+        if known.get(key) and remote.get(key) and known[key] != remote[key]:
+            return f"{key.replace('_', '-')} {known[key]} -> {remote[key]}"
+    if isinstance(known.get("size"), int) and total is not None and known["size"] != total:
+        return f"size {known['size']} -> {total} bytes"
+    return None
+
+
+def _read_validators(part: Path, url: str) -> dict:
+    try:
+        known = json.loads(read_regular_file(_validators_path(part), 1 << 16))
+    except (OSError, ValueError):
+        known = None
+    if not isinstance(known, dict) or known.get("url") != url:
+        log.warning("%s: no record of the remote file it was started from; resuming without checking that "
+                    "it is unchanged (a sha256 would catch a change)", part.name)
+        return {}
+    return known
+
+
+def _write_validators(part: Path, url: str, validators: dict) -> None:
+    try:
+        write_text_atomic(_validators_path(part), json.dumps({"url": url} | validators))
+    except OSError as error:
+        raise _write_error(error, f"recording what {part.name} is downloaded from") from None
+
+
+def _write_error(error: OSError, doing: str, then: str = "free space and rerun") -> DownloadError:
+    """A one-line error for a failed write; a full disk is called a full disk, and `then` says what to do."""
+    if error.errno in _FULL_DISK:
+        return DownloadError(f"no space left on the device (or quota reached) while {doing}; {then}")
+    if error.errno == errno.ELOOP:
+        return DownloadError(f"{error.filename} became a symbolic link while {doing}; refusing to follow it")
+    return DownloadError(f"cannot write {error.filename or 'the file'} while {doing}: {error.strerror or error}")
 
 
 def _parse_content_range(header: str) -> tuple[int | None, int | None]:
@@ -212,11 +348,31 @@ def _parse_content_range(header: str) -> tuple[int | None, int | None]:
     return (int(start) if start else None), (int(total) if total and total != "*" else None)
 
 
-def _stream_to_file(response, part: Path, mode: str, offset: int, total: int | None, progress: bool) -> None:
-    with open(part, mode) as sink, _ByteProgress(part.name.removesuffix(".part"), total, offset, progress) as bar:
+def _stream_to_file(response, part: Path, append: bool, offset: int, total: int | None, progress: bool) -> None:
+    """Write the response's body to `part` (appended, or from byte 0); unbuffered, so that every failed
+    write surfaces at once, as a full disk (DownloadError), never from a flush when the file closes."""
+    doing, then = f"writing {part}", "free space and rerun to resume (the bytes so far are kept)"
+    try:
+        sink = open(part, "ab" if append else "wb", buffering=0, opener=_no_follow)
+    except OSError as error:
+        raise _write_error(error, doing, then) from None
+    with sink, _ByteProgress(part.name.removesuffix(".part"), total, offset, progress) as bar:
+        if not stat.S_ISREG(os.fstat(sink.fileno()).st_mode):
+            raise DownloadError(f"{part} is not a regular file; refusing to write to it (remove it and rerun)")
         while chunk := response.read(CHUNK_BYTES):
-            sink.write(chunk)
+            view = memoryview(chunk)
+            try:
+                while view:
+                    view = view[sink.write(view):]
+            except OSError as error:
+                raise _write_error(error, doing, then) from None
             bar.update(len(chunk))
+
+
+def _no_follow(path: str, flags: int) -> int:
+    """open() opener: never through a symbolic link, never blocking on a FIFO."""
+    extra = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    return os.open(path, flags | extra, 0o644)
 
 
 class _ByteProgress:
@@ -313,10 +469,20 @@ def extract_release(archive: Path, dest: Path, *, verified_sha256: str | None = 
             raise UnsafeArchiveError(
                 f"{archive}: refusing to extract member {error.tarinfo.name!r}: {error}; nothing was extracted"
             ) from error
-        except (tarfile.TarError, EOFError, OSError) as error:
+        except OSError as error:
+            if _written_under(error, staging) or error.errno in _FULL_DISK:  # the disk, not the archive
+                raise _write_error(error, f"extracting {archive.name} into {dest}",
+                                   f"nothing was moved there and {archive.name} is intact and kept: free space "
+                                   f"(the release needs about as much again as the archive) and rerun") from None
             raise DownloadError(
                 f"{archive} is not a readable tar archive ({error}); delete it and download again"
             ) from error
+        except (tarfile.TarError, EOFError) as error:
+            raise DownloadError(
+                f"{archive} is not a readable tar archive ({error}); delete it and download again"
+            ) from error
+        if problem := _escaping_link(staging):
+            raise UnsafeArchiveError(f"{archive}: refusing to extract it: {problem}; nothing was extracted")
         entries = sorted(staging.iterdir())
         for entry in entries:
             if (dest / entry.name).exists():
@@ -333,6 +499,32 @@ def extract_release(archive: Path, dest: Path, *, verified_sha256: str | None = 
     _write_marker(archive, dest, root, verified_sha256 or file_sha256(archive))
     log.info("extracted %s to %s", archive.name, root)
     return root
+
+
+def _written_under(error: OSError, folder: Path) -> bool:
+    """The error names a file inside `folder` (so writing it failed, not reading the archive)."""
+    return bool(error.filename) and os.path.abspath(os.fsdecode(error.filename)).startswith(str(folder.absolute()))
+
+
+def _escaping_link(staging: Path) -> str | None:
+    """The first symbolic link under `staging` whose real path, now that every member is written, is
+    `staging` itself or outside it (after the move `staging` itself is `dest`), or an absolute link."""
+    root = os.path.realpath(staging)
+    for folder, names, files in os.walk(staging):  # does not descend into linked folders
+        for name in names + files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                continue
+            shown = os.path.relpath(path, staging)
+            target = os.readlink(path)
+            if os.path.isabs(target):
+                return f"{shown!r} is a symbolic link to the absolute path {target!r}"
+            real = os.path.realpath(path)
+            if real == root:
+                return f"{shown!r} is a symbolic link to the folder the archive is extracted into"
+            if os.path.commonpath([real, root]) != root:
+                return f"{shown!r} is a symbolic link that leads out of the archive (to {real})"
+    return None
 
 
 def _checked_members(tar: tarfile.TarFile, staging: Path, archive: Path) -> Iterator[tarfile.TarInfo]:
@@ -375,10 +567,10 @@ def _marker_path(archive: Path) -> Path:
 def _write_marker(archive: Path, dest: Path, root: Path, sha256: str) -> None:
     record = {"archive": archive.name, "size": archive.stat().st_size, "sha256": sha256,
               "root": os.path.relpath(root, dest)}
-    marker = _marker_path(archive)
-    temporary = marker.with_name(marker.name + ".tmp")
-    temporary.write_text(json.dumps(record, indent=2))
-    os.replace(temporary, marker)
+    try:
+        write_text_atomic(_marker_path(archive), json.dumps(record, indent=2))
+    except OSError as error:
+        raise _write_error(error, f"recording that {archive.name} was extracted to {root}") from None
 
 
 def _previous_extraction(archive: Path, expected_sha: str | None, expected_size: int | None) -> Path | None:

@@ -12,6 +12,13 @@ is not a release at all (no split.json, no dataset/, an unusable split.json) rai
 
 Posters are verified by decoding them (at reduced scale) in worker threads; only verdicts are kept, never
 pixels. A 25,959-movie release loads and validates in well under a minute on two cores.
+
+Only regular files are read (thesis_lib.storage.open_regular_file): a plot file or poster that is a FIFO
+(which would block forever), a device (a link to /dev/zero never ends) or a folder is a named skip, and
+so is a plot file over MAX_PLOT_FILE_BYTES or a poster over the pixel cap (`max_poster_pixels`, default
+DEFAULT_MAX_POSTER_PIXELS, or $THESIS_MAX_POSTER_PIXELS), whose size is read from the image header before
+anything is decoded. Links are followed: a release whose files link to scratch storage loads, with one
+warning saying so.
 """
 
 from __future__ import annotations
@@ -20,17 +27,19 @@ import hashlib
 import json
 import os
 import re
+import warnings as warnings_module
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 
 from thesis_lib.errors import ThesisError
 from thesis_lib.genres import GENRES, filter_genres, to_multi_hot, unknown_genres
+from thesis_lib.storage import FileTooLargeError, NotRegularFileError, open_regular_file, read_regular_file
 
 PlotChoice = Literal["longest", "first", "concat"]
 PosterCheck = Literal["full", "header", "none"]  # see load_release
@@ -49,6 +58,17 @@ _POSTER_CHUNK_MIN, _POSTER_CHUNK_MAX = 64, 512
 _POOL_MIN_POSTERS = 256
 _EOI_WINDOW = 1024  # header mode looks for the JPEG end-of-image marker in the file's last bytes
 _DRAFT_SIZE = (64, 64)  # JPEG draft mode decodes at 1/2..1/8 scale: every byte is still read, ~0.3 ms/poster
+
+# A plot file is IMDb metadata for one movie: a few kB, a few hundred kB with a long cast list. 8 MiB is
+# far above any of those (the real release was not at hand to measure its largest) and far below the tens
+# of MB that would mean the file is something else; at most this + 1 bytes are ever read.
+MAX_PLOT_FILE_BYTES = 8 << 20
+_MAX_SPLIT_FILE_BYTES = 64 << 20  # the real split.json is 0.5 MB
+# Real posters are IMDb thumbnails, well under one megapixel. 4 MP leaves a factor of four over that, and
+# bounds what checking or training on one poster costs (~12 MB of RGB); a 13000x13000 PNG of 530 kB
+# (169 MP) took 8.6 s and 1.4 GB to check and slowed training eightfold before the cap.
+DEFAULT_MAX_POSTER_PIXELS = 4_000_000
+POSTER_PIXELS_ENV = "THESIS_MAX_POSTER_PIXELS"
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,8 @@ class SkipReason:
     NOT_IN_SPLIT = "in dataset/ but not in split.json"
     MISSING_JSON = "missing JSON"
     UNREADABLE_JSON = "unreadable JSON"
+    JSON_NOT_A_FILE = "JSON is not a regular file"
+    JSON_TOO_LARGE = "JSON file too large"
     NOT_UTF8 = "JSON text is not valid UTF-8"
     INVALID_JSON = "invalid JSON"
     NO_PLOT = "JSON has no plot"
@@ -85,6 +107,7 @@ class SkipReason:
     NO_KNOWN_GENRE = "no genre left after filtering"
     MISSING_POSTER = "missing poster"
     BAD_POSTER = "corrupt poster"
+    POSTER_TOO_LARGE = "poster above the pixel cap"
 
 
 @dataclass(frozen=True)
@@ -222,6 +245,7 @@ def load_release(
     plot_choice: PlotChoice = "longest",
     verify_posters: PosterCheck = "full",
     workers: int | None = None,
+    max_poster_pixels: int | None = None,
 ) -> Release:
     """Read and validate a release; see the module docstring.
 
@@ -229,12 +253,15 @@ def load_release(
     verify_posters: "full" decodes every poster at reduced scale (the default), "header" only opens it and
                     checks a JPEG's end marker (~10x faster), "none" only checks that it exists and is not
                     empty;
-    workers:        poster-check threads (None: one per available CPU; 1: check in the calling thread).
+    workers:        poster-check threads (None: one per available CPU; 1: check in the calling thread);
+    max_poster_pixels: posters with more pixels are skipped ("header" and "full" checks; None: the value of
+                    $THESIS_MAX_POSTER_PIXELS, else DEFAULT_MAX_POSTER_PIXELS).
     """
     if plot_choice not in ("longest", "first", "concat"):
         raise ValueError(f"unknown plot_choice {plot_choice!r}; expected 'longest', 'first' or 'concat'")
     if verify_posters not in ("full", "header", "none"):
         raise ValueError(f"unknown verify_posters {verify_posters!r}; expected 'full', 'header' or 'none'")
+    pixel_cap = poster_pixel_cap(max_poster_pixels)
     root = resolve_release_root(root)
     dataset = root / "dataset"
     skipped: list[Skipped] = []
@@ -242,7 +269,9 @@ def load_release(
 
     split_lists = _read_split_file(root / "split.json", warnings)
     membership = _split_membership(split_lists, skipped, warnings)  # valid id -> split names
-    files = _list_movie_files(dataset, skipped)  # 7-digit stem -> {suffix: size in bytes}
+    links: list[str] = []  # movie files that are symbolic links
+    files = _list_movie_files(dataset, skipped, links)  # 7-digit stem -> {suffix: size in bytes}
+    warnings += _link_warnings(dataset, links)
     for movie_id in sorted(set(files) - set(membership)):
         names = ", ".join(f"dataset/{movie_id}{suffix}" for suffix in sorted(files[movie_id]))
         skipped.append(Skipped(movie_id, SkipReason.NOT_IN_SPLIT, names))
@@ -256,7 +285,7 @@ def load_release(
 
     # Posters first: worker threads decode them while this thread parses the JSON files.
     to_verify, poster_ok = _poster_jobs(dataset, candidates, files, verify_posters, skipped)
-    with _PosterVerifier(to_verify, verify_posters, workers) as verifier:
+    with _PosterVerifier(to_verify, verify_posters, workers, pixel_cap) as verifier:
         parsed: dict[str, Movie] = {}
         json_digests: dict[str, str] = {}
         for movie_id in candidates:
@@ -267,9 +296,9 @@ def load_release(
                 movie = _parse_movie(dataset, movie_id, plot_choice, skipped, warnings, json_digests)
                 if movie is not None:
                     parsed[movie_id] = movie
-        for movie_id, error, image_format in verifier.results():
-            if error is not None:
-                skipped.append(Skipped(movie_id, SkipReason.BAD_POSTER, f"dataset/{movie_id}.jpeg: {error}"))
+        for movie_id, reason, error, image_format in verifier.results():
+            if reason is not None:
+                skipped.append(Skipped(movie_id, reason, f"dataset/{movie_id}.jpeg: {error}"))
                 continue
             poster_ok.add(movie_id)
             if image_format != "JPEG":
@@ -310,6 +339,35 @@ def _poster_jobs(
     return to_verify, accepted
 
 
+def poster_pixel_cap(value: int | None = None) -> int:
+    """The poster pixel cap: `value`, else $THESIS_MAX_POSTER_PIXELS, else DEFAULT_MAX_POSTER_PIXELS."""
+    if value is None:
+        text = os.environ.get(POSTER_PIXELS_ENV, "").strip()
+        if not text:
+            return DEFAULT_MAX_POSTER_PIXELS
+        digits = text.replace("_", "")
+        if not digits.isdigit() or int(digits) < 1:
+            raise ThesisError(f"${POSTER_PIXELS_ENV} must be a positive whole number of pixels, got {text!r}")
+        return int(digits)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ThesisError(f"max_poster_pixels must be a positive whole number of pixels, got {value!r}")
+    return value
+
+
+def _link_warnings(dataset: Path, links: list[str]) -> list[str]:
+    """One line for a dataset/ that is a link and one for movie files that are links (a release put
+    together by hand, its files on scratch storage): they load, read where they point, but a moved or
+    cleaned target would make movies vanish, so the reader is told."""
+    lines = []
+    if dataset.is_symlink():
+        lines.append(f"dataset/ is a symbolic link to {os.path.realpath(dataset)}; its files are read there")
+    if links:
+        example = f"dataset/{links[0]} -> {os.readlink(dataset / links[0])}"
+        lines.append(f"{len(links):,} movie files in dataset/ are symbolic links (e.g. {example}); they are read "
+                     f"where they point, and only if that is a regular file")
+    return lines
+
+
 def _unique(values: Iterable[object]) -> list[str]:
     """The valid ids of `values`, each once, in their first-seen order."""
     return list(dict.fromkeys(v for v in values if is_movie_id(v)))  # type: ignore[misc]
@@ -318,7 +376,7 @@ def _unique(values: Iterable[object]) -> list[str]:
 def _read_split_file(path: Path, warnings: list[str]) -> dict[str, list[object]]:
     """split.json -> {"train": [...], "dev": [...], "test": [...]} (raw entries, validated later)."""
     try:
-        content = json.loads(path.read_bytes().decode("utf-8-sig"))
+        content = json.loads(read_regular_file(path, _MAX_SPLIT_FILE_BYTES).decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise NotAReleaseError(f"{path} is not a readable MM-IMDb split file: {error}") from None
     if not isinstance(content, dict):
@@ -356,11 +414,12 @@ def _split_membership(
     return membership
 
 
-def _list_movie_files(dataset: Path, skipped: list[Skipped]) -> dict[str, dict[str, int]]:
-    """7-digit id -> {suffix: size in bytes, -1 if it cannot be read}. Hidden files (.DS_Store, macOS ._*
+def _list_movie_files(dataset: Path, skipped: list[Skipped], links: list[str]) -> dict[str, dict[str, int]]:
+    """7-digit id -> {suffix: size in bytes, -1 if it is no regular file}. Hidden files (.DS_Store, macOS ._*
     twins) and other suffixes are not movie files and are ignored; a movie-like name that is not a 7-digit
     id is reported. Entries are not filtered to regular files: a folder or dangling link named like a movie
-    file is reported as unreadable rather than silently missing."""
+    file is reported as unreadable rather than silently missing. Names of movie files that are symbolic
+    links are appended to `links`."""
     files: dict[str, dict[str, int]] = {}
     try:
         entries = os.scandir(dataset)
@@ -378,6 +437,8 @@ def _list_movie_files(dataset: Path, skipped: list[Skipped]) -> dict[str, dict[s
                 continue
             try:
                 size = entry.stat().st_size if entry.is_file() else -1
+                if entry.is_symlink():
+                    links.append(entry.name)
             except OSError:  # e.g. a dangling link
                 size = -1
             files.setdefault(stem, {})[suffix] = size
@@ -400,7 +461,13 @@ def _parse_movie(
         skipped.append(Skipped(movie_id, reason, f"{name}: {detail}"))
 
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, MAX_PLOT_FILE_BYTES)
+    except NotRegularFileError as error:
+        skip(SkipReason.JSON_NOT_A_FILE, error.kind)
+        return None
+    except FileTooLargeError as error:
+        skip(SkipReason.JSON_TOO_LARGE, f"{error.strerror}: not a plot file")
+        return None
     except OSError as error:
         skip(SkipReason.UNREADABLE_JSON, error.strerror or str(error))
         return None
@@ -487,7 +554,8 @@ def _fingerprint(
         json_digest = json_digests.get(movie_id)
         if json_digest is None and JSON_SUFFIX in sizes:  # not parsed (e.g. listed in two splits)
             try:
-                json_digest = hashlib.sha256((dataset / f"{movie_id}{JSON_SUFFIX}").read_bytes()).hexdigest()
+                raw = read_regular_file(dataset / f"{movie_id}{JSON_SUFFIX}", MAX_PLOT_FILE_BYTES)
+                json_digest = hashlib.sha256(raw).hexdigest()
             except OSError:
                 json_digest = "unreadable"
         poster_size = sizes.get(POSTER_SUFFIX, -1)
@@ -518,62 +586,87 @@ def _truncated_images_refused() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = allowed
 
 
-def _check_poster(path: str, mode: PosterCheck) -> tuple[str | None, str | None]:
-    from PIL import Image
+_Verdict = tuple[str | None, str | None, str | None]  # (SkipReason or None, what is wrong, image format)
+_Result = tuple[str, str | None, str | None, str | None]  # (id, *_Verdict)
+
+
+def _check_poster(path: str, mode: PosterCheck, max_pixels: int) -> _Verdict:
+    """Open the poster (a regular file only) and check it; the pixel count comes from the header, before
+    anything is decoded."""
+    from PIL import Image  # lazily: a release read with verify_posters="none" never needs Pillow
 
     try:
-        with Image.open(path) as image:
+        with open_regular_file(path) as handle, Image.open(handle) as image:
             image_format = image.format
             if image.width < 1 or image.height < 1:
-                return f"empty image {image.width}x{image.height}", image_format
+                return SkipReason.BAD_POSTER, f"empty image {image.width}x{image.height}", image_format
+            if image.width * image.height > max_pixels:
+                size = f"{image.width}x{image.height} = {image.width * image.height:,} pixels"
+                cap = f"the cap of {max_pixels:,} (max_poster_pixels or ${POSTER_PIXELS_ENV})"
+                return SkipReason.POSTER_TOO_LARGE, f"{size}, over {cap}", image_format
             if mode == "full":
                 image.draft("RGB", _DRAFT_SIZE)  # no-op for non-JPEG formats: those decode fully
                 image.load()
                 image.convert("RGB")  # grayscale, CMYK and palette posters must all become RGB
-            elif image_format == "JPEG" and not _ends_with_jpeg_eoi(path):
-                return "no end-of-image marker: the file is truncated", image_format
-            return None, image_format
+            elif image_format == "JPEG" and not _ends_with_jpeg_eoi(handle):
+                return SkipReason.BAD_POSTER, "no end-of-image marker: the file is truncated", image_format
+            return None, None, image_format
+    except Image.DecompressionBombError as error:  # over Pillow's own limit (far above ours): same verdict
+        return SkipReason.POSTER_TOO_LARGE, str(error), None
+    except Image.UnidentifiedImageError:
+        return SkipReason.BAD_POSTER, "not an image Pillow can identify (unknown format or corrupt header)", None
     except Exception as error:  # noqa: BLE001 - any failure to open or decode makes the poster unusable
-        return f"{type(error).__name__}: {error}", None
+        return SkipReason.BAD_POSTER, f"{type(error).__name__}: {error}", None
 
 
-def _ends_with_jpeg_eoi(path: str) -> bool:
+def _ends_with_jpeg_eoi(handle: BinaryIO) -> bool:
     """A complete JPEG has its end-of-image marker (FF D9) at the end; some writers pad a little after it."""
-    with open(path, "rb") as handle:
-        handle.seek(max(0, os.fstat(handle.fileno()).st_size - _EOI_WINDOW))
-        return b"\xff\xd9" in handle.read()
+    handle.seek(max(0, os.fstat(handle.fileno()).st_size - _EOI_WINDOW))
+    return b"\xff\xd9" in handle.read()
 
 
-def _check_chunk(chunk: list[tuple[str, str]], mode: PosterCheck) -> list[tuple[str, str | None, str | None]]:
-    return [(movie_id, *_check_poster(path, mode)) for movie_id, path in chunk]
+def _check_chunk(chunk: list[tuple[str, str]], mode: PosterCheck, max_pixels: int) -> list[_Result]:
+    return [(movie_id, *_check_poster(path, mode, max_pixels)) for movie_id, path in chunk]
 
 
 class _PosterVerifier:
     """Starts the poster checks on entry (in worker threads for large releases) so that the caller can
-    parse JSON meanwhile; `results()` then yields (id, error, format) in input order."""
+    parse JSON meanwhile; `results()` then yields (id, reason, error, format) in input order.
 
-    def __init__(self, posters: list[tuple[str, str]], mode: PosterCheck, workers: int | None) -> None:
-        self.posters, self.mode = posters, mode
+    While it runs, Pillow's DecompressionBombWarning is silenced when the pixel cap is below Pillow's limit
+    (89 MP): every image large enough to raise the warning is then over the cap and becomes a named skip,
+    and the warning would only repeat that on stderr. (The warning filters are process-wide, as are
+    Pillow's switches; hence one context around all worker threads rather than one per thread.)"""
+
+    def __init__(self, posters: list[tuple[str, str]], mode: PosterCheck, workers: int | None,
+                 max_pixels: int = DEFAULT_MAX_POSTER_PIXELS) -> None:
+        self.posters, self.mode, self.max_pixels = posters, mode, max_pixels
         self.workers = workers if workers is not None else _available_cpus()
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.pool: ThreadPoolExecutor | None = None
         self.futures: list[Future] = []
         self.refusing_truncated = _truncated_images_refused()
+        self.quiet_bombs = warnings_module.catch_warnings()
 
     def __enter__(self) -> _PosterVerifier:
+        from PIL import Image  # lazily, as in _check_poster
+
         self.refusing_truncated.__enter__()
+        self.quiet_bombs.__enter__()
+        if self.max_pixels <= (Image.MAX_IMAGE_PIXELS or 0):
+            warnings_module.simplefilter("ignore", Image.DecompressionBombWarning)
         if self.workers > 1 and len(self.posters) >= _POOL_MIN_POSTERS:
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="poster-check")
             size = len(self.posters) // (self.workers * 8) + 1  # ~8 chunks per worker evens out slow disks
             size = min(max(size, _POSTER_CHUNK_MIN), _POSTER_CHUNK_MAX)
             chunks = [self.posters[i : i + size] for i in range(0, len(self.posters), size)]
-            self.futures = [self.pool.submit(_check_chunk, chunk, self.mode) for chunk in chunks]
+            self.futures = [self.pool.submit(_check_chunk, chunk, self.mode, self.max_pixels) for chunk in chunks]
         return self
 
-    def results(self) -> Iterator[tuple[str, str | None, str | None]]:
+    def results(self) -> Iterator[_Result]:
         if self.pool is None:
-            yield from _check_chunk(self.posters, self.mode)
+            yield from _check_chunk(self.posters, self.mode, self.max_pixels)
             return
         for future in self.futures:
             yield from future.result()
@@ -583,6 +676,7 @@ class _PosterVerifier:
             if self.pool is not None:
                 self.pool.shutdown(wait=True, cancel_futures=True)
         finally:
+            self.quiet_bombs.__exit__(None, None, None)
             self.refusing_truncated.__exit__(None, None, None)
 
 
