@@ -438,6 +438,19 @@ def test_detector_words_and_map_sentence():
     assert objects.detector_weights(twin) == (
         "YOLOv8n, trained here from scratch on 1,200 twin training posters (3 epochs)")
     assert objects.detector_weights(FixedDetector("coco")) == "YOLOv8n, COCO-pretrained"
+
+
+def test_a_rehearsal_s_coco_stand_in_is_never_called_pretrained(tmp_path, monkeypatch):
+    from thesis_lib.detection import yolo
+    from thesis_lib.models.pretrained import mark_standin
+
+    monkeypatch.setenv("THESIS_CACHE", str(tmp_path))
+    detector = FixedDetector("coco")
+    weights = yolo.coco_weights_path(detector.config)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"random weights")
+    mark_standin(weights, "rehearsal stand-in: yolov8n.pt")
+    assert objects.detector_weights(detector) == "YOLOv8n, a random COCO stand-in"
     table = pd.DataFrame({"test mAP@0.5": [0.912, 0.97]}, index=["YOLOv8n", "Faster R-CNN"])
     assert objects.map_sentence(table, ["1"] * 100) == (
         "on 100 test posters of the twin, mAP@0.5 is YOLOv8n 0.91 and Faster R-CNN 0.97.")

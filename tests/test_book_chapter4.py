@@ -250,8 +250,12 @@ def test_weights_caption_and_costs_come_from_the_records(tmp_path):
     write_run(tmp_path, "image_x", probs, labels, stage="unimodal", extra=common | {
         "backbones": {"image": {"weights": "stand-in", "name": "resnet50", "standin": "test stand-in"}},
         "samples_per_s": 100.0})
+    write_run(tmp_path, "objects_coco", probs, labels, stage="unimodal", extra=common | {
+        "backbones": {"objects": {"weights": "detector", "name": "frcnn", "standin": "rehearsal stand-in",
+                                  "detector": {"detector": {"weights": "coco"}}}}, "samples_per_s": None})
     runs = comparison.finished_runs(tmp_path)
     caption = chapter.weights_caption(runs)
+    assert "frcnn (a random COCO stand-in)" in caption and "COCO-pretrained" not in caption
     assert caption.startswith("Weights: each model's own run of this build (best dev checkpoint, seed 0)")
     assert "minilm (pretrained)" in caption and "yolo (trained on the twin)" in caption
     assert "stand-ins saved under real names (resnet50)" in caption and "resnet50 (pretrained)" not in caption

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from thesis_lib.book import build as build_module
 from thesis_lib.book.build import BookBuild, MissingRunsError, check_runs_finished
+from thesis_lib.book.faithfulness import REHEARSAL_PAIRS_PER_RUN, pairs_per_run
 from thesis_lib.book.provenance import REHEARSAL_BANNER, TWIN_BANNER, book_config
 from thesis_lib.cli import main
 from thesis_lib.data.mmimdb import load_release
@@ -98,6 +99,9 @@ def test_the_rehearsal_changes_the_full_profile_in_the_stated_keys_only():
     assert [spec.label for spec in plan_grid(rehearsal)] == [spec.label for spec in plan_grid(full)]
     assert len(plan_grid(rehearsal)) == 114
     assert rehearsal.twin_config().poster_size != full.twin_config().poster_size  # at MM-IMDb's size
+    assert rehearsal.batch_size < full.batch_size and rehearsal.gradient_accumulation == full.gradient_accumulation
+    # 04_xai explains a few pairs per run in a rehearsal (full-size encoders on the CPU), 200 otherwise.
+    assert pairs_per_run(rehearsal.rehearsal) == REHEARSAL_PAIRS_PER_RUN < pairs_per_run(full.rehearsal) == 200
 
 
 def test_the_book_gets_the_same_changes_as_parameters_and_overrides_win():

@@ -400,6 +400,14 @@ def test_restore_best_loads_the_best_epochs_weights(tmp_path):
     assert result.best_epoch == 0 and result.best_metric == result.history[0].val_loss
     assert_same_state(load_file(str(tmp_path / BEST / MODEL_FILE)), state_tensors(model))
     assert not torch.equal(load_file(str(tmp_path / LAST / MODEL_FILE))["head.weight"], model.head.weight)
+    # The best epoch's validation predictions come back with it (the grid does not predict dev again): they
+    # are the restored weights' predictions, not the last epoch's.
+    kept = result.best_val_predictions
+    assert kept is not None and kept.ids.tolist() == VAL.ids and "best_val_predictions" not in result.to_dict()
+    torch.testing.assert_close(torch.from_numpy(kept.probs), torch.sigmoid(val_logits(model)))
+    # A finished run resumed in a new session made them in the old one: none, so the caller predicts.
+    assert fit_toy(toy_model(seed=5), replace(BASE, epochs=2, monitor="loss", min_delta=10.0), tmp_path,
+                   resume=True).best_val_predictions is None
 
 
 def test_frozen_backbones_keep_weights_and_batchnorm_statistics(tmp_path):

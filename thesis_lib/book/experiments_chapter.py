@@ -135,8 +135,10 @@ def weights_caption(runs: Mapping[str, FinishedRun]) -> str:
             if modality == "objects" and origin.get("weights") == "detector":
                 source = origin.get("name", "?")
                 trained = origin.get("detector", {}).get("detector", {}).get("weights")
+                origin_words = ("trained on the twin" if trained == "twin" else
+                                "a random COCO stand-in" if origin.get("standin") else "COCO-pretrained")
                 detectors.append("oracle (the twin's true boxes)" if source == "oracle" else
-                                 f"{source} ({'trained on the twin' if trained == 'twin' else 'COCO-pretrained'})")
+                                 f"{source} ({origin_words})")
             elif origin.get("weights") == "pretrained":
                 pretrained.append(origin["name"])
             elif origin.get("weights") == "stand-in":  # a test or benchmark build: never called pretrained

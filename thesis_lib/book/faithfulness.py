@@ -27,6 +27,16 @@ from thesis_lib.xai.check import XaiCheckConfig, evaluate_run
 # map whose cell centres fall between the twin's 3 x 3 object layout (xai.check's module docstring), so the
 # chapter uses Zhang et al.'s tolerant variant; chance and the centre baseline use the same grown boxes.
 POINTING_TOLERANCE_PX = 15.0
+PAIRS_PER_RUN = 200  # (poster, genre) pairs per run, as `thesis xai check` samples them
+# A rehearsal (experiments/rehearsal.py) runs the full-size encoders on CPU: each pair costs two deletion
+# curves of eleven forward passes plus a backward pass per map, so a few pairs show that every path runs.
+REHEARSAL_PAIRS_PER_RUN = 4
+
+
+def pairs_per_run(rehearsal: bool) -> int:
+    """How many (poster, genre) pairs the chapter explains per run: `thesis xai check`'s sample, or the
+    rehearsal's cap (its numbers measure nothing; it shows that the chapter runs)."""
+    return REHEARSAL_PAIRS_PER_RUN if rehearsal else PAIRS_PER_RUN
 
 
 def faithfulness(runs: Mapping[str, LoadedRun], truth: Mapping[str, Any] | None, max_pairs: int,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from thesis_lib import plots
-from thesis_lib.detection import DetectionTable, evaluate_detector
+from thesis_lib.detection import DetectionTable, coco_standin, evaluate_detector
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,8 +30,8 @@ def detector_weights(detector: Detector) -> str:
     """Where a detector's weights come from, in a few words (for captions and tables)."""
     config = detector.config
     name = DETECTOR_NAMES.get(config.kind, config.kind)
-    if config.weights == "coco":
-        return f"{name}, COCO-pretrained"
+    if config.weights == "coco":  # a rehearsal's stand-in is never called pretrained
+        return f"{name}, COCO-pretrained" if coco_standin(config) is None else f"{name}, a random COCO stand-in"
     report = detector.training_report or {}
     epochs = config.training.epochs if config.training is not None else "?"
     return f"{name}, trained here from scratch on {report.get('train_posters', '?'):,} twin training posters " \

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.twin.generate import TRUTH_FILE
+from thesis_lib.detection import coco_standin
 from thesis_lib.detection.config import default_detector_config
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.profile import Profile
@@ -148,8 +149,10 @@ def _object_source(source: str, model_size: str) -> str:
     if source == "oracle":
         return "oracle (the twin's true boxes)"
 
-    trained = default_detector_config(source, model_size).weights == "twin"
-    return f"{source} ({'trained on the twin' if trained else 'COCO-pretrained'})"
+    config = default_detector_config(source, model_size)
+    if config.weights == "twin":
+        return f"{source} (trained on the twin)"
+    return f"{source} ({'COCO-pretrained' if coco_standin(config) is None else 'a random COCO stand-in'})"
 
 
 @dataclass(frozen=True)

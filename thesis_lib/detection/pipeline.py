@@ -194,8 +194,12 @@ def source_detections(source: str, release: Release, model_size: str, split: Spl
 def detector_standin(source: str, model_size: str) -> str | None:
     """What the stand-in an object source's COCO detector would load is (`models.pretrained.standin_reason`),
     or None: a run record says so next to its detections, as it does for a stand-in encoder."""
-    config = default_detector_config(source, model_size) if source != "oracle" else None
-    if config is None or config.weights != "coco":
+    return None if source == "oracle" else coco_standin(default_detector_config(source, model_size))
+
+
+def coco_standin(config: DetectorConfig) -> str | None:
+    """What the stand-in a COCO detector of `config` loads is, or None (real COCO weights, or trained here)."""
+    if config.weights != "coco":
         return None
     return standin_reason(yolo.coco_weights_path(config) if config.kind == "yolo" else frcnn.coco_weights_path())
 

@@ -45,9 +45,10 @@ from thesis_lib.paths import cache_dir, project_root
 REHEARSAL_CACHE_VARIABLE = "THESIS_REHEARSAL_CACHE"  # overrides <project>/.cache/rehearsal
 
 # What a rehearsal changes in a full-size profile, and nothing else (tests hold it to that). Sized for about 90
-# minutes on 2 CPU cores (one seed of one split measured, the 114 runs extrapolated to ~81 min: README):
-# one optimizer step of the profile's batch per run, and a twin small enough that every full pass (feature
-# caches, detections, dev and test predictions) stays short: its dev and test parts are the evaluation cap.
+# minutes or less on 2 CPU cores (README: measured): one optimizer step of a small batch per run, and a twin
+# small enough that every full pass (feature caches, detections, dev and test predictions) stays short: its
+# dev and test parts are the evaluation cap. The batch only sizes that step: at the profile's 32 plots of 512
+# tokens one BERT-base step took ~100 s and 20 GB here (the text runs took 113-149 s each), at 4 about 1/8.
 REHEARSAL_CHANGES: dict[str, Any] = {
     "rehearsal": True,                   # recorded in every run record; the preflight and the book flag it
     "twin_root": "data/twin-rehearsal",  # a small twin at real poster sizes, generated on first use
@@ -57,7 +58,8 @@ REHEARSAL_CHANGES: dict[str, Any] = {
     "mixed_precision": "no",             # bf16 autocast is a GPU setting
     "lr_scales": [1.0],                  # one learning-rate trial
     "epochs": 1,
-    "max_steps_per_epoch": 1,            # one optimizer step (of the profile's batch) per run
+    "max_steps_per_epoch": 1,            # one optimizer step per run
+    "batch_size": 4,                     # of 4 movies (also the evaluation batch): the code path is the same
 }
 STANDIN_NOTE = "rehearsal stand-in: {name} at full size with random weights; numbers made with it are not results"
 

@@ -188,7 +188,11 @@ def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> 
         _keep_best_only(folder.checkpoints, Path(result.checkpoint_dir), trials=len(scales))
     ctx.accelerator.wait_for_everyone()
     batch_size = result.config["batch_size"]  # per process, as in training (fits the memory training fitted)
-    dev = _predict(data.trainable, data.dev, data.collate, batch_size, ctx)
+    # The dev predictions of the restored best weights, as fit's evaluation of that epoch made them (the
+    # same loader and batch size); predicted again only when an earlier session of a resumed run made them.
+    dev = result.best_val_predictions
+    if dev is None:
+        dev = _predict(data.trainable, data.dev, data.collate, batch_size, ctx)
     test = _predict(data.trainable, data.test, data.collate, batch_size, ctx)  # the one time test is touched
     total, trainable = built.model.parameter_counts()
     details = {

@@ -45,7 +45,7 @@ from thesis_lib.train.prepare import (
     prepare_training,
     resume_from_last,
 )
-from thesis_lib.train.results import EpochRecord, FitResult, StepEvent, TrainingBudget
+from thesis_lib.train.results import EpochRecord, FitResult, Predictions, StepEvent, TrainingBudget
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ def _log_epoch(record: EpochRecord, progress: RunProgress, config: TrainConfig) 
 
 
 def _fit_result(
-    progress: RunProgress, config: TrainConfig, accelerator: Accelerator, checkpoint_dir: Path
+    progress: RunProgress, config: TrainConfig, accelerator: Accelerator, checkpoint_dir: Path,
+    best_val_predictions: Predictions | None = None,
 ) -> FitResult:
     history = [EpochRecord(**record) for record in progress.history]
     return FitResult(
@@ -134,6 +135,7 @@ def _fit_result(
         ),
         config=config.to_dict(),
         checkpoint_dir=str(checkpoint_dir),
+        best_val_predictions=best_val_predictions,
     )
 
 
@@ -179,6 +181,7 @@ def fit(
         enabled=accelerator.is_main_process,
     )
     save_checkpoint = functools.partial(_save_last, parts, progress, process_state)
+    best_predictions: Predictions | None = None  # the validation predictions of `best`, if made in this session
 
     while not progress.finished:
         epoch = progress.epoch
@@ -204,11 +207,13 @@ def fit(
         if _close_epoch(progress, process_state, record, config):
             metadata = {"epoch": str(epoch), config.monitor: repr(progress.best_metric)}
             save_best(checkpoint_dir, accelerator, parts.model, metadata)
+            best_predictions = result.predictions
         save_checkpoint()  # `last` at every epoch end: a resumed run starts the next epoch
         if accelerator.is_main_process:
             _log_epoch(record, progress, config)
 
     best_path = checkpoint_dir / BEST / MODEL_FILE
-    if config.restore_best and best_path.is_file():
+    restored = config.restore_best and best_path.is_file()
+    if restored:
         load_model_weights(accelerator.unwrap_model(parts.model), best_path)
-    return _fit_result(progress, config, accelerator, checkpoint_dir)
+    return _fit_result(progress, config, accelerator, checkpoint_dir, best_predictions if restored else None)

@@ -59,10 +59,20 @@ class FitResult:
     budget: TrainingBudget
     config: dict[str, Any]  # TrainConfig.to_dict()
     checkpoint_dir: str
+    # The validation predictions of the weights `fit` restored (the best epoch's, as its evaluation made them),
+    # so a caller need not predict the validation set again; None when they were made by an earlier session
+    # of a resumed run or the best weights were not restored. Not part of `to_dict` (a record stores its own).
+    best_val_predictions: Predictions | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for a JSON run record."""
-        return dataclasses.asdict(self)
+        fields = (field.name for field in dataclasses.fields(self) if field.name != "best_val_predictions")
+        return {name: _plain(getattr(self, name)) for name in fields}
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else (
+        [_plain(item) for item in value] if isinstance(value, list) else value)
 
 
 @dataclass(frozen=True)
