@@ -127,6 +127,8 @@ class Sources:
         monkeypatch.setattr("timm.models._hub.download_from_hf", download_from_hf)
         monkeypatch.setattr("torch.hub.download_url_to_file", download_url_to_file)
         monkeypatch.setattr("ultralytics.utils.downloads.attempt_download_asset", attempt_download_asset)
+        # The faked asset stands for ultralytics' own file: its digest is the one load_coco knows.
+        monkeypatch.setattr(yolo, "KNOWN_COCO_SHA256", {"yolov8n.pt": {hashlib.sha256(torch_zip()).hexdigest()}})
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
 Each finished run of one split (RUNS/<split>/<run>/seed<k>/) comes back through
 `experiments.loaded_run.load_run` and is scored by `xai.check.evaluate_run` (see there for every key).
 Runs with nothing to explain (baselines, late fusion of finished runs' predictions, detections-only
-models, detections that cannot be produced here) are listed under "skipped_runs" with the reason.
+models, detections that cannot be produced here) are listed under "skipped_runs" with the reason; so are
+runs that cannot be loaded (an unreadable record or weights file, a missing source run or pretrained
+backbone), marked "broken": true, while every other run is still checked.
 
 The summary (what `--json` prints) is one object: its top-level keys are the values of the headline run,
 fusion_cross_attention seed 0 (the thesis model), and "per_run" lists the same keys for every run, with
@@ -26,12 +28,11 @@ from thesis_lib import machine
 from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.twin import load_twin_truth
 from thesis_lib.data.twin.generate import TRUTH_FILE
+from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.experiments.loaded_run import THRESHOLD_POLICY, DetectionsCache, load_run, record_plot_choice
 from thesis_lib.experiments.records import RecordError, model_config_from_dict, read_record
-from thesis_lib.experiments.restore import SourceRunError
 from thesis_lib.experiments.table import PRIMARY_SPLIT
-from thesis_lib.train.checkpoint import CheckpointMismatchError
 from thesis_lib.xai.check import REAL_KEYS, TWIN_KEYS, ExplainableRun, XaiCheckConfig, XaiCheckError, evaluate_run
 
 logger = logging.getLogger(__name__)
@@ -67,19 +68,21 @@ def explainable_run(run: RunFolder, release: Release, detections: DetectionsCach
                     device: str = "auto") -> ExplainableRun:
     """The run back from disk for explanation, on `machine.choose_device(device)`; NotExplainable (with the
     reason) when it has nothing to explain, XaiCheckError when it cannot be loaded."""
-    record = read_record(run)
-    if record.get("kind") != "train":
-        raise NotExplainable(f"a {record.get('kind')} run has no network of its own")
-    config = model_config_from_dict(record["model_config"])
-    if not [m for m in config.modalities if m != "objects"]:
-        raise NotExplainable("reads detections only (no poster or plot encoder)")
     try:
+        record = read_record(run)
+        if record.get("kind") != "train":
+            raise NotExplainable(f"a {record.get('kind')} run has no network of its own")
+        config = model_config_from_dict(record.get("model_config"))
+        if not [m for m in config.modalities if m != "objects"]:
+            raise NotExplainable("reads detections only (no poster or plot encoder)")
         # Detections not cached yet are decoded by cores - 2 workers: this command has no profile to ask.
         return load_run(run, release, detections, device=device, num_workers=machine.AUTO_WORKERS)
     except ImportError as error:  # the detector's library is not installed here (ultralytics on the GPU image)
         raise NotExplainable(f"its detections cannot be produced here: {error}") from None
-    except (SourceRunError, RecordError, CheckpointMismatchError) as error:  # no weights, a missing source, ...
-        raise XaiCheckError(f"run {run.path}: {error}") from None
+    # ThesisError: an unreadable record or weights file (RecordError), a missing source run (SourceRunError),
+    # weights of another model (CheckpointMismatchError), a pretrained backbone not on this machine, ...
+    except ThesisError as error:
+        raise XaiCheckError(f"run {run.path}: {' '.join(str(error).split())}") from None
 
 
 def check_runs(
@@ -107,6 +110,11 @@ def check_runs(
         except NotExplainable as reason:
             skipped.append({"model": folder.name, "seed": folder.seed, "reason": str(reason)})
             continue
+        except XaiCheckError as error:  # this run is broken (see explainable_run): the others are still checked
+            logger.warning("xai check: %s seed %d skipped: %s", folder.name, folder.seed, error)
+            skipped.append({"model": folder.name, "seed": folder.seed, "reason": f"cannot be loaded: {error}",
+                            "broken": True})
+            continue
         logger.info("xai check: %s seed %d", folder.name, folder.seed)
         per_run.append(evaluate_run(run, truth, config))
     return summarise(per_run, skipped, data, truth is not None, config, str(machine.choose_device(device)))
@@ -114,12 +122,20 @@ def check_runs(
 
 def _plot_choice(found: list[RunFolder]) -> str:
     """The plot choice the runs were trained with (they share one: it is part of every config hash)."""
-    records = [read_record(folder) for folder in found]
+    records = [_readable_record(folder) for folder in found]
     choices = {record_plot_choice(record) for record in records if record is not None and record.get("kind") == "train"}
     if len(choices) > 1:
         raise XaiCheckError(f"the runs read different plots of each movie ({sorted(choices)}): check them one "
                             "plot choice at a time")
     return choices.pop() if choices else "longest"
+
+
+def _readable_record(folder: RunFolder) -> dict[str, Any] | None:
+    """The run's record, or None when it cannot be read (the run is then reported as broken, not the check)."""
+    try:
+        return read_record(folder)
+    except RecordError:
+        return None
 
 
 def summarise(per_run: list[dict[str, Any]], skipped: list[dict[str, Any]], data: Path, twin: bool,

@@ -14,6 +14,10 @@ import argparse
 import json
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from thesis_lib.cli.arguments import one_seed
+from thesis_lib.errors import ThesisError
 
 EXIT_USABLE, EXIT_UNUSABLE, EXIT_NOT_A_RELEASE = 0, 1, 2
 
@@ -63,6 +67,7 @@ def check_command(ns: argparse.Namespace) -> int:
 def synth_command(ns: argparse.Namespace) -> int:
     from thesis_lib.data.twin import TwinConfig, generate_twin  # imported here: keeps `--help` light
 
+    one_seed(ns.seed)  # 0..2**32-1, as every seed
     started = time.perf_counter()
     summary = generate_twin(Path(ns.out), TwinConfig(n_movies=ns.movies, seed=ns.seed), overwrite=ns.force)
     print(f"{summary}  ({time.perf_counter() - started:.1f} s)")
@@ -70,9 +75,12 @@ def synth_command(ns: argparse.Namespace) -> int:
 
 
 def download_command(ns: argparse.Namespace) -> int:
-    from thesis_lib.data.download import download_release  # imported here: keeps `--help` light
+    from thesis_lib.data.download import URL_ENV, download_release, resolve_url  # here: keeps `--help` light
 
-    print(download_release(Path(ns.dest), ns.url, sha256=ns.sha256, extract=not ns.no_extract,
+    url = resolve_url(ns.url)
+    if urlsplit(url).scheme.lower() not in ("http", "https"):  # urllib would raise ValueError: a traceback
+        raise ThesisError(f"{'--url' if ns.url else '$' + URL_ENV} {url!r} is not an http:// or https:// URL")
+    print(download_release(Path(ns.dest), url, sha256=ns.sha256, extract=not ns.no_extract,
                            keep_archive=ns.keep_archive))
     return 0
 
@@ -82,6 +90,7 @@ def split_command(ns: argparse.Namespace) -> int:
     from thesis_lib.data.mmimdb import load_release
     from thesis_lib.data.splits import load_or_create_thesis_split
 
+    one_seed(ns.seed)  # 0..2**32-1, checked before the release is read
     release = load_release(ns.root)  # full poster check: a split must not hold movies a check rejects
     split = load_or_create_thesis_split(release, Path(ns.out), seed=ns.seed)
     counts = ", ".join(f"{part} {len(getattr(split, part))}" for part in ("train", "dev", "test"))

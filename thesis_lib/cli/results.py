@@ -53,7 +53,7 @@ def table_command(ns: argparse.Namespace) -> int:
 
 def compare_command(ns: argparse.Namespace) -> int:
     seeds = seed_list(ns.seeds)
-    genres = name_list(ns.genres)
+    genres = name_list(ns.genres, "--genres")
     # Imported here: keeps the metrics stack off `--help`'s import path.
     from thesis_lib.analysis.comparison import compare
 

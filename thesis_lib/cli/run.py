@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from thesis_lib.cli.arguments import key_value, name_list, seed_list
@@ -54,20 +55,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def run_command(ns: argparse.Namespace) -> int:
     overrides = dict(key_value(item) for item in ns.overrides)
-    seeds = seed_list(ns.seeds)  # bad input is reported before torch is even imported
+    seeds = seed_list(ns.seeds)  # bad input is reported before any data is read
     if ns.gpu and not ns.plan:
         raise ThesisError("--gpu goes with --plan (a run uses the GPU it finds)")
     if ns.json and not ns.plan:
         raise ThesisError("--json goes with --plan (the preflight prints lines)")
     # Imported here: keeps torch off `--help`'s import path.
     from thesis_lib.experiments.grid import run_grid
+    from thesis_lib.experiments.layout import RunsFolder
     from thesis_lib.experiments.preflight import preflight
     from thesis_lib.experiments.profile import load_profile
+    from thesis_lib.experiments.specs import plan_grid
 
     profile = load_profile(ns.profile, overrides)
+    models = name_list(ns.models, "--models")
+    plan_grid(profile, models, seeds)  # every parameter is checked before any data is read, whatever the mode
+    if ns.runs:
+        RunsFolder(Path(ns.runs).expanduser())  # a file there is one line now, in --check and --plan too
     if ns.rehearse:
         profile = rehearse(profile, ns)
-    models = name_list(ns.models)
     if ns.plan:
         return plan_command(profile, ns, models, seeds)
     if ns.check or profile.model_size == "full":
@@ -96,7 +102,7 @@ def rehearse(profile: Profile, ns: argparse.Namespace) -> Profile:
     if ns.check or ns.plan:
         return rehearsal
     root = resolve_data_root(rehearsal, ns.data)  # the rehearsal's twin is generated on first use
-    report = write_rehearsal_standins(rehearsal, root, name_list(ns.models))
+    report = write_rehearsal_standins(rehearsal, root, name_list(ns.models, "--models"))
     for line in report.lines():
         print(line, file=sys.stderr, flush=True)
     return rehearsal
@@ -104,8 +110,6 @@ def rehearse(profile: Profile, ns: argparse.Namespace) -> Profile:
 
 def plan_command(profile: Profile, ns: argparse.Namespace, models: list[str] | None, seeds: list[int] | None) -> int:
     """`thesis run --plan`: the forecast over the release the grid would read (it must exist)."""
-    from pathlib import Path
-
     from thesis_lib.data.mmimdb import load_release
     from thesis_lib.experiments.forecast import forecast_grid
     from thesis_lib.experiments.grid import resolve_data_root

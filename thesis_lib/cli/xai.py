@@ -1,5 +1,5 @@
 """`thesis xai check --data ROOT --runs RUNS_DIR [--json] [--tolerance PX] [--split thesis] [--device auto|cpu]`:
-faithfulness of explanations."""
+faithfulness of explanations. Exit status 1 when a run could not be loaded (it is listed, the others checked)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import argparse
 import json
 
 from thesis_lib.errors import ThesisError
+
+EXIT_BROKEN_RUNS = 1  # some run could not be loaded (listed under skipped_runs): the others were still checked
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -39,4 +41,4 @@ def check_command(ns: argparse.Namespace) -> int:
     summary = check_runs(Path(ns.data), Path(ns.runs), XaiCheckConfig(pointing_tolerance_px=ns.tolerance),
                          split=ns.split, device=ns.device)
     print(json.dumps(summary, indent=2) if ns.json else format_table(summary))
-    return 0
+    return EXIT_BROKEN_RUNS if any(skip.get("broken") for skip in summary["skipped_runs"]) else 0

@@ -377,7 +377,7 @@ def _read_split_file(path: Path, warnings: list[str]) -> dict[str, list[object]]
     """split.json -> {"train": [...], "dev": [...], "test": [...]} (raw entries, validated later)."""
     try:
         content = json.loads(read_regular_file(path, _MAX_SPLIT_FILE_BYTES).decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: not UTF-8, not JSON; Recursion: nested too deep
         raise NotAReleaseError(f"{path} is not a readable MM-IMDb split file: {error}") from None
     if not isinstance(content, dict):
         raise NotAReleaseError(f"{path} is not an MM-IMDb split file: expected an object with train/dev/test lists")
@@ -479,7 +479,7 @@ def _parse_movie(
         return None
     try:
         content = json.loads(text)
-    except json.JSONDecodeError as error:
+    except (ValueError, RecursionError) as error:  # not JSON, a number of 5,000 digits, arrays nested too deep
         skip(SkipReason.INVALID_JSON, str(error))
         return None
     if not isinstance(content, dict):

@@ -224,7 +224,7 @@ def load_split(path: str | os.PathLike[str]) -> Split:
     path = Path(path)
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: not UTF-8, not JSON; Recursion: nested too deep
         raise SplitFileError(f"{path}: not a readable split file: {error}") from None
     if not isinstance(content, dict):
         raise SplitFileError(f"{path}: not a split file (expected a JSON object)")

@@ -15,9 +15,10 @@ import random
 import shutil
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from thesis_lib.data.download import file_sha256
 from thesis_lib.detection.config import DetectorConfig
 from thesis_lib.detection.detections import Detections
 from thesis_lib.detection.posters import Poster, as_bgr_array, poster_shape, shape_batches
@@ -46,6 +48,16 @@ log = logging.getLogger(__name__)
 
 TWIN_ARCHITECTURE = "yolov8n.yaml"  # the smallest YOLOv8 (3.0M parameters), built from scratch for the twin
 WEIGHTS_FILE = "weights.safetensors"  # the name pipeline and cache expect
+# The sha256 of the COCO checkpoints ultralytics publishes (github.com/ultralytics/assets releases). Such a
+# checkpoint is a pickle, and unpickling runs code: `load_coco` hands ultralytics only a file with one of these
+# digests (or a marked stand-in, which is never called pretrained). yolov8n.pt of release v8.4.0 (the one
+# ultralytics 8.4 downloads) and of v0.0.0 (the first, January 2023, 6,534,387 bytes).
+KNOWN_COCO_SHA256: Mapping[str, frozenset[str]] = MappingProxyType({
+    "yolov8n.pt": frozenset({
+        "f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36",  # assets release v8.4.0
+        "31e20dde3def09e2cf938c7be6fe23d9150bbbe503982af13345706515f2ef95",  # assets release v0.0.0
+    }),
+})
 
 
 def _yolo_class() -> type:
@@ -121,13 +133,36 @@ def coco_weights_path(config: DetectorConfig) -> Path:
 
 
 def coco_weights_state(config: DetectorConfig) -> WeightState:
-    """Whether the COCO checkpoint is where `load_coco` reads it (and is not a marked stand-in)."""
+    """Whether the COCO checkpoint is where `load_coco` reads it (and is not a marked stand-in); a file that is
+    not ultralytics' own (see KNOWN_COCO_SHA256) counts as missing: `load_coco` would refuse it."""
     path = coco_weights_path(config)
     if not path.is_file():
         return WeightState("missing", path, 0, f"ultralytics {config.coco_model}")
     if (what := standin_reason(path)) is not None:
         return WeightState("stand-in", path, file_size(path), what)
+    if (problem := coco_weights_problem(config, path)) is not None:
+        return WeightState("missing", path, file_size(path), problem)
     return WeightState("cached", path, file_size(path), f"ultralytics {config.coco_model}")
+
+
+def coco_weights_problem(config: DetectorConfig, path: Path) -> str | None:
+    """Why the (unmarked) file at `path` is not the checkpoint ultralytics publishes as `config.coco_model`, or
+    None when its sha256 is a known one. Read before anything unpickles it."""
+    known = KNOWN_COCO_SHA256.get(config.coco_model)
+    if not known:
+        return (f"no known sha256 for {config.coco_model!r} (known: {', '.join(KNOWN_COCO_SHA256)}): add the one "
+                "ultralytics publishes to KNOWN_COCO_SHA256 in thesis_lib/detection/yolo.py")
+    digest = file_sha256(path)
+    if digest not in known:
+        return (f"sha256 {digest[:12]}... is not that of ultralytics' {config.coco_model} "
+                f"({', '.join(sorted(d[:12] + '...' for d in known))}): not loaded")
+    return None
+
+
+def _verified_coco_weights(config: DetectorConfig, path: Path) -> None:
+    """ThesisError naming `path` unless it is ultralytics' checkpoint or a marked stand-in."""
+    if standin_reason(path) is None and (problem := coco_weights_problem(config, path)) is not None:
+        raise ThesisError(f"COCO weights {path}: {problem}; delete the file and run `{FETCH_COMMAND}`")
 
 
 def download_coco(config: DetectorConfig) -> Path:
@@ -136,6 +171,8 @@ def download_coco(config: DetectorConfig) -> Path:
     path = coco_weights_path(config)
     if standin_reason(path) is not None:
         remove_standin(path)
+    elif path.is_file() and coco_weights_problem(config, path) is not None:
+        path.unlink()  # not ultralytics' file: ultralytics would keep it instead of downloading
     _yolo_class()  # offline-safe set-up of ultralytics before its download module is imported
     from ultralytics.utils import downloads  # ultralytics: only inside functions (see the module docstring)
 
@@ -145,6 +182,9 @@ def download_coco(config: DetectorConfig) -> Path:
         path.unlink(missing_ok=True)  # an error page or half a file must not read as cached next time
         raise ThesisError(f"the download of {config.coco_model} gave no torch checkpoint (no such ultralytics "
                           f"asset, or a broken download): nothing was kept at {path}")
+    if (problem := coco_weights_problem(config, path)) is not None:
+        path.unlink()
+        raise ThesisError(f"the download of {config.coco_model}: {problem}; nothing was kept at {path}")
     return path
 
 
@@ -177,8 +217,10 @@ def load_coco(config: DetectorConfig) -> YoloDetector:
             f"COCO weights {path} not found and downloads are off: run `{FETCH_COMMAND}` on a machine with "
             f"network (then copy the cache, see the README), or place {config.coco_model} there"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = _yolo_class()(str(path))  # downloads into `path` when it is missing and online
+    if not path.is_file():
+        download_coco(config)  # checked against KNOWN_COCO_SHA256 there
+    _verified_coco_weights(config, path)  # before ultralytics unpickles it
+    model = _yolo_class()(str(path))
     names = model.names
     return YoloDetector(model, tuple(names[index] for index in range(len(names))), config)
 

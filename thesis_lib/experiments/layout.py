@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from thesis_lib.errors import ThesisError
 from thesis_lib.train.checkpoint import BEST, MODEL_FILE
 
 SPLITS_FOLDER = "splits"
@@ -98,6 +99,8 @@ class RunsFolder:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        if self.root.exists() and not self.root.is_dir():  # `--runs` naming a file: one line, not a traceback
+            raise ThesisError(f"{self.root} is not a folder: give a runs folder (made when missing), not a file")
 
     def run(self, split: str, name: str, seed: int) -> RunFolder:
         return RunFolder(self.root / split / name / f"{SEED_PREFIX}{int(seed)}")

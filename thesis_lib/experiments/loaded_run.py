@@ -152,7 +152,7 @@ def load_run(run: RunFolder, release: Release, detections: DetectionsCache | Non
     if plot_choice != release.plot_choice:
         raise RecordError(f"{run.label} read the {plot_choice!r} plot of each movie, but {release.root} was loaded "
                           f"with plot_choice={release.plot_choice!r}: load it with plot_choice={plot_choice!r}")
-    config = model_config_from_dict(record["model_config"])
+    config = model_config_from_dict(record.get("model_config"))
     on = machine.choose_device(device)
     model = restore_trained_model(run, record, config=config).to(on)  # eval mode
     split = run_split(record, run, release)

@@ -29,6 +29,7 @@ stays "on"); a list key also takes comma-separated items (`seeds=0,1,2`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Mapping
@@ -39,7 +40,7 @@ from typing import Any
 import yaml
 
 from thesis_lib.data.twin.config import TwinConfig
-from thesis_lib.experiments.values import Ablation, ProfileError, check_value, thaw, typed_value
+from thesis_lib.experiments.values import Ablation, ProfileError, check_seeds, check_value, thaw, typed_value
 from thesis_lib.paths import project_root
 
 PROFILE_DIR = Path("notebooks") / "params"  # relative to the project root
@@ -128,8 +129,18 @@ class Profile:
             raise ValueError("splits and seeds must not repeat an entry")
         if not self.seeds or not self.models:
             raise ValueError("seeds and models must not be empty")
-        if not self.lr_scales or min(self.lr_scales) <= 0:
-            raise ValueError(f"lr_scales: {self.lr_scales!r} must be positive numbers (one per trial)")
+        if not self.lr_scales or not all(math.isfinite(scale) and scale > 0 for scale in self.lr_scales):
+            raise ValueError(f"lr_scales: {self.lr_scales!r} must be positive finite numbers (one per trial)")
+        for key in ("lr_head", "lr_backbone", "weight_decay"):  # NaN or inf would train to NaN, not fail
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
+                raise ValueError(f"{key}: must be a finite number >= 0, got {getattr(self, key)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio: must lie in [0, 1), got {self.warmup_ratio}")
+        if not (math.isfinite(self.shallow_c) and self.shallow_c > 0):
+            raise ValueError(f"shallow_c: must be a positive finite number, got {self.shallow_c}")
+        for key in ("seeds", "split_seed", "twin_seed"):
+            value = getattr(self, key)
+            check_seeds(key, value if isinstance(value, list | tuple) else [value])
         for key in ("epochs", "batch_size", "gradient_accumulation", "image_size", "text_max_length", "bootstrap_resamples", "twin_movies"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be at least 1, got {getattr(self, key)}")

@@ -53,7 +53,7 @@ def write_json(path: Path, content: dict[str, Any]) -> None:
 def read_json(path: Path) -> dict[str, Any]:
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: not UTF-8 or JSON; Recursion: nested too deep
         raise RecordError(f"{path}: not a readable JSON file: {error}") from None
     if not isinstance(content, dict):
         raise RecordError(f"{path}: expected a JSON object")
@@ -163,22 +163,52 @@ def iter_records(runs: RunsFolder, split: str, seeds: Sequence[int] | None = Non
     if not runs.root.is_dir():
         raise RecordError(f"{runs.root}: no such runs folder")
     for run in runs.recorded(split, seeds):
-        yield run, read_json(run.record)
+        record = read_json(run.record)
+        check_scored_record(run.record, record)
+        yield run, record
+
+
+# What the results table, `results compare` and the book read from every record (a key path -> its type);
+# checked once where they read records, so a record cut short or from elsewhere is one line, not a KeyError.
+SCORED_RECORD_KEYS: dict[tuple[str, ...], type] = {
+    ("name",): str, ("seed",): int, ("split", "name"): str, ("split", "hash"): str, ("data", "fingerprint"): str,
+    **{("metrics", policy, part): dict for policy in ("fixed_0.5", "tuned_per_genre") for part in ("summary", "per_genre")},
+}
+
+
+def check_scored_record(path: Path, record: dict[str, Any]) -> None:
+    """RecordError naming `path` and the first key of SCORED_RECORD_KEYS the record lacks or holds wrongly."""
+    for keys, kind in SCORED_RECORD_KEYS.items():
+        value: Any = record
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise RecordError(f"{path}: not a finished run's record: {'/'.join(keys)!r} is missing or not a "
+                              f"{kind.__name__}")
 
 
 def tuned_thresholds(record: dict[str, Any], policy: str = "tuned_per_genre") -> np.ndarray:
     """The (23,) thresholds a record's policy decided with (chosen on the dev split)."""
-    per_genre = record["metrics"][policy]["per_genre"]
-    return np.array([per_genre[genre]["threshold"] for genre in per_genre], dtype=np.float64)
+    try:
+        per_genre = record["metrics"][policy]["per_genre"]
+        return np.array([per_genre[genre]["threshold"] for genre in per_genre], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as error:  # a record from elsewhere, or cut short by hand
+        raise RecordError(f"the record's metrics hold no {policy} thresholds ({type(error).__name__}: {error})") from None
 
 
-def model_config_from_dict(content: dict[str, Any]) -> ModelConfig:
-    """A record's `model_config` (JSON) back to the `ModelConfig` the run built (lists become tuples)."""
+def model_config_from_dict(content: Any) -> ModelConfig:
+    """A record's `model_config` (JSON) back to the `ModelConfig` the run built (lists become tuples);
+    RecordError when it is not one (missing, an unknown field, a wrong type)."""
+    if not isinstance(content, dict):
+        raise RecordError(f"model_config is missing or not a JSON object (got {type(content).__name__})")
     parts = {"text": TextEncoderConfig, "image": ImageEncoderConfig, "objects": ObjectEncoderConfig}
-    values = {name: None if content.get(name) is None else kind(**_tuples(content[name]))
-              for name, kind in parts.items()}
-    return ModelConfig(name=content["name"], fusion=FusionConfig(**content["fusion"]),
-                       head_dropout=content["head_dropout"], **values)
+    try:
+        values = {name: None if content.get(name) is None else kind(**_tuples(content[name]))
+                  for name, kind in parts.items()}
+        return ModelConfig(name=content["name"], fusion=FusionConfig(**content["fusion"]),
+                           head_dropout=content["head_dropout"], **values)
+    except (AttributeError, KeyError, TypeError, ValueError) as error:  # a key missing, unknown or of a wrong type
+        raise RecordError(f"model_config is not a model's config ({type(error).__name__}: {error})") from None
 
 
 def _tuples(fields: dict[str, Any]) -> dict[str, Any]:

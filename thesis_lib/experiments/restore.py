@@ -18,11 +18,13 @@ again since, or other pretrained weights, is an error, never a quietly different
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.layout import RunFolder
@@ -50,7 +52,7 @@ def load_source_encoder(model: GenreClassifier, modality: str, source: RunFolder
     if _leaves_out(weights, prefix):
         state = restore_trained_model(source).encoders[modality].state_dict()
     else:
-        with safe_open(str(weights), framework="pt") as handle:  # read only this encoder's tensors
+        with _readable(weights), safe_open(str(weights), framework="pt") as handle:  # only this encoder's tensors
             state = {key[len(prefix):]: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefix)}
     try:
         model.encoders[modality].load_state_dict(state, strict=True)
@@ -60,8 +62,19 @@ def load_source_encoder(model: GenreClassifier, modality: str, source: RunFolder
 
 def _leaves_out(weights: Any, prefix: str) -> bool:
     """Whether the slim checkpoint `weights` left out (part of) the parameters under `prefix`."""
-    left_out = excluded_prefixes(read_weights_metadata(weights), weights)
+    with _readable(weights):
+        left_out = excluded_prefixes(read_weights_metadata(weights), weights)
     return any(p.startswith(prefix) or prefix.startswith(p) for p in left_out)
+
+
+@contextmanager
+def _readable(weights: Path) -> Iterator[None]:
+    """A weights file that is not safetensors (a corrupt header, cut short, another format) is a RecordError
+    naming it, so one broken run is one line wherever runs are read back (`xai check` then skips it)."""
+    try:
+        yield
+    except SafetensorError as error:
+        raise RecordError(f"{weights}: not a readable safetensors file ({error})") from None
 
 
 def build_run_architecture(config: ModelConfig, seed: int | None) -> GenreClassifier:
@@ -88,13 +101,16 @@ def restore_trained_model(
     weights = run.best_weights
     if not weights.is_file():
         raise RecordError(f"{run.path} has a record but no best weights at {weights}")
-    config = config or model_config_from_dict(record["model_config"])
+    with _readable(weights):
+        read_weights_metadata(weights)  # a broken file fails here, before any model is built
+    config = config or model_config_from_dict(record.get("model_config"))
     model = build_run_architecture(config, record.get("seed"))
     for modality, backbone in (record.get("backbones") or {}).items():
         from_run = backbone.get("weights") == "run" and modality in model.encoders
         if from_run and _leaves_out(weights, f"encoders.{modality}."):
             load_source_encoder(model, modality, source_run(run, backbone))
-    load_model_weights(model, weights)
+    with _readable(weights):
+        load_model_weights(model, weights)
     return model.eval()
 
 

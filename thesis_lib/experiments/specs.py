@@ -31,6 +31,8 @@ from typing import Any
 
 from thesis_lib.data.dataset import MODALITIES
 from thesis_lib.experiments.profile import BACKBONE_MODES, Profile, ProfileError
+from thesis_lib.experiments.values import check_seeds
+from thesis_lib.models.architectures import image_input_problem
 from thesis_lib.models.configs import ModelConfig
 from thesis_lib.models.registry import default_config, list_models
 from thesis_lib.storage import stable_hash
@@ -185,12 +187,16 @@ def plan_grid(
     """The runs of the grid, in the order they run: per split and seed, baselines, single-modality runs,
     late fusion, then trained fusions. Runs that a requested fusion reuses are added when missing."""
     available = definitions(profile)
-    requested = list(models) if models else list(available)
+    requested = list(models) if models is not None else list(available)
+    if not requested:  # an empty selection (`--models ","`) is a mistake, never "the whole profile"
+        raise ProfileError("--models names no run: give model names, or leave it out for the profile's runs")
     unknown = [name for name in requested if name not in available]
     if unknown:
         raise ProfileError(f"--models: {', '.join(map(repr, unknown))} not in the profile's models or ablations "
                            f"({', '.join(available)})")
-    seed_list = list(seeds) if seeds is not None else list(profile.seeds)
+    seed_list = check_seeds("--seeds", seeds) if seeds is not None else list(profile.seeds)
+    if not seed_list:
+        raise ProfileError("--seeds names no seed: give seeds, or leave it out for the profile's seeds")
     plan: list[RunSpec] = []
     for split in profile.splits:
         for seed in seed_list:
@@ -213,7 +219,28 @@ def plan_grid(
             if source_spec.stage != "unimodal" or modality not in _modalities(source_spec, profile):
                 raise ProfileError(f"run {spec.name!r}: {modality}_source {source!r} is not a single-modality "
                                    f"{modality} run")
+    _check_image_size(plan, profile)
     return plan
+
+
+def _check_image_size(plan: Sequence[RunSpec], profile: Profile) -> None:
+    """ProfileError when `image_size` does not suit an image encoder the plan builds (`image_input_problem`);
+    a fusion that reuses a run's image encoder is checked through that run."""
+    checked: set[tuple[Any, ...]] = set()
+    for spec in plan:
+        if spec.kind != "train" or "image" in dict(spec.sources):
+            continue
+        image = resolve_model_config(spec.model, spec.overrides, profile, spec.backbones).image
+        if image is None or (key := (image.backbone, image.depth, image.timm_kwargs)) in checked:
+            continue
+        checked.add(key)
+        try:
+            problem = image_input_problem(image.backbone, image.input_size, depth=image.depth,
+                                          timm_kwargs=image.timm_kwargs)
+        except Exception:  # noqa: BLE001 - a backbone timm cannot build: that run fails with timm's own message
+            continue
+        if problem is not None:
+            raise ProfileError(f"image_size {profile.image_size}: {problem} (run {spec.name!r})")
 
 
 def _modalities(spec: RunSpec, profile: Profile) -> tuple[str, ...]:

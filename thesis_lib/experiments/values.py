@@ -25,6 +25,19 @@ class ProfileError(ThesisError, ValueError):
     """A profile file (or an override of one of its keys) that cannot be used as it is."""
 
 
+# Seeds reach numpy's legacy seeding (accelerate's set_seed), which takes 0..2**32-1 and nothing else.
+MAX_SEED = 2**32 - 1
+
+
+def check_seeds(key: str, seeds: Iterable[int]) -> list[int]:
+    """`seeds` as a list, or ProfileError naming `key` and the first seed outside 0..MAX_SEED."""
+    seeds = list(seeds)
+    outside = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
+    if outside:
+        raise ProfileError(f"{key}: seed {outside[0]} is outside 0..{MAX_SEED} (2**32 - 1), the seeds numpy accepts")
+    return seeds
+
+
 class FrozenMap(Mapping[str, Any]):
     """A read-only, ordered, hashable mapping: a YAML mapping inside a frozen profile."""
 

@@ -15,9 +15,49 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thesis_lib.data.dataset import MODALITIES
+from thesis_lib.errors import ThesisError
 
 FUSION_KINDS = ("identity", "early", "late", "attention", "cross_attention")
 SIZES = ("small", "full")
+# The timm.create_model arguments an ImageEncoderConfig may carry: the size and regularisation of a ResNet or
+# a ViT, as numbers and flags. Configs come back from run records, which may come from another machine:
+# checkpoint_path=, pretrained_cfg_overlay=dict(file=...), cache_dir= or a layer named by a string would let
+# such a record make timm open a file of its choosing or build something else, so only these pass.
+TIMM_KWARGS_ALLOWED = frozenset({
+    # ResNet
+    "layers", "channels", "stem_width", "base_width", "cardinality", "output_stride", "block_reduce_first",
+    "down_kernel_size", "avg_down", "replace_stem_pool", "drop_block_rate", "zero_init_last",
+    # ViT
+    "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "qkv_bias", "qk_norm", "init_values",
+    "class_token", "no_embed_class", "reg_tokens", "pre_norm", "final_norm", "fc_norm", "dynamic_img_size",
+    "dynamic_img_pad", "pos_drop_rate", "patch_drop_rate", "proj_drop_rate", "attn_drop_rate",
+    # both
+    "drop_rate", "drop_path_rate",
+})
+
+
+class ModelConfigError(ThesisError, ValueError):
+    """A config value no builder may be handed (see TIMM_KWARGS_ALLOWED)."""
+
+
+def allowed_timm_kwargs(pairs: tuple[tuple[str, Any], ...] | dict[str, Any]) -> dict[str, Any]:
+    """`ImageEncoderConfig.timm_kwargs` as keyword arguments, or ModelConfigError naming what is refused:
+    a name outside TIMM_KWARGS_ALLOWED, or a value other than a number, a flag, None or a tuple of numbers."""
+    kwargs = dict(pairs)
+    refused = sorted(set(kwargs) - TIMM_KWARGS_ALLOWED, key=str)
+    if refused:
+        raise ModelConfigError(f"image timm_kwargs {refused} are not allowed: only the architecture's sizes and "
+                               f"dropout rates are ({', '.join(sorted(TIMM_KWARGS_ALLOWED))})")
+    odd = sorted(key for key, value in kwargs.items() if not _is_plain_number(value))
+    if odd:
+        raise ModelConfigError(f"image timm_kwargs {odd}: values must be numbers, flags or lists of numbers")
+    return kwargs
+
+
+def _is_plain_number(value: Any) -> bool:
+    if isinstance(value, tuple | list):
+        return all(isinstance(item, int | float) for item in value)  # bools are ints too: fine
+    return value is None or isinstance(value, int | float)
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,15 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from thesis_lib.data.images import NormalizationStats
-from thesis_lib.models.configs import ImageEncoderConfig
+from thesis_lib.models.configs import ImageEncoderConfig, allowed_timm_kwargs
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput
-from thesis_lib.models.pretrained import missing_weights_hint, timm_weights_file
+from thesis_lib.models.pretrained import (
+    MissingWeightsError,
+    check_backbone_name,
+    missing_weights_hint,
+    timm_weights_file,
+)
 from thesis_lib.offline import is_online
 
 _VIT_MODULES = ["vision_transformer", "deit"]  # timm modules whose models take img_size / depth
@@ -140,8 +145,8 @@ class ImageEncoder(Encoder):
 
 def load_image_backbone(config: ImageEncoderConfig) -> nn.Module:
     """The timm model for `config.backbone` without its classifier (num_classes=0), weights as configured."""
-    kwargs: dict[str, Any] = dict(config.timm_kwargs)
-    is_vit = is_model_in_modules(config.backbone, _VIT_MODULES)
+    kwargs: dict[str, Any] = allowed_timm_kwargs(config.timm_kwargs)  # never a file to open (see configs)
+    is_vit = is_model_in_modules(check_backbone_name(config.backbone), _VIT_MODULES)
     if is_vit:
         kwargs["img_size"] = config.input_size
         if config.depth is not None:
@@ -156,7 +161,7 @@ def load_image_backbone(config: ImageEncoderConfig) -> nn.Module:
     try:
         return timm.create_model(config.backbone, pretrained=config.pretrained, num_classes=0, **kwargs)
     except OSError as error:  # huggingface_hub's "not in the local cache" when offline
-        raise OSError(f"image backbone {config.backbone!r}: {missing_weights_hint(config.backbone)}") from error
+        raise MissingWeightsError(f"image backbone {config.backbone!r}: {missing_weights_hint(config.backbone)}") from error
 
 
 def _fail_fast_if_not_cached(name: str) -> None:
@@ -174,4 +179,4 @@ def _fail_fast_if_not_cached(name: str) -> None:
         "model.safetensors", "pytorch_model.bin"  # what timm tries, in that order
     ]
     if not any(isinstance(try_to_load_from_cache(pretrained_cfg.hf_hub_id, f), str) for f in filenames):
-        raise OSError(f"image backbone {name!r}: {missing_weights_hint(name)}")
+        raise MissingWeightsError(f"image backbone {name!r}: {missing_weights_hint(name)}")

@@ -22,6 +22,7 @@ is. `weights list` shows them as stand-in and run records say "stand-in" instead
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from thesis_lib.errors import ThesisError
 from thesis_lib.paths import cache_dir
 
 FETCH_COMMAND = "THESIS_ONLINE=1 thesis weights fetch --profile full"  # what every missing-weights error names
@@ -41,6 +43,26 @@ STATUSES = ("cached", "missing", "stand-in")
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what transformers loads, in its order
 HF_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")  # any one makes a tokenizer loadable
+# A backbone name as the hub and timm spell them ("bert-base-uncased", "owner/name", "vit_base_patch16_224.augreg"):
+# never a path ("/x", "../x", "~"), a URL or a timm scheme ("hf-hub:...", "local-dir:..."). A name from a run
+# record is then never a way to make a loader open files outside the pretrained folder and the hub cache.
+_BACKBONE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
+
+
+class MissingWeightsError(ThesisError, OSError):
+    """A pretrained backbone's files are not on this machine (an OSError too, as the loaders raised before)."""
+
+
+class BackboneNameError(ThesisError, ValueError):
+    """A backbone name that is a path, a URL or a loader scheme rather than a model name."""
+
+
+def check_backbone_name(name: str) -> str:
+    """`name` itself when it names a model (see _BACKBONE_NAME), else BackboneNameError."""
+    if not (isinstance(name, str) and _BACKBONE_NAME.fullmatch(name) and ".." not in name):
+        raise BackboneNameError(f"backbone {name!r} is not a model name (a hub id such as 'bert-base-uncased' or "
+                                "'owner/name', or a timm name): paths, URLs and loader schemes are refused")
+    return name
 
 
 @dataclass(frozen=True)
@@ -62,13 +84,13 @@ def pretrained_dir() -> Path:
 
 def hf_source(name: str) -> str:
     """What to pass to `from_pretrained`: the local folder for `name` when it holds a model, else `name`."""
-    local = pretrained_dir() / name
+    local = pretrained_dir() / check_backbone_name(name)
     return str(local) if (local / "config.json").is_file() else name
 
 
 def timm_weights_file(name: str) -> Path | None:
     """The local safetensors file for timm model `name`, or None (timm then looks in the HF cache)."""
-    local = pretrained_dir() / "timm" / f"{name}.safetensors"
+    local = pretrained_dir() / "timm" / f"{check_backbone_name(name)}.safetensors"
     return local if local.is_file() else None
 
 

@@ -25,7 +25,7 @@ from thesis_lib.data.tokenizers import load_pretrained_tokenizer, minilm_dir
 from thesis_lib.models.configs import TextEncoderConfig
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput, masked_mean
-from thesis_lib.models.pretrained import hf_source, missing_weights_hint
+from thesis_lib.models.pretrained import MissingWeightsError, hf_source, missing_weights_hint
 from thesis_lib.offline import is_online
 
 # Randomly initialised small backbones: (config class, padding id of the matching tokenizer family, widths).
@@ -130,7 +130,7 @@ def load_text_backbone(config: TextEncoderConfig) -> PreTrainedModel:
         hf_config = AutoConfig.from_pretrained(source, local_files_only=local_only)
         return AutoModel.from_config(hf_config, attn_implementation=attention)
     except OSError as error:
-        raise OSError(f"text backbone {config.backbone!r}: {missing_weights_hint(config.backbone)}") from error
+        raise MissingWeightsError(f"text backbone {config.backbone!r}: {missing_weights_hint(config.backbone)}") from error
 
 
 def load_tokenizer(config: TextEncoderConfig) -> PreTrainedTokenizerBase:

@@ -7,6 +7,7 @@ A run record stores `TrainConfig.to_dict()`; a resumed run must agree with the s
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -60,8 +61,8 @@ class TrainConfig:
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ValueError(f"TrainConfig.max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
         for name in ("lr_head", "lr_backbone", "weight_decay", "min_delta", "checkpoint_every_steps", "num_workers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+            if not getattr(self, name) >= 0 or math.isinf(getattr(self, name)):  # NaN fails `>= 0`
+                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"TrainConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0.0 < self.threshold < 1.0:
