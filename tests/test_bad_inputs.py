@@ -216,7 +216,14 @@ def test_the_coco_checkpoint_is_unpickled_only_when_its_sha256_is_ultralytics(co
         yolo.load_coco(config)
     assert loaded == []  # refused before anything unpickled it
     assert yolo.coco_weights_state(config).status == "missing"  # `weights list` / the preflight say so too
-    # The same file with a known digest is loaded: the check is the digest, nothing else.
+    # The same file with a known digest is loaded: the check is the digest, nothing else; a digest the user
+    # checked is trusted through the variable the error names.
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(ThesisError, match=f"THESIS_TRUSTED_SHA256={digest}"):
+        yolo.load_coco(config)
+    monkeypatch.setenv("THESIS_TRUSTED_SHA256", f"0123, {digest.upper()}")
+    assert yolo.coco_weights_state(config).status == "cached"
+    monkeypatch.delenv("THESIS_TRUSTED_SHA256")
     known = yolo.KNOWN_COCO_SHA256
     monkeypatch.setattr(yolo, "KNOWN_COCO_SHA256", {config.coco_model: {hashlib.sha256(path.read_bytes()).hexdigest()}})
     assert yolo.load_coco(config).vocabulary == ("person",) and loaded == [str(path)]
