@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor
 from transformers import AutoConfig, AutoModel, BertConfig, PreTrainedModel, PreTrainedTokenizerBase, RobertaConfig
 
@@ -63,17 +64,29 @@ class TextEncoder(Encoder):
         self._require_keys(batch)
         input_ids: Tensor = batch["input_ids"]  # (B, L) int64
         attention_mask: Tensor = batch["attention_mask"]  # (B, L) 1 = real token, 0 = padding
-        self._check_ids(input_ids, attention_mask)
+        self._check_shapes(input_ids, attention_mask)  # shapes only; ids are checked once per pass (check_input)
+        mask = attention_mask.bool()  # (B, L)
         out = self.backbone(
             input_ids=input_ids,
-            attention_mask=attention_mask,
+            attention_mask=key_padding_mask(mask, self.backbone),  # (B, 1, 1, L): see key_padding_mask
             output_attentions=self.config.need_attentions,
         )
         tokens = out.last_hidden_state  # (B, L, D)
-        mask = attention_mask.bool()  # (B, L)
         pooled = tokens[:, 0] if self.config.pooling == "cls" else masked_mean(tokens, mask)  # (B, D)
         attentions = tuple(out.attentions) if self.config.need_attentions else None  # L_layers x (B, H, L, L)
         return EncoderOutput(tokens=tokens, mask=mask, pooled=pooled, attentions=attentions)
+
+    def check_input(self, batch: Mapping[str, Any]) -> None:
+        # An id past the vocabulary means the tokenizer does not belong to this backbone; say so, instead
+        # of an IndexError (a device-side assert on a GPU) from inside the embedding.
+        self._require_keys(batch)
+        input_ids: Tensor = batch["input_ids"]  # (B, L)
+        self._check_shapes(input_ids, batch["attention_mask"])
+        if input_ids.numel() and (int(input_ids.max()) >= self.vocab_size or int(input_ids.min()) < 0):
+            raise ValueError(
+                f"token ids span {int(input_ids.min())}..{int(input_ids.max())} but the {self.config.backbone} "
+                f"vocabulary has {self.vocab_size} entries: was the batch tokenized for another backbone?"
+            )
 
     def expected_input(self) -> list[tuple[str, str]]:
         if self.config.backbone in RANDOM_TEXT_BACKBONES:
@@ -86,9 +99,7 @@ class TextEncoder(Encoder):
             ("attention_mask", "int64 (B, L), 1 = real token, 0 = padding"),
         ]
 
-    def _check_ids(self, input_ids: Tensor, attention_mask: Tensor) -> None:
-        # An id past the vocabulary means the tokenizer does not belong to this backbone; say so, instead
-        # of an IndexError from inside the embedding.
+    def _check_shapes(self, input_ids: Tensor, attention_mask: Tensor) -> None:
         if input_ids.shape != attention_mask.shape:
             raise ValueError(
                 f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ in shape"
@@ -98,11 +109,22 @@ class TextEncoder(Encoder):
                 f"plots of {input_ids.shape[1]} tokens exceed the text encoder's max_length {self.max_length}: "
                 "tokenize with truncation to max_length"
             )
-        if input_ids.numel() and (int(input_ids.max()) >= self.vocab_size or int(input_ids.min()) < 0):
-            raise ValueError(
-                f"token ids span {int(input_ids.min())}..{int(input_ids.max())} but the {self.config.backbone} "
-                f"vocabulary has {self.vocab_size} entries: was the batch tokenized for another backbone?"
-            )
+
+
+def key_padding_mask(mask: Tensor, backbone: PreTrainedModel) -> Tensor:
+    """(B, L) bool, True = real token -> the 4-D mask (B, 1, 1, L) the backbone's attention kind reads: bool
+    for SDPA, additive (0 / dtype minimum) for eager attention, as transformers would build it.
+
+    Built here because transformers, given the 2-D mask, asks `mask.all()` to drop it when nothing is padded:
+    a device->host sync in every eager forward pass, and under torch.compile (where it never asks) the mask
+    is always kept. A 4-D mask is used as given; SDPA then runs its masked (memory-efficient) kernel on
+    every batch, eager or compiled alike. The padding-free path (`text_attention`) avoids the mask entirely.
+    """
+    keep = mask[:, None, None, :]  # (B, 1, 1, L)
+    if backbone.config._attn_implementation == "eager":
+        dtype = backbone.get_input_embeddings().weight.dtype  # transformers: the embeddings' dtype
+        return torch.where(keep, torch.zeros((), dtype=dtype, device=mask.device), torch.finfo(dtype).min)
+    return keep
 
 
 def load_text_backbone(config: TextEncoderConfig) -> PreTrainedModel:
