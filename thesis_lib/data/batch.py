@@ -10,6 +10,10 @@ A batch of B movies holds `ids` and `labels` always, and the inputs of the modal
                                                     input size), normalised with the backbone's statistics
     input_ids       int64   (B, L)                  token ids of the cleaned plots, padded to the batch's
     attention_mask  int64   (B, L)                    longest plot (L <= max_length); mask 1 = real token
+    text_index      int64   (T,)                    flat positions (row * L + column) of the real tokens,
+                                                    T = sum of the plot lengths, row-major; computed on the
+                                                    host so padding-free attention knows T without a sync
+                                                    (`models.text_attention`); right padding only
     objects         dict of tensors (below)         each poster's detections, padded to R regions
     features        {modality: {tokens, mask,       cached outputs of frozen encoders (cached-feature
                      pooled}} (below)               training only; the cached encoders never run)
@@ -36,7 +40,7 @@ batch["features"][modality] (what `train.features.CachedFeatureDataset` items ho
 
 Two collators assemble batches (both plain top-level objects, so DataLoader workers can pickle them):
 - `MultimodalCollator`: dataset items {"id", "labels", ["image"], ["text"]} (`dataset.MMIMDbDataset`, or
-  labels-only items) -> ids, labels, image, input_ids, attention_mask; plots are tokenised here, once per
+  labels-only items) -> ids, labels, image, input_ids, attention_mask, text_index; plots are tokenised here, once per
   batch (a fast tokenizer encodes a batch far faster than plot by plot, and padding to the longest plot of
   the batch, not to 512, keeps short batches cheap);
 - `CachedFeaturesCollator`: cached items {"id", "labels", "features"} -> ids, labels, features.
@@ -124,10 +128,13 @@ class MultimodalCollator:
             return_token_type_ids=False,
             return_tensors="pt",
         )
-        return {
+        batch = {
             "input_ids": encoded["input_ids"].long(),  # (B, L)
             "attention_mask": encoded["attention_mask"].long(),  # (B, L), 1 = real token
         }
+        if getattr(self.tokenizer, "padding_side", "right") == "right":  # real tokens first in every row
+            batch["text_index"] = batch["attention_mask"].flatten().nonzero().squeeze(1)  # (T,) on the host
+        return batch
 
 
 @dataclass(frozen=True, eq=False)
