@@ -7,8 +7,11 @@ is skipped on a CPU.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+import torch.nn.functional as F
 from test_models import fake_batch, small_model  # tests/ is on sys.path (pytest prepend import mode)
 
 from thesis_lib.data.batch import MultimodalCollator
@@ -45,6 +48,30 @@ def test_the_padding_free_layout_gives_the_padded_path_s_features(name):
     assert packed.tokens[~real].abs().max() == 0  # padding rows are exact zeros
     torch.testing.assert_close(packed.pooled, padded.pooled, atol=1e-5, rtol=1e-4)
     assert torch.equal(packed.mask, padded.mask)
+
+
+def test_the_kernel_branch_hands_varlen_attn_rows_and_plot_boundaries(monkeypatch):
+    """The CUDA branch's plumbing on a CPU: `varlen_attn` replaced by its documented contract (q, k, v as
+    (T, H, Dh) rows, int32 cumulative boundaries, the longest plot's length at most max_q), computed per plot."""
+    calls = []
+
+    def contract(q, k, v, cu_q, cu_k, max_q, max_k):
+        assert q.dim() == k.dim() == v.dim() == 3 and cu_q.dtype == cu_k.dtype == torch.int32
+        bounds = cu_q.tolist()
+        assert bounds[-1] == q.shape[0] and max(b - a for a, b in itertools.pairwise(bounds)) <= max_q == max_k
+        calls.append(len(bounds) - 1)
+        rows = [F.scaled_dot_product_attention(*(x[a:b].transpose(0, 1) for x in (q, k, v))).transpose(0, 1)
+                for a, b in itertools.pairwise(bounds)]  # each (n_i, H, Dh)
+        return torch.cat(rows)  # (T, H, Dh)
+
+    monkeypatch.setattr(text_attention, "varlen_attn", contract)
+    monkeypatch.setattr(text_attention, "varlen_kernel_runs", lambda device, dtype: True)
+    monkeypatch.setattr(text_module, "varlen_kernel_runs", lambda device, dtype: True)
+    encoder, batch = text_batch("text_bert")
+    padded, packed = encode(encoder, batch, "never"), encode(encoder, batch, "auto")  # auto: "the kernel runs"
+    assert calls == [4] * encoder.backbone.config.num_hidden_layers  # every layer, all four plots
+    real = padded.mask
+    torch.testing.assert_close(packed.tokens[real], padded.tokens[real], atol=1e-5, rtol=1e-4)
 
 
 def test_a_cpu_stays_padded_and_fine_tuning_with_attention_dropout_is_never_packed(monkeypatch):
