@@ -12,7 +12,8 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from test_models import fake_batch, small_model  # tests/ is on sys.path (pytest prepend import mode)
+from test_compile import HostReads  # tests/ is on sys.path (pytest prepend import mode)
+from test_models import fake_batch, small_model
 
 from thesis_lib.data.batch import MultimodalCollator
 from thesis_lib.models import text as text_module
@@ -101,11 +102,34 @@ def test_the_collator_indexes_the_real_tokens_and_its_batches_pack():
     torch.testing.assert_close(packed.tokens[mask], padded.tokens[mask], atol=1e-5, rtol=1e-4)
 
 
+def test_a_batch_without_padding_runs_without_a_mask():
+    """Known from the index's length (a shape): transformers gets no mask, so SDPA may take its flash kernel."""
+    encoder, batch = text_batch("text_bert")
+    batch["attention_mask"][:] = 1
+    masks = []
+    encoder.backbone.register_forward_pre_hook(
+        lambda module, args, kwargs: masks.append(kwargs["attention_mask"]), with_kwargs=True)
+    without_index = encode(encoder, {k: v for k, v in batch.items() if k != "text_index"}, "never")
+    batch["text_index"] = torch.arange(batch["input_ids"].numel())  # every token is real
+    unmasked = encode(encoder, batch, "never")
+    assert masks[0].shape == (4, 1, 1, 12) and masks[1] is None
+    torch.testing.assert_close(unmasked.tokens, without_index.tokens)
+
+
 def test_an_index_that_does_not_belong_to_the_batch_is_refused():
     encoder, batch = text_batch("text_bert")
     batch["text_index"] = batch["text_index"][:-1]  # e.g. the batch was sliced after collation
     with pytest.raises(ValueError, match="text_index"):
         encoder.check_input(batch)
+
+
+@pytest.mark.parametrize("padding_free", ["always", "never"])
+def test_neither_path_reads_a_tensor_back_to_the_host(padding_free):
+    encoder, batch = text_batch("text_bert")
+    encoder.padding_free = padding_free
+    with HostReads() as reads, torch.no_grad():
+        encoder(batch)
+    assert reads.seen == []
 
 
 @pytest.mark.slow

@@ -81,9 +81,12 @@ class TextEncoder(Encoder):
         if self._packs(batch, input_ids):
             tokens = run_packed(self.backbone, input_ids, mask, batch["text_index"])  # (B, L, D) zeros at padding
         else:
+            # No padding at all (known from the index's length: a shape, no sync): no mask, so SDPA may take
+            # its fastest (flash) kernel, eager and compiled alike.
+            unpadded = "text_index" in batch and batch["text_index"].shape[0] == input_ids.numel()
             out = self.backbone(
                 input_ids=input_ids,
-                attention_mask=key_padding_mask(mask, self.backbone),  # (B, 1, 1, L): see key_padding_mask
+                attention_mask=None if unpadded else key_padding_mask(mask, self.backbone),  # (B, 1, 1, L)
                 output_attentions=self.config.need_attentions,
             )
             tokens = out.last_hidden_state  # (B, L, D)

@@ -8,7 +8,9 @@ torch.compile traces it without a graph break:
 - eager (`need_attentions`, for the XAI chapter): transformers' eager attention with an additive key mask;
   it returns the attention matrices.
 - padded (the default): SDPA over (B, L) with a boolean key mask (B, 1, 1, L) built by the text encoder.
-  Works everywhere; on a GPU SDPA picks its masked (memory-efficient) kernel.
+  Works everywhere; on a GPU SDPA picks its masked (memory-efficient) kernel. A batch without any padding
+  (every plot truncated at max_length, say; the index's length says so, a shape) gets no mask, so SDPA may
+  take its flash kernel.
 - padding-free: the real tokens of the batch are packed into one row (1, T), T = the sum of the plot
   lengths, with positions restarting at each plot; every layer's attention then runs per plot through
   `torch.nn.attention.varlen.varlen_attn` (FlashAttention's variable-length kernel, in PyTorch since 2.9),
