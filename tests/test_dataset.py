@@ -54,7 +54,7 @@ def _dataset(movies, tokenizer=None, modalities=("image", "text"), text_cleaning
 def _assert_batch_contract(batch, expected_ids, modalities, image_size=IMAGE_SIZE):
     size = len(expected_ids)
     expected_keys = {"ids", "labels"} | ({"image"} if "image" in modalities else set())
-    expected_keys |= {"input_ids", "attention_mask"} if "text" in modalities else set()
+    expected_keys |= {"input_ids", "attention_mask", "text_index"} if "text" in modalities else set()
     assert set(batch) == expected_keys
     assert batch["ids"] == expected_ids
     assert batch["labels"].shape == (size, NUM_GENRES) and batch["labels"].dtype == torch.float32
@@ -66,6 +66,8 @@ def _assert_batch_contract(batch, expected_ids, modalities, image_size=IMAGE_SIZ
         assert batch["input_ids"].shape == batch["attention_mask"].shape
         assert batch["input_ids"].shape[0] == size
         assert set(batch["attention_mask"].unique().tolist()) <= {0, 1}
+        # the real tokens' flat positions, row-major (what padding-free attention packs)
+        assert torch.equal(batch["text_index"], batch["attention_mask"].flatten().nonzero().squeeze(1))
 
 
 def test_items_hold_the_image_the_cleaned_plot_and_the_labels(movies):

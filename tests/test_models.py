@@ -10,10 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
 
 from thesis_lib.cli import main
 from thesis_lib.detection import Detections, pad_detections
+from thesis_lib.experiments.pipeline import SingleEncoder
 from thesis_lib.genres import NUM_GENRES
 from thesis_lib.models import (
     ImageEncoderConfig,
@@ -27,6 +30,9 @@ from thesis_lib.models import (
 from thesis_lib.models.configs import ObjectEncoderConfig
 from thesis_lib.models.object_encoder import ObjectEncoder
 from thesis_lib.models.registry import build_encoder, default_config
+from thesis_lib.train import TrainConfig
+from thesis_lib.train.epoch import predict, train_one_epoch
+from thesis_lib.train.features import cache_encoder_features
 
 IMAGE_SIZE = 32  # two ViT patches a side, a 1x1 ResNet grid: enough to exercise every path, fast on CPU
 REQUIRED_MODELS = {
@@ -295,7 +301,40 @@ def test_bad_input_gets_a_clear_error(change, message):
     batch = fake_batch(model)
     change(batch)
     with pytest.raises((KeyError, ValueError), match=message):
+        model.check_batch(batch)  # values are checked here, once per pass; the forward pass checks shapes only
+
+
+def test_a_missing_key_is_refused_by_the_forward_pass_itself():
+    model = small_model("fusion_early").eval()
+    batch = fake_batch(model)
+    del batch["objects"]["scores"]
+    with pytest.raises(KeyError, match="lacks \\['scores'\\]"):
         model(batch)
+
+
+@pytest.mark.parametrize("loop", ["predict", "train_one_epoch", "extraction"])
+def test_the_loops_check_the_first_batch_s_values(loop, tmp_path):
+    """The product's loops run `check_batch` (the forward pass no longer reads values): a foreign token id
+    stops them with the clear error, not an IndexError from inside the embedding."""
+    model = small_model("text_bert")
+    batch = fake_batch(model)
+    batch["ids"] = [f"{i:07d}" for i in range(3)]
+    batch["input_ids"][1, 0] = 10**6
+    accelerator = Accelerator(cpu=True)
+    loader = DataLoader([batch], batch_size=None)  # one ready batch
+    with pytest.raises(ValueError, match="vocabulary"):
+        if loop == "predict":
+            predict(model, loader, accelerator)
+        elif loop == "train_one_epoch":
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+            train_one_epoch(model, torch.nn.BCEWithLogitsLoss(), optimizer, scheduler, loader, accelerator, 0,
+                            TrainConfig(epochs=1, progress_bar=False))
+        else:
+            items = [{"id": "0000001", "labels": batch["labels"][0], "text": "a plot"}]
+            cache_encoder_features(SingleEncoder("text", model.encoders["text"]), items, backbone_id="bert",
+                                   data_fingerprint="x", part="train", collate_fn=lambda _: batch,
+                                   cache_root=tmp_path)
 
 
 def test_a_vit_refuses_posters_of_another_size():

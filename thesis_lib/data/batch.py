@@ -10,6 +10,10 @@ A batch of B movies holds `ids` and `labels` always, and the inputs of the modal
                                                     input size), normalised with the backbone's statistics
     input_ids       int64   (B, L)                  token ids of the cleaned plots, padded to the batch's
     attention_mask  int64   (B, L)                    longest plot (L <= max_length); mask 1 = real token
+    text_index      int64   (T,)                    flat positions (row * L + column) of the real tokens,
+                                                    T = sum of the plot lengths, row-major; computed on the
+                                                    host so padding-free attention knows T without a sync
+                                                    (`models.text_attention`); right padding only
     objects         dict of tensors (below)         each poster's detections, padded to R regions
     features        {modality: {tokens, mask,       cached outputs of frozen encoders (cached-feature
                      pooled}} (below)               training only; the cached encoders never run)
@@ -25,7 +29,8 @@ batch["objects"] (what `thesis_lib.detection` produces and `models.object_encode
 A poster without detections has an all-False row (R may even be 0 for a whole batch). The detector side
 makes per-poster `detection.Detections` and pads them with `detection.pad_detections`; a
 `detection.DetectionTable` holds a whole release padded to the detector's `max_regions` and hands out
-rows by id. `check_objects` validates the entry (the object encoder calls it on every batch).
+rows by id. `check_objects` validates the entry's values (`GenreClassifier.check_batch` runs it once per pass);
+`check_object_layout` its keys, dtypes and shapes (the object encoder runs it in every forward pass).
 
 batch["features"][modality] (what `train.features.CachedFeatureDataset` items hold, batched):
 
@@ -35,7 +40,7 @@ batch["features"][modality] (what `train.features.CachedFeatureDataset` items ho
 
 Two collators assemble batches (both plain top-level objects, so DataLoader workers can pickle them):
 - `MultimodalCollator`: dataset items {"id", "labels", ["image"], ["text"]} (`dataset.MMIMDbDataset`, or
-  labels-only items) -> ids, labels, image, input_ids, attention_mask; plots are tokenised here, once per
+  labels-only items) -> ids, labels, image, input_ids, attention_mask, text_index; plots are tokenised here, once per
   batch (a fast tokenizer encodes a batch far faster than plot by plot, and padding to the longest plot of
   the batch, not to 512, keeps short batches cheap);
 - `CachedFeaturesCollator`: cached items {"id", "labels", "features"} -> ids, labels, features.
@@ -123,10 +128,13 @@ class MultimodalCollator:
             return_token_type_ids=False,
             return_tensors="pt",
         )
-        return {
+        batch = {
             "input_ids": encoded["input_ids"].long(),  # (B, L)
             "attention_mask": encoded["attention_mask"].long(),  # (B, L), 1 = real token
         }
+        if getattr(self.tokenizer, "padding_side", "right") == "right":  # real tokens first in every row
+            batch["text_index"] = batch["attention_mask"].flatten().nonzero().squeeze(1)  # (T,) on the host
+        return batch
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,10 +182,10 @@ def stored_lengths(mask: Tensor) -> Tensor:
     return torch.nn.functional.pad(mask.long() * positions, (1, 0)).amax(dim=1)  # (B,); the 0 column: N may be 0
 
 
-def check_objects(objects: Mapping[str, Tensor], num_classes: int | None = None, source: str = "detector") -> None:
-    """Raise when batch["objects"] breaks the format of the module docstring: a missing key, shapes that do
-    not agree, a non-bool mask, and on real detections class ids outside 0..num_classes-1 (when given),
-    pixel (unnormalised) or xywh boxes, scores outside [0, 1]. `source` names the detector in messages."""
+def check_object_layout(objects: Mapping[str, Tensor]) -> None:
+    """Raise when batch["objects"] lacks a key, has a non-bool mask, or shapes that do not agree. Reads
+    shapes and dtypes only (host metadata), so the object encoder runs it in every forward pass without a
+    device->host sync and torch.compile traces it without a graph break."""
     missing = [key for key in OBJECT_KEYS if key not in objects]
     if missing:
         raise KeyError(f"batch['objects'] lacks {missing}; it needs {list(OBJECT_KEYS)} (see thesis_lib.data.batch)")
@@ -192,6 +200,17 @@ def check_objects(objects: Mapping[str, Tensor], num_classes: int | None = None,
             f"batch['objects']: boxes {tuple(objects['boxes'].shape)}, classes {tuple(objects['classes'].shape)}, "
             f"scores {tuple(objects['scores'].shape)} do not match mask {shape}"
         )
+
+
+def check_objects(objects: Mapping[str, Tensor], num_classes: int | None = None, source: str = "detector") -> None:
+    """Raise when batch["objects"] breaks the format of the module docstring: the layout (`check_object_layout`),
+    and on real detections class ids outside 0..num_classes-1 (when given), pixel (unnormalised) or xywh
+    boxes, scores outside [0, 1]. `source` names the detector in messages.
+
+    The value checks read tensors back to the host (a device->host sync on a GPU): run it where batches are
+    checked once (`ObjectEncoder.check_input`), never in a forward pass."""
+    check_object_layout(objects)
+    mask = objects["mask"]
     if not mask.any():
         return
     classes, boxes, scores = objects["classes"][mask], objects["boxes"][mask], objects["scores"][mask]  # (n,) (n, 4)

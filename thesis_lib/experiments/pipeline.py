@@ -323,6 +323,11 @@ class SingleEncoder(nn.Module):
     def encode(self, batch: Mapping[str, Any]) -> dict[str, EncoderOutput]:
         return {m: encoder(batch) for m, encoder in self.encoders.items()}
 
+    def check_batch(self, batch: Mapping[str, Any]) -> None:
+        """The encoder's input check (`Encoder.check_input`), run by the extraction on its first batch."""
+        for encoder in self.encoders.values():
+            encoder.check_input(batch)
+
 
 def _cached_dataset(ctx: GridContext, built: BuiltModel, needs: Sequence[FeatureCacheNeed]) -> Dataset:
     """The frozen encoders' outputs over one split part (one `need` per modality), from (or into) the

@@ -5,6 +5,11 @@
     model.forward_head(features)      -> logits (B, 23)
     model.encode(batch)               -> {modality: EncoderOutput}   (cache these for frozen backbones)
     model.classify(encoder_outputs)   -> ModelOutput                 (fusion + head on cached features)
+    model.check_batch(batch)          -> None, or a clear error      (input values; once per pass, not per step)
+
+No forward pass reads a tensor's value back to the host (no `.item()`, no `if tensor`, no boolean-mask
+indexing): a step never waits for the GPU, and torch.compile captures each model in one graph
+(tests/test_compile.py). Input values are checked once per pass over a loader by `check_batch`.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ class GenreClassifier(nn.Module):
     def encode(self, batch: Mapping[str, Any]) -> dict[str, EncoderOutput]:
         """Run every encoder on its part of the batch."""
         return {m: encoder(batch) for m, encoder in self.encoders.items()}
+
+    def check_batch(self, batch: Mapping[str, Any]) -> None:
+        """Check the values of every encoder's inputs (`Encoder.check_input`); reads tensors back to the host,
+        so the training and evaluation loops call it on the first batch of a pass, not on every batch."""
+        for encoder in self.encoders.values():
+            encoder.check_input(batch)
 
     def classify(self, encoded: Mapping[str, EncoderOutput]) -> ModelOutput:
         """Fusion + head on encoder outputs (fresh, or cached from frozen backbones)."""

@@ -43,7 +43,16 @@ class Encoder(nn.Module):
         raise NotImplementedError
 
     def forward(self, batch: Mapping[str, Any]) -> EncoderOutput:
+        """Checks shapes only: no value of a tensor is read back to the host, so a forward pass never waits
+        for the GPU and torch.compile traces it in one graph. Values are checked by `check_input`."""
         raise NotImplementedError
+
+    def check_input(self, batch: Mapping[str, Any]) -> None:
+        """Raise a clear error when this encoder's part of `batch` holds values it cannot read (a token id
+        past the vocabulary, pixel boxes, ...), which the forward pass would turn into an index error or,
+        on a GPU, a device-side assert. It reads tensors back to the host (a device->host sync), so it runs
+        once per pass over a loader (`GenreClassifier.check_batch` on the first batch), never per step."""
+        self._require_keys(batch)
 
     def _require_keys(self, batch: Mapping[str, Any]) -> None:
         missing = [key for key in self.input_keys if key not in batch]

@@ -2,7 +2,8 @@
 
 The encoder reads batch["objects"]: boxes (B, R, 4) normalised xyxy, classes (B, R) contiguous ids of the
 detector's vocabulary, scores (B, R), mask (B, R) True = a real detection; the format (and its validator
-`check_objects`) lives with the rest of the batch contract in `thesis_lib.data.batch`. The detections come
+`check_objects`, run once per pass by `check_input`; the forward pass checks shapes only) lives with the rest
+of the batch contract in `thesis_lib.data.batch`. The detections come
 from `thesis_lib.detection` (YOLO / Faster R-CNN run once and cached; the twin's ground truth stands in
 as the "oracle" detector), which this model never imports.
 
@@ -21,10 +22,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from thesis_lib.data.batch import check_objects
+from thesis_lib.data.batch import check_object_layout, check_objects
 from thesis_lib.models.configs import ObjectEncoderConfig
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput
@@ -61,7 +61,7 @@ class ObjectEncoder(Encoder):
     def forward(self, batch: Mapping[str, Any]) -> EncoderOutput:
         self._require_keys(batch)
         objects = batch["objects"]
-        check_objects(objects, self.config.num_classes, self.config.source)
+        check_object_layout(objects)  # shapes only: the values are checked once per pass (`check_input`)
         mask: Tensor = objects["mask"]  # (B, R) bool
         # Padding is overwritten (not multiplied: 0 * NaN is NaN), so whatever it held can never matter.
         boxes = objects["boxes"].float().masked_fill(~mask.unsqueeze(-1), 0.0)  # (B, R, 4)
@@ -76,7 +76,7 @@ class ObjectEncoder(Encoder):
             )
             tokens = self.norm(tokens)  # (B, R, D)
         else:
-            one_hot = F.one_hot(classes, self.config.num_classes).float()  # (B, R, C)
+            one_hot = self._one_hot(classes)  # (B, R, C)
             tokens = torch.cat([one_hot, geometry, scores.unsqueeze(-1)], dim=-1)  # (B, R, C + 7 + 1)
         tokens = tokens * mask.unsqueeze(-1)  # (B, R, D) padded regions are exact zeros
         pooled = self.summary(classes, scores, geometry[..., 6], mask)  # (B, 3C [+ 1])
@@ -84,7 +84,7 @@ class ObjectEncoder(Encoder):
 
     def summary(self, classes: Tensor, scores: Tensor, areas: Tensor, mask: Tensor) -> Tensor:
         """The fixed detection summary: per class log(1+count), max score, covered area; then people."""
-        one_hot = F.one_hot(classes, self.config.num_classes).float() * mask.unsqueeze(-1)  # (B, R, C)
+        one_hot = self._one_hot(classes) * mask.unsqueeze(-1)  # (B, R, C)
         counts = one_hot.sum(dim=1)  # (B, C)
         if one_hot.shape[1]:
             max_score = (one_hot * scores.unsqueeze(-1)).amax(dim=1)  # (B, C) 0 for absent classes (scores >= 0)
@@ -96,6 +96,17 @@ class ObjectEncoder(Encoder):
             people = counts[:, self.config.person_class : self.config.person_class + 1]  # (B, 1)
             parts.append(people.clamp(max=self.config.max_people) / self.config.max_people)  # (B, 1) in [0, 1]
         return torch.cat(parts, dim=-1)  # (B, 3C [+ 1])
+
+    def check_input(self, batch: Mapping[str, Any]) -> None:
+        self._require_keys(batch)
+        check_objects(batch["objects"], self.config.num_classes, self.config.source)
+
+    def _one_hot(self, classes: Tensor) -> Tensor:
+        """(B, R) class ids -> (B, R, C) float one-hot. A comparison, not `F.one_hot`: on CPU that reads the
+        ids' min and max back to check them (a host read per batch, and a graph break under torch.compile);
+        the ids were checked once by `check_input`."""
+        vocabulary = torch.arange(self.config.num_classes, device=classes.device)  # (C,)
+        return (classes.unsqueeze(-1) == vocabulary).float()  # (B, R, C)
 
     def expected_input(self) -> list[tuple[str, str]]:
         last = self.config.num_classes - 1

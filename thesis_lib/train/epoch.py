@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -104,7 +105,11 @@ def train_one_epoch(
 
     model.train()  # a frozen encoder stays in eval mode (`Encoder.train`): no dropout, BatchNorm statistics kept
     show_bar = config.progress_bar and accelerator.is_local_main_process
+    checked = False
     for batch in progress_bar(loader, total=len(loader), description=f"epoch {epoch + 1}", enabled=show_bar):
+        if not checked:
+            check_batch(model, batch)  # input values, once per epoch: it waits for the device
+            checked = True
         with accelerator.accumulate(model):
             logits = model(batch).logits.float()  # (B, C) float32 even under bf16 autocast
             loss = loss_fn(logits, batch["labels"].float())  # () mean over B x C
@@ -151,6 +156,17 @@ def epoch_train_loss(accelerator: Accelerator, process_state: ProcessState) -> f
     return loss_sum / samples if samples else math.nan
 
 
+def check_batch(model: nn.Module, batch: dict) -> None:
+    """The model's check of a batch's values (`GenreClassifier.check_batch`: token ids within the vocabulary,
+    normalised boxes, ...), when it has one; DDP / torch.compile wrappers are looked through.
+
+    The forward pass checks shapes only (it never reads a tensor back to the host); this check does, so the
+    loops run it on the first batch of each pass: one wait for the device per pass, not one per step."""
+    check = getattr(extract_model_from_parallel(model), "check_batch", None)
+    if check is not None:
+        check(batch)
+
+
 # ---------------------------------------------------------------------------------------- evaluation
 
 
@@ -165,6 +181,8 @@ def _gather_outputs(
         for batch in loader:
             if "ids" not in batch or "labels" not in batch:
                 raise KeyError(f"evaluation batches need 'ids' and 'labels' keys, got {sorted(batch)}")
+            if not ids:
+                check_batch(model, batch)  # input values, on the first batch only: it waits for the device
             logits = model(batch).logits.float()  # (B, C) float32 even under bf16 autocast
             # gather_for_metrics drops the samples DDP duplicated to give every process equal batches.
             logits, labels = accelerator.gather_for_metrics((logits, batch["labels"].float()))  # (B', C) each

@@ -71,6 +71,7 @@ from thesis_lib.models.outputs import EncoderOutput
 from thesis_lib.paths import cache_dir
 from thesis_lib.storage import stable_hash
 from thesis_lib.train.checkpoint import weights_fingerprint
+from thesis_lib.train.epoch import check_batch
 from thesis_lib.train.rows_file import RowsFileWriter
 
 FEATURE_CACHE_FORMAT = 3  # 3: pooled-only files besides token files, key names the precision; 2: ragged tokens
@@ -196,8 +197,10 @@ def _write_feature_cache(
         with RowsFileWriter(path.parent) as writer:
             with torch.inference_mode(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 for indices, batch in zip(batches, loader, strict=True):
-                    encoded: Mapping[str, EncoderOutput] = model.encode(
-                        send_to_device(batch, device, non_blocking=True))
+                    if not ids:
+                        check_batch(model, batch)  # input values, once, while the batch is still on the host
+                    batch = send_to_device(batch, device, non_blocking=True)
+                    encoded: Mapping[str, EncoderOutput] = model.encode(batch)
                     order += indices
                     ids += list(batch["ids"])
                     writer.append("labels", batch["labels"].float().cpu())  # (B, C)
@@ -390,6 +393,12 @@ class FrozenEncodersClassifier(nn.Module):
     def checkpoint_module(self) -> nn.Module:
         """Checkpoints hold the wrapped model's weights (see `thesis_lib.train.checkpoint`)."""
         return self.model
+
+    def check_batch(self, batch: Mapping[str, Any]) -> None:
+        """The live encoders' input check (`Encoder.check_input`); cached features were checked when cached."""
+        for modality, encoder in self.model.encoders.items():
+            if modality not in self.cached:
+                encoder.check_input(batch)
 
     def forward(self, batch: Mapping[str, Any]) -> Any:
         encoded = encoder_outputs_from_features(batch["features"])

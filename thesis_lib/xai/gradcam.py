@@ -60,6 +60,8 @@ def select_rows(batch: Mapping[str, Any], rows: Sequence[int]) -> dict[str, Any]
     index = torch.as_tensor(list(rows), dtype=torch.long)
     selected: dict[str, Any] = {}
     for key, value in batch.items():
+        if key == "text_index":
+            continue  # indexes the whole batch's tokens, not rows: without it the text encoder runs padded
         if isinstance(value, Tensor):
             selected[key] = value.index_select(0, index.to(value.device))
         elif isinstance(value, Mapping):
