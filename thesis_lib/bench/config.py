@@ -68,6 +68,7 @@ class BenchConfig:
     # Last: detectors and the 0-worker variants.
     detector_batch_size: int = 32
     detector_image_size: int = 224
+    check_posters: int = 8  # posters each detector of the GPU-path checks runs on (two sizes)
     no_workers_movies: int = 512
     time_budget_s: float = 600.0  # per process: a case that would start later is skipped (recorded)
     sections: tuple[str, ...] = SECTIONS
@@ -130,6 +131,7 @@ PROFILES: dict[str, BenchConfig] = {
         e2e_steps=3,
         detector_batch_size=1,
         detector_image_size=64,
+        check_posters=3,
         no_workers_movies=8,
         time_budget_s=120.0,
     ),

@@ -113,8 +113,8 @@ def check_gradcam(product: Product, movies: Sequence[Movie]) -> dict[str, Any]:
             "device": str(next(model.parameters()).device), "maps_shape": list(maps.shape)}
 
 
-def sample_posters() -> list[torch.Tensor]:
-    """Eight uint8 posters in two sizes (the detectors batch posters of one size together)."""
+def sample_posters(count: int = 8) -> list[torch.Tensor]:
+    """`count` uint8 posters in two sizes, the last two smaller (the detectors batch posters of one size)."""
     generator = torch.Generator().manual_seed(0)
-    return [torch.randint(0, 256, (3, 336, 224), dtype=torch.uint8, generator=generator) for _ in range(6)] + [
+    return [torch.randint(0, 256, (3, 336, 224), dtype=torch.uint8, generator=generator) for _ in range(count - 2)] + [
         torch.randint(0, 256, (3, 300, 200), dtype=torch.uint8, generator=generator) for _ in range(2)]

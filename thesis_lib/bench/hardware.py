@@ -98,6 +98,7 @@ def machine_record(device: torch.device) -> dict[str, Any]:
         "nproc": usable_cpus(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),  # "highest": plain float32 has no TF32
         "memory_bytes": _meminfo_bytes("MemTotal"),
         "dev_shm_bytes": _disk_bytes("/dev/shm"),
         "load_average": load_average(),

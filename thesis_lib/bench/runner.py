@@ -328,7 +328,7 @@ class _RunState:
     def gpu_paths(self) -> None:
         product, movies = self.product, self.movies(8)
         self.guarded("device", "gpu_paths", lambda: check_device(product))
-        posters = sample_posters()
+        posters = sample_posters(self.config.check_posters)
         for name in DETECTORS:
             self.guarded(f"detect {name}", "gpu_paths", lambda n=name: check_detector(n, product, posters))
         self.guarded("extract image features", "gpu_paths",
