@@ -29,11 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=machine.DEVICE_SETTINGS, default="auto")
     parser.add_argument("--profile", choices=tuple(PROFILES), default="gpu")
     ns = parser.parse_args(argv)
-    product = Product.load(PROFILES[ns.profile], machine.choose_device(ns.device))
+    config = PROFILES[ns.profile]
+    product = Product.load(config, machine.choose_device(ns.device))
     with tempfile.TemporaryDirectory(prefix="thesis-gpu-paths-") as scratch:
         movies = write_synthetic_movies(Path(scratch) / "movies", SyntheticMoviesConfig(movies=8, posters=4))
         checks = [gpu_paths.check_device(product)]
-        checks += [gpu_paths.check_detector(name, product, gpu_paths.sample_posters()) for name in gpu_paths.DETECTORS]
+        posters = gpu_paths.sample_posters(config.check_posters)
+        checks += [gpu_paths.check_detector(name, product, posters) for name in config.check_detectors]
         checks += [gpu_paths.check_extraction(product, movies, Path(scratch) / "cache"),
                    gpu_paths.check_attention(product, movies), gpu_paths.check_gradcam(product, movies)]
     for check in checks:

@@ -36,7 +36,8 @@ def dry_run(tmp_path_factory):
     blocker = folder / "blocker"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(BLOCKER)
-    env = {**os.environ, "THESIS_BENCH_DRY_RUN": "1", "OUT": str(folder / "out"), "PYTHON": sys.executable,
+    # One torch thread: on a shared 2-core machine two spinning OpenMP threads per process slow everything down.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "THESIS_BENCH_DRY_RUN": "1", "OUT": str(folder / "out"), "PYTHON": sys.executable,
            "PYTHONPATH": str(blocker), "THESIS_CACHE": str(folder / "cache"), "TMPDIR": str(folder)}
     started = time.perf_counter()
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True, text=True,
@@ -58,14 +59,14 @@ def test_the_dry_run_saves_every_section_and_no_error(dry_run):
     assert [p["sections"] for p in result["processes"]] == [
         ["machine", "train"], ["compile"], ["extract", "loader"], ["gpu_paths", "detectors", "no_workers"]]
     assert result["machine"]["nproc"] >= 1 and result["machine"]["load_average"] is not None
-    assert result["matmul"]["tflops"] > 0 and result["device"]["measured_peak_flops"] > 0
+    assert result["matmul"]["tflops"] > 0 and result["device"]["measured_peak_flops"] is None  # a GPU's only
     roles = [(case["role"], case["variant"]) for case in result["cases"]]
     assert ("product", "fused_adamw+sdpa+channels_last") in roles and ("comparison", "plain") in roles
     compiled = [case for case in result["cases"] if case["techniques"]["compile"]]
     assert len(compiled) == 1 and compiled[0]["graph_breaks"] >= 0 and compiled[0]["attention_mask"] == "padded"
     for case in result["cases"]:
         assert case["timing"]["steps"] >= 3 and case["timing"]["spread"] is not None
-        assert case["mfu"] is None and case["mfu_measured_peak"] > 0  # no datasheet peak for a CPU
+        assert case["mfu"] is None and case["mfu_measured_peak"] is None  # no peak for a CPU
         assert 0 < case["flops_per_step"] <= case["padded_flops_per_step"]
     assert sorted(entry["modality"] for entry in result["extract"]) == ["image", "text"]
     assert [entry["task"] for entry in result["cached_fusion"]] == ["train"]
@@ -85,7 +86,7 @@ def test_the_dry_run_calls_the_grid_check_and_the_gpu_path_checks(dry_run):
     checks = {check["check"]: check for check in result["gpu_paths"]}
     assert checks["detect yolov8n"]["ok"] is None and "ultralytics" in checks["detect yolov8n"]["skipped"]
     assert checks["explain Grad-CAM"]["ok"] is None  # pytorch-grad-cam is hidden, as on the GPU machine
-    assert all(checks[name]["ok"] for name in ("device", "detect frcnn-twin", "detect frcnn-r50",
-                                               "extract image features", "explain attention"))
+    assert all(checks[name]["ok"] for name in ("device", "detect frcnn-twin", "extract image features",
+                                               "explain attention"))
     assert result["packages"]["ultralytics"] is False and result["packages"]["papermill"] is False
     assert "skipped: none; errors: none" in output  # the script prints its skipped and errors lists last

@@ -21,6 +21,7 @@ from safetensors import safe_open
 from thesis_lib import machine
 from thesis_lib.bench.batches import BatchShape, synthetic_batch
 from thesis_lib.bench.product import Product
+from thesis_lib.data.batch import MultimodalCollator
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.detection import DetectorConfig, twin_classes
 from thesis_lib.detection.frcnn import FrcnnDetector, build_twin_frcnn, coco_detector, twin_label_map
@@ -28,7 +29,6 @@ from thesis_lib.experiments.pipeline import SingleEncoder, image_transforms, raw
 from thesis_lib.train.features import FeatureCacheConfig, cache_encoder_features
 from thesis_lib.xai.attention import explain_attention
 
-DETECTORS = ("frcnn-twin", "frcnn-r50", "yolov8n")
 PRECISION_NAMES = {"bf16": "bfloat16", "fp16": "float16", "no": "float32"}
 
 
@@ -74,7 +74,8 @@ def check_extraction(product: Product, movies: Sequence[Movie], cache_root: Path
     cache_config = FeatureCacheConfig(batch_size=4, mixed_precision=product.profile.mixed_precision, num_workers=0)
     path = cache_encoder_features(SingleEncoder("image", built.model.encoders["image"]), dataset,
                                   backbone_id="gpu path check", data_fingerprint=f"synthetic-{len(movies)}",
-                                  part="gpu-check-image", config=cache_config, cache_root=cache_root)
+                                  part="gpu-check-image", collate_fn=MultimodalCollator(), config=cache_config,
+                                  cache_root=cache_root)
     with safe_open(str(path), framework="pt") as handle:
         key = json.loads(handle.metadata()["key"])
         pooled = handle.get_slice("image.pooled").get_shape()

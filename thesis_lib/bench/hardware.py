@@ -6,7 +6,7 @@ reported against two peaks:
   989, H100 PCIe 756, H200 989, A100 312 TFLOP/s; no 2:4 sparsity), matched against the CUDA device name;
   a device the table does not know (and every CPU) has none, so that MFU is null ("n/a");
 - the peak measured here at the start of the run: a large bf16 matmul timed on the device
-  (`matmul_peak`), the rate a perfect kernel reaches on this very card at its clocks today.
+  (`timing.matmul_peak`), the rate a perfect kernel reaches on this very card at its clocks today.
 `--peak-tflops` on the command line replaces the datasheet's value.
 
 Peak memory per case: on a GPU `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`; on the
@@ -162,22 +162,6 @@ def _smi_field(smi: str | None, index: int) -> str | None:
     """Field `index` of nvidia-smi's first CSV line (2: the driver version)."""
     fields = [field.strip() for field in (smi or "").splitlines()[0].split(",")] if smi else []
     return fields[index] if len(fields) > index else None
-
-
-def matmul_peak(device: torch.device, size: int, *, warmup: int = 3, repeats: int = 10) -> dict[str, Any]:
-    """bf16 FLOP/s of a (size x size) @ (size x size) matmul on `device`: the median of `repeats` timed
-    products after `warmup` (each product 2 * size^3 FLOPs), with the spread."""
-    # Imported here: timing imports this module for `synchronize` (the two would import each other).
-    from thesis_lib.bench.timing import time_steps
-
-    generator = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(size, size, device=device, dtype=torch.bfloat16, generator=generator)  # (n, n)
-    b = torch.randn(size, size, device=device, dtype=torch.bfloat16, generator=generator)  # (n, n)
-    timing = time_steps(lambda: torch.mm(a, b), warmup=warmup, steps=repeats, device=device)
-    flops = 2.0 * size**3
-    return {"size": size, "dtype": "bfloat16", "flops_per_product": flops,
-            "tflops": flops / timing.seconds_per_step / 1e12, "timing": timing.to_dict(),
-            "how": "median of the timed products; random normal inputs"}
 
 
 class PeakMemory:

@@ -28,7 +28,6 @@ from thesis_lib.bench.config import SECTIONS, TEXT_IMAGE, BenchConfig, Overrides
 from thesis_lib.bench.detectors import frcnn_throughput, yolo_status
 from thesis_lib.bench.end_to_end import cached_fusion, extract_features, random_detection_table, train_epoch
 from thesis_lib.bench.gpu_paths import (
-    DETECTORS,
     check_attention,
     check_detector,
     check_device,
@@ -37,13 +36,14 @@ from thesis_lib.bench.gpu_paths import (
     sample_posters,
 )
 from thesis_lib.bench.grid import available_packages
-from thesis_lib.bench.hardware import describe_device, load_average, machine_record, matmul_peak
+from thesis_lib.bench.hardware import describe_device, load_average, machine_record
 from thesis_lib.bench.loading import LoaderSettings, PosterDecodes, PosterTensors, make_loader, measure_loader
 from thesis_lib.bench.movies import SyntheticMoviesConfig, plot_token_lengths, write_synthetic_movies
 from thesis_lib.bench.product import Product
 from thesis_lib.bench.report import add_comparisons, evaluate_targets
 from thesis_lib.bench.results import open_result, save_result
 from thesis_lib.bench.techniques import Techniques
+from thesis_lib.bench.timing import matmul_peak
 from thesis_lib.data.images import ImageTransformConfig, build_image_transform
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.detection import DetectorConfig
@@ -71,7 +71,8 @@ def run_benchmark(config: BenchConfig, *, out: Path | None, sections: Sequence[s
     product = Product.load(config, device)
     if product.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolution
-    measured = (result.get("matmul") or {}).get("tflops")
+    # The measured peak is a GPU's: a CPU's bf16 matmul says nothing about its float32 work.
+    measured = (result.get("matmul") or {}).get("tflops") if product.device.type == "cuda" else None
     result |= {"device": describe_device(product.device, peak_tflops, measured and measured * 1e12).to_dict(),
                "config": config.to_dict(), "product": product.settings(), "packages": available_packages()}
     process = {"sections": wanted, "pid": os.getpid(), "load_average_before": load_average(),
@@ -213,7 +214,8 @@ class _RunState:
         matmul = self.guarded("bf16 matmul peak", "machine", lambda: matmul_peak(self.device, self.config.matmul_size))
         if matmul is not None:
             self.result["matmul"] = matmul
-            self.result["device"]["measured_peak_flops"] = matmul["tflops"] * 1e12
+            if self.device.type == "cuda":  # a CPU's bf16 matmul is no peak for its float32 work
+                self.result["device"]["measured_peak_flops"] = matmul["tflops"] * 1e12
 
     def train(self) -> None:
         """The eager fine-tuning steps with the product's techniques first, then the comparisons."""
@@ -329,7 +331,7 @@ class _RunState:
         product, movies = self.product, self.movies(8)
         self.guarded("device", "gpu_paths", lambda: check_device(product))
         posters = sample_posters(self.config.check_posters)
-        for name in DETECTORS:
+        for name in self.config.check_detectors:
             self.guarded(f"detect {name}", "gpu_paths", lambda n=name: check_detector(n, product, posters))
         self.guarded("extract image features", "gpu_paths",
                      lambda: check_extraction(product, movies, self.scratch / "gpu-check-cache"))

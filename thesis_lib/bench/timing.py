@@ -90,3 +90,16 @@ def time_steps(step: Callable[[], Any], *, warmup: int, steps: int, device: torc
         durations = tuple(later - earlier for earlier, later in zip(marks, marks[1:], strict=False))
     return Timing(warmup_steps=warmup, warmup_s=warmed - started, step_s=durations,
                   wall_s=time.perf_counter() - warmed)
+
+
+def matmul_peak(device: torch.device, size: int, *, warmup: int = 3, repeats: int = 10) -> dict[str, Any]:
+    """bf16 FLOP/s of a (size x size) @ (size x size) matmul on `device`: the median of `repeats` timed
+    products after `warmup` (each product 2 * size^3 FLOPs), with the spread."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16, generator=generator)  # (n, n)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16, generator=generator)  # (n, n)
+    timing = time_steps(lambda: torch.mm(a, b), warmup=warmup, steps=repeats, device=device)
+    flops = 2.0 * size**3
+    return {"size": size, "dtype": "bfloat16", "flops_per_product": flops,
+            "tflops": flops / timing.seconds_per_step / 1e12, "timing": timing.to_dict(),
+            "how": "median of the timed products; random normal inputs"}
