@@ -1,38 +1,79 @@
 #!/usr/bin/env bash
-# The GPU benchmark, in one command, from the repository root on the device machine:
+# The GPU benchmark in one command, from the repository root on a machine with one NVIDIA GPU:
 #
-#     bash benchmarks/gpu.sh            (the device tool: run(command="bash benchmarks/gpu.sh", timeout_s=600))
+#     bash benchmarks/gpu.sh                      (OUT=folder for the results; default benchmarks/results/gpu-out)
 #
-# Needs only the machine's own python3 (torch, torchvision, transformers, tokenizers, timm, accelerate,
-# safetensors, numpy, pillow, pyyaml; scikit-learn + pandas for the grid's metrics) and this checkout on
-# PYTHONPATH: no network, no pretrained weights, no carried files (posters, plots and the bert-base-uncased /
-# roberta-base stand-ins are generated in /tmp). Writes to $OUT (default benchmarks/results/gpu-out):
-#   gpu-<device>-<date>.json   the benchmark (copy it to benchmarks/results/ and commit it)
-#   grid-<device>-<date>.json  the real `thesis run` path on a small full-size grid (random init, bf16)
-#   bench.log, grid.log, nvidia-smi.txt
-# Wall time: ~4-6.5 min for the benchmark (sections past 270 s are skipped, torch.compile runs last),
-# ~1.5 min for the grid; each step has a hard timeout so the whole script stays under 10 minutes.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/benchmarks/results/gpu-out}"
-mkdir -p "$OUT"
+# Needs only the machine's python3 (torch, torchvision, transformers, tokenizers, timm, accelerate,
+# safetensors, numpy, pillow, pyyaml, scikit-learn, pandas) and this checkout: no network, no pretrained
+# weights (random weights; the bert-base-uncased / roberta-base architectures are written as stand-ins in a
+# scratch folder). Packages it can do without: ultralytics (YOLO), pytorch-grad-cam (Grad-CAM) are
+# reported as skipped; papermill and jupyter-book are never imported.
+#
+# Steps, in the order that loses the least when the run is cut off, each in its own process under its own
+# time limit, all writing one JSON ($OUT/<profile>-<gpu>-<date>.json) after every case:
+#   1. machine + train     the machine's record (GPU, driver, nproc, /dev/shm, versions, load), the measured bf16
+#                          matmul peak, then the eager fine-tuning steps with the full profile's settings
+#   2. compile             torch.compile against eager on the same padded batch (its own limit)
+#   3. extract + loader    feature extraction as the grid runs it, the fusion on cached features, the training
+#                          loader, and fine-tuning fed by it (train_one_epoch)
+#   4. grid                a short `thesis run` grid (run_grid: fine-tune BERT-base, ViT-B/16, then the fusion)
+#   5. gpu paths + rest    detection, extraction and explanations on the GPU; detectors; the 0-worker loaders
+# A step stopped at its limit (exit 124) is noted in the JSON and the script goes on: what it saved stays.
+# The whole script ends within THESIS_BENCH_DEADLINE seconds (default 300) plus Python's start-up.
+# Success = the JSON exists; the script prints it, its skipped list and its errors, last.
+#
+# THESIS_BENCH_DRY_RUN=1 runs this very script on a CPU at toy sizes (profile "dry"): the test suite does
+# (tests/test_gpu_script.py), so nothing a CPU could catch breaks it on the GPU.
+set -u -o pipefail
+START=$SECONDS
+DEADLINE="${THESIS_BENCH_DEADLINE:-300}"
+RESERVE=10  # seconds kept for the bookkeeping and the summary at the end
+MIN_STEP=15  # a step with less time than this left is not started (and noted as such)
+
+cd "$(dirname "$0")/.." || { echo "gpu.sh: cannot enter the repository root" >&2; exit 1; }
 PY="${PYTHON:-python3}"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-export THESIS_CACHE="${THESIS_CACHE:-/tmp/thesis-cache}"  # feature caches and tokenizers stay off the tree
-export TOKENIZERS_PARALLELISM=false
+command -v "$PY" >/dev/null || { echo "gpu.sh: no $PY on PATH (set PYTHON=...)" >&2; exit 1; }
+PROFILE=gpu
+[ "${THESIS_BENCH_DRY_RUN:-0}" = 1 ] && PROFILE=dry
+OUT="${OUT:-$PWD/benchmarks/results/gpu-out}"
+mkdir -p "$OUT" || { echo "gpu.sh: cannot create $OUT" >&2; exit 1; }
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/thesis-gpu-XXXXXX") || { echo "gpu.sh: no scratch folder" >&2; exit 1; }
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export THESIS_CACHE="${THESIS_CACHE:-$WORK/cache}"  # feature caches and tokenizers stay off the tree
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | tr -c 'A-Za-z0-9._-' '_' | sed 's/_*$//')
+[ -n "$GPU" ] || GPU=no-gpu
+JSON="$OUT/$PROFILE-$GPU-$(date -u +%F).json"
+LOG="$OUT/gpu.log"
+[ -f "$JSON" ] && mv -f "$JSON" "$JSON.previous"  # a rerun starts its own file
+BENCH=(benchmarks/run_bench.py --profile "$PROFILE" --out "$JSON" --workdir "$WORK")
 
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee "$OUT/nvidia-smi.txt"
-DEVICE=$("$PY" -c "import torch; print(torch.cuda.get_device_name().replace(' ', '_') if torch.cuda.is_available() else 'cpu')")
-DATE=$(date -u +%F)
+step() {  # step NAME LIMIT_S ARGS...: run_bench.py ARGS under min(LIMIT_S, time left), noted when stopped
+    local name=$1 limit=$2 left began code
+    shift 2
+    left=$(( DEADLINE - (SECONDS - START) - RESERVE ))
+    if [ "$left" -lt "$MIN_STEP" ]; then
+        echo "gpu.sh: $name: not started, ${left} s left"
+        "$PY" "${BENCH[@]}" --not-started "$name" >>"$LOG" 2>&1
+        return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "gpu.sh: $name (limit $limit s) ..."
+    began=$SECONDS
+    timeout -k 5 "$limit" "$PY" "${BENCH[@]}" "$@" --time-budget $(( limit - 12 )) >>"$LOG" 2>&1
+    code=$?
+    echo "gpu.sh: $name: exit $code after $(( SECONDS - began )) s"
+    if [ "$code" -ne 0 ]; then
+        "$PY" "${BENCH[@]}" --record-timeout "$name" --limit "$limit" --exit-code "$code" >>"$LOG" 2>&1
+    fi
+}
 
-timeout 390 "$PY" benchmarks/run_bench.py --profile gpu --workdir /tmp \
-    --out "$OUT/gpu-$DEVICE-$DATE.json" 2>&1 | tee "$OUT/bench.log"
-bench=${PIPESTATUS[0]}
+echo "gpu.sh: profile $PROFILE, GPU $GPU, results in $JSON, log in $LOG"
+step machine+train 75 --sections machine,train
+step compile 55 --sections compile
+step extract+loader 80 --sections extract,loader
+step grid 50 --grid
+step gpu-paths+rest 60 --sections gpu_paths,detectors,no_workers
+rm -rf "$WORK"
 
-timeout 160 "$PY" benchmarks/run_bench.py --grid --workdir /tmp \
-    --out "$OUT/grid-$DEVICE-$DATE.json" > "$OUT/grid.log" 2>&1
-grid=$?
-tail -n 25 "$OUT/grid.log"
-
-echo "gpu.sh: benchmark exit $bench (124 = hit its timeout; the JSON holds every finished section), grid exit $grid"
-[ "$bench" -eq 0 ] && [ "$grid" -eq 0 ]
+echo "gpu.sh: finished in $(( SECONDS - START )) s; the result, its skipped list and its errors:"
+"$PY" benchmarks/run_bench.py --summary --out "$JSON"

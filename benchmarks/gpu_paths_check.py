@@ -1,39 +1,47 @@
-"""Detection and Grad-CAM on the device with random weights (no files, no downloads): `--device auto|cpu`."""
+"""`python benchmarks/gpu_paths_check.py [--device auto|cpu] [--profile gpu|cpu|dry]`: does each product path
+that can use a GPU run on it? Detection, feature extraction and explanations with random weights.
+
+A thin entry point over `thesis_lib.bench.gpu_paths` (benchmarks/gpu.sh runs the same checks as its
+`gpu_paths` section and keeps them in its JSON); prints one line per check.
+"""
+
+from __future__ import annotations
+
 import argparse
-import time
+import json
+import sys
+import tempfile
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a plain checkout
 
-from thesis_lib import machine
-from thesis_lib.detection import DetectorConfig, twin_classes
-from thesis_lib.detection.frcnn import FrcnnDetector, build_twin_frcnn, coco_detector, twin_label_map
-from thesis_lib.detection.yolo import TWIN_ARCHITECTURE, YoloDetector, _yolo_class
-from thesis_lib.models import build_model
-from thesis_lib.xai.gradcam import gradcam_maps, randomized_copy
+import thesis_lib  # noqa: E402,F401  (sets the offline environment before torch / transformers load)
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--device", choices=machine.DEVICE_SETTINGS, default="auto")
-device = machine.choose_device(parser.parse_args().device)
-torch.manual_seed(0)
-posters = [torch.randint(0, 256, (3, 336, 224), dtype=torch.uint8) for _ in range(6)] + [
-    torch.randint(0, 256, (3, 300, 200), dtype=torch.uint8) for _ in range(2)]  # two sizes: two batches
-vocabulary, config = twin_classes(), DetectorConfig(kind="frcnn", score_threshold=0.0, batch_size=4)
-detectors = {"frcnn-twin": FrcnnDetector(build_twin_frcnn(len(vocabulary), config), vocabulary, config,
-                                         twin_label_map(vocabulary)),
-             "frcnn-r50": coco_detector(DetectorConfig(kind="frcnn", weights="coco", score_threshold=0.0), None),
-             "yolov8n": YoloDetector(_yolo_class()(TWIN_ARCHITECTURE), vocabulary, DetectorConfig(score_threshold=0.0))}
-for name, detector in detectors.items():
-    detector.to(device).detect(posters[:1])  # warm-up (ultralytics sets its predictor up here)
-    started = time.perf_counter()
-    found = detector.detect(posters)
-    seconds = time.perf_counter() - started
-    print(f"{name:>10} on {detector.device} ({detector.precision}): {sum(len(d.scores) for d in found)} boxes on "
-          f"{len(posters)} posters in {1000 * seconds:.0f} ms; outputs on {found[0].boxes.device}")
-for model_name in ("image_vit", "image_resnet50"):
-    model = build_model(model_name, image_input_size=64).to(device).eval()
-    batch = {"image": torch.rand(4, 3, 64, 64, device=device)}
-    started = time.perf_counter()
-    maps = gradcam_maps(model, batch, [(row, row) for row in range(4)])  # (4, 64, 64) numpy
-    random_maps = gradcam_maps(randomized_copy(model), batch, [(0, 1)])
-    print(f"{model_name:>10} Grad-CAM on {next(model.parameters()).device}: maps {maps.shape} in [{maps.min():.2f}, "
-          f"{maps.max():.2f}], randomised {random_maps.shape}, {1000 * (time.perf_counter() - started):.0f} ms")
+
+def main(argv: list[str] | None = None) -> int:
+    from thesis_lib import machine
+    from thesis_lib.bench import gpu_paths
+    from thesis_lib.bench.config import PROFILES
+    from thesis_lib.bench.movies import SyntheticMoviesConfig, write_synthetic_movies
+    from thesis_lib.bench.product import Product
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=machine.DEVICE_SETTINGS, default="auto")
+    parser.add_argument("--profile", choices=tuple(PROFILES), default="gpu")
+    ns = parser.parse_args(argv)
+    config = PROFILES[ns.profile]
+    product = Product.load(config, machine.choose_device(ns.device))
+    with tempfile.TemporaryDirectory(prefix="thesis-gpu-paths-") as scratch:
+        movies = write_synthetic_movies(Path(scratch) / "movies", SyntheticMoviesConfig(movies=8, posters=4))
+        checks = [gpu_paths.check_device(product)]
+        posters = gpu_paths.sample_posters(config.check_posters)
+        checks += [gpu_paths.check_detector(name, product, posters) for name in config.check_detectors]
+        checks += [gpu_paths.check_extraction(product, movies, Path(scratch) / "cache"),
+                   gpu_paths.check_attention(product, movies), gpu_paths.check_gradcam(product, movies)]
+    for check in checks:
+        print(json.dumps(check, default=str))
+    return 0 if all(check["ok"] is not False for check in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

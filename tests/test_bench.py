@@ -1,17 +1,16 @@
-"""The speed benchmark (thesis_lib.bench): FLOP counting, the tiny profile's JSON, the blocked-imports run,
-and the training options it measures (fused AdamW, channels-last, length-grouped batches, pinned memory).
+"""The speed benchmark (thesis_lib.bench): FLOP counting, measurement hygiene (per-step timing, the loader's
+clock, per-case peaks, cut-off runs), the product's settings, and the training options it measures (fused
+AdamW, channels-last, length-grouped batches, pinned memory). The whole of benchmarks/gpu.sh runs in
+tests/test_gpu_script.py.
 
-Nothing here asserts a speed: CI machines differ. The tiny profile runs once per session (a few seconds).
+Nothing here asserts a speed: CI machines differ.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
+import time
 
 import pytest
 import torch
@@ -19,32 +18,30 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from thesis_lib.bench.config import PROFILES
-from thesis_lib.bench.hardware import describe_device, peak_bf16_flops
-from thesis_lib.bench.report import SCHEMA
+from thesis_lib.bench.grid import GRID_CHECKS, GRID_MODELS, grid_overrides
+from thesis_lib.bench.hardware import PeakMemory, describe_device, peak_bf16_flops
+from thesis_lib.bench.loading import LoaderSettings, measure_loader
+from thesis_lib.bench.product import Product
+from thesis_lib.bench.results import (
+    BenchJsonError,
+    new_result,
+    open_result,
+    problem_lines,
+    read_result,
+    record_timeout,
+    save_result,
+)
 from thesis_lib.bench.runner import run_benchmark
 from thesis_lib.bench.techniques import set_attention_kernels
+from thesis_lib.bench.timing import time_steps
 from thesis_lib.data.dataset import MMIMDbDataset
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.data.text import RAW
+from thesis_lib.experiments.profile import load_profile
 from thesis_lib.models.flops import QuadraticFlops, count_flops, matmul_parameters, rule_flops
 from thesis_lib.train import TrainConfig, fit
 from thesis_lib.train.loaders import LengthGroupedSampler, SeededLoader
 from thesis_lib.train.optim import build_optimizer
-
-ROOT = Path(__file__).resolve().parent.parent
-
-TOP_KEYS = {"schema", "profile", "note", "created", "device", "software", "packages", "config", "cases", "loader",
-            "end_to_end", "detectors", "skipped", "errors", "targets", "wall_time_s"}
-CASE_KEYS = {"name", "model", "size", "task", "modality", "variant", "techniques", "shape", "overrides",
-             "parameters", "timing", "samples_per_s", "flops_per_step", "flops_source", "rule_flops_per_step",
-             "achieved_tflops", "mfu", "peak_memory_bytes", "peak_memory_kind", "speedup_vs_plain"}
-LOADER_KEYS = {"stage", "batch_size", "workers", "pin_memory", "prefetch_factor", "items", "seconds",
-               "startup_s", "items_per_s", "speedup_vs_no_workers"}
-E2E_TRAIN_KEYS = {"name", "task", "model", "variant", "techniques", "group_by_length", "loader", "steps",
-                  "seconds", "samples_per_s", "loader_wait_fraction", "peak_memory_bytes", "derived",
-                  "text_width_mean", "padding_fraction", "flops_per_step_mean", "achieved_tflops", "mfu"}
-E2E_EXTRACT_KEYS = {"name", "task", "model", "modality", "variant", "loader", "movies", "seconds",
-                    "movies_per_s", "derived"}
 
 
 def tiny_bert(hidden: int = 64, layers: int = 2) -> BertModel:
@@ -102,101 +99,93 @@ def test_peak_flops_table_and_cpu_mfu_is_not_available():
     assert describe_device(torch.device("cpu"), peak_tflops_override=100.0).peak_bf16_flops == 100e12
 
 
-# --------------------------------------------------------------------------------- the tiny profile
+# ------------------------------------------------------------------------------ measurement hygiene
 
 
-@pytest.fixture(scope="module")
-def tiny_result(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "tiny.json"
-    result = run_benchmark(PROFILES["tiny"], out=out, device=torch.device("cpu"), log=lambda line: None)
-    return result, json.loads(out.read_text())
+def test_each_step_is_timed_and_the_median_and_spread_are_reported():
+    durations = iter([0.01, 0.01, 0.03, 0.01, 0.02])  # two warm-up steps, then three timed ones
+
+    timing = time_steps(lambda: time.sleep(next(durations)), warmup=2, steps=3, device=torch.device("cpu"))
+    assert timing.steps == 3 and timing.warmup_steps == 2
+    assert timing.seconds_per_step == pytest.approx(0.02, abs=0.008)  # the median of 0.01, 0.02, 0.03 (+ noise)
+    stats = timing.to_dict()
+    assert stats["min_s"] <= stats["p25_s"] <= stats["seconds_per_step"] <= stats["p75_s"] <= stats["max_s"]
+    with pytest.raises(ValueError, match="median"):
+        time_steps(lambda: None, warmup=0, steps=1, device=torch.device("cpu"))
 
 
-@pytest.mark.slow
-def test_tiny_profile_writes_the_documented_json(tiny_result):
-    returned, written = tiny_result
-    assert written["schema"] == SCHEMA and written["profile"] == "tiny"
-    assert TOP_KEYS <= set(written)
-    assert written["errors"] == [], written["errors"]
-    assert {c["task"] for c in written["cases"]} == {"train", "extract"}
-    for case in written["cases"]:
-        assert CASE_KEYS <= set(case), CASE_KEYS - set(case)
-        assert case["flops_per_step"] > 0 and case["samples_per_s"] > 0
-        assert case["mfu"] is None  # CPU: no stated peak, MFU is n/a
-        assert case["achieved_tflops"] == pytest.approx(
-            case["flops_per_step"] / case["timing"]["seconds_per_step"] / 1e12)
-    stages = {stage["stage"] for stage in written["loader"]}
-    assert stages == {"decode", "decode_resize", "decode_augment"}
-    assert all(LOADER_KEYS <= set(stage) for stage in written["loader"])
-    trains = [e for e in written["end_to_end"] if e["task"] == "train"]
-    extracts = [e for e in written["end_to_end"] if e["task"] == "extract"]
-    assert len(trains) == 3 and len(extracts) == 1
-    assert all(E2E_TRAIN_KEYS <= set(e) for e in trains)
-    assert all(E2E_EXTRACT_KEYS <= set(e) for e in extracts)
-    assert all(e["derived"]["mmimdb_train_epoch_s"] == pytest.approx(18171 / e["samples_per_s"]) for e in trains)
-    assert all(target["met"] is None for target in written["targets"])  # targets are for one H100
-    assert returned["wall_time_s"] == pytest.approx(written["wall_time_s"])
+class _SlowStart:
+    """A loader whose first batch takes 0.2 s (worker start-up) and the others 0.01 s each."""
+
+    def __iter__(self):
+        time.sleep(0.2)
+        yield torch.zeros(4, 1)
+        for _ in range(4):
+            time.sleep(0.01)
+            yield torch.zeros(4, 1)
 
 
-@pytest.mark.slow
-def test_every_technique_variant_shares_the_plain_variants_flop_count(tiny_result):
-    _, written = tiny_result
-    ablation = [c for c in written["cases"] if c["model"] == "fusion_cross_attention"]
-    assert [c["variant"] for c in ablation] == ["plain", "bf16+fused_adamw+sdpa+channels_last"]
-    assert ablation[0]["flops_per_step"] == ablation[1]["flops_per_step"]
-    assert ablation[0]["speedup_vs_plain"] == 1.0
-    assert ablation[1]["speedup_vs_plain"] == pytest.approx(ablation[1]["samples_per_s"] / ablation[0]["samples_per_s"])
+def test_the_loader_clock_starts_before_batch_zero():
+    throughput = measure_loader("decode", _SlowStart(), LoaderSettings(batch_size=4, workers=2))
+    assert throughput.items == 20 and throughput.batches == 5  # batch 0 is counted
+    assert throughput.startup_s >= 0.2 and throughput.seconds >= 0.24  # and so is the time it took
+    assert throughput.items_per_s < 20 / 0.24
+
+
+def test_host_peak_memory_is_reset_per_case():
+    memory = PeakMemory(torch.device("cpu"))
+    block = bytearray(200 * 2**20)  # 200 MiB touched
+    block[::4096] = b"x" * len(block[::4096])
+    high = memory.host_peak_bytes()
+    del block
+    memory.reset()
+    if memory.host_kind != "main_process_vmhwm_since_reset":
+        pytest.skip("this kernel refuses to reset the peak (the JSON then says process_max_rss)")
+    assert memory.host_peak_bytes() < high - 100 * 2**20
+
+
+def test_a_cut_off_step_is_recorded_and_the_saved_cases_stay(tmp_path):
+    path = tmp_path / "run.json"
+    result = new_result("dry")
+    result["cases"].append({"name": "train x"})
+    save_result(path, result)
+    record_timeout(path, "compile", 55, 124, "dry")
+    record_timeout(path, "grid", 50, 1, "dry")
+    again = read_result(path)
+    assert again["cases"] == [{"name": "train x"}]
+    assert [item["section"] for item in again["skipped"]] == ["compile"] and "55 s" in again["skipped"][0]["reason"]
+    assert [item["section"] for item in again["errors"]] == ["grid"]
+    assert problem_lines(again)[0].startswith("skipped: compile")
+    with pytest.raises(BenchJsonError, match="not 'gpu'"):
+        open_result(path, "gpu")  # a run of another profile writes its own file
 
 
 def test_a_failing_case_is_recorded_and_the_run_goes_on(tmp_path):
-    config = dataclasses.replace(PROFILES["tiny"], ablation_model="no_such_model", sections=("train", "extract"))
-    result = run_benchmark(config, out=tmp_path / "r.json", device=torch.device("cpu"), log=lambda line: None)
-    assert {e["name"].split(" [")[0] for e in result["errors"]} == {"train no_such_model"}
-    assert [c["task"] for c in result["cases"]] == ["extract"]
+    config = dataclasses.replace(PROFILES["dry"], ablation_model="no_such_model", train_models=(), ablations=())
+    out = tmp_path / "r.json"
+    result = run_benchmark(config, out=out, sections=["train"], log=lambda line: None)
+    assert [e["name"].split(" [")[0] for e in result["errors"]] == ["train no_such_model"]
+    assert json.loads(out.read_text())["errors"][0]["section"] == "train"  # written as it happened
 
 
-def test_sections_past_the_time_budget_are_skipped_not_lost(tmp_path):
-    config = dataclasses.replace(PROFILES["tiny"], time_budget_s=0.0, sections=("train", "loader"))
-    result = run_benchmark(config, out=tmp_path / "r.json", device=torch.device("cpu"), log=lambda line: None)
-    assert [s["section"] for s in result["skipped"]] == ["train", "loader"]
-    assert json.loads((tmp_path / "r.json").read_text())["skipped"] == result["skipped"]
+def test_cases_past_the_time_budget_are_skipped_not_lost(tmp_path):
+    config = dataclasses.replace(PROFILES["dry"], time_budget_s=0.0)
+    result = run_benchmark(config, out=tmp_path / "r.json", sections=["train"], log=lambda line: None)
+    assert [s["section"] for s in result["skipped"]] == ["train"] * 2 and result["cases"] == []  # product, plain
+    assert "time budget" in result["skipped"][0]["reason"]
 
 
-# ------------------------------------------------------------------------------- blocked imports
-
-BLOCKED = ("ultralytics", "pytorch_grad_cam", "papermill", "jupyter_book", "matplotlib", "seaborn",
-           "sklearn", "pandas", "scipy", "iterstrat")
-
-_BLOCKED_SCRIPT = """
-import dataclasses, json, sys
-from pathlib import Path
-BLOCKED = {blocked!r}
-for name in BLOCKED:
-    sys.modules[name] = None  # exactly like a missing package: import fails, find_spec returns None
-sys.path.insert(0, {root!r})
-import torch
-import thesis_lib.train, thesis_lib.models, thesis_lib.data.dataset, thesis_lib.data.images
-from thesis_lib.bench.config import PROFILES
-from thesis_lib.bench.runner import run_benchmark
-from thesis_lib.bench.techniques import set_attention_kernels
-config = dataclasses.replace(PROFILES["tiny"], sections=("train", "end_to_end"), text_cleaning="raw",
-                             ablations=PROFILES["tiny"].ablations[1:], extract_models=())
-result = run_benchmark(config, out=Path({out!r}), device=torch.device("cpu"), log=lambda line: None)
-loaded = sorted(name for name in BLOCKED if sys.modules.get(name) is not None)
-print(json.dumps({{"errors": result["errors"], "loaded": loaded,
-                  "cases": len(result["cases"]), "end_to_end": len(result["end_to_end"])}}))
-"""
-
-
-@pytest.mark.slow
-def test_benchmark_and_training_path_run_without_the_optional_packages(tmp_path):
-    script = _BLOCKED_SCRIPT.format(blocked=BLOCKED, root=str(ROOT), out=str(tmp_path / "blocked.json"))
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["errors"] == [] and report["loaded"] == []
-    assert report["cases"] == 1 and report["end_to_end"] == 3  # one training step case; three loader-fed runs
+def test_the_product_settings_are_the_full_profiles():
+    product = Product.load(PROFILES["gpu"], torch.device("cpu"))
+    full = load_profile("full")
+    assert product.profile.batch_size == full.batch_size and product.profile.text_max_length == full.text_max_length
+    assert product.feature_cache_config(tokens=True).mixed_precision == full.mixed_precision
+    config = product.train_config(lengths_known=True)
+    assert (config.fused_adamw, config.channels_last, config.group_by_length) == (
+        full.fused_adamw, full.channels_last, full.group_by_length)
+    assert product.techniques.bf16 is False  # the CPU: the product does not autocast there
+    grid = load_profile("full", grid_overrides(GRID_CHECKS["dry"]))  # the grid check's profile is a valid one
+    assert grid.models == list(GRID_MODELS) and grid.splits == ["official"] and grid.model_size == "small"
 
 
 # ------------------------------------------------------------------ training options the benchmark measures

@@ -238,6 +238,11 @@ def throughput_bars(frame: pd.DataFrame, title: str) -> Figure:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 0.45 * len(frame) + 1.3), layout="constrained")
+    if frame.empty:  # nothing measured: say so on the figure rather than draw empty axes
+        axis.text(0.5, 0.5, "not measured: no benchmark result", ha="center", va="center", transform=axis.transAxes)
+        axis.set_axis_off()
+        axis.set_title(textwrap.shorten(title, 90), loc="left", fontsize=9)
+        return figure
     rows = np.arange(len(frame))
     rates = frame["samples/s"].to_numpy(dtype=float)  # (V,)
     axis.barh(rows, rates, color=PALETTE[0])

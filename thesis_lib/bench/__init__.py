@@ -1,15 +1,20 @@
-"""The speed benchmark: training and feature-extraction throughput, MFU, peak memory, data loading.
+"""The speed benchmark: the product's own training, extraction and loading paths, timed with the full
+profile's settings; MFU on useful FLOPs against the datasheet and a measured peak; peak memory per case.
 
-- `config`: `BenchConfig` and the profiles `tiny` (tests), `cpu` (`make bench`, CI), `gpu` (full size).
-- `runner`: `run_benchmark(config, out=...)` runs the sections and writes the JSON.
-- `cases`: one registry model, one task (training step | frozen-encoder forward), one technique mix.
-- `techniques`: the switches (bf16, fused AdamW, SDPA, channels-last, torch.compile), each against `PLAIN`.
-- `hardware`: device description, peak memory (FLOP counting lives in `models.flops`, the peak FLOP/s
-  table in `machine`, both shared with the plan `experiments.forecast`); `timing`: the timing harness; `batches`: synthetic batches.
-- `movies`, `loading`, `end_to_end`: synthetic JPEG posters and plots, loader throughput per stage, and
-  training / extraction fed by the project's real data path; `detectors`: Faster R-CNN throughput.
-- stand-ins for bert-base-uncased / roberta-base come from `models.standins` (architectures only, no weights).
-- `grid`: the real `thesis run` path on a small full-size grid (the GPU script's last step).
-- `report`: comparisons, target checks, the printed table.
+- `config`: `BenchConfig`, the sections in the order benchmarks/gpu.sh runs them, and the profiles `gpu`
+  (full size), `cpu` (`make bench`) and `dry` (the CPU dry run of gpu.sh in the test suite).
+- `product`: the full profile's settings and the grid's own builders (model config, tokenizer, datasets,
+  TrainConfig, feature-cache config, Accelerator): what every section times.
+- `runner`: `run_benchmark(config, out=..., sections=...)`; `results`: the JSON document, continued by each
+  process of a run and written after every case; `report`: comparisons, targets, the printed lines.
+- `cases`: training steps on synthetic batches (the product's techniques first, then the comparisons:
+  plain, bf16, fused AdamW, channels-last, torch.compile; `techniques` holds the switches).
+- `end_to_end`: feature extraction (`cache_encoder_features`), the fusion on cached features and fine-tuning
+  fed by the real loader (`train_one_epoch`); `loading`: loader throughput per stage; `movies`: synthetic
+  JPEG posters and plots; `batches`: synthetic batches.
+- `hardware`: the machine's record, the measured matmul peak, peak memory; `timing`: per-step timing
+  (median and spread). FLOP counting lives in `models.flops`, the datasheet peaks in `machine`.
+- `grid`: a short `thesis run` grid (`run_grid`); `gpu_paths`: detection, extraction and explanations on the
+  device; `detectors`: Faster R-CNN throughput.
 The JSON's keys are documented in benchmarks/README.md.
 """

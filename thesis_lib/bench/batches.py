@@ -55,7 +55,8 @@ def synthetic_batch(
         pixels = torch.randn(size, 3, shape.image_size, shape.image_size, generator=generator)  # (B, 3, S, S)
         batch["image"] = pixels
     if "objects" in model.encoders:
-        batch["objects"] = _objects(model.encoders["objects"].config.num_classes, shape, generator)
+        num_classes = model.encoders["objects"].config.num_classes
+        batch["objects"] = random_objects(size, num_classes, shape.regions, generator)
     return {key: _to(value, device) for key, value in batch.items()}
 
 
@@ -72,8 +73,8 @@ def _text(model: GenreClassifier, shape: BatchShape, generator: torch.Generator,
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def _objects(num_classes: int, shape: BatchShape, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    size, regions = shape.batch_size, shape.regions
+def random_objects(size: int, num_classes: int, regions: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """`regions` random detections for each of `size` posters, all real (the batch["objects"] format)."""
     corners = torch.rand(size, regions, 2, 2, generator=generator)  # (B, R, 2 points, xy)
     low, high = corners.min(dim=2).values, corners.max(dim=2).values  # (B, R, 2) each
     return {

@@ -1,11 +1,19 @@
-"""What one benchmark run measures: `BenchConfig`, and the three profiles `tiny`, `cpu` and `gpu`.
+"""What one benchmark run measures: `BenchConfig`, and the three profiles `dry`, `cpu` and `gpu`.
 
-- `tiny`: one case of each kind on miniature models, seconds on a CPU (the test suite runs it);
-- `cpu`: the small registry models on CPU at small shapes (`make bench`, CI-sized, a couple of minutes);
-- `gpu`: the full-size models (BERT-base, RoBERTa-base, ResNet-50, ViT-B/16, random weights) at
-  512 tokens and 224 px, every technique against the plain version (`benchmarks/gpu.sh`).
-Sections run in the order of `SECTIONS`, within `time_budget_s`: a section that would start after the
-budget is spent is recorded as skipped, so a run always ends with a complete JSON.
+Every setting the product has (batch size, precision, fused AdamW, channels-last, length grouping, text
+length, poster size, loader workers, the feature-extraction pass) is read from the `full` profile
+(notebooks/params/full.yaml) through `product_overrides`, never restated here: the benchmark times what
+`thesis run --profile full` runs. What a profile of the benchmark adds is *how much* to time and which
+techniques to compare against the product's choice.
+
+- `gpu`: the full profile as it is (BERT-base, RoBERTa-base, ResNet-50, ViT-B/16 with random weights,
+  512 tokens, 224 px, batch 32), sized to end within benchmarks/gpu.sh's budget;
+- `cpu`: the small registry models on CPU (`make bench`): shows every path runs, says nothing about a GPU;
+- `dry`: the same sections at toy sizes, for the CPU dry run of benchmarks/gpu.sh in the test suite.
+
+Sections run in the order of `SECTIONS` (what a cut-off should lose last comes first); within a process,
+a case that would start after `time_budget_s` is recorded as skipped, and the JSON is written after every
+case, so a run killed at any moment leaves a JSON with everything that finished.
 """
 
 from __future__ import annotations
@@ -14,78 +22,64 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from thesis_lib.bench.batches import BatchShape
-from thesis_lib.bench.techniques import BEST_EAGER, PLAIN, Techniques
+from thesis_lib.bench.techniques import PLAIN, Techniques
 
-SECTIONS = ("train", "extract", "loader", "end_to_end", "detectors", "compile")
+# The order of benchmarks/gpu.sh. The grid check (`run_bench.py --grid`) runs between loader and gpu_paths.
+SECTIONS = ("machine", "train", "compile", "extract", "loader", "gpu_paths", "detectors", "no_workers")
 
-Overrides = tuple[tuple[str, Any], ...]  # (with_overrides key, typed value) pairs
+Overrides = tuple[tuple[str, Any], ...]  # (key, typed value) pairs
+
+RANDOM_WEIGHTS: Overrides = (("text_pretrained", False), ("image_pretrained", False))  # no weights offline
+TEXT_IMAGE: Overrides = (("modalities", ("text", "image")),)  # BERT + ViT + the fusion layers, no detections
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """Every knob of one benchmark run (see the module docstring for the profiles)."""
 
-    profile: str  # "tiny" | "cpu" | "gpu": recorded in the JSON
-    size: str  # registry form of every model: "small" | "full"
-    train_shape: BatchShape  # synthetic training batches
-    extract_shape: BatchShape  # synthetic feature-extraction batches
-    ablation_model: str = "fusion_cross_attention"  # the model every technique is measured on
-    ablations: tuple[Techniques, ...] = (  # cumulative: each row adds one technique to the previous one
+    profile: str  # "dry" | "cpu" | "gpu": recorded in the JSON
+    product_overrides: Overrides = ()  # changes to the full profile (smaller sizes for the CPU profiles)
+    model_overrides: Overrides = ()  # registry overrides for every model that has the part they name
+    # Synthetic-batch training steps (the eager fine-tuning step of the product, then comparisons).
+    ablation_model: str = "fusion_cross_attention"  # with TEXT_IMAGE: BERT + ViT + 2 cross-attention layers
+    ablations: tuple[Techniques, ...] = (  # compared with the product's techniques on the ablation model
         PLAIN,
         PLAIN.with_(bf16=True),
         PLAIN.with_(bf16=True, fused_adamw=True),
-        BEST_EAGER,
     )
-    channels_last_model: str | None = "image_resnet50"  # CNN timed with NHWC off and on (None: skip)
-    train_models: tuple[str, ...] = (  # timed with the best eager techniques
-        "text_bert", "text_roberta", "image_resnet50", "image_vit", "fusion_early", "fusion_attention",
-        "fusion_late",
-    )
-    extract_models: tuple[tuple[str, str], ...] = (  # (model, modality) whose encoder is timed frozen
-        ("text_bert", "text"), ("text_roberta", "text"), ("image_resnet50", "image"), ("image_vit", "image"),
-    )
-    model_overrides: tuple[tuple[str, Overrides], ...] = ()  # extra overrides per registry model
-    common_overrides: Overrides = ()  # overrides for every model that has the part they name
+    train_models: tuple[str, ...] = ("text_bert", "image_vit", "text_roberta")  # product techniques
+    channels_last_model: str | None = "image_resnet50"  # a CNN timed with NHWC off and on (None: skip)
     warmup_steps: int = 3
     timed_steps: int = 10
-    # Data loading: synthetic JPEG posters and plots (thesis_lib.bench.movies), the project's Dataset.
-    loader_movies: int = 512  # movies per loader measurement with workers
-    loader_plain_movies: int = 128  # ... and with 0 workers (the plain version is slow: fewer suffice)
-    loader_posters: int = 64  # distinct poster files behind them
-    loader_batch_size: int = 32
-    loader_workers: int = 2  # workers of the "many workers" version (the plain version has 0)
-    text_cleaning: str = "clean"  # "clean" (the thesis default: needs scikit-learn's stop words) | "raw"
-    # End to end: the real loader feeding the model.
-    e2e_model: str = "fusion_cross_attention"
-    e2e_overrides: Overrides = (("modalities", "text,image"),)  # cross-attention of BERT and ViT, as in the issue
-    e2e_batch_size: int = 32
-    e2e_warmup_steps: int = 5
-    e2e_steps: int = 20
-    e2e_plain_warmup_steps: int = 2  # the plain loader version (0 workers, pageable memory, float32) is slow:
-    e2e_plain_steps: int = 5  # fewer steps suffice to measure it
-    e2e_extract_batch_size: int = 256
-    e2e_extract_batches: int = 8
-    detector_batch_size: int = 8
+    compile_backend: str = "inductor"  # torch.compile's backend ("eager" traces only: the CPU dry run)
+    matmul_size: int = 8192  # the measured bf16 peak: one (n x n) @ (n x n) product
+    # Product-path extraction (train.features.cache_encoder_features) and the fusion on its caches.
+    extract_movies: int = 8192
+    cached_fusion_model: str = "fusion_cross_attention"  # the full profile's default fusion (frozen encoders)
+    cached_warmup_steps: int = 10
+    cached_steps: int = 200  # > 2 x the batches 14 workers queue (prefetch 4): the steady rate is the loader's
+    # The real training loader, and fine-tuning fed by it (train.epoch.train_one_epoch).
+    loader_movies: int = 4096
+    posters: int = 256  # distinct synthetic poster files behind the movies
+    e2e_models: tuple[tuple[str, Overrides], ...] = (
+        ("fusion_cross_attention", TEXT_IMAGE), ("text_bert", ()), ("image_vit", ()))
+    e2e_warmup_steps: int = 10
+    e2e_steps: int = 120  # > 2 x the batches 14 workers queue (prefetch 4), so the rate is not the queue's
+    # Last: detectors and the 0-worker variants.
+    detector_batch_size: int = 32
     detector_image_size: int = 224
-    compile: bool = False  # time torch.compile on the ablation model (last: it is the slowest to warm up)
-    time_budget_s: float = 600.0  # sections that would start later are skipped (recorded as such)
+    check_posters: int = 8  # posters each detector of the GPU-path checks runs on (two sizes)
+    check_detectors: tuple[str, ...] = ("frcnn-twin", "frcnn-r50", "yolov8n")  # detectors the GPU-path checks run
+    no_workers_movies: int = 512
+    time_budget_s: float = 600.0  # per process: a case that would start later is skipped (recorded)
     sections: tuple[str, ...] = SECTIONS
 
     def __post_init__(self) -> None:
-        if self.size not in ("small", "full"):
-            raise ValueError(f"size must be 'small' or 'full', got {self.size!r}")
-        if self.text_cleaning not in ("clean", "raw"):
-            raise ValueError(f"text_cleaning must be 'clean' or 'raw', got {self.text_cleaning!r}")
         unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown:
             raise ValueError(f"unknown sections {unknown}; known: {list(SECTIONS)}")
-
-    def overrides_for(self, model: str, has_parts: tuple[str, ...]) -> Overrides:
-        """Common overrides that apply to `model` (its parts), then its own."""
-        common = tuple((k, v) for k, v in self.common_overrides if k.partition("_")[0] in has_parts)
-        own = dict(self.model_overrides).get(model, ())
-        return common + own
+        if self.timed_steps < 2 or self.warmup_steps < 1:
+            raise ValueError("a median and a spread need warmup_steps >= 1 and timed_steps >= 2")
 
     def to_dict(self) -> dict[str, Any]:
         plain = dataclasses.asdict(self)
@@ -93,84 +87,54 @@ class BenchConfig:
         return plain
 
 
-_RANDOM_FULL: Overrides = (("text_pretrained", False), ("image_pretrained", False))
+_TINY_MODELS: Overrides = (("text_backbone", "random-bert-small"), ("image_depth", 1), ("fusion_dim", 32),
+                           ("fusion_heads", 2), ("fusion_depth", 1), ("objects_dim", 16))
+# On a CPU the product computes in float32 (the grid's Accelerator has no autocast there; the rehearsal sets it too).
+_ON_CPU: Overrides = (("model_size", "small"), ("device", "cpu"), ("mixed_precision", "no"))
 
 PROFILES: dict[str, BenchConfig] = {
-    "tiny": BenchConfig(
-        profile="tiny",
-        size="small",
-        train_shape=BatchShape(batch_size=2, text_length=16, image_size=32, regions=2),
-        extract_shape=BatchShape(batch_size=2, text_length=16, image_size=32, regions=2),
-        ablations=(PLAIN, BEST_EAGER),
-        channels_last_model=None,
-        train_models=(),
-        extract_models=(("image_vit", "image"),),
-        common_overrides=(("image_input_size", 32), ("image_depth", 1), ("text_max_length", 32),
-                          ("fusion_dim", 32), ("fusion_heads", 2), ("fusion_depth", 1)),
-        model_overrides=(("fusion_cross_attention", (("modalities", "text,image"),)),),
-        warmup_steps=1,
-        timed_steps=2,
-        loader_movies=16,
-        loader_plain_movies=16,
-        loader_posters=4,
-        loader_batch_size=4,
-        loader_workers=0,
-        e2e_batch_size=2,
-        e2e_warmup_steps=1,
-        e2e_steps=2,
-        e2e_plain_warmup_steps=1,
-        e2e_plain_steps=1,
-        e2e_extract_batch_size=4,
-        e2e_extract_batches=2,
-        detector_batch_size=1,
-        time_budget_s=120.0,
-        sections=("train", "extract", "loader", "end_to_end"),
-    ),
+    "gpu": BenchConfig(profile="gpu"),
     "cpu": BenchConfig(
         profile="cpu",
-        size="small",
-        train_shape=BatchShape(batch_size=2, text_length=64, image_size=64, regions=8),
-        extract_shape=BatchShape(batch_size=8, text_length=64, image_size=64, regions=8),
-        common_overrides=(("image_input_size", 64), ("text_max_length", 64)),
+        product_overrides=(*_ON_CPU, ("text_max_length", 64), ("image_size", 64), ("batch_size", 8), ("num_workers", 2)),
+        matmul_size=512,
+        warmup_steps=2,
+        timed_steps=6,
+        extract_movies=256,
+        cached_warmup_steps=3,
+        cached_steps=12,
+        loader_movies=512,
+        posters=32,
+        e2e_warmup_steps=2,
+        e2e_steps=8,
+        detector_batch_size=2,
+        no_workers_movies=128,
+        time_budget_s=400.0,
+    ),
+    "dry": BenchConfig(
+        profile="dry",
+        product_overrides=(*_ON_CPU, ("text_max_length", 16), ("image_size", 32), ("batch_size", 4), ("num_workers", 1)),
+        model_overrides=_TINY_MODELS,
+        ablations=(PLAIN,),
+        train_models=(),
+        channels_last_model=None,
         warmup_steps=1,
-        timed_steps=2,
-        loader_movies=256,
-        loader_plain_movies=128,
-        loader_posters=32,
-        loader_batch_size=16,
-        loader_workers=2,
-        e2e_batch_size=4,
+        timed_steps=3,
+        compile_backend="eager",
+        matmul_size=64,
+        extract_movies=192,  # three batches of the extraction pass (FeatureCacheConfig.batch_size 64)
+        cached_warmup_steps=1,
+        cached_steps=3,
+        loader_movies=24,
+        posters=4,
+        e2e_models=(("fusion_cross_attention", TEXT_IMAGE),),
         e2e_warmup_steps=1,
         e2e_steps=3,
-        e2e_plain_warmup_steps=1,
-        e2e_plain_steps=2,
-        e2e_extract_batch_size=16,
-        e2e_extract_batches=4,
-        detector_batch_size=2,
-        time_budget_s=240.0,
-    ),
-    "gpu": BenchConfig(
-        profile="gpu",
-        size="full",
-        train_shape=BatchShape(batch_size=32, text_length=512, image_size=224, regions=16),
-        extract_shape=BatchShape(batch_size=256, text_length=512, image_size=224, regions=16),
-        common_overrides=_RANDOM_FULL,
-        warmup_steps=5,
-        timed_steps=20,
-        loader_movies=4096,
-        loader_plain_movies=512,
-        loader_posters=256,
-        loader_batch_size=64,
-        loader_workers=12,
-        e2e_overrides=(("modalities", "text,image"), *_RANDOM_FULL),
-        e2e_batch_size=32,
-        e2e_warmup_steps=20,
-        e2e_steps=200,
-        e2e_plain_steps=10,
-        e2e_extract_batch_size=256,
-        e2e_extract_batches=24,
-        detector_batch_size=32,
-        compile=True,
-        time_budget_s=270.0,  # compile starts before this at the latest; benchmarks/gpu.sh allows 400 s in all
+        detector_batch_size=1,
+        detector_image_size=64,
+        check_posters=3,
+        check_detectors=("frcnn-twin", "yolov8n"),  # R50-FPN: seconds per poster on a CPU
+        no_workers_movies=8,
+        time_budget_s=120.0,
     ),
 }

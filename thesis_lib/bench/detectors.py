@@ -56,8 +56,7 @@ def frcnn_throughput(size: str, *, batch_size: int, image_size: int, warmup: int
         "posters_per_s": batch_size / timing.seconds_per_step,
         "flops_per_step": flops,
         "achieved_tflops": flops / timing.seconds_per_step / 1e12,
-        "peak_memory_bytes": memory.peak_bytes(),
-        "peak_memory_kind": memory.kind,
+        **memory.to_dict(),
     }
 
 

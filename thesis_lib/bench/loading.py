@@ -1,9 +1,11 @@
 """Data-loader throughput: poster decode, decode + augmentation, and whole batches, each on its own.
 
-Every measurement is a plain `torch.utils.data.DataLoader` over the project's own code (`load_poster`,
-`build_image_transform`, `MMIMDbDataset`, `MultimodalCollator`), timed from its first batch (worker
-start-up is reported apart) to its last, with 0 workers (the plain version) and with many. The items/s
-of a stage bounds what any model can consume through it.
+Every measurement iterates a DataLoader over the project's own code (`load_poster`, `build_image_transform`,
+and the training loader itself: `SeededLoader` over `MMIMDbDataset` + `MultimodalCollator`). The clock starts
+*before* the iterator is made, so worker start-up and the first batch are inside the measured time (with many
+workers and few batches, starting after batch 0 would credit the workers' head start to the rate); the
+start-up (until batch 0 arrives) is also reported on its own, and enough batches are read that it is a small
+share. The items/s of a stage bounds what any model can consume through it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from thesis_lib.data.images import load_poster
+from thesis_lib.train.loaders import PREFETCH_BATCHES
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class LoaderSettings:
     batch_size: int
     workers: int  # worker processes; 0 loads in the main process (the plain version)
     pin_memory: bool = False  # page-locked batches, so host-to-GPU copies can be asynchronous
-    prefetch_factor: int = 4  # batches each worker prepares ahead (workers > 0 only)
+    prefetch_factor: int = PREFETCH_BATCHES  # batches each worker prepares ahead (workers > 0), as the training loader
 
     def to_dict(self) -> dict[str, Any]:
         return {"batch_size": self.batch_size, "workers": self.workers, "pin_memory": self.pin_memory,
@@ -37,21 +40,23 @@ class LoaderSettings:
 
 @dataclass(frozen=True)
 class LoaderThroughput:
-    """Items per second of one loader, after its first batch."""
+    """Items per second of one pass over a loader, start-up included."""
 
-    stage: str  # "decode" | "decode_resize" | "decode_augment" | "batches"
+    stage: str  # "decode" | "decode_resize" | "decode_augment" | "training_loader"
     settings: LoaderSettings
-    items: int  # items timed (the first batch excluded)
-    seconds: float
-    startup_s: float  # until the first batch arrived (worker start-up, first decode)
+    items: int  # every item of the pass, batch 0 included
+    batches: int
+    seconds: float  # from before the iterator was made to the last batch
+    startup_s: float  # until batch 0 arrived (worker start-up, the first decode)
 
     @property
     def items_per_s(self) -> float:
         return self.items / self.seconds
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, **self.settings.to_dict(), "items": self.items, "seconds": self.seconds,
-                "startup_s": self.startup_s, "items_per_s": self.items_per_s}
+        return {"stage": self.stage, **self.settings.to_dict(), "items": self.items, "batches": self.batches,
+                "seconds": self.seconds, "startup_s": self.startup_s, "items_per_s": self.items_per_s,
+                "startup_share": self.startup_s / self.seconds}
 
 
 class PosterDecodes(Dataset):
@@ -98,20 +103,20 @@ def make_loader(dataset: Dataset, settings: LoaderSettings, *, collate_fn: Calla
     )
 
 
-def measure_loader(stage: str, loader: DataLoader, settings: LoaderSettings) -> LoaderThroughput:
-    """Iterate `loader` once; items/s from the end of the first batch to the end of the last."""
+def measure_loader(stage: str, loader: Iterable[Any], settings: LoaderSettings) -> LoaderThroughput:
+    """Iterate `loader` once; items/s from before its iterator was made to its last batch."""
     started = time.perf_counter()
-    iterator = iter(loader)
-    next(iterator)
-    first = time.perf_counter()
-    items = 0
-    for batch in iterator:
+    items = batches = 0
+    first = None
+    for batch in loader:
+        if first is None:
+            first = time.perf_counter()
         items += _batch_items(batch)
+        batches += 1
     finished = time.perf_counter()
-    del iterator
-    if items == 0:
-        raise ValueError(f"{stage}: the loader yielded a single batch; give it more items to time")
-    return LoaderThroughput(stage, settings, items, finished - first, first - started)
+    if first is None:
+        raise ValueError(f"{stage}: the loader yielded no batch")
+    return LoaderThroughput(stage, settings, items, batches, finished - started, first - started)
 
 
 def _batch_items(batch: Any) -> int:

@@ -78,6 +78,17 @@ def plot_word_counts(count: int, lengths: PlotLengths, rng: np.random.Generator)
     return np.clip(np.rint(drawn), lengths.minimum, lengths.maximum).astype(int)
 
 
+TOKENS_PER_WORD = 1.3  # assumption: WordPiece pieces per English word, plus [CLS] and [SEP] below
+
+
+def plot_token_lengths(count: int, max_length: int, seed: int = 0, lengths: PlotLengths = PlotLengths()) -> list[int]:
+    """Tokens per plot (special tokens included) for `count` plots drawn from `lengths`, truncated to
+    `max_length` as the collator truncates: the padding a synthetic text batch carries."""
+    words = plot_word_counts(count, lengths, np.random.default_rng(seed))
+    tokens = np.rint(words * TOKENS_PER_WORD).astype(int) + 2
+    return [int(value) for value in np.clip(tokens, 3, max_length)]
+
+
 def _lexicon(size: int, rng: np.random.Generator) -> list[str]:
     words: set[str] = set()
     while len(words) < size:

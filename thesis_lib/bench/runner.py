@@ -1,132 +1,144 @@
-"""Run a benchmark profile section by section and write its JSON (after every section, atomically).
+"""Run benchmark sections and write their JSON after every case (atomically).
 
-One failing case (out of memory, a missing package) is recorded with its error and the run goes on; a
-section that would start after `time_budget_s` is recorded as skipped. The JSON's keys are documented in
-benchmarks/README.md; `report.summary_lines` prints the same numbers as a table.
+`run_benchmark(config, out=..., sections=...)` runs the given sections of `config` in `SECTIONS` order in
+this process, continuing the JSON at `out` when an earlier process of the same run wrote it (benchmarks/gpu.sh
+gives each group of sections its own process and time limit). One failing case (out of memory, a missing
+package) is recorded with its error and the run goes on; a case that would start after `time_budget_s` is
+recorded as skipped. The JSON's keys are documented in benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import datetime
 import gc
-import json
 import logging
 import os
-import platform
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import replace
-from importlib import metadata
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from thesis_lib.bench.batches import BatchShape
 from thesis_lib.bench.cases import Case, FlopCache, run_case
-from thesis_lib.bench.config import BenchConfig, Overrides
+from thesis_lib.bench.config import SECTIONS, TEXT_IMAGE, BenchConfig, Overrides
 from thesis_lib.bench.detectors import frcnn_throughput, yolo_status
-from thesis_lib.bench.end_to_end import ModelSpec, extract_with_loader, train_with_loader
+from thesis_lib.bench.end_to_end import cached_fusion, extract_features, random_detection_table, train_epoch
+from thesis_lib.bench.gpu_paths import (
+    check_attention,
+    check_detector,
+    check_device,
+    check_extraction,
+    check_gradcam,
+    sample_posters,
+)
 from thesis_lib.bench.grid import available_packages
-from thesis_lib.bench.hardware import DeviceInfo, describe_device
+from thesis_lib.bench.hardware import describe_device, load_average, machine_record
 from thesis_lib.bench.loading import LoaderSettings, PosterDecodes, PosterTensors, make_loader, measure_loader
-from thesis_lib.bench.movies import SyntheticMoviesConfig, write_synthetic_movies
-from thesis_lib.bench.report import SCHEMA, add_comparisons, evaluate_targets
-from thesis_lib.bench.techniques import BEST_EAGER, PLAIN
+from thesis_lib.bench.movies import SyntheticMoviesConfig, plot_token_lengths, write_synthetic_movies
+from thesis_lib.bench.product import Product
+from thesis_lib.bench.report import add_comparisons, evaluate_targets
+from thesis_lib.bench.results import open_result, save_result
+from thesis_lib.bench.techniques import Techniques
+from thesis_lib.bench.timing import matmul_peak
 from thesis_lib.data.images import ImageTransformConfig, build_image_transform
 from thesis_lib.data.mmimdb import Movie
-from thesis_lib.data.text import CLEAN, RAW
-from thesis_lib.models.registry import default_config
+from thesis_lib.detection import DetectorConfig
+from thesis_lib.experiments.pipeline import BuiltModel, image_transforms, multimodal_collator, raw_dataset
 from thesis_lib.models.standins import PRETRAINED_DIR_VARIABLE, use_pretrained_dir, write_standins
-from thesis_lib.storage import write_text_atomic
+from thesis_lib.train.loaders import SeededLoader, item_lengths
 
 _log = logging.getLogger(__name__)
 
-SOFTWARE = ("torch", "torchvision", "transformers", "tokenizers", "timm", "accelerate", "numpy", "pillow")
+TOKENIZER_MOVIES = 512  # plots a random text backbone's tokenizer is trained on (a run trains it on its train part)
+
+CASE_LISTS = {"train": "cases", "compile": "cases", "extract": "extract", "cached_fusion": "cached_fusion",
+              "loader": "loader", "end_to_end": "end_to_end", "gpu_paths": "gpu_paths", "detectors": "detectors",
+              "no_workers": "loader"}
 
 
-def run_benchmark(config: BenchConfig, *, out: Path | None, workdir: Path | None = None,
-                  device: torch.device | None = None, peak_tflops: float | None = None,
+def run_benchmark(config: BenchConfig, *, out: Path | None, sections: Sequence[str] | None = None,
+                  workdir: Path | None = None, device: torch.device | None = None, peak_tflops: float | None = None,
                   log: Callable[[str], None] = _log.info, note: str | None = None) -> dict[str, Any]:
-    """Run every section of `config`; returns the result (also written to `out` after each section).
-    `note`: a remark kept in the JSON (how loaded the machine was, why the run was made). Progress lines go
-    to `log` (default: this module's logger)."""
+    """Run `sections` (default: the config's) of `config`; returns the result, also written to `out` after
+    every case. `note`: a remark kept in the JSON (why the run was made, how loaded the machine was)."""
+    wanted = [name for name in SECTIONS if name in (config.sections if sections is None else sections)]
     started = time.perf_counter()
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
+    result = open_result(out, config.profile, note)
+    product = Product.load(config, device)
+    if product.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolution
-    info = describe_device(device, peak_tflops)
-    result: dict[str, Any] = {
-        "schema": SCHEMA,
-        "profile": config.profile,
-        "note": note,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "device": info.to_dict(),
-        "software": _software(),
-        "packages": available_packages(),  # which optional packages this machine has
-        "config": config.to_dict(),
-        "cases": [],
-        "loader": [],
-        "end_to_end": [],
-        "detectors": [],
-        "skipped": [],
-        "errors": [],
-    }
-    pretrained_before = os.environ.get(PRETRAINED_DIR_VARIABLE)  # stand-ins may point it into the scratch folder
+    # The measured peak is a GPU's: a CPU's bf16 matmul says nothing about its float32 work.
+    measured = (result.get("matmul") or {}).get("tflops") if product.device.type == "cuda" else None
+    result |= {"device": describe_device(product.device, peak_tflops, measured and measured * 1e12).to_dict(),
+               "config": config.to_dict(), "product": product.settings(), "packages": available_packages()}
+    process = {"sections": wanted, "pid": os.getpid(), "load_average_before": load_average(),
+               "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    result["processes"].append(process)
+    pretrained_before = os.environ.get(PRETRAINED_DIR_VARIABLE)  # stand-ins point it into the scratch folder
     try:
         with tempfile.TemporaryDirectory(prefix="thesis-bench-", dir=workdir) as scratch:
-            state = _RunState(config, device, info, result, Path(scratch), log, out, started)
-            if config.size == "full":
-                state.movies()  # also writes the text-backbone stand-ins every full-size section builds from
-            sections = {"train": state.train, "extract": state.extract, "loader": state.loader,
-                        "end_to_end": state.end_to_end, "detectors": state.detectors, "compile": state.compile}
-            for name in config.sections:
-                if name == "compile" and not config.compile:
-                    continue
-                if time.perf_counter() - started > config.time_budget_s:
-                    reason = f"time budget of {config.time_budget_s:.0f} s spent"
-                    result["skipped"].append({"section": name, "reason": reason})
-                    log(f"[bench] {name}: skipped ({reason})")
-                    continue
+            state = _RunState(config, product, result, Path(scratch), log, out, started, peak_tflops, workdir)
+            for name in wanted:
                 log(f"[bench] {name} ...")
-                sections[name]()
+                state.section(name)
+                process |= {"wall_s": time.perf_counter() - started, "load_average_after": load_average()}
                 state.save()
     finally:
         if pretrained_before is None:
             os.environ.pop(PRETRAINED_DIR_VARIABLE, None)
         else:
             os.environ[PRETRAINED_DIR_VARIABLE] = pretrained_before
+    process |= {"wall_s": time.perf_counter() - started, "load_average_after": load_average()}
     state.save()
     return result
 
 
 class _RunState:
-    """The sections of one run and what they share (device, FLOP counts, the synthetic movies)."""
+    """The sections of one process and what they share (product, FLOP counts, synthetic movies)."""
 
-    def __init__(self, config: BenchConfig, device: torch.device, info: DeviceInfo, result: dict[str, Any],
-                 scratch: Path, log: Callable[[str], None], out: Path | None, started: float):
-        self.config, self.device, self.info, self.result = config, device, info, result
+    def __init__(self, config: BenchConfig, product: Product, result: dict[str, Any], scratch: Path,
+                 log: Callable[[str], None], out: Path | None, started: float, peak_tflops: float | None,
+                 workdir: Path | None = None):
+        self.config, self.product, self.result = config, product, result
         self.scratch, self.log, self.out, self.started = scratch, log, out, started
+        self.shared = workdir or scratch  # what the processes of one gpu.sh run share (the stand-ins)
+        self.peak_tflops = peak_tflops
         self.flops = FlopCache()
         self._movies: list[Movie] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.product.device
+
+    @property
+    def info(self):
+        return describe_device(self.device, self.peak_tflops, self.result["device"].get("measured_peak_flops"))
 
     def save(self) -> None:
         """Write the JSON as it stands, complete with comparisons and targets (a killed run keeps it)."""
         add_comparisons(self.result)
         self.result["targets"] = evaluate_targets(self.result)
-        self.result["wall_time_s"] = time.perf_counter() - self.started
-        if self.out is not None:
-            write_json(self.out, self.result)
+        self.result["wall_time_s"] = sum(p.get("wall_s", 0.0) for p in self.result["processes"])
+        save_result(self.out, self.result)
 
     # ------------------------------------------------------------------ helpers
 
-    def overrides(self, model: str) -> Overrides:
-        parts = (*default_config(model, self.config.size).modalities, "fusion")
-        return tuple(dict(self.config.overrides_for(model, parts)).items())
-
-    def guarded(self, what: str, section: str, run: Callable[[], dict[str, Any] | None]) -> None:
-        """Run one measurement; an exception becomes an entry of "errors" and the run goes on."""
+    def guarded(self, what: str, section: str, run: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+        """Run one measurement unless the time budget is spent; an exception becomes an entry of "errors" and
+        the run goes on; the JSON is written after it either way."""
+        elapsed = time.perf_counter() - self.started
+        if elapsed > self.config.time_budget_s:
+            reason = f"time budget of {self.config.time_budget_s:.0f} s spent ({elapsed:.0f} s)"
+            self.result["skipped"].append({"section": section, "name": what, "reason": reason})
+            self.log(f"[bench]   {what}: skipped ({reason})")
+            self.save()
+            return None
+        load = load_average()
+        entry = None
         try:
             entry = run()
         except Exception as error:  # noqa: BLE001 - a benchmark reports every failure and carries on
@@ -134,136 +146,213 @@ class _RunState:
             self.result["errors"].append({"section": section, "name": what, "error": message,
                                           "traceback": traceback.format_exc()[-4000:]})
             self.log(f"[bench]   {what}: FAILED: {message}")
-            entry = None
         finally:
             gc.collect()  # the case's model and optimizer go now, not whenever the collector would run
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # each case starts from the same, unfragmented GPU memory
         if entry is not None:
-            self.result["cases" if section in ("train", "extract", "compile") else section].append(entry)
-            self.log(f"[bench]   {_one_line(entry)}")
+            entry |= {"load_average_before": load, "load_average_after": load_average()}
+            if section in CASE_LISTS:  # the machine section keeps its entries under their own keys
+                self.result[CASE_LISTS[section]].append(entry)
+            self.log(f"[bench]   {what}: done")
+        self.save()
+        return entry
 
-    def case(self, section: str, model: str, task: str, techniques, modality: str | None = None) -> None:
-        config = self.config
-        shape = config.train_shape if task == "train" else config.extract_shape
-
-        def measure() -> dict[str, Any]:
-            case = Case(model=model, task=task, shape=shape, techniques=techniques, size=config.size,
-                        overrides=self.overrides(model), modality=modality)
-            return run_case(case, self.device, self.info, self.flops,
-                            warmup=config.warmup_steps, steps=config.timed_steps).to_dict()
-
-        label = f"{task} {model}" + (f" ({modality})" if modality else "")
-        self.guarded(f"{label} [{techniques.label}]", section, measure)
-
-    def movies(self) -> list[Movie]:
-        """Synthetic movies (and stand-in text backbones trained on their plots, for the full form)."""
-        if self._movies is None:
+    def movies(self, count: int) -> list[Movie]:
+        """The first `count` synthetic movies (and stand-in text backbones trained on their plots, full size)."""
+        if self._movies is None or len(self._movies) < count:
             config = self.config
-            needed = max(config.loader_movies,
-                         (config.e2e_warmup_steps + config.e2e_steps) * config.e2e_batch_size,
-                         config.e2e_extract_batches * config.e2e_extract_batch_size)
+            needed = max(count, config.extract_movies, config.loader_movies, config.no_workers_movies)
             self._movies = write_synthetic_movies(
-                self.scratch / "movies", SyntheticMoviesConfig(movies=needed, posters=config.loader_posters))
-            if config.size == "full" and PRETRAINED_DIR_VARIABLE not in os.environ:
-                plots = [movie.plot for movie in self._movies[:2000]]
-                use_pretrained_dir(write_standins(self.scratch / "pretrained", plots))
+                self.scratch / "movies", SyntheticMoviesConfig(movies=needed, posters=config.posters))
+            if self.product.profile.model_size == "full" and PRETRAINED_DIR_VARIABLE not in os.environ:
+                folder = self.shared / "standins"  # written by the run's first process, read by the others
+                if not (folder / "done").is_file():
+                    write_standins(folder, [movie.plot for movie in self._movies[:2000]])
+                    (folder / "done").touch()
+                use_pretrained_dir(folder)
                 self.result["standins"] = ("bert-base-uncased and roberta-base: published architectures with "
                                            "tokenizers trained on the synthetic plots (no weights)")
-        return self._movies
+        return self._movies[:count]
 
-    @property
-    def cleaning(self):
-        return CLEAN if self.config.text_cleaning == "clean" else RAW
+    def shape(self) -> BatchShape:
+        profile = self.product.profile
+        return BatchShape(profile.batch_size, profile.text_max_length, profile.image_size, DetectorConfig().max_regions)
+
+    def case(self, section: str, model: str, techniques: Techniques, role: str, overrides: Overrides = (),
+             lengths: tuple[int, ...] | None = None, label: str = "") -> None:
+        config = self.config
+        case = Case(model=model, shape=self.shape(), techniques=techniques, overrides=overrides, lengths=lengths,
+                    label=label)
+
+        def measure() -> dict[str, Any]:
+            entry = run_case(case, self.product, self.info, self.flops, self.movies(TOKENIZER_MOVIES),
+                             warmup=config.warmup_steps, steps=config.timed_steps,
+                             compile_backend=config.compile_backend).to_dict()
+            return entry | {"role": role}
+
+        self.guarded(f"{case.name} [{techniques.label}]", section, measure)
+
+    def built(self, model: str, overrides: Overrides = (), backbones: str = "finetune") -> BuiltModel:
+        """`model` as the grid builds it; a random text backbone's tokenizer trained on synthetic plots."""
+        return self.product.build(self.product.model_config(model, overrides, backbones), self.movies(TOKENIZER_MOVIES))
+
+    def section(self, name: str) -> None:
+        """Run one section; a failure outside its cases (building the shared model) is recorded, not raised."""
+        try:
+            getattr(self, name)()
+        except Exception as error:  # noqa: BLE001 - the next section still runs
+            message = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            self.result["errors"].append({"section": name, "name": f"section {name}", "error": message,
+                                          "traceback": traceback.format_exc()[-4000:]})
+            self.log(f"[bench] {name}: FAILED: {message}")
 
     # ------------------------------------------------------------------ sections
 
-    def train(self) -> None:
-        config = self.config
-        for techniques in config.ablations:
-            self.case("train", config.ablation_model, "train", techniques)
-        if config.channels_last_model:
-            for channels_last in (False, True):
-                self.case("train", config.channels_last_model, "train", BEST_EAGER.with_(channels_last=channels_last))
-        for model in config.train_models:
-            if model != config.channels_last_model:
-                self.case("train", model, "train", BEST_EAGER)
+    def machine(self) -> None:
+        self.result["machine"] = machine_record(self.device)
+        matmul = self.guarded("bf16 matmul peak", "machine", lambda: matmul_peak(self.device, self.config.matmul_size))
+        if matmul is not None:
+            self.result["matmul"] = matmul
+            if self.device.type == "cuda":  # a CPU's bf16 matmul is no peak for its float32 work
+                self.result["device"]["measured_peak_flops"] = matmul["tflops"] * 1e12
 
-    def extract(self) -> None:
-        for model, modality in self.config.extract_models:
-            self.case("extract", model, "extract", BEST_EAGER, modality)
+    def train(self) -> None:
+        """The eager fine-tuning steps with the product's techniques first, then the comparisons."""
+        config, product = self.config, self.product
+        best = product.techniques
+        self.case("train", config.ablation_model, best, "product", TEXT_IMAGE)
+        for model in config.train_models:
+            self.case("train", model, best, "product")
+        for techniques in config.ablations:
+            if techniques != best:
+                self.case("train", config.ablation_model, techniques, "comparison", TEXT_IMAGE)
+        if config.channels_last_model:
+            self.case("train", config.channels_last_model, best, "product")
+            self.case("train", config.channels_last_model, best.with_(channels_last=not best.channels_last),
+                      "comparison")
 
     def compile(self) -> None:
-        self.case("compile", self.config.ablation_model, "train", BEST_EAGER.with_(compile=True))
+        """Eager and compiled on the same padded batch (the same attention kernel, see `cases`)."""
+        config, product = self.config, self.product
+        shape = self.shape()
+        lengths = plot_token_lengths(shape.batch_size, shape.text_length, seed=1)
+        # At least one plot shorter than the width: a batch with padding (at 512 tokens nearly every batch has it).
+        lengths = tuple(lengths[:-1] + [min(lengths[-1], shape.text_length - 1)])
+        label = f"train {config.ablation_model} (padded batch)"
+        self.case("compile", config.ablation_model, product.techniques, "product", TEXT_IMAGE, lengths, label)
+        self.case("compile", config.ablation_model, product.techniques.with_(compile=True), "comparison", TEXT_IMAGE,
+                  lengths, label)
+
+    def extract(self) -> None:
+        """The feature-cache pass of the default fusion's encoders, then that fusion trained on the caches."""
+        config = self.config
+        movies = self.movies(config.extract_movies)
+        fusion = self.built(config.cached_fusion_model, backbones="frozen")
+        paths = {}
+        for modality in ("text", "image"):
+            entry = self.guarded(f"extract {modality}", "extract", lambda m=modality: self._extract(fusion, m, movies, paths))
+            if entry is None:
+                return
+        self.guarded(f"train {config.cached_fusion_model} on cached features", "cached_fusion",
+                     lambda: self._cached(fusion, paths, movies))
+
+    def _extract(self, fusion: BuiltModel, modality: str, movies: list[Movie], paths: dict[str, Path]) -> dict[str, Any]:
+        entry, paths[modality] = extract_features(self.product, fusion, modality, movies, self.scratch / "cache")
+        return entry
+
+    def _cached(self, fusion: BuiltModel, paths: dict[str, Path], movies: list[Movie]) -> dict[str, Any]:
+        objects = None
+        if "objects" in fusion.model.encoders:
+            objects = random_detection_table([m.id for m in movies], fusion.config.objects.num_classes,
+                                             DetectorConfig().max_regions)
+        trainable, dataset, collate = cached_fusion(fusion, paths, objects)
+        parts = "+".join(fusion.model.modalities)
+        return train_epoch(self.product, trainable, fusion.model, dataset, collate,
+                           warmup=self.config.cached_warmup_steps, steps=self.config.cached_steps,
+                           scratch=self.scratch / "cached", info=self.info, text_flops=False,
+                           name=f"train {fusion.config.name} ({parts}) on cached features")
 
     def loader(self) -> None:
+        """The real training loader alone, the poster stages, then fine-tuning fed by the loader."""
         config = self.config
-        movies = self.movies()[:config.loader_movies]
+        first, overrides = config.e2e_models[0]
+        built = self.built(first, overrides)
+        workers = self.product.workers
+        self.guarded(f"training loader ({workers} workers)", "loader",
+                     lambda: self._training_loader(built, self.movies(config.loader_movies), workers))
+        self._poster_stages(workers, self.movies(config.loader_movies))
+        for index, (model, overrides) in enumerate(config.e2e_models):
+            self.guarded(f"fine-tune {model} with the real loader", "end_to_end",
+                         lambda b=(built if index == 0 else None), m=model, o=overrides: self._fine_tune(b, m, o))
+
+    def _training_loader(self, built: BuiltModel, movies: list[Movie], workers: int) -> dict[str, Any]:
+        profile = self.product.profile
+        augment = image_transforms(built.model, profile.image_augment)[True]
+        dataset = raw_dataset(movies, [m for m in ("image", "text") if m in built.model.encoders], built, augment)
+        lengths = item_lengths(dataset) if profile.group_by_length else None
+        source = SeededLoader(dataset, batch_size=profile.batch_size, shuffle=True, seed=0, num_workers=workers,
+                              collate_fn=multimodal_collator(built), lengths=lengths)
+        settings = LoaderSettings(profile.batch_size, workers, pin_memory=source.loader.pin_memory)
+        source.set_epoch(0)
+        throughput = measure_loader("training_loader", source.loader, settings).to_dict()
+        return throughput | {"persistent_workers": source.loader.persistent_workers, "group_by_length": bool(lengths),
+                             "what": "SeededLoader over MMIMDbDataset + MultimodalCollator (decode, augmentation, "
+                                     "cleaning, tokenisation), as fit builds it"}
+
+    def _poster_stages(self, workers: int, movies: list[Movie]) -> None:
+        profile = self.product.profile
         posters = [movie.poster for movie in movies]
-        stats = ImageTransformConfig(size=config.train_shape.image_size)
+        stats = ImageTransformConfig(size=profile.image_size)
         transforms = {"decode_resize": build_image_transform(stats, train=False),
                       "decode_augment": build_image_transform(stats, train=True)}
-        for workers in sorted({0, config.loader_workers}):
-            pin = self.device.type == "cuda" and workers > 0
-            settings = LoaderSettings(config.loader_batch_size, workers, pin_memory=pin)
-            files = posters if workers else posters[:config.loader_plain_movies]
-            self.guarded(f"decode ({workers} workers)", "loader", lambda s=settings, f=files: measure_loader(
-                "decode", make_loader(PosterDecodes(f), s), s).to_dict())
-            for stage, transform in transforms.items():
-                self.guarded(f"{stage} ({workers} workers)", "loader", lambda s=settings, st=stage, t=transform, f=files:
-                             measure_loader(st, make_loader(PosterTensors(f, t), s), s).to_dict())
+        settings = LoaderSettings(profile.batch_size, workers, pin_memory=self.device.type == "cuda" and workers > 0)
+        section = "loader" if workers else "no_workers"
+        self.guarded(f"decode ({workers} workers)", section, lambda: measure_loader(
+            "decode", make_loader(PosterDecodes(posters), settings), settings).to_dict())
+        for stage, transform in transforms.items():
+            self.guarded(f"{stage} ({workers} workers)", section, lambda st=stage, t=transform: measure_loader(
+                st, make_loader(PosterTensors(posters, t), settings), settings).to_dict())
 
-    def end_to_end(self) -> None:
-        config = self.config
-        movies = self.movies()
-        pin = self.device.type == "cuda"
-        fast = LoaderSettings(config.e2e_batch_size, config.loader_workers, pin_memory=pin)
-        plain = LoaderSettings(config.e2e_batch_size, 0, pin_memory=False)
-        spec = ModelSpec(config.e2e_model, config.size, self.overrides(config.e2e_model) + config.e2e_overrides)
-        runs = [(plain, PLAIN, False, config.e2e_plain_warmup_steps, config.e2e_plain_steps),
-                (fast, BEST_EAGER, False, config.e2e_warmup_steps, config.e2e_steps),
-                (fast, BEST_EAGER, True, config.e2e_warmup_steps, config.e2e_steps)]
-        for settings, techniques, grouped, warmup, steps in runs:
-            self.guarded(f"train {spec.name} real loader ({settings.workers} workers, grouped={grouped})",
-                         "end_to_end", lambda s=settings, t=techniques, g=grouped, w=warmup, n=steps: train_with_loader(
-                             spec, movies, techniques=t, settings=s, group_by_length=g, cleaning=self.cleaning,
-                             warmup=w, steps=n, device=self.device, info=self.info))
-        extract_movies = movies[:config.e2e_extract_batches * config.e2e_extract_batch_size]
-        extract_settings = replace(fast, batch_size=config.e2e_extract_batch_size)
-        for model, modality in config.extract_models:
-            model_spec = ModelSpec(model, config.size, self.overrides(model))
-            self.guarded(f"extract {model} real loader", "end_to_end", lambda m=model_spec, mo=modality:
-                         extract_with_loader(m, mo, extract_movies, techniques=BEST_EAGER, settings=extract_settings,
-                                             sort_by_length=True, cleaning=self.cleaning, device=self.device))
+    def _fine_tune(self, built: BuiltModel | None, model: str, overrides: Overrides) -> dict[str, Any]:
+        config, profile = self.config, self.product.profile
+        movies = self.movies((config.e2e_warmup_steps + config.e2e_steps) * profile.batch_size)
+        built = built or self.built(model, overrides)
+        modalities = [m for m in ("image", "text") if m in built.model.encoders]
+        augment = image_transforms(built.model, profile.image_augment)[True] if "image" in modalities else None
+        dataset = raw_dataset(movies, modalities, built, augment)
+        parts = "+".join(built.model.modalities)
+        return train_epoch(self.product, built.model, built.model, dataset, multimodal_collator(built),
+                           warmup=config.e2e_warmup_steps, steps=config.e2e_steps, scratch=self.scratch / "fine-tune",
+                           info=self.info, text_flops=True,
+                           name=f"fine-tune {model} ({parts}) with the real loader")
+
+    def gpu_paths(self) -> None:
+        product, movies = self.product, self.movies(8)
+        self.guarded("device", "gpu_paths", lambda: check_device(product))
+        posters = sample_posters(self.config.check_posters)
+        for name in self.config.check_detectors:
+            self.guarded(f"detect {name}", "gpu_paths", lambda n=name: check_detector(n, product, posters))
+        self.guarded("extract image features", "gpu_paths",
+                     lambda: check_extraction(product, movies, self.scratch / "gpu-check-cache"))
+        self.guarded("explain attention", "gpu_paths", lambda: check_attention(product, movies))
+        self.guarded("explain Grad-CAM", "gpu_paths", lambda: check_gradcam(product, movies))
 
     def detectors(self) -> None:
         config = self.config
         self.guarded("frcnn", "detectors", lambda: frcnn_throughput(
-            config.size, batch_size=config.detector_batch_size, image_size=config.detector_image_size,
-            warmup=config.warmup_steps, steps=config.timed_steps, device=self.device))
-        self.result["detectors"].append(yolo_status())
+            self.product.profile.model_size, batch_size=config.detector_batch_size,
+            image_size=config.detector_image_size, warmup=config.warmup_steps, steps=config.timed_steps,
+            device=self.device))
+        self.guarded("yolo", "detectors", yolo_status)
 
+    def no_workers(self) -> None:
+        """The 0-worker loader versions (the main process decodes: its torch threads compete with the decode)."""
+        config = self.config
+        movies = self.movies(config.no_workers_movies)
+        first, overrides = config.e2e_models[0]
+        built = self.built(first, overrides)
+        self.guarded("training loader (0 workers)", "no_workers", lambda: self._training_loader(built, movies, 0) | {
+            "torch_threads": torch.get_num_threads()})
+        self._poster_stages(0, movies)
 
-def _software() -> dict[str, Any]:
-    versions: dict[str, Any] = {"python": platform.python_version()}
-    for package in SOFTWARE:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    versions["cuda"] = torch.version.cuda
-    versions["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return versions
-
-
-def _one_line(entry: dict[str, Any]) -> str:
-    rate = next((f"{entry[k]:.1f} {k.removesuffix('_per_s')}/s" for k in
-                 ("samples_per_s", "movies_per_s", "items_per_s", "posters_per_s") if k in entry), "")
-    mfu = f", MFU {entry['mfu']:.1%}" if entry.get("mfu") is not None else ""
-    name = entry.get("name") or entry.get("stage")
-    return f"{name} [{entry.get('variant', '')}]: {rate}{mfu}"
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write `payload` as indented JSON via a temporary file and a rename (never a half-written file)."""
-    write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")

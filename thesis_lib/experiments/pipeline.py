@@ -347,8 +347,7 @@ def _cached_dataset(ctx: GridContext, built: BuiltModel, needs: Sequence[Feature
             "encoder": dataclasses.asdict(getattr(built.config, need.modality)),
             "inputs": _input_identity(built, need.modality),
         }
-        config = FeatureCacheConfig(tokens=need.tokens, mixed_precision=profile.mixed_precision,
-                                    num_workers=profile.num_workers)
+        config = feature_cache_config(profile, tokens=need.tokens)
         paths[need.modality] = cache_encoder_features(
             SingleEncoder(need.modality, encoder),
             dataset,
@@ -363,6 +362,11 @@ def _cached_dataset(ctx: GridContext, built: BuiltModel, needs: Sequence[Feature
         if ctx.caches is not None:
             ctx.caches.record(need, paths[need.modality])
     return CachedModalitiesDataset(paths)
+
+
+def feature_cache_config(profile: Profile, *, tokens: bool) -> FeatureCacheConfig:
+    """How the grid computes a feature cache under `profile` (the speed benchmark times this very setting)."""
+    return FeatureCacheConfig(tokens=tokens, mixed_precision=profile.mixed_precision, num_workers=profile.num_workers)
 
 
 def _input_identity(built: BuiltModel, modality: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from thesis_lib.experiments.pipeline import (
     trainable_encoder_prefixes,
 )
 from thesis_lib.experiments.processes import on_main_process, process_batch_size, process_loader_workers
+from thesis_lib.experiments.profile import Profile
 from thesis_lib.experiments.provenance import device_info, git_state, library_versions
 from thesis_lib.experiments.records import (
     RECORD_FORMAT,
@@ -131,16 +132,23 @@ def _check_ids(spec: RunSpec, ctx: GridContext, predictions: Predictions, part: 
 def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, data: RunData, scale: float) -> TrainConfig:
     """The profile's training settings for this run (every model gets the same epochs and trials).
 
-    `batch_size` is per process: the profile's global batch over processes x `gradient_accumulation`
-    (`processes.process_batch_size`), so every launch takes optimizer steps of the same global batch.
     `group_by_length` applies only where it can help: a model that reads plots from a dataset that knows
     their lengths (not the fixed-width feature caches)."""
-    profile = ctx.profile
     prefixes = trainable_encoder_prefixes(built)
-    plot_lengths_known = hasattr(data.train, "item_lengths")
     if data.trainable is not built.model:  # FrozenEncodersClassifier keeps the model under `model.`
         prefixes = tuple(f"model.{prefix}" for prefix in prefixes)
-    processes = ctx.accelerator.num_processes
+    lengths_known = hasattr(data.train, "item_lengths") and "text" in built.config.modalities
+    return profile_train_config(ctx.profile, seed=spec.seed, processes=ctx.accelerator.num_processes, scale=scale,
+                                prefixes=prefixes, lengths_known=lengths_known)
+
+
+def profile_train_config(profile: Profile, *, seed: int, processes: int, scale: float = 1.0,
+                         prefixes: tuple[str, ...] = ("encoders.",), lengths_known: bool = False) -> TrainConfig:
+    """`profile`'s TrainConfig for one run (the speed benchmark times training with exactly this).
+
+    `batch_size` is per process: the profile's global batch over processes x `gradient_accumulation`
+    (`processes.process_batch_size`), so every launch takes optimizer steps of the same global batch.
+    `lengths_known`: the training set knows its plot lengths (`group_by_length` can group them)."""
     return TrainConfig(
         epochs=profile.epochs,
         max_steps_per_epoch=profile.max_steps_per_epoch,
@@ -156,8 +164,8 @@ def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, data: 
         mixed_precision=profile.mixed_precision,
         fused_adamw=profile.fused_adamw,
         channels_last=profile.channels_last,
-        group_by_length=profile.group_by_length and plot_lengths_known and "text" in built.config.modalities,
-        seed=spec.seed,
+        group_by_length=profile.group_by_length and lengths_known,
+        seed=seed,
         num_workers=process_loader_workers(profile, processes),
         backbone_prefixes=prefixes,
         tuning_trials=len(profile.lr_scales),
