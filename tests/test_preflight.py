@@ -3,6 +3,7 @@ before anything is trained."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import namedtuple
 
@@ -138,3 +139,17 @@ def test_the_grid_never_autocasts_on_the_cpu_and_logs_the_banner(make_twin, tmp_
         ctx = open_grid(profile, data_root=str(make_twin(120)), runs_dir=str(tmp_path / "runs"))
     assert ctx.accelerator.device.type == "cpu" and ctx.accelerator.mixed_precision == "no"
     assert [r.message for r in caplog.records if r.message.startswith("device: CPU")]
+
+
+@pytest.mark.slow
+def test_a_bf16_profile_trains_on_the_cpu_without_autocast(make_twin, tmp_path, no_gpu):
+    # The full profile says bf16; on a CPU its runs train in float32 (the run's config says "no"), where `fit`
+    # used to refuse the Accelerator's "no" against the config's "bf16".
+    from thesis_lib.experiments.grid import run_grid
+
+    profile = load_profile("smoke", {"mixed_precision": "bf16", "epochs": 1, "max_steps_per_epoch": 1,
+                                     "lr_scales": [1.0], "text_max_length": 16})
+    report = run_grid(profile, data_root=str(make_twin(120)), runs_dir=str(tmp_path / "runs"), models=["text_roberta"])
+    assert report.ok, report.summary()
+    record = json.loads(next((tmp_path / "runs").rglob("record.json")).read_text())
+    assert record["train_config"]["mixed_precision"] == "no"

@@ -101,7 +101,8 @@ class Product:
         return BuiltModel(model, config, tokenizer, {}, self.profile.text_cleaning)
 
     def train_config(self, *, lengths_known: bool, prefixes: tuple[str, ...] = ("encoders.",)) -> TrainConfig:
-        return profile_train_config(self.profile, seed=0, processes=1, prefixes=prefixes, lengths_known=lengths_known)
+        return profile_train_config(self.profile, self.device, seed=0, processes=1, prefixes=prefixes,
+                                    lengths_known=lengths_known)
 
     def feature_cache_config(self, *, tokens: bool) -> FeatureCacheConfig:
         return feature_cache_config(self.profile, tokens=tokens)

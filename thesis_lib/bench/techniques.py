@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from thesis_lib.models.text_attention import VARLEN_ATTENTION
+
 
 @dataclass(frozen=True)
 class Techniques:
@@ -55,9 +57,11 @@ def set_attention_kernels(model: nn.Module, sdpa: bool) -> None:
     The project's own fusion layers compute attention by hand (they return the weights), so they are not
     affected; their share of the FLOPs is small (see the JSON's per-case FLOP counts).
     """
+    fused = ("sdpa", VARLEN_ATTENTION)  # the project's padding-free attention is SDPA too (models.text_attention)
     for module in model.modules():
         if hasattr(module, "set_attn_implementation") and hasattr(module, "config"):
-            if getattr(module.config, "_attn_implementation", None) != ("sdpa" if sdpa else "eager"):
+            current = getattr(module.config, "_attn_implementation", None)
+            if (current in fused) != sdpa:
                 module.set_attn_implementation("sdpa" if sdpa else "eager")
         if hasattr(module, "fused_attn"):  # timm Attention blocks read this flag at every forward
             module.fused_attn = sdpa

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from thesis_lib.experiments.baselines import run_baseline
 from thesis_lib.experiments.late import run_late_fusion
@@ -40,6 +41,7 @@ from thesis_lib.experiments.records import (
     start_run,
 )
 from thesis_lib.experiments.specs import RunSpec, train_settings
+from thesis_lib.machine import effective_precision
 from thesis_lib.metrics import evaluate_threshold_policies
 from thesis_lib.train import FitResult, TrainConfig, fit, predict
 from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE
@@ -138,14 +140,17 @@ def make_train_config(spec: RunSpec, ctx: GridContext, built: BuiltModel, data: 
     if data.trainable is not built.model:  # FrozenEncodersClassifier keeps the model under `model.`
         prefixes = tuple(f"model.{prefix}" for prefix in prefixes)
     lengths_known = hasattr(data.train, "item_lengths") and "text" in built.config.modalities
-    return profile_train_config(ctx.profile, seed=spec.seed, processes=ctx.accelerator.num_processes, scale=scale,
-                                prefixes=prefixes, lengths_known=lengths_known)
+    return profile_train_config(ctx.profile, ctx.accelerator.device, seed=spec.seed,
+                                processes=ctx.accelerator.num_processes, scale=scale, prefixes=prefixes,
+                                lengths_known=lengths_known)
 
 
-def profile_train_config(profile: Profile, *, seed: int, processes: int, scale: float = 1.0,
+def profile_train_config(profile: Profile, device: torch.device, *, seed: int, processes: int, scale: float = 1.0,
                          prefixes: tuple[str, ...] = ("encoders.",), lengths_known: bool = False) -> TrainConfig:
-    """`profile`'s TrainConfig for one run (the speed benchmark times training with exactly this).
+    """`profile`'s TrainConfig for one run on `device` (the speed benchmark times training with exactly this).
 
+    `mixed_precision` is what the profile's setting becomes there (`machine.effective_precision`: "no" on the
+    CPU, where the grid's Accelerator does not autocast and `fit` would refuse the mismatch).
     `batch_size` is per process: the profile's global batch over processes x `gradient_accumulation`
     (`processes.process_batch_size`), so every launch takes optimizer steps of the same global batch.
     `lengths_known`: the training set knows its plot lengths (`group_by_length` can group them)."""
@@ -161,7 +166,7 @@ def profile_train_config(profile: Profile, *, seed: int, processes: int, scale: 
         pos_weight=profile.pos_weight,
         monitor=profile.monitor,
         patience=profile.patience,
-        mixed_precision=profile.mixed_precision,
+        mixed_precision=effective_precision(device, profile.mixed_precision),
         fused_adamw=profile.fused_adamw,
         channels_last=profile.channels_last,
         group_by_length=profile.group_by_length and lengths_known,
