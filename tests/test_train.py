@@ -8,11 +8,16 @@ are exercised. Runs are a few dozen optimizer steps on CPU.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import logging
+import os
 import pickle
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +31,8 @@ from torch.utils.data import Dataset, Subset
 from thesis_lib.data.batch import CachedFeaturesCollator
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput, masked_mean
-from thesis_lib.train import TrainConfig, evaluate, fit, make_accelerator, predict, train_one_epoch
-from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE, STATE_FILE, RunProgress
+from thesis_lib.train import TrainConfig, checkpoint, evaluate, fit, make_accelerator, predict, train_one_epoch
+from thesis_lib.train.checkpoint import BEST, MANIFEST_FILE, MODEL_FILE, STATE_FILE, RunProgress, last_checkpoint
 from thesis_lib.train.features import (
     CachedFeatureDataset,
     FeatureCacheConfig,
@@ -214,8 +219,8 @@ def test_fit_learns_fine_tunes_backbones_and_records_history(reference_run):
     assert result.budget.global_batch_size == 8 and result.budget.max_epochs == 4 and result.budget.tuning_trials == 1
     assert result.best_metric == max(r.val_metrics["macro_f1"] for r in result.history)
     assert result.history[result.best_epoch].val_metrics["macro_f1"] == result.best_metric
-    assert (directory / BEST / MODEL_FILE).is_file() and (directory / LAST / MODEL_FILE).is_file()
-    assert torch.load(directory / LAST / STATE_FILE, weights_only=True)["progress"]["finished"] is True
+    assert (directory / BEST / MODEL_FILE).is_file() and last_checkpoint(directory).weights.is_file()
+    assert torch.load(last_checkpoint(directory).state, weights_only=True)["progress"]["finished"] is True
     assert set(result.to_dict()) >= {"best_epoch", "history", "budget", "wall_time_s", "train_samples_per_s", "config"}
 
 
@@ -241,7 +246,7 @@ def crash_then_resume(config: TrainConfig, crash_at_step: int, directory) -> tup
 
     with pytest.raises(SimulatedCrash):
         fit_toy(toy_model(), config, directory, on_step_end=crash)
-    saved = torch.load(directory / LAST / STATE_FILE, weights_only=True)["progress"]
+    saved = torch.load(last_checkpoint(directory).state, weights_only=True)["progress"]
     model = toy_model(seed=123)
     result = fit_toy(model, config, directory, resume=True)
     return model, result, saved
@@ -399,7 +404,7 @@ def test_restore_best_loads_the_best_epochs_weights(tmp_path):
     result = fit_toy(model, replace(BASE, epochs=2, monitor="loss", min_delta=10.0), tmp_path)
     assert result.best_epoch == 0 and result.best_metric == result.history[0].val_loss
     assert_same_state(load_file(str(tmp_path / BEST / MODEL_FILE)), state_tensors(model))
-    assert not torch.equal(load_file(str(tmp_path / LAST / MODEL_FILE))["head.weight"], model.head.weight)
+    assert not torch.equal(load_file(str(last_checkpoint(tmp_path).weights))["head.weight"], model.head.weight)
 
 
 def test_frozen_backbones_keep_weights_and_batchnorm_statistics(tmp_path):
@@ -615,8 +620,8 @@ def test_a_frozen_backbone_run_saves_slim_checkpoints_and_resumes_like_an_uninte
     options = {"collate_fn": CachedFeaturesCollator()}
     result = fit(reference, train, val, config, checkpoint_dir=tmp_path / "reference", **options)
     own = {key for key in reference.model.state_dict() if not key.startswith("encoders.")}
-    for which in (BEST, LAST):
-        path = tmp_path / "reference" / which / MODEL_FILE
+    for which, path in (("best", tmp_path / "reference" / BEST / MODEL_FILE),
+                        ("last", last_checkpoint(tmp_path / "reference").weights)):
         assert set(load_file(str(path))) == own  # fusion + head only: the frozen encoders are not saved
         print(f"toy {which}: {path.stat().st_size} B slim, encoders left out")
 
@@ -639,6 +644,123 @@ def test_a_frozen_backbone_run_saves_slim_checkpoints_and_resumes_like_an_uninte
     assert torch.equal(val_logits(resumed_model), val_logits(reference.model))
     assert [r.train_loss for r in resumed.history] == [r.train_loss for r in result.history]
     assert result.history[-1].train_loss < result.history[0].train_loss
+
+
+# ------------------------------------------------------------- checkpoints under a kill or a full disk
+# Two epochs of BASE save every 3 optimizer steps and at epoch ends: steps 3, 6, 8, 9, 12, 15, 16. The fifth
+# save (step 12) is the one cut off; the last complete one before it is step 9 (epoch 2, one batch in).
+
+SHORT = replace(BASE, epochs=2, restore_best=False)
+CUT_SAVE = 5
+KILLED_CHILD = """
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import torch
+torch.set_num_threads(int(sys.argv[3]))
+import test_train
+from thesis_lib.train import checkpoint
+
+real, saves = checkpoint.atomic_write, []
+
+def killed_before_the_state(path, write):
+    if path.name == checkpoint.STATE_FILE:
+        saves.append(path)
+        if len(saves) == int(sys.argv[4]):
+            os._exit(17)  # this save's weights are written, its state is not
+    real(path, write)
+
+checkpoint.atomic_write = killed_before_the_state
+test_train.fit_toy(test_train.toy_model(), test_train.SHORT, sys.argv[1])
+"""
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """An uninterrupted two-epoch run: (model, FitResult, checkpoint dir)."""
+    model, directory = toy_model(), tmp_path_factory.mktemp("short")
+    return model, fit_toy(model, SHORT, directory), directory
+
+
+def resume_after_a_fault(directory, caplog) -> tuple[ToyClassifier, object]:
+    """Rerun a cut-off run (a differently initialised model: everything must come from the checkpoint)."""
+    model = toy_model(seed=123)
+    with caplog.at_level(logging.INFO, logger="thesis_lib.train"):
+        result = fit_toy(model, SHORT, directory, resume=True)
+    return model, result
+
+
+def test_a_run_killed_between_the_two_checkpoint_files_resumes_from_the_last_complete_one(short_run, tmp_path,
+                                                                                             caplog):
+    model, result, _ = short_run
+    child = [sys.executable, "-c", KILLED_CHILD, str(tmp_path), str(Path(__file__).parent),
+             str(torch.get_num_threads()), str(CUT_SAVE)]
+    killed = subprocess.run(child, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, capture_output=True,
+                            text=True, timeout=180)
+    assert killed.returncode == 17, killed.stderr[-3000:]
+    resumed_model, resumed = resume_after_a_fault(tmp_path, caplog)
+    assert "at epoch 2, step 9 (batch 1 of the epoch)" in caplog.text
+    assert_same_state(state_tensors(model), state_tensors(resumed_model))
+    assert [r.train_loss for r in resumed.history] == [r.train_loss for r in result.history]
+
+
+@pytest.mark.parametrize("failing", [STATE_FILE, MANIFEST_FILE])
+def test_a_full_disk_while_checkpointing_keeps_the_last_complete_checkpoint(short_run, tmp_path, monkeypatch, caplog,
+                                                                            failing):
+    model, _, _ = short_run
+    real, writes = checkpoint.atomic_write, []
+
+    def disk_full(path, write):
+        if path.name == failing:
+            writes.append(path)
+            if len(writes) == CUT_SAVE:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        fit_toy(toy_model(), SHORT, tmp_path)
+    monkeypatch.undo()
+    unit = last_checkpoint(tmp_path)
+    assert sorted(path.name for path in (tmp_path / "last").iterdir()) == sorted([MANIFEST_FILE, unit.folder.name])
+    assert torch.load(unit.state, weights_only=True)["progress"]["global_step"] == 9  # nothing of the cut save left
+    resumed_model, _ = resume_after_a_fault(tmp_path, caplog)
+    assert "at epoch 2, step 9 (batch 1 of the epoch)" in caplog.text
+    assert_same_state(state_tensors(model), state_tensors(resumed_model))
+
+
+def test_a_checkpoint_an_older_version_left_half_written_restarts_the_run_with_a_notice(short_run, tmp_path, caplog):
+    model, _, _ = short_run
+    last = tmp_path / "last"  # versions before the manifest: last/model.safetensors and last/state.pt
+    last.mkdir()
+    save_file(toy_model(seed=5).state_dict(), str(last / MODEL_FILE), metadata={"global_step": "18"})
+    torch.save({"format": 1, "progress": {"global_step": 9}}, last / STATE_FILE)
+    restarted = toy_model()
+    with caplog.at_level(logging.WARNING, logger="thesis_lib.train"):
+        fit_toy(restarted, SHORT, tmp_path, resume=True)
+    (notice,) = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert "weights are from step 18 but state.pt from step 9" in notice and "starting this run again" in notice
+    assert "\n" not in notice
+    assert_same_state(state_tensors(model), state_tensors(restarted))  # a clean run from its first step
+
+
+def test_a_run_killed_before_its_best_weights_were_published_publishes_them_on_resume(short_run, tmp_path,
+                                                                                       monkeypatch):
+    _, result, directory = short_run
+    assert result.best_epoch == 1  # both epochs improve: the second publication is the one cut off
+    real, published = checkpoint._publish_best, []
+
+    def killed_before_publishing(last, directory):
+        published.append(last)
+        if len(published) == 2:
+            raise SimulatedCrash
+        real(last, directory)
+
+    monkeypatch.setattr(checkpoint, "_publish_best", killed_before_publishing)
+    with pytest.raises(SimulatedCrash):
+        fit_toy(toy_model(), SHORT, tmp_path)
+    monkeypatch.undo()
+    fit_toy(toy_model(seed=123), SHORT, tmp_path, resume=True)  # finished: trains nothing, publishes `best`
+    assert_same_state(load_file(str(tmp_path / BEST / MODEL_FILE)), load_file(str(directory / BEST / MODEL_FILE)))
 
 
 # ------------------------------------------------------------------------------ the real model zoo

@@ -7,6 +7,7 @@ through `stable_hash`. Both depend on nothing else in the project.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -46,3 +47,20 @@ def stable_hash(payload: Any, length: int | None = None) -> str:
     """sha256 hex of `canonical_json(payload)`, cut to `length` characters when given (a cache key)."""
     digest = hashlib.sha256(canonical_json(payload).encode()).hexdigest()
     return digest if length is None else digest[:length]
+
+
+def fsync_folder(path: Path) -> None:
+    """Flush a folder's entries (files created, renamed or removed in it) to disk: without it a rename that
+    commits something can be lost in a power cut even though the file's bytes were flushed. A no-op where the
+    file system cannot sync folders (EINVAL, EBADF, EACCES: some network and Windows file systems)."""
+    try:
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.EBADF, errno.EACCES, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(handle)
