@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from thesis_lib.cli import main
 from thesis_lib.experiments import load_profile, run_grid, runner
 from thesis_lib.experiments import records as records_module
-from thesis_lib.experiments.caches import FeatureCacheNeed, clean_feature_caches
+from thesis_lib.experiments.caches import CacheLedger, FeatureCacheNeed, clean_feature_caches
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.locks import CacheReadMark, RunLock, RunLockedError
 from thesis_lib.train import checkpoint
@@ -187,3 +187,12 @@ def test_cache_clean_all_keeps_what_a_running_run_reads(tmp_path):
     assert cleaning.lines()[-1] == "kept what 1 running run(s) read: thesis/fusion_early/seed0"
     assert not dead.listing.exists() and not dead.marker.exists()  # the dead process's mark is gone
     assert [path for path, _, _ in clean_feature_caches(None, cache_root=tmp_path).removed] == [kept]  # run over
+
+
+def test_the_grid_keeps_a_cache_another_grid_reads_after_its_own_last_reader(tmp_path):
+    need = FeatureCacheNeed("thesis", "train", "text", "run thesis/text_roberta/seed0 abc", False)
+    path = fake_cache(tmp_path, need)
+    ledger = CacheLedger({("thesis", 0, "fusion_early"): (need,)}, [("thesis", 0, "fusion_early")])
+    ledger.record(need, path)
+    assert ledger.release_after(("thesis", 0, "fusion_early"), busy=[need.label]) == []  # another grid reads it
+    assert path.is_file()

@@ -725,6 +725,24 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_complete_checkpoint(tmp_
     assert "at epoch 1, step 3 (batch 3 of the epoch)" in caplog.text
 
 
+def test_a_really_full_disk_keeps_the_last_complete_checkpoint_too(tmp_path, caplog):
+    """In addition to the injected ENOSPC, where this machine lets a test mount a tmpfs: 112 KiB hold one
+    save (15 KB of weights, 56 KB of state) but not a second one beside it, whose state.pt hits ENOSPC."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=112k", "tmpfs", str(small)],
+                                                   capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("mounting a tmpfs is not allowed here (the injected full disk above still runs)")
+    try:
+        with pytest.raises(OSError, match=r"\[Errno 28\] No space left on device"):  # not torch's "unexpected pos"
+            fit_toy(toy_model(), BASE, small)
+        assert torch.load(last_checkpoint(small).state, weights_only=True)["progress"]["global_step"] == 3
+        assert first_step_of_a_rerun(small, caplog).global_step == 4
+    finally:
+        subprocess.run(["umount", "--lazy", str(small)], check=True)
+
+
 def test_a_checkpoint_an_older_version_left_half_written_restarts_the_run_with_a_notice(tmp_path, caplog):
     last = tmp_path / "last"  # versions before the manifest: last/model.safetensors and last/state.pt
     last.mkdir()

@@ -264,13 +264,14 @@ def run_grid(
             outcome = execute_run(spec, ctx)
         except Exception as error:  # noqa: BLE001 - one run's failure must not stop the grid
             message = f"{type(error).__name__}: {error}".splitlines()[0]
+            where = ""
             if accelerator.is_main_process and claim.held:  # never into a folder another process holds
                 unwritable = _write_error(folder, traceback.format_exc())
+                where = f" (traceback in {folder.error})" if unwritable is None else f" (no error.txt: {unwritable})"
             if accelerator.num_processes > 1:
                 raise  # the processes cannot be kept in step after a failure: the launch stops (rerun resumes)
             report.failed.append((spec.label, message))
-            where = f"traceback in {folder.error}" if unwritable is None else f"no error.txt either: {unwritable}"
-            log.warning("[%d/%d] %s: FAILED: %s (%s)", index, len(plan), spec.label, message, where)
+            log.warning("[%d/%d] %s: FAILED: %s%s", index, len(plan), spec.label, message, where)
         finally:
             claim.release()
         report.caches_freed += _release_caches(spec, ctx)  # finished or failed, it reads its caches no more

@@ -317,7 +317,7 @@ def save_last(
         try:
             unit.mkdir(parents=True)
             save_model_weights(accelerator.unwrap_model(model), unit / MODEL_FILE, weights_metadata)
-            atomic_write(unit / STATE_FILE, lambda tmp: torch.save(state, tmp))
+            atomic_write(unit / STATE_FILE, lambda tmp: _save_state(state, tmp))
             fsync_folder(unit)
             manifest = {"format": CHECKPOINT_FORMAT, "unit": unit.name, "global_step": progress.global_step}
             atomic_write(last / MANIFEST_FILE, lambda tmp: tmp.write_text(json.dumps(manifest), encoding="utf-8"))
@@ -336,6 +336,20 @@ def save_last(
         if best is not None:
             _publish_best(LastCheckpoint(unit), Path(directory))
     accelerator.wait_for_everyone()
+
+
+def _save_state(state: dict[str, Any], path: Path) -> None:
+    """torch.save through a Python file, so a full disk surfaces as the OSError it is: torch's own file
+    writer turns it into "RuntimeError: [enforce fail at inline_container.cc] unexpected pos ...", which
+    names no cause (measured on a full tmpfs; through a Python file the OSError is the error's context)."""
+    with open(path, "wb") as handle:
+        try:
+            torch.save(state, handle)
+        except RuntimeError as error:
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, OSError):
+                raise cause from error
+            raise
 
 
 def _named_unit(last: Path) -> str | None:
