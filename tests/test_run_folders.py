@@ -67,6 +67,7 @@ def hold(path: Path) -> subprocess.Popen:
 # ------------------------------------------------------------------------------------------ item 1
 
 
+@pytest.mark.slow  # runs the grid
 def test_another_config_never_replaces_a_finished_run(grid, capsys):
     record = RunsFolder(grid.runs).run("thesis", MODEL, 0).record
     before = record.stat().st_mtime_ns
@@ -77,6 +78,7 @@ def test_another_config_never_replaces_a_finished_run(grid, capsys):
     assert record.stat().st_mtime_ns == before  # nothing retrained, nothing replaced
 
 
+@pytest.mark.slow  # runs the grid
 def test_a_second_process_waits_then_fails_that_run_and_a_dead_holder_is_taken_over(grid, tmp_path, monkeypatch,
                                                                                      caplog):
     runs = RunsFolder(tmp_path / "runs")
@@ -115,6 +117,7 @@ def test_a_lock_held_on_another_host_is_respected_and_its_age_shown(tmp_path, ca
     assert marker.read_text().startswith("filelock/2\npid=4242")  # not taken over
 
 
+@pytest.mark.slow  # runs the grid
 @pytest.mark.parametrize("foreign", ["another config's weights", "deleted"])
 def test_a_run_never_predicts_with_a_best_checkpoint_it_did_not_write(grid, tmp_path, monkeypatch, foreign):
     real = runner.fit
@@ -142,6 +145,7 @@ def test_a_run_never_predicts_with_a_best_checkpoint_it_did_not_write(grid, tmp_
 # ------------------------------------------------------------------------------------------ item 5
 
 
+@pytest.mark.slow  # runs the grid
 def test_a_full_disk_that_stops_even_error_txt_stops_the_grid_in_one_line(grid, tmp_path, monkeypatch, capsys):
     def disk_full(path, *args):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

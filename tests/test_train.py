@@ -694,6 +694,7 @@ def first_step_of_a_rerun(directory, caplog) -> StepEvent:
     return steps[0]
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_a_run_killed_between_the_two_checkpoint_files_resumes_from_the_last_complete_one(tmp_path, caplog):
     child = [sys.executable, "-c", KILLED_CHILD, str(tmp_path), str(Path(__file__).parent), str(CUT_SAVE)]
     killed = subprocess.run(child, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, capture_output=True,
