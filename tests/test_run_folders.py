@@ -161,6 +161,26 @@ def test_a_full_disk_that_stops_even_error_txt_stops_the_grid_in_one_line(grid, 
     assert f"thesis/{MODEL}/seed1" not in out + err  # not attempted
 
 
+@pytest.mark.slow  # runs the grid
+def test_a_full_disk_at_one_checkpoint_fails_that_run_and_the_grid_goes_on(grid, tmp_path, monkeypatch, capsys):
+    real, failures = checkpoint.atomic_write, []
+
+    def full_once(path, write):  # the first checkpoint write of the grid hits a full disk, then space is back
+        if not failures:
+            failures.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", full_once)
+    assert thesis_run(grid, tmp_path / "runs", "--seeds", "0,1") == 1
+    out = capsys.readouterr().out
+    assert f"FAILED  {LABEL}: OSError: [Errno 28] No space left on device" in out and "STOPPED" not in out
+    assert f"ran     thesis/{MODEL}/seed1" in out  # the grid went on
+    assert "Traceback" in RunsFolder(tmp_path / "runs").run("thesis", MODEL, 0).error.read_text()
+    monkeypatch.undo()
+    assert thesis_run(grid, tmp_path / "runs", "--seeds", "0,1") == 0  # the rerun trains it: no dead end
+
+
 # ------------------------------------------------------------------------------ cache cleaning (item 1)
 
 
