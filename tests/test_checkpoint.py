@@ -16,12 +16,15 @@ from thesis_lib.train import TrainConfig, make_accelerator
 from thesis_lib.train.checkpoint import (
     EXCLUDED_PREFIXES,
     LAST,
+    MANIFEST_FILE,
     MODEL_FILE,
     STATE_FILE,
     CheckpointMismatchError,
+    CheckpointUnusableError,
     ProcessState,
     RunProgress,
     capture_rng_state,
+    last_checkpoint,
     load_last,
     load_model_weights,
     restore_rng_state,
@@ -99,7 +102,7 @@ def test_last_checkpoint_loads_with_weights_only_and_restores_everything(tmp_pat
     process = ProcessState(rng=capture_rng_state(), epoch_loss_sum=1.5, epoch_samples=40)
     save_last(tmp_path, accelerator, model, optimizer, scheduler, progress, process, CONFIG.to_dict())
 
-    state = torch.load(tmp_path / LAST / STATE_FILE, weights_only=True)  # no pickled code: plain data only
+    state = torch.load(last_checkpoint(tmp_path).state, weights_only=True)  # no pickled code: plain data only
     assert state["progress"]["batches_done"] == 5 and state["world_size"] == 1 and state["config"]["lr_head"] == 1e-2
 
     fresh_model = tiny_model(7)
@@ -117,14 +120,20 @@ def test_last_checkpoint_loads_with_weights_only_and_restores_everything(tmp_pat
             assert torch.equal(before[moment], after[moment])
 
 
-def test_weights_and_state_from_different_steps_are_refused(tmp_path):
+def test_weights_and_state_of_an_older_version_from_different_steps_are_unusable(tmp_path):
     accelerator = make_accelerator(CONFIG)
     model, optimizer, scheduler = trained_parts()
     process = ProcessState(rng=capture_rng_state())
     save_last(tmp_path, accelerator, model, optimizer, scheduler, RunProgress(global_step=3), process, CONFIG.to_dict())
-    # As if the process died after writing the weights of step 4 but before their state.
+    # Versions before the manifest kept DIR/last/model.safetensors + state.pt, written one after the other: as if
+    # such a run died after writing the weights of step 4 but before their state.
+    unit = last_checkpoint(tmp_path)
+    (tmp_path / LAST / MANIFEST_FILE).unlink()
+    unit.state.rename(tmp_path / LAST / STATE_FILE)
     save_model_weights(model, tmp_path / LAST / MODEL_FILE, {"global_step": "4"})
-    with pytest.raises(ValueError, match="step 4"):
+    with pytest.raises(CheckpointUnusableError, match="weights are from step 4 but state.pt from step 3"):
+        last_checkpoint(tmp_path)
+    with pytest.raises(CheckpointUnusableError, match="step 4"):
         load_last(tmp_path, accelerator, model, optimizer, scheduler)
 
 

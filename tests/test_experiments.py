@@ -174,7 +174,7 @@ def test_a_changed_value_reruns_only_that_model(environment, first_grid, tiny_gr
     overrides = {"model_overrides": {**tiny_grid.resnet, **tiny_grid.roberta, **FUSION_OVERRIDES,
                                      "fusion_early": early}}
     report = run_grid(load_profile(environment["profile"], overrides), data_root=str(environment["twin"]),
-                      runs_dir=str(runs))
+                      runs_dir=str(runs), replace=True)  # asked: without it, refused (test_run_folders.py)
     assert [outcome.spec.name for outcome in report.executed] == ["fusion_early"]
     after = mtimes(runs)
     assert [name for name in RUNS if after[name] != before[name]] == ["fusion_early"]
@@ -205,7 +205,8 @@ def test_a_crashing_run_is_reported_and_the_others_stay(environment, first_grid,
     before = mtimes(runs)
     broken = {"image_resnet50": {"image_timm_kwargs": {"no_such_argument": 1}}}  # valid config, fails in timm
     status = main(["run", "--profile", str(environment["profile"]), "--data", str(environment["twin"]), "--runs",
-                   str(runs), "model_overrides=" + json.dumps({**broken, **tiny_grid.roberta, **FUSION_OVERRIDES})])
+                   str(runs), "--replace",
+                   "model_overrides=" + json.dumps({**broken, **tiny_grid.roberta, **FUSION_OVERRIDES})])
     out = capsys.readouterr().out
     assert status == 1
     assert "FAILED  thesis/image_resnet50/seed0" in out and "no_such_argument" in out

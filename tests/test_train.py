@@ -8,11 +8,16 @@ are exercised. Runs are a few dozen optimizer steps on CPU.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import logging
+import os
 import pickle
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +31,17 @@ from torch.utils.data import Dataset, Subset
 from thesis_lib.data.batch import CachedFeaturesCollator
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput, masked_mean
-from thesis_lib.train import TrainConfig, evaluate, fit, make_accelerator, predict, train_one_epoch
-from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE, STATE_FILE, RunProgress
+from thesis_lib.train import (
+    StepEvent,
+    TrainConfig,
+    checkpoint,
+    evaluate,
+    fit,
+    make_accelerator,
+    predict,
+    train_one_epoch,
+)
+from thesis_lib.train.checkpoint import BEST, MANIFEST_FILE, MODEL_FILE, STATE_FILE, RunProgress, last_checkpoint
 from thesis_lib.train.features import (
     CachedFeatureDataset,
     FeatureCacheConfig,
@@ -214,8 +228,8 @@ def test_fit_learns_fine_tunes_backbones_and_records_history(reference_run):
     assert result.budget.global_batch_size == 8 and result.budget.max_epochs == 4 and result.budget.tuning_trials == 1
     assert result.best_metric == max(r.val_metrics["macro_f1"] for r in result.history)
     assert result.history[result.best_epoch].val_metrics["macro_f1"] == result.best_metric
-    assert (directory / BEST / MODEL_FILE).is_file() and (directory / LAST / MODEL_FILE).is_file()
-    assert torch.load(directory / LAST / STATE_FILE, weights_only=True)["progress"]["finished"] is True
+    assert (directory / BEST / MODEL_FILE).is_file() and last_checkpoint(directory).weights.is_file()
+    assert torch.load(last_checkpoint(directory).state, weights_only=True)["progress"]["finished"] is True
     assert set(result.to_dict()) >= {"best_epoch", "history", "budget", "wall_time_s", "train_samples_per_s", "config"}
 
 
@@ -241,7 +255,7 @@ def crash_then_resume(config: TrainConfig, crash_at_step: int, directory) -> tup
 
     with pytest.raises(SimulatedCrash):
         fit_toy(toy_model(), config, directory, on_step_end=crash)
-    saved = torch.load(directory / LAST / STATE_FILE, weights_only=True)["progress"]
+    saved = torch.load(last_checkpoint(directory).state, weights_only=True)["progress"]
     model = toy_model(seed=123)
     result = fit_toy(model, config, directory, resume=True)
     return model, result, saved
@@ -399,7 +413,7 @@ def test_restore_best_loads_the_best_epochs_weights(tmp_path):
     result = fit_toy(model, replace(BASE, epochs=2, monitor="loss", min_delta=10.0), tmp_path)
     assert result.best_epoch == 0 and result.best_metric == result.history[0].val_loss
     assert_same_state(load_file(str(tmp_path / BEST / MODEL_FILE)), state_tensors(model))
-    assert not torch.equal(load_file(str(tmp_path / LAST / MODEL_FILE))["head.weight"], model.head.weight)
+    assert not torch.equal(load_file(str(last_checkpoint(tmp_path).weights))["head.weight"], model.head.weight)
     # The best epoch's validation predictions come back with it (the grid does not predict dev again): they
     # are the restored weights' predictions, not the last epoch's.
     kept = result.best_val_predictions
@@ -623,8 +637,8 @@ def test_a_frozen_backbone_run_saves_slim_checkpoints_and_resumes_like_an_uninte
     options = {"collate_fn": CachedFeaturesCollator()}
     result = fit(reference, train, val, config, checkpoint_dir=tmp_path / "reference", **options)
     own = {key for key in reference.model.state_dict() if not key.startswith("encoders.")}
-    for which in (BEST, LAST):
-        path = tmp_path / "reference" / which / MODEL_FILE
+    for which, path in (("best", tmp_path / "reference" / BEST / MODEL_FILE),
+                        ("last", last_checkpoint(tmp_path / "reference").weights)):
         assert set(load_file(str(path))) == own  # fusion + head only: the frozen encoders are not saved
         print(f"toy {which}: {path.stat().st_size} B slim, encoders left out")
 
@@ -647,6 +661,122 @@ def test_a_frozen_backbone_run_saves_slim_checkpoints_and_resumes_like_an_uninte
     assert torch.equal(val_logits(resumed_model), val_logits(reference.model))
     assert [r.train_loss for r in resumed.history] == [r.train_loss for r in result.history]
     assert result.history[-1].train_loss < result.history[0].train_loss
+
+
+# ------------------------------------------------------------- checkpoints under a kill or a full disk
+# BASE saves every 3 optimizer steps: the second save (step 6) is the one cut off, so the last complete one is
+# step 3. A rerun must resume there (resuming correctly from a complete checkpoint is tested above); it is
+# stopped after its first step, which is all these tests need to see.
+
+CUT_SAVE = 2
+KILLED_CHILD = """
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import test_train
+from thesis_lib.train import checkpoint
+
+real, saves = checkpoint.atomic_write, []
+
+def killed_before_the_state(path, write):
+    if path.name == checkpoint.STATE_FILE:
+        saves.append(path)
+        if len(saves) == int(sys.argv[3]):
+            os._exit(17)  # this save's weights are written, its state is not
+    real(path, write)
+
+checkpoint.atomic_write = killed_before_the_state
+test_train.fit_toy(test_train.toy_model(), test_train.BASE, sys.argv[1])
+"""
+
+
+def first_step_of_a_rerun(directory, caplog) -> StepEvent:
+    """Rerun a cut-off run and stop it after its first optimizer step; returns that step's event."""
+    steps = []
+
+    def stop(event):
+        steps.append(event)
+        raise SimulatedCrash
+
+    with caplog.at_level(logging.INFO, logger="thesis_lib.train"), pytest.raises(SimulatedCrash):
+        fit_toy(toy_model(seed=123), BASE, directory, resume=True, on_step_end=stop)
+    return steps[0]
+
+
+@pytest.mark.slow  # trains in a subprocess
+def test_a_run_killed_between_the_two_checkpoint_files_resumes_from_the_last_complete_one(tmp_path, caplog):
+    child = [sys.executable, "-c", KILLED_CHILD, str(tmp_path), str(Path(__file__).parent), str(CUT_SAVE)]
+    killed = subprocess.run(child, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, capture_output=True,
+                            text=True, timeout=180)
+    assert killed.returncode == 17, killed.stderr[-3000:]
+    assert first_step_of_a_rerun(tmp_path, caplog).global_step == 4
+    assert "resuming" in caplog.text and "at epoch 1, step 3 (batch 3 of the epoch)" in caplog.text
+
+
+@pytest.mark.parametrize("failing", [STATE_FILE, MANIFEST_FILE])
+def test_a_full_disk_while_checkpointing_keeps_the_last_complete_checkpoint(tmp_path, monkeypatch, caplog, failing):
+    real, writes = checkpoint.atomic_write, []
+
+    def disk_full(path, write):
+        if path.name == failing:
+            writes.append(path)
+            if len(writes) == CUT_SAVE:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        fit_toy(toy_model(), BASE, tmp_path)
+    monkeypatch.undo()
+    unit = last_checkpoint(tmp_path)
+    assert sorted(path.name for path in (tmp_path / "last").iterdir()) == sorted([MANIFEST_FILE, unit.folder.name])
+    assert torch.load(unit.state, weights_only=True)["progress"]["global_step"] == 3  # nothing of the cut save left
+    assert first_step_of_a_rerun(tmp_path, caplog).global_step == 4
+    assert "at epoch 1, step 3 (batch 3 of the epoch)" in caplog.text
+
+
+def test_a_really_full_disk_keeps_the_last_complete_checkpoint_too(tmp_path, caplog):
+    """In addition to the injected ENOSPC, where this machine lets a test mount a tmpfs: 112 KiB hold one
+    save (15 KB of weights, 56 KB of state) but not a second one beside it, whose state.pt hits ENOSPC."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=112k", "tmpfs", str(small)],
+                                                   capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("mounting a tmpfs is not allowed here (the injected full disk above still runs)")
+    try:
+        with pytest.raises(OSError, match=r"\[Errno 28\] No space left on device"):  # not torch's "unexpected pos"
+            fit_toy(toy_model(), BASE, small)
+        assert torch.load(last_checkpoint(small).state, weights_only=True)["progress"]["global_step"] == 3
+        assert first_step_of_a_rerun(small, caplog).global_step == 4
+    finally:
+        subprocess.run(["umount", "--lazy", str(small)], check=True)
+
+
+def test_a_checkpoint_an_older_version_left_half_written_restarts_the_run_with_a_notice(tmp_path, caplog):
+    last = tmp_path / "last"  # versions before the manifest: last/model.safetensors and last/state.pt
+    last.mkdir()
+    save_file(toy_model(seed=5).state_dict(), str(last / MODEL_FILE), metadata={"global_step": "18"})
+    torch.save({"format": 1, "progress": {"global_step": 9}}, last / STATE_FILE)
+    assert first_step_of_a_rerun(tmp_path, caplog).global_step == 1  # the run starts again
+    (notice,) = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert "weights are from step 18 but state.pt from step 9" in notice and "starting this run again" in notice
+    assert "\n" not in notice and not (last / MODEL_FILE).exists()
+
+
+def test_a_run_killed_before_its_best_weights_were_published_publishes_them_on_resume(tmp_path, monkeypatch):
+    config = replace(BASE, epochs=1)  # its only epoch improves: its epoch-end save is the best
+
+    def killed_before_publishing(last, directory):
+        raise SimulatedCrash
+
+    monkeypatch.setattr(checkpoint, "_publish_best", killed_before_publishing)
+    with pytest.raises(SimulatedCrash):
+        fit_toy(toy_model(), config, tmp_path)
+    monkeypatch.undo()
+    assert not (tmp_path / BEST / MODEL_FILE).exists()
+    result = fit_toy(toy_model(seed=123), config, tmp_path, resume=True)  # finished: trains nothing
+    assert result.best_epoch == 0
+    assert_same_state(load_file(str(tmp_path / BEST / MODEL_FILE)), load_file(str(last_checkpoint(tmp_path).weights)))
 
 
 # ------------------------------------------------------------------------------ the real model zoo

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from thesis_lib.train import TrainConfig, fit, make_accelerator, predict
-from thesis_lib.train.checkpoint import LAST, MODEL_FILE
+from thesis_lib.train.checkpoint import last_checkpoint
 from thesis_lib.train.loaders import SeededLoader
 
 NUM_CLASSES, DIM = 23, 12
@@ -134,8 +134,8 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     for ddp_epoch, single_epoch in zip(ddp["val_metrics"], single["val_metrics"], strict=False):
         for name in ("macro_f1", "micro_f1", "map_macro"):
             assert ddp_epoch[name] == pytest.approx(single_epoch[name], abs=1e-6), name
-    weights_ddp = load_file(str(tmp_path / "ddp" / LAST / MODEL_FILE))
-    weights_single = load_file(str(tmp_path / "single" / LAST / MODEL_FILE))
+    weights_ddp = load_file(str(last_checkpoint(tmp_path / "ddp").weights))
+    weights_single = load_file(str(last_checkpoint(tmp_path / "single").weights))
     for name, tensor in weights_single.items():
         torch.testing.assert_close(weights_ddp[name], tensor, rtol=0, atol=1e-5)
 

@@ -120,3 +120,20 @@ def read_regular_file(path: os.PathLike[str] | str, max_bytes: int) -> bytes:
 
 def _bytes(count: int) -> str:
     return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count:,} bytes"
+
+
+def fsync_folder(path: Path) -> None:
+    """Flush a folder's entries (files created, renamed or removed in it) to disk: without it a rename that
+    commits something can be lost in a power cut even though the file's bytes were flushed. A no-op where the
+    file system cannot sync folders (EINVAL, EBADF, EACCES: some network and Windows file systems)."""
+    try:
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.EBADF, errno.EACCES, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(handle)

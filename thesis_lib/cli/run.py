@@ -2,6 +2,9 @@
 
 Exit status 0 when every run finished (now or earlier), 1 when some failed (after running all others);
 a profile problem is a `ThesisError` (exit 2). Progress goes to stderr as log lines, the summary to stdout.
+A finished run of another config, data or split in the runs folder is not replaced (exit 2, naming it)
+unless `--replace` is given; another `thesis run` working on a run folder is waited for (THESIS_LOCK_WAIT
+seconds, default 60), then that run fails with one line naming the process.
 
 `--check` prints the preflight (release, weights, device, disk, memory; one line each) and exits 2 when
 something stops the run, 0 otherwise, without training. `--plan [--json]` prints the plan (every run, FLOPs,
@@ -46,6 +49,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--rehearse", action="store_true",
                      help="rehearse a full-size profile on CPU: every run at full size on random stand-in weights, "
                           "a step per run, a small twin, into runs-rehearsal/ (see thesis_lib/experiments/rehearsal.py)")
+    run.add_argument("--replace", action="store_true",
+                     help="retrain in place the finished runs of another config, data or split (default: refuse, "
+                          "naming them)")
     run.add_argument("--json", action="store_true", help="with --plan: the plan as JSON")
     run.add_argument("--gpu", default=None, metavar="NAME",
                      help="with --plan: plan for this GPU (e.g. 'A100-SXM4-80GB'; default: this machine's, else an H100)")
@@ -83,7 +89,7 @@ def run_command(ns: argparse.Namespace) -> int:
             return EXIT_USER_ERROR
         if ns.check:
             return 0
-    report = run_grid(profile, data_root=ns.data, runs_dir=ns.runs, models=models, seeds=seeds)
+    report = run_grid(profile, data_root=ns.data, runs_dir=ns.runs, models=models, seeds=seeds, replace=ns.replace)
     print(report.summary(), flush=True)
     return 0 if report.ok else EXIT_RUNS_FAILED
 

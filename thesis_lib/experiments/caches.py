@@ -23,6 +23,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from thesis_lib.experiments.locks import live_cache_reads
 from thesis_lib.experiments.profile import Profile
 from thesis_lib.experiments.specs import RunSpec, config_hashes, resolve_model_config
 from thesis_lib.genres import NUM_GENRES
@@ -161,13 +162,15 @@ class CacheLedger:
             present = {need: size for need, size in present.items() if need in keep}
         return peak
 
-    def release_after(self, key: tuple[str, int, str], delete: bool = True) -> list[tuple[Path, int]]:
-        """Mark run `key` done (finished or failed) and delete the cache files no remaining run reads;
-        returns what was deleted, with sizes. `delete=False` (other processes than the main one) only
-        forgets them."""
+    def release_after(self, key: tuple[str, int, str], delete: bool = True,
+                      busy: Iterable[str] = ()) -> list[tuple[Path, int]]:
+        """Mark run `key` done (finished or failed) and delete the cache files no remaining run reads, nor a
+        running run of another grid (`busy`: need labels, `locks.live_cache_reads`); returns what was
+        deleted, with sizes. `delete=False` (other processes than the main one) only forgets them."""
         if key in self.remaining:
             self.remaining.remove(key)
         keep = {need.file_group for need in self.still_needed()}  # a file a later need may share stays
+        keep |= busy_file_groups(busy)
         deleted = []
         for need in [need for need in self.files if need.file_group not in keep]:
             for path in sorted(self.files.pop(need)):
@@ -190,6 +193,7 @@ class CacheCleaning:
     dry_run: bool
     removed: list[tuple[Path, int, str]] = field(default_factory=list)  # (file, bytes, why)
     kept: list[tuple[Path, int]] = field(default_factory=list)
+    busy_runs: tuple[str, ...] = ()  # runs that held read marks on caches (what they read is kept)
 
     @property
     def bytes_freed(self) -> int:
@@ -202,7 +206,20 @@ class CacheCleaning:
         lines.append(f"{verb} {len(self.removed)} feature caches, {self.bytes_freed / 1e9:.2f} GB "
                      f"{'to free' if self.dry_run else 'freed'}; kept {len(self.kept)} ({kept / 1e9:.2f} GB) "
                      f"in {self.folder}")
+        if self.busy_runs:
+            lines.append(f"kept what {len(self.busy_runs)} running run(s) read: {', '.join(self.busy_runs)}")
         return lines
+
+
+def busy_file_groups(labels: Iterable[str]) -> set[tuple[str, ...]]:
+    """The file groups (`FeatureCacheNeed.file_group`) of need labels; labels that do not parse are skipped."""
+    groups = set()
+    for label in labels:
+        try:
+            groups.add(FeatureCacheNeed(**json.loads(label)).file_group)
+        except (TypeError, ValueError):
+            continue
+    return groups
 
 
 def cache_files(cache_root: Path | None = None) -> list[Path]:
@@ -216,14 +233,23 @@ def clean_feature_caches(needed: set[str] | None, *, data_fingerprint: str | Non
     """Remove the feature caches no planned, unfinished run reads: files of another format, of other data,
     whose need (`FeatureCacheNeed.label` in their metadata) is not in `needed`, and older duplicates of a
     need. `needed=None` (--all) removes every cache, and the temporary files of writes (never touched
-    otherwise: a grid running now may be writing them)."""
+    otherwise: a grid running now may be writing them). Whatever a run holding its folder reads now (its
+    read mark, `locks.live_cache_reads`) is kept in every case, and with such a run --all keeps the
+    temporary files too."""
     folder = Path(cache_root or cache_dir()) / FEATURES_FOLDER
     result = CacheCleaning(folder, dry_run)
-    # Temporary files of a write may belong to a grid running now: only --all removes them.
+    live = live_cache_reads(Path(cache_root or cache_dir()))  # caches that runs holding their folders read now
+    result.busy_runs = live.runs
+    busy = busy_file_groups(live.needs)
+    # Temporary files of a write may belong to a grid running now: only --all removes them, and not while runs
+    # hold read marks (one of them may be writing).
     verdicts = {path: "--all" if needed is None else _stale_reason(path, needed, data_fingerprint)
-                for path in cache_files(cache_root) if needed is None or not path.name.startswith(".")}
+                for path in cache_files(cache_root)
+                if not path.name.startswith(".") or (needed is None and not live)}
+    read_now = {path for path in verdicts if busy and _file_group(path) in busy}  # a running run reads them
+    verdicts |= dict.fromkeys(read_now)
     by_need: dict[str, list[Path]] = {}
-    for path in (p for p, why in verdicts.items() if why is None):
+    for path in (p for p, why in verdicts.items() if why is None and p not in read_now):
         by_need.setdefault(_metadata(path).get("label", ""), []).append(path)
     for copies in by_need.values():  # the same need twice (e.g. a source run retrained): keep the newest
         for older in sorted(copies, key=lambda p: p.stat().st_mtime)[:-1]:
@@ -254,6 +280,15 @@ def _stale_reason(path: Path, needed: set[str], data_fingerprint: str | None) ->
     if metadata.get("label") not in needed:
         return "no unfinished run of the grid reads it"
     return None
+
+
+def _file_group(path: Path) -> tuple[str, ...] | None:
+    """The file group of the need a cache file was made for (from its metadata); None when unreadable."""
+    try:
+        groups = busy_file_groups([_metadata(path).get("label", "")])
+    except Exception:  # noqa: BLE001 - an unreadable file serves no running run
+        return None
+    return next(iter(groups), None)
 
 
 def _metadata(path: Path) -> dict[str, str]:

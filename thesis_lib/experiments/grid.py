@@ -5,8 +5,15 @@ missing), makes or reads the splits, plans the runs (`specs.plan_grid`: baseline
 late fusion, trained fusions) and executes each one that is not finished yet. A run is finished when its
 record exists with the same config hash, data fingerprint and split hash; anything else reruns. A failing
 run writes its traceback to `error.txt` in its folder and the grid goes on; runs that need it then fail
-too (with a message naming it). The returned `GridReport` lists every failure (`thesis run` then exits
-non-zero). After each run, the feature caches that no later unfinished run of the grid reads are
+too (with a message naming it). When not even error.txt can be written (a full disk), the grid stops
+there with one line instead of failing every remaining run. The returned `GridReport` lists every failure
+(`thesis run` then exits non-zero).
+
+A run folder belongs to one process at a time: the main process holds its `locks.RunLock` while it runs
+(another `thesis run` on the same folder waits, then fails that run with one line naming the holder), and
+decides again under the lock whether the run is finished (another process may have finished it meanwhile).
+A finished run is never replaced by a run of another config, data or split unless asked (`replace=True`,
+`thesis run --replace`): the grid refuses before it trains anything, naming the runs. After each run, the feature caches that no later unfinished run of the grid reads are
 deleted (`caches.CacheLedger`: which run reads which cache comes from the plan). Progress, one line per
 run, goes to this module's logger.
 
@@ -17,6 +24,7 @@ instead of the grid going on, since the processes could no longer be kept in ste
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import traceback
@@ -31,8 +39,10 @@ from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.splits import Split, load_or_create_thesis_split, load_split, official_split
 from thesis_lib.data.twin import generate_twin
 from thesis_lib.data.twin.generate import TRUTH_FILE
+from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.caches import CacheCleaning, CacheLedger, clean_feature_caches
-from thesis_lib.experiments.layout import RunsFolder
+from thesis_lib.experiments.layout import RunFolder, RunsFolder
+from thesis_lib.experiments.locks import CacheReadMark, RunLock, RunLockedError, live_cache_reads
 from thesis_lib.experiments.pipeline import GridContext
 from thesis_lib.experiments.processes import (
     BARRIER_TIMEOUT,
@@ -41,10 +51,11 @@ from thesis_lib.experiments.processes import (
     quiet_other_processes,
 )
 from thesis_lib.experiments.profile import Profile, ProfileError
-from thesis_lib.experiments.records import is_finished, write_error
+from thesis_lib.experiments.records import RecordError, is_finished, read_record, write_error
 from thesis_lib.experiments.runner import RunOutcome, execute_run
 from thesis_lib.experiments.specs import RunSpec, config_hashes, plan_grid
 from thesis_lib.machine import choose_device, device_banner, effective_precision
+from thesis_lib.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +71,13 @@ class GridReport:
     skipped: list[str] = field(default_factory=list)  # labels of runs that were already finished
     caches_freed: list[tuple[Path, int]] = field(default_factory=list)  # feature caches deleted: (file, bytes)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, one-line error)
+    stopped: str | None = None  # why the grid stopped before its last run (nothing could be written)
     wall_time_s: float = 0.0
     cpu_time_s: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and self.stopped is None
 
     def summary(self) -> str:
         if self.process:
@@ -77,6 +89,8 @@ class GridReport:
             lines.append(f"  ran     {outcome.spec.label:<52} {outcome.wall_time_s:7.1f} s  macro-F1 "
                          f"{_score(outcome.macro_f1)} (tuned {_score(outcome.macro_f1_tuned)})")
         lines += [f"  FAILED  {label}: {error}" for label, error in self.failed]
+        if self.stopped:
+            lines.append(f"  STOPPED {self.stopped}")
         if self.caches_freed:
             freed = sum(size for _, size in self.caches_freed)
             lines.append(f"  feature caches no later run reads: {len(self.caches_freed)} deleted ({freed / 1e9:.2f} GB)")
@@ -194,6 +208,10 @@ def open_grid(
                        config_hashes(plan, profile))
 
 
+class FinishedRunsError(ThesisError):
+    """The runs folder holds finished runs of another config, data or split where this grid would run."""
+
+
 def run_grid(
     profile: Profile,
     *,
@@ -201,8 +219,10 @@ def run_grid(
     runs_dir: str | None = None,
     models: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
+    replace: bool = False,
 ) -> GridReport:
-    """Run (or skip, when finished) every run of the profile's grid; see the module docstring."""
+    """Run (or skip, when finished) every run of the profile's grid; see the module docstring. `replace`:
+    retrain in place the finished runs of another config, data or split (refused otherwise)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     if profile.cpu_threads:
         torch.set_num_threads(profile.cpu_threads)
@@ -213,6 +233,12 @@ def run_grid(
     plan = list(ctx.plan.values())
     # The main process reads the run folders; every process gets its answer, so all run the same runs.
     finished = on_main_process(accelerator, lambda: {spec.key for spec in plan if _finished(spec, ctx)})
+    others = [] if replace else on_main_process(
+        accelerator, lambda: [line for spec in plan if spec.key not in finished and (line := _other_run(spec, ctx))])
+    if others:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        raise FinishedRunsError(f"{others[0]}{more}: a finished run is not replaced by another config, data or "
+                                f"split; pass --replace to retrain in place, or --runs ANOTHER_FOLDER to keep it")
     ctx.caches = CacheLedger.of_plan(plan, profile, [s.key for s in plan if s.key not in finished], ctx.hashes)
     for index, spec in enumerate(plan, start=1):
         folder = ctx.folder(spec)
@@ -220,21 +246,43 @@ def run_grid(
             report.skipped.append(spec.label)
             log.info("[%d/%d] %s: finished earlier, skipped", index, len(plan), spec.label)
             continue
+        claim = _Claim(spec, ctx)
+        status, problem = on_main_process(accelerator, functools.partial(claim.take, replace))
+        if status == _FINISHED:
+            report.skipped.append(spec.label)
+            log.info("[%d/%d] %s: finished meanwhile by another process, skipped", index, len(plan), spec.label)
+            report.caches_freed += _release_caches(spec, ctx)
+            continue
         log.info("[%d/%d] %s: running (%s)", index, len(plan), spec.label, spec.kind)
+        outcome, unwritable = None, None
         try:
+            if status == _UNWRITABLE:
+                unwritable = f"OSError: {problem}"
+                raise OSError(problem)
+            if status != _CLAIMED:
+                raise RunLockedError(problem)
             outcome = execute_run(spec, ctx)
         except Exception as error:  # noqa: BLE001 - one run's failure must not stop the grid
             message = f"{type(error).__name__}: {error}".splitlines()[0]
-            if accelerator.is_main_process:
-                write_error(folder, traceback.format_exc())
+            where = ""
+            if accelerator.is_main_process and claim.held:  # never into a folder another process holds
+                unwritable = _write_error(folder, traceback.format_exc())
+                where = f" (traceback in {folder.error})" if unwritable is None else f" (no error.txt: {unwritable})"
             if accelerator.num_processes > 1:
                 raise  # the processes cannot be kept in step after a failure: the launch stops (rerun resumes)
             report.failed.append((spec.label, message))
-            log.warning("[%d/%d] %s: FAILED: %s (traceback in %s)", index, len(plan), spec.label, message,
-                        folder.error)
-            report.caches_freed += _release_caches(spec, ctx)  # a failed run reads its caches no more either
+            log.warning("[%d/%d] %s: FAILED: %s%s", index, len(plan), spec.label, message, where)
+        finally:
+            claim.release()
+        report.caches_freed += _release_caches(spec, ctx)  # finished or failed, it reads its caches no more
+        if outcome is None:
+            if unwritable is not None:  # not even error.txt: every further run would fail the same way
+                report.stopped = (f"nothing can be written in {ctx.runs.root} ({unwritable}); "
+                                  f"{len(plan) - index} later run(s) not attempted: free space and rerun "
+                                  f"(finished runs are kept)")
+                log.error("grid stopped: %s", report.stopped)
+                break
             continue
-        report.caches_freed += _release_caches(spec, ctx)
         report.executed.append(outcome)
         log.info("[%d/%d] %s: done in %.1f s, test macro-F1 %s (tuned %s)", index, len(plan), spec.label,
                  outcome.wall_time_s, _score(outcome.macro_f1), _score(outcome.macro_f1_tuned))
@@ -249,11 +297,87 @@ def _finished(spec: RunSpec, ctx: GridContext) -> bool:
                        split_hash=ctx.splits[spec.split].split_hash())
 
 
+def _other_run(spec: RunSpec, ctx: GridContext) -> str | None:
+    """One line when `spec`'s folder holds a finished run of another config, data or split (None otherwise:
+    no record, an unreadable one, or this run's own record without its predictions)."""
+    try:
+        record = read_record(ctx.folder(spec))
+    except RecordError:
+        return None
+    if record is None:
+        return None
+    theirs = (record.get("config_hash"), (record.get("data") or {}).get("fingerprint"),
+              (record.get("split") or {}).get("hash"))
+    ours = (ctx.config_hash(spec), ctx.release.fingerprint, ctx.splits[spec.split].split_hash())
+    if theirs == ours:
+        return None
+    what = "config" if theirs[0] != ours[0] else "data" if theirs[1] != ours[1] else "split"
+    return (f"{ctx.folder(spec).path} holds a finished run of another {what} ({str(theirs[0])[:12]}, made "
+            f"{record.get('created', 'earlier')}; this run: {ours[0][:12]})")
+
+
+_CLAIMED, _FINISHED, _REFUSED, _UNWRITABLE = "claimed", "finished", "refused", "unwritable"
+
+
+class _Claim:
+    """A run folder taken by the main process for one run: its lock, and the mark on the feature caches it
+    reads (so no cache cleaning deletes them meanwhile)."""
+
+    def __init__(self, spec: RunSpec, ctx: GridContext):
+        self.spec, self.ctx = spec, ctx
+        self.lock = RunLock(ctx.folder(spec).lock, spec.label)
+        self.mark: CacheReadMark | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.lock.held
+
+    def take(self, replace: bool) -> tuple[str, str | None]:
+        """(_CLAIMED, None); (_FINISHED, None) when another process finished it meanwhile; (_REFUSED, one
+        line) when another holds it or replaced it meanwhile; (_UNWRITABLE, one line) when not even the lock
+        file can be written (a full disk)."""
+        try:
+            self.lock.acquire()
+            # Decided again under the lock: another process may have finished or replaced the run meanwhile.
+            if _finished(self.spec, self.ctx):
+                self.release()
+                return _FINISHED, None
+            if not replace and (other := _other_run(self.spec, self.ctx)):
+                self.release()
+                return _REFUSED, f"{other}; pass --replace to retrain in place"
+            needs = [need.label for need in self.ctx.caches.needs.get(self.spec.key, ())]
+            if needs:
+                self.mark = CacheReadMark(cache_dir(), self.spec.label, needs).__enter__()
+        except RunLockedError as error:
+            return _REFUSED, str(error)
+        except OSError as error:
+            self.release()
+            return _UNWRITABLE, str(error).splitlines()[0]
+        return _CLAIMED, None
+
+    def release(self) -> None:
+        if self.mark is not None:
+            self.mark.__exit__(None, None, None)
+            self.mark = None
+        self.lock.release()
+
+
+def _write_error(folder: RunFolder, text: str) -> str | None:
+    """Write error.txt; None, or why it could not be written (one line: the disk is full, the folder gone)."""
+    try:
+        write_error(folder, text)
+    except OSError as error:
+        return f"{type(error).__name__}: {error}".splitlines()[0]
+    return None
+
+
 def _release_caches(spec: RunSpec, ctx: GridContext) -> list[tuple[Path, int]]:
-    """After a run (finished or failed): delete the feature caches no later run of the grid reads. Every
-    process waits first, so none is still reading; the main process deletes."""
+    """After a run (finished or failed): delete the feature caches no later run of the grid reads, nor a run
+    of another grid reads now (`locks.live_cache_reads`). Every process waits first, so none is still
+    reading; the main process deletes."""
     ctx.accelerator.wait_for_everyone()
-    freed = ctx.caches.release_after(spec.key, delete=ctx.accelerator.is_main_process)
+    busy = live_cache_reads(cache_dir()).needs if ctx.accelerator.is_main_process else frozenset()
+    freed = ctx.caches.release_after(spec.key, delete=ctx.accelerator.is_main_process, busy=busy)
     for path, size in freed:
         log.info("deleted feature cache %s (%.1f MB): no later run of the grid reads it", path.name, size / 1e6)
     return freed

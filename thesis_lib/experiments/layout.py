@@ -9,6 +9,7 @@
             checkpoints/best/model.safetensors the weights it predicted with (checkpoints/last/ while it trains)
             pending.json                       the config hash of a run in progress (lets an interrupted run resume)
             error.txt                          the traceback of its latest failed attempt
+            run.lock                           held by the process running it (`locks.RunLock`: pid, host)
 
 Every split has its own folder, the primary one included, so a run's label "<split>/<run>/seed<k>" (what
 a fusion's record names as the source of its encoders) is also its path under RUNS. Nothing outside this
@@ -30,6 +31,7 @@ PREDICTIONS_FILES = {"dev": "predictions_dev.npz", "test": "predictions_test.npz
 CHECKPOINTS = "checkpoints"
 PENDING_FILE = "pending.json"
 ERROR_FILE = "error.txt"
+LOCK_FILE = "run.lock"
 SEED_PREFIX = "seed"
 
 
@@ -85,6 +87,11 @@ class RunFolder:
     @property
     def error(self) -> Path:
         return self.path / ERROR_FILE
+
+    @property
+    def lock(self) -> Path:
+        """The marker of the process that runs it now (`locks.RunLock`)."""
+        return self.path / LOCK_FILE
 
     def is_recorded(self) -> bool:
         """A record.json is there (whether it is this config's is `records.is_finished`'s question)."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.baselines import run_baseline
 from thesis_lib.experiments.late import run_late_fusion
 from thesis_lib.experiments.layout import RunFolder
@@ -44,8 +45,14 @@ from thesis_lib.experiments.specs import RunSpec, train_settings
 from thesis_lib.machine import effective_precision
 from thesis_lib.metrics import evaluate_threshold_policies
 from thesis_lib.train import FitResult, TrainConfig, fit, predict
-from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE
+from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE, load_model_weights
 from thesis_lib.train.results import Predictions
+
+CONFIG_HASH_KEY = "config_hash"  # weights metadata: the config hash of the run that saved them
+
+
+class RunWeightsError(ThesisError, RuntimeError):
+    """A run's best checkpoint is missing or was not written by this run (one line)."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +196,8 @@ def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> 
         config = make_train_config(spec, ctx, built, data, scale)
         checkpoints = folder.checkpoints if len(scales) == 1 else folder.checkpoints / f"trial{index}"
         result = fit(data.trainable, data.train, data.dev, config, checkpoint_dir=checkpoints,
-                     collate_fn=data.collate, resume=resume, accelerator=ctx.accelerator)
+                     collate_fn=data.collate, resume=resume, accelerator=ctx.accelerator,
+                     checkpoint_metadata={CONFIG_HASH_KEY: ctx.config_hash(spec)})
         score = _trial_score(result, config)
         trials.append({"lr_scale": scale, "lr_head": config.lr_head, "lr_backbone": config.lr_backbone,
                        "best_epoch": result.best_epoch, "best_metric": result.best_metric,
@@ -200,6 +208,7 @@ def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> 
     if ctx.accelerator.is_main_process:
         _keep_best_only(folder.checkpoints, Path(result.checkpoint_dir), trials=len(scales))
     ctx.accelerator.wait_for_everyone()
+    restore_own_best(data.trainable, folder, ctx.config_hash(spec))
     batch_size = result.config["batch_size"]  # per process, as in training (fits the memory training fitted)
     # The dev predictions of the restored best weights, as fit's evaluation of that epoch made them (the
     # same loader and batch size); predicted again only when an earlier session of a resumed run made them.
@@ -247,6 +256,22 @@ def _keep_best_only(checkpoints: Path, chosen: Path, trials: int) -> None:
         for index in range(trials):
             shutil.rmtree(checkpoints / f"trial{index}", ignore_errors=True)
     shutil.rmtree(checkpoints / LAST, ignore_errors=True)
+
+
+def restore_own_best(module: Any, folder: RunFolder, config_hash: str) -> None:
+    """Load the run's best checkpoint into `module`, refusing weights this run did not write: missing, or
+    saved under another config hash (another run wrote into the folder). Checked on the metadata of the very
+    file loaded, so the run predicts with exactly what it checked; a refusal fails the run before any record."""
+    path = folder.best_weights
+    if not path.is_file():
+        raise RunWeightsError(f"{folder.label}: no best checkpoint at {path} (no epoch improved, or it was "
+                              f"deleted while the run trained); no record written, a rerun trains it again")
+    found = load_model_weights(module, path).get(CONFIG_HASH_KEY)
+    if found != config_hash:
+        whose = ("no config hash (saved by an older version or another program)" if found is None
+                 else f"config {found[:12]} (another run wrote into this folder)")
+        raise RunWeightsError(f"{folder.label}: the best checkpoint {path} holds weights of {whose}, not of "
+                              f"config {config_hash[:12]}; no record written, a rerun trains it again")
 
 
 def _trial_score(result: FitResult, config: TrainConfig) -> float:

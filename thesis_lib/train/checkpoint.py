@@ -1,13 +1,28 @@
 """Checkpoints: weights in safetensors, the rest of the training state in a `weights_only`-loadable .pt.
 
 Layout of a checkpoint directory:
-    DIR/best/model.safetensors   weights of the best epoch so far (by `TrainConfig.monitor`)
-    DIR/last/model.safetensors   weights at the latest save (epoch end, or every N optimizer steps)
-    DIR/last/state.pt            optimizer, scheduler, `RunProgress`, config and per-process RNG states
+    DIR/best/model.safetensors             weights of the best epoch so far (by `TrainConfig.monitor`)
+    DIR/last/checkpoint.json               names the latest complete save (the manifest, written last)
+    DIR/last/<unit>/model.safetensors      weights at that save (epoch end, or every N optimizer steps)
+    DIR/last/<unit>/state.pt               optimizer, scheduler, `RunProgress`, config, per-process RNG states
 
-Every file is written to a temporary name and moved into place with `os.replace`, so a crash leaves either
-the old or the new file, never half of one. The weights and the state of `last` are two files: both carry
-the global step, and loading refuses a pair from different steps instead of resuming from a mix.
+A save of `last` is one unit, wholly there or not there. Its two files go into a new folder `<unit>` (named
+by step and a random token, so no save ever writes over a file another one names), are flushed to disk,
+and then one `os.replace` of checkpoint.json makes that folder the checkpoint; older units are deleted
+afterwards. Why a manifest and not a folder swap: rename(2) replaces a *file* atomically on POSIX (and on
+NFS, where the server does the rename), but it cannot replace a non-empty folder, so swapping folders takes
+two renames with a moment in between when `last` is missing. A kill or a full disk at any point leaves the
+previous manifest naming the previous, complete unit, and a rerun resumes from it. A `last` that cannot be
+resumed (a manifest naming a missing file; the separately written pair of older versions with its files
+from different steps) is discarded by `discard_unusable_last`, and the run starts again with a notice.
+
+`best` is never written on its own: an epoch that improves is saved as a unit whose weights carry the
+best-epoch metadata, and only after that unit is committed are its weights published as
+DIR/best/model.safetensors (a hard link, or a copy where the file system has none, moved into place with
+`os.replace`). So `best` is always weights of a save that `last` (or an earlier `last`) recorded, and a run
+killed between the commit and the publication republishes it on resume (`load_last`). Callers may add
+metadata of their own to every weights file (the experiment grid adds the run's config hash, which it
+checks before predicting with `best`).
 `state.pt` holds only tensors and plain containers (numpy's RNG state is converted to a tensor), so it loads
 with `torch.load(path, weights_only=True)`: no pickled code runs when a checkpoint is opened.
 
@@ -31,7 +46,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import random
+import secrets
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,18 +63,24 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from thesis_lib.storage import atomic_write
+from thesis_lib.storage import atomic_write, fsync_folder
 
 CHECKPOINT_FORMAT = 1
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
+MANIFEST_FILE = "checkpoint.json"  # in DIR/last: names the complete unit (see the module docstring)
 BEST, LAST = "best", "last"
+BEST_EPOCH = "best_epoch"  # weights metadata of a save that is also the best so far (then published as best)
 EXCLUDED_PREFIXES = "excluded_prefixes"  # metadata key of a slim weights file (see the module docstring)
 EXCLUDED_FINGERPRINT = "excluded_fingerprint"
 
 
 class CheckpointMismatchError(RuntimeError):
     """A weights file that does not fit the model it is loaded into (keys, shapes or left-out weights)."""
+
+
+class CheckpointUnusableError(RuntimeError):
+    """A `last` checkpoint that cannot be resumed (see `discard_unusable_last`); the message is one line."""
 
 
 @dataclass
@@ -242,11 +267,19 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------ best / last
 
 
-def save_best(directory: Path, accelerator: Accelerator, model: nn.Module, metadata: dict[str, str]) -> None:
-    """Write DIR/best/model.safetensors (main process) and wait for every process."""
-    if accelerator.is_main_process:
-        save_model_weights(accelerator.unwrap_model(model), Path(directory) / BEST / MODEL_FILE, metadata)
-    accelerator.wait_for_everyone()
+@dataclass(frozen=True)
+class LastCheckpoint:
+    """The complete save `DIR/last` names: its folder, weights and state."""
+
+    folder: Path
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / MODEL_FILE
+
+    @property
+    def state(self) -> Path:
+        return self.folder / STATE_FILE
 
 
 def save_last(
@@ -258,14 +291,20 @@ def save_last(
     progress: RunProgress,
     process_state: ProcessState,
     config: dict[str, Any],
+    *,
+    best: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> None:
-    """Write DIR/last (weights, then state). Every process must call it: RNG states are gathered."""
+    """Save DIR/last as one unit (see the module docstring); with `best` (its metadata, e.g. the best epoch
+    and score) the same weights then become DIR/best. `metadata` goes into the weights file of every save.
+    Every process must call it: RNG states are gathered."""
     process_states = gather_object([dataclasses.asdict(process_state)])  # one entry per process, rank order
     if accelerator.is_main_process:
         last = Path(directory) / LAST
-        step = str(progress.global_step)
-        metadata = {"global_step": step, "epoch": str(progress.epoch)}
-        save_model_weights(accelerator.unwrap_model(model), last / MODEL_FILE, metadata)
+        unit = last / f"step{progress.global_step:09d}-{secrets.token_hex(4)}"
+        weights_metadata = {**(metadata or {}), "global_step": str(progress.global_step), "epoch": str(progress.epoch)}
+        if best is not None:
+            weights_metadata |= {BEST_EPOCH: str(progress.best_epoch), **best}
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": config,
@@ -275,23 +314,136 @@ def save_last(
             "world_size": accelerator.num_processes,
             "processes": process_states,
         }
-        atomic_write(last / STATE_FILE, lambda tmp: torch.save(state, tmp))
+        try:
+            unit.mkdir(parents=True)
+            save_model_weights(accelerator.unwrap_model(model), unit / MODEL_FILE, weights_metadata)
+            atomic_write(unit / STATE_FILE, lambda tmp: _save_state(state, tmp))
+            fsync_folder(unit)
+            manifest = {"format": CHECKPOINT_FORMAT, "unit": unit.name, "global_step": progress.global_step}
+            atomic_write(last / MANIFEST_FILE, lambda tmp: tmp.write_text(json.dumps(manifest), encoding="utf-8"))
+        except BaseException:
+            if _named_unit(last) != unit.name:  # not committed: garbage (and on a full disk, space back)
+                shutil.rmtree(unit, ignore_errors=True)
+            raise
+        fsync_folder(last)  # the commit itself reaches the disk
+        for entry in last.iterdir():  # older units and files of older versions: nothing names them any more
+            if entry.name in (unit.name, MANIFEST_FILE):
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        if best is not None:
+            _publish_best(LastCheckpoint(unit), Path(directory))
     accelerator.wait_for_everyone()
 
 
+def _save_state(state: dict[str, Any], path: Path) -> None:
+    """torch.save through a Python file, so a full disk surfaces as the OSError it is: torch's own file
+    writer turns it into "RuntimeError: [enforce fail at inline_container.cc] unexpected pos ...", which
+    names no cause (measured on a full tmpfs; through a Python file the OSError is the error's context)."""
+    with open(path, "wb") as handle:
+        try:
+            torch.save(state, handle)
+        except RuntimeError as error:
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, OSError):
+                raise cause from error
+            raise
+
+
+def _named_unit(last: Path) -> str | None:
+    """The unit folder DIR/last's manifest names (None when there is no readable manifest)."""
+    try:
+        return json.loads((last / MANIFEST_FILE).read_text(encoding="utf-8")).get("unit")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _publish_best(last: LastCheckpoint, directory: Path) -> None:
+    """Make the weights of a committed unit DIR/best/model.safetensors, in one `os.replace`: a hard link (no
+    second copy of the bytes), or a flushed copy where the file system has no hard links."""
+    target = directory / BEST / MODEL_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(last.weights, tmp)
+        except OSError:  # e.g. EPERM / ENOTSUP on file systems without hard links
+            shutil.copyfile(last.weights, tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_folder(target.parent)
+
+
 def has_last(directory: Path) -> bool:
-    return (Path(directory) / LAST / STATE_FILE).is_file()
+    """Whether DIR/last holds a save (usable or not: `last_checkpoint` tells)."""
+    last = Path(directory) / LAST
+    return (last / MANIFEST_FILE).is_file() or (last / STATE_FILE).is_file()
 
 
-def read_last_state(directory: Path) -> dict[str, Any]:
-    """DIR/last/state.pt loaded with weights_only=True, checked for format."""
-    path = Path(directory) / LAST / STATE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no training state at {path}")
+def last_checkpoint(directory: Path) -> LastCheckpoint | None:
+    """The complete save DIR/last names; None when there is none. `CheckpointUnusableError` (one line) when
+    something is there that cannot be resumed: a manifest that is unreadable or names missing files, or the
+    weights and state.pt that versions before the manifest wrote side by side, from different steps."""
+    last = Path(directory) / LAST
+    manifest = last / MANIFEST_FILE
+    if manifest.is_file():
+        try:
+            content = json.loads(manifest.read_text(encoding="utf-8"))
+            found = LastCheckpoint(last / content["unit"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise CheckpointUnusableError(f"{manifest} is unreadable ({type(error).__name__}: {error})") from None
+        if not (found.weights.is_file() and found.state.is_file()):
+            raise CheckpointUnusableError(f"{manifest} names {found.folder.name}, which lacks its weights or state")
+        return found
+    legacy = LastCheckpoint(last)  # written by versions before the manifest: two files, checked by their steps
+    if not legacy.state.is_file():
+        return None
+    if not legacy.weights.is_file():
+        raise CheckpointUnusableError(f"{legacy.state} has no weights beside it")
+    weights_step = read_weights_metadata(legacy.weights).get("global_step")
+    state_step = _read_state(legacy.state)["progress"]["global_step"]
+    if weights_step != str(state_step):
+        raise CheckpointUnusableError(
+            f"{last}: weights are from step {weights_step} but {STATE_FILE} from step {state_step} (an older "
+            f"version saved them one after the other and the run died in between)")
+    return legacy
+
+
+def discard_unusable_last(directory: Path, accelerator: Accelerator) -> str | None:
+    """Remove a `last` that cannot be resumed, and the `best` of that attempt, so the run starts again
+    instead of failing on every rerun; returns why (one line), or None when `last` is usable or absent.
+    Every process must call it."""
+    try:
+        last_checkpoint(directory)
+        return None
+    except CheckpointUnusableError as error:
+        accelerator.wait_for_everyone()  # every process has looked before the main one removes
+        if accelerator.is_main_process:
+            for which in (LAST, BEST):
+                shutil.rmtree(Path(directory) / which, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return str(error)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a format-{CHECKPOINT_FORMAT} training state")
     return state
+
+
+def read_last_state(directory: Path) -> dict[str, Any]:
+    """The state of DIR/last's complete save, loaded with weights_only=True, checked for format."""
+    found = last_checkpoint(directory)
+    if found is None:
+        raise FileNotFoundError(f"no training state in {Path(directory) / LAST}")
+    return _read_state(found.state)
 
 
 def load_last(
@@ -301,22 +453,34 @@ def load_last(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> tuple[RunProgress, ProcessState, dict[str, Any]]:
-    """Load DIR/last into model, optimizer and scheduler; returns (progress, this process's state, config)."""
-    last = Path(directory) / LAST
-    state = read_last_state(directory)
-    metadata = load_model_weights(accelerator.unwrap_model(model), last / MODEL_FILE)
-    if metadata.get("global_step") != str(state["progress"]["global_step"]):
+    """Load DIR/last into model, optimizer and scheduler; returns (progress, this process's state, config).
+    A save that was also the best epoch is (re)published as DIR/best when the run died before it was."""
+    found = last_checkpoint(directory)
+    if found is None:
+        raise FileNotFoundError(f"no training state in {Path(directory) / LAST}")
+    state = _read_state(found.state)
+    metadata = load_model_weights(accelerator.unwrap_model(model), found.weights)
+    if metadata.get("global_step") != str(state["progress"]["global_step"]):  # one unit: only by tampering
         raise ValueError(
-            f"{last}: weights are from step {metadata.get('global_step')} but {STATE_FILE} from step "
-            f"{state['progress']['global_step']} (the run died while saving); resume is not safe"
+            f"{found.folder}: weights are from step {metadata.get('global_step')} but {STATE_FILE} from step "
+            f"{state['progress']['global_step']}; resume is not safe"
         )
     if state["world_size"] != accelerator.num_processes:
         raise ValueError(
-            f"{last / STATE_FILE} was written by {state['world_size']} processes, this run has "
+            f"{found.state} was written by {state['world_size']} processes, this run has "
             f"{accelerator.num_processes}: a mid-run resume needs the same number of processes"
         )
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     progress = RunProgress(**state["progress"])
     process_state = ProcessState(**state["processes"][accelerator.process_index])
+    if accelerator.is_main_process and BEST_EPOCH in metadata and _best_step(Path(directory)) != metadata["global_step"]:
+        _publish_best(found, Path(directory))
+    accelerator.wait_for_everyone()
     return progress, process_state, state["config"]
+
+
+def _best_step(directory: Path) -> str | None:
+    """The global step of DIR/best's weights (None when missing, or written before steps were recorded)."""
+    path = directory / BEST / MODEL_FILE
+    return read_weights_metadata(path).get("global_step") if path.is_file() else None

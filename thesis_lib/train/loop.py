@@ -28,9 +28,9 @@ from thesis_lib.train.checkpoint import (
     ProcessState,
     RunProgress,
     capture_rng_state,
+    discard_unusable_last,
     has_last,
     load_model_weights,
-    save_best,
     save_last,
 )
 from thesis_lib.train.config import TrainConfig
@@ -53,8 +53,15 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------ epoch end
 
 
-def _save_last(parts: TrainingParts, progress: RunProgress, process_state: ProcessState) -> None:
-    """Write `last` (every process must call it): weights, optimizer, schedule, progress, RNG streams."""
+def _save_last(
+    parts: TrainingParts,
+    progress: RunProgress,
+    process_state: ProcessState,
+    metadata: dict[str, str] | None,
+    best: dict[str, str] | None = None,
+) -> None:
+    """Write `last` (every process must call it): weights, optimizer, schedule, progress, RNG streams; with
+    `best`, the same weights become `best` too (one unit, see `checkpoint`)."""
     progress.wall_time_s = parts.clock.total_s()
     process_state.rng = capture_rng_state()
     save_last(
@@ -66,6 +73,8 @@ def _save_last(parts: TrainingParts, progress: RunProgress, process_state: Proce
         progress,
         process_state,
         parts.config.to_dict(),
+        best=best,
+        metadata=metadata,
     )
 
 
@@ -153,6 +162,7 @@ def fit(
     resume: bool = False,
     accelerator: Accelerator | None = None,
     on_step_end: Callable[[StepEvent], None] | None = None,
+    checkpoint_metadata: dict[str, str] | None = None,
 ) -> FitResult:
     """Train `model` on `train_set`, validate every epoch on `val_set`, keep `best` and `last` checkpoints.
 
@@ -160,6 +170,8 @@ def fit(
     finished run returns its result without training. Without `resume`, an existing `last` is an error
     (a new run never overwrites an old one by accident). `config.restore_best` loads the best weights into
     `model` at the end. `on_step_end` is called after each optimizer step (for monitoring and tests).
+    `checkpoint_metadata` goes into every weights file it saves (the grid's config hash). A `last` that cannot
+    be resumed (`checkpoint.discard_unusable_last`) is discarded with a warning and the run starts again.
     """
     checkpoint_dir = Path(checkpoint_dir)
     if has_last(checkpoint_dir) and not resume:
@@ -168,6 +180,8 @@ def fit(
         )
     accelerator = accelerator or make_accelerator(config)
     check_accelerator(accelerator, config)
+    if resume and (problem := discard_unusable_last(checkpoint_dir, accelerator)) and accelerator.is_main_process:
+        log.warning("%s; starting this run again from its first step", problem)
     set_seed(config.seed)
     parts = prepare_training(model, train_set, val_set, config, checkpoint_dir, collate_fn, accelerator)
     progress, process_state = RunProgress(), ProcessState(rng={})
@@ -180,7 +194,7 @@ def fit(
         first_step=progress.global_step,
         enabled=accelerator.is_main_process,
     )
-    save_checkpoint = functools.partial(_save_last, parts, progress, process_state)
+    save_checkpoint = functools.partial(_save_last, parts, progress, process_state, checkpoint_metadata)
     best_predictions: Predictions | None = None  # the validation predictions of `best`, if made in this session
 
     while not progress.finished:
@@ -204,11 +218,11 @@ def fit(
             eval_time_s=time.perf_counter() - eval_start,
             train_samples_per_s=trained.samples / max(trained.seconds, 1e-9),
         )
-        if _close_epoch(progress, process_state, record, config):
-            metadata = {"epoch": str(epoch), config.monitor: repr(progress.best_metric)}
-            save_best(checkpoint_dir, accelerator, parts.model, metadata)
+        improved = _close_epoch(progress, process_state, record, config)
+        # `last` at every epoch end (a resumed run starts the next epoch); an improving epoch's is `best` too.
+        save_checkpoint(best={config.monitor: repr(progress.best_metric)} if improved else None)
+        if improved:
             best_predictions = result.predictions
-        save_checkpoint()  # `last` at every epoch end: a resumed run starts the next epoch
         if accelerator.is_main_process:
             _log_epoch(record, progress, config)
 
