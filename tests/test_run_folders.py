@@ -79,6 +79,23 @@ def test_another_config_never_replaces_a_finished_run(grid, capsys):
 
 
 @pytest.mark.slow  # runs the grid
+def test_the_book_retrains_a_run_of_an_edited_profile_and_names_it(grid, tmp_path):
+    # The book renders the profile it is given: its own runs folder follows an edited profile (and says so).
+    import shutil
+
+    from thesis_lib.book.experiments_chapter import GRID_LOG, run_grid_logged
+
+    runs = tmp_path / "runs"
+    shutil.copytree(grid.runs, runs)
+    edited = load_profile(grid.profile, {"epochs": 2, "runs_dir": str(runs), "data_root": str(grid.twin)})
+    report = run_grid_logged(edited)
+    assert report.ok and [outcome.spec.label for outcome in report.executed] == [LABEL]
+    log = (runs / GRID_LOG).read_text()
+    assert f"{LABEL} holds a finished run of another config" in log and "retrained in place" in log
+    assert json.loads(RunsFolder(runs).run("thesis", MODEL, 0).record.read_text())["train_config"]["epochs"] == 2
+
+
+@pytest.mark.slow  # runs the grid
 def test_a_second_process_waits_then_fails_that_run_and_a_dead_holder_is_taken_over(grid, tmp_path, monkeypatch,
                                                                                      caplog):
     runs = RunsFolder(tmp_path / "runs")

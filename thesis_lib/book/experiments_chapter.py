@@ -67,7 +67,11 @@ class GridFailedError(ThesisError, RuntimeError):
 def run_grid_logged(profile: Profile) -> GridReport:
     """`run_grid(profile)` with its progress, its training log lines and its summary written to
     RUNS/book-grid.log, so the page shows the summary, not thousands of lines. Raises GridFailedError naming
-    the failed runs."""
+    the failed runs.
+
+    The book renders the profile it is given: a finished run of another config in its runs folder (the
+    profile was edited, or `thesis run KEY=VALUE` wrote there) is retrained in place, each named in the log
+    (`run_grid(replace=True)`); `thesis run` itself refuses that unless told `--replace`."""
     runs_root = profile.runs_path()
     runs_root.mkdir(parents=True, exist_ok=True)
     log_path = runs_root / GRID_LOG
@@ -76,7 +80,7 @@ def run_grid_logged(profile: Profile) -> GridReport:
         # redirecting stderr sends them, with warnings and anything printed, into the log file.
         configure_logging()
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            report = run_grid(profile)
+            report = run_grid(profile, replace=True)
         log.write(report.summary() + "\n")
     if not report.ok:
         failed = "; ".join(f"{label}: {error}" for label, error in report.failed)

@@ -342,9 +342,11 @@ class _Claim:
             if _finished(self.spec, self.ctx):
                 self.release()
                 return _FINISHED, None
-            if not replace and (other := _other_run(self.spec, self.ctx)):
-                self.release()
-                return _REFUSED, f"{other}; pass --replace to retrain in place"
+            if other := _other_run(self.spec, self.ctx):
+                if not replace:
+                    self.release()
+                    return _REFUSED, f"{other}; pass --replace to retrain in place"
+                log.warning("%s: retrained in place (replace)", other)
             needs = [need.label for need in self.ctx.caches.needs.get(self.spec.key, ())]
             if needs:
                 self.mark = CacheReadMark(cache_dir(), self.spec.label, needs).__enter__()
