@@ -79,6 +79,34 @@ def test_another_config_never_replaces_a_finished_run(grid, capsys):
 
 
 @pytest.mark.slow  # runs the grid
+def test_each_run_starts_with_nothing_of_the_run_before_it_in_memory(grid, tmp_path, monkeypatch):
+    # The grid's one Accelerator kept every model and optimizer it prepared: the full-size rehearsal grew to
+    # 20.8 GB over 27 runs and was killed. Each run must find the accelerator empty and the last model gone.
+    import gc
+    import weakref
+
+    from thesis_lib.experiments import grid as grid_module
+
+    prepared: list[weakref.ref] = []
+    seen: list[tuple[int, int, int]] = []
+    real_execute = grid_module.execute_run
+
+    def execute(spec, ctx):
+        gc.collect()
+        alive = sum(ref() is not None for ref in prepared)
+        seen.append((len(ctx.accelerator._models), len(ctx.accelerator._optimizers), alive))
+        outcome = real_execute(spec, ctx)
+        prepared.extend(weakref.ref(model) for model in ctx.accelerator._models)
+        return outcome
+
+    monkeypatch.setattr(grid_module, "execute_run", execute)
+    profile = load_profile(grid.profile, {"models": [MODEL, "text_roberta"], "epochs": 1, "lr_scales": [1.0]})
+    report = run_grid(profile, data_root=str(grid.twin), runs_dir=str(tmp_path / "runs"))
+    assert report.ok, report.summary()
+    assert len(prepared) >= 2 and seen == [(0, 0, 0)] * len(seen) and len(seen) == 2
+
+
+@pytest.mark.slow  # runs the grid
 def test_the_book_retrains_a_run_of_an_edited_profile_and_names_it(grid, tmp_path):
     # The book renders the profile it is given: its own runs folder follows an edited profile (and says so).
     import shutil

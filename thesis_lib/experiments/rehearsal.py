@@ -48,7 +48,7 @@ REHEARSAL_CACHE_VARIABLE = "THESIS_REHEARSAL_CACHE"  # overrides <project>/.cach
 # minutes or less on 2 CPU cores (README: measured): one optimizer step of a small batch per run, and a twin
 # small enough that every full pass (feature caches, detections, dev and test predictions) stays short: its
 # dev and test parts are the evaluation cap. The batch only sizes that step: at the profile's 32 plots of 512
-# tokens one BERT-base step took ~100 s and 20 GB here (the text runs took 113-149 s each), at 4 about 1/8.
+# tokens one BERT-base step took ~100 s here (the text runs took 113-149 s each), at 4 about 1/8.
 REHEARSAL_CHANGES: dict[str, Any] = {
     "rehearsal": True,                   # recorded in every run record; the preflight and the book flag it
     "twin_root": "data/twin-rehearsal",  # a small twin at real poster sizes, generated on first use
