@@ -66,7 +66,7 @@ def test_split_json_and_record_json_nested_too_deep_are_one_line_naming_the_file
     run = runs.run("thesis", "text_bert", 0)
     run.path.mkdir(parents=True)
     run.record.write_text(DEEP)
-    assert main(["results", "table", str(runs.root)]) == 2
+    assert main(["results", "table", "--runs", str(runs.root)]) == 2
     one_error_line(capsys, str(run.record))
 
 
@@ -82,9 +82,9 @@ def test_a_record_without_metrics_is_one_line_naming_it(tmp_path, capsys):
                               np.eye(2, 23, dtype=np.float32))
     finish_run(run, {"name": "text_bert", "seed": 0, "kind": "train", "split": {"name": "thesis", "hash": "a"},
                      "data": {"fingerprint": "b"}}, predictions, predictions)  # a finished run, all but metrics
-    assert main(["results", "table", str(runs.root)]) == 2
+    assert main(["results", "table", "--runs", str(runs.root)]) == 2
     one_error_line(capsys, str(run.record), "'metrics/fixed_0.5/summary' is missing")
-    assert main(["results", "compare", str(runs.root), "text_bert", "text_bert"]) == 2
+    assert main(["results", "compare", "text_bert", "text_bert", "--runs", str(runs.root)]) == 2
     one_error_line(capsys, str(run.record))
 
 

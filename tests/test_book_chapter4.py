@@ -174,12 +174,13 @@ def test_thesis_results_compare_gives_the_same_verdict(grid, capsys):
     from thesis_lib.cli import main
 
     runs_dir, _ = grid
-    assert main(["results", "compare", str(runs_dir), "fusion_cross_attention", "text_x", "--resamples", "200",
-                 "--json"]) == 0
+    assert main(["results", "compare", "fusion_cross_attention", "text_x", "--runs", str(runs_dir),
+                 "--resamples", "200", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     expected = comparison.compare(runs_dir, "fusion_cross_attention", "text_x", n_resamples=200)
     assert shown["verdict"] == str(expected["verdict"]) and shown["delta"] == pytest.approx(expected["delta"])
-    assert main(["results", "compare", str(runs_dir), "fusion_cross_attention", "text_x", "--resamples", "200"]) == 0
+    assert main(["results", "compare", "fusion_cross_attention", "text_x", "--runs", str(runs_dir),
+                 "--resamples", "200"]) == 0
     assert capsys.readouterr().out.rstrip().endswith(str(expected["verdict"]))
 
 

@@ -1,6 +1,7 @@
 """The `thesis` command line and its boundary with the library.
 
-- every `thesis ... --help` works (argparse formats help strings with %, so one stray % breaks a page);
+- every `thesis ... --help` works (argparse formats help strings with %, so one stray % breaks a page), walking
+  the parser's tree so a new command is covered without being listed; `thesis --version`;
 - a user error in any command group is one `thesis: error:` line on stderr and exit status 2;
 - the library's log lines reach stderr through the CLI, and `configure_logging` is idempotent;
 - only `thesis_lib/cli/` prints, defines `main`, or is imported as `thesis_lib.cli` (entry points aside).
@@ -65,8 +66,26 @@ def test_every_help_page_prints(path, capsys):
     assert capsys.readouterr().out.startswith(f"usage: {' '.join(('thesis', *path))}")
 
 
+def test_version_is_the_installed_packages_with_the_checkouts_commit(capsys, monkeypatch):
+    from importlib import metadata
+
+    from thesis_lib import versions
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])  # no command needed
+    assert done.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"thesis_lib {metadata.version('thesis_lib')}")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE.parent, capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (a test run from an unpacked sdist has none)
+        assert f"(commit {head.stdout.strip()[:7]}" in line
+    monkeypatch.setattr(versions, "source_checkout", lambda: None)  # an installed copy: no commit, whatever the cwd
+    assert versions.version_line() == f"thesis_lib {metadata.version('thesis_lib')}"
+
+
 def test_help_does_not_import_torch():
     code = ("import sys\nfrom thesis_lib.cli import build_parser\nbuild_parser().format_help()\n"
+            "from thesis_lib.versions import version_line\nversion_line()\n"  # what `thesis --version` runs
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
@@ -86,7 +105,7 @@ def user_errors(tmp_path: Path) -> dict[str, list[str]]:
         "models describe": ["models", "describe", "no_such_model"],
         "weights list": ["weights", "list", "--profile", str(tmp_path / "no-such-profile.yaml")],
         "run": ["run", "--seeds", "x"],
-        "results table": ["results", "table", str(tmp_path / "missing")],
+        "results table": ["results", "table", "--runs", str(tmp_path / "missing")],
         "xai check": ["xai", "check", "--data", str(tmp_path), "--runs", str(tmp_path), "--tolerance", "-1"],
         "book": ["book", "--only", "no_such_chapter"],
     }

@@ -494,10 +494,14 @@ def test_the_device_setting_reaches_the_model_its_batches_and_the_command(tiny_t
     batches and its rollout copy, in load_run, the chapter's load_runs and `thesis xai check --device`."""
     import json
 
+    import yaml
+
     from thesis_lib import machine
+    from thesis_lib.book import faithfulness
     from thesis_lib.book.xai_chapter import load_runs
     from thesis_lib.cli import main
     from thesis_lib.experiments.loaded_run import load_run
+    from thesis_lib.experiments.profile import profile_path
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     asked = []
@@ -512,10 +516,16 @@ def test_the_device_setting_reaches_the_model_its_batches_and_the_command(tiny_t
     (chapter_run,) = load_runs(tmp_path, release, ["image_vit"], 0, split="official", device="auto").values()
     assert asked == ["auto", "auto"] and chapter_run.device == run.device
     asked.clear()
-    assert main(["xai", "check", "--data", str(root), "--runs", str(tmp_path), "--split", "official", "--json",
+    # The data and the runs folder from the profile (no --data, no --runs), the book's pointing tolerance.
+    profile = yaml.safe_load(profile_path("smoke").read_text(encoding="utf-8"))
+    profile |= {"data_root": str(root), "runs_dir": str(tmp_path)}
+    (tmp_path / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")
+    assert main(["xai", "check", "--profile", str(tmp_path / "profile.yaml"), "--split", "official", "--json",
                  "--device", "cpu"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert "cpu" in asked and summary["device"] == "cpu" and summary["per_run"][0]["model"] == "image_vit"
+    assert summary["data"] == str(root)
+    assert summary["pointing_tolerance_px"] == faithfulness.POINTING_TOLERANCE_PX == 15  # the published table's
 
 
 def test_gradcam_refuses_posters_off_the_models_device(toy_model_for_device):

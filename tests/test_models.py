@@ -431,7 +431,38 @@ def test_describe_reports_parameters_and_expected_input(capsys):
     assert f"{trainable:,} trainable" in text
     for key in ("input_ids", "attention_mask", "image", "objects"):
         assert f"    {key} " in text
-    assert main(["models", "list"]) == 0
-    assert capsys.readouterr().out.split() == list_models()
     assert main(["models", "describe", "no_such_model"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_models_list_marks_the_baselines_the_grid_runs(capsys):
+    import json
+
+    from thesis_lib.experiments.specs import BASELINES, known_models
+
+    assert main(["models", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == known_models()  # every name a profile may list, nothing else
+    kinds = {line.split()[0]: line.split()[1] for line in lines}
+    assert {name for name, kind in kinds.items() if kind == "baseline"} == set(BASELINES) == {
+        "baseline_frequency", "baseline_shallow"}
+    assert {kinds[name] for name in list_models()} == {"model"}
+    assert main(["models", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [entry["kind"] for entry in listed if entry["name"] in BASELINES] == ["baseline", "baseline"]
+    assert main(["models", "describe", "baseline_shallow", "--size", "full"]) == 0
+    assert capsys.readouterr().out.startswith("baseline_shallow (baseline, no network): ")
+
+
+def test_describe_shows_the_full_size_model(capsys):
+    """`--size full`: the thesis's ResNet-50 (random weights: nothing is downloaded), not the small ResNet-18."""
+    from thesis_lib.cli import models
+    from thesis_lib.models.configs import SIZES
+
+    assert models.SIZES == SIZES  # spelled in the CLI to keep torch off `--help`
+    assert main(["models", "describe", "image_resnet50", "--size", "full"]) == 0
+    full = capsys.readouterr().out
+    total, _ = build_model("image_resnet50", size="full", image_pretrained=False).parameter_counts()
+    assert full.startswith("image_resnet50 (full): ") and "resnet50: " in full and f"{total:,} total" in full
+    assert main(["models", "describe", "image_resnet50"]) == 0
+    assert capsys.readouterr().out.startswith("image_resnet50 (small): ")

@@ -60,7 +60,7 @@ def runs(tmp_path):
 
 def test_json_rows_have_exactly_the_documented_schema(runs, capsys):
     root, _ = runs
-    assert main(["results", "table", str(root), "--json"]) == 0
+    assert main(["results", "table", "--runs", str(root), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["model"] for row in rows] == ["baseline_frequency", "text_y", "fusion_x"]  # baselines first
     for row in rows:
@@ -110,9 +110,31 @@ def test_one_seed_has_no_std(runs):
 
 def test_text_table_lists_every_run(runs, capsys):
     root, _ = runs
-    assert main(["results", "table", str(root)]) == 0
+    assert main(["results", "table", "--runs", str(root)]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("baseline_frequency", "text_y", "fusion_x")) and "macro_f1" in out
+
+
+def test_the_runs_folder_is_the_profiles_unless_given_and_the_positional_form_still_works(runs, tmp_path, capsys):
+    """One convention: --runs DIR, else the --profile's runs_dir; `results table DIR` (deprecated) warns."""
+    import yaml
+
+    from thesis_lib.experiments.profile import profile_path
+
+    root, _ = runs
+    assert main(["results", "table", "--runs", str(root), "--json", "--seeds", "0"]) == 0
+    given = capsys.readouterr().out
+    profile = yaml.safe_load(profile_path("smoke").read_text(encoding="utf-8")) | {"runs_dir": str(root)}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")
+    assert main(["results", "table", "--profile", str(tmp_path / "p.yaml"), "--json", "--seeds", "0"]) == 0
+    assert capsys.readouterr().out == given
+    assert main(["results", "table", str(root), "--json", "--seeds", "0"]) == 0
+    deprecated = capsys.readouterr()
+    assert deprecated.out == given and "deprecated; use `thesis results table --runs DIR`" in deprecated.err
+    assert main(["results", "compare", str(root), "fusion_x", "baseline_frequency", "--resamples", "50"]) == 0
+    assert capsys.readouterr().out.startswith("fusion_x minus baseline_frequency: ")
+    assert main(["results", "table", str(root), "--runs", str(root)]) == 2  # given twice
+    assert "given twice" in capsys.readouterr().err
 
 
 def test_runs_of_another_split_are_refused(runs):
@@ -150,5 +172,5 @@ def test_seeds_select_the_runs_a_table_reads(runs, capsys):
     assert both["seeds"] == [0]  # the pair shares seed 0 only
     with pytest.raises(RecordError, match="no finished seed in common"):
         paired_difference(root, "fusion_x", "text_y", n_resamples=100, seeds=[0, 1])
-    assert main(["results", "table", str(root), "--json", "--seeds", "3"]) == 0
+    assert main(["results", "table", "--runs", str(root), "--json", "--seeds", "3"]) == 0
     assert [row["model"] for row in json.loads(capsys.readouterr().out)] == ["text_y"]

@@ -16,8 +16,9 @@ grid; the fusions read the twin's true boxes (objects_oracle), which the copy la
 them on text and poster only. Screenshots of chapter 4 of both branches are kept in test-artifacts/
 (git-ignored).
 
-Chromium is Debian's `chromium` (`make test` installs it when missing); without it the test is skipped,
-unless THESIS_REQUIRE_CHROMIUM=1 (set by `make test`), which turns the skip into a failure.
+Chromium is Debian's `chromium` (`make test` installs it when missing and apt-get is there); without it the
+test is skipped, unless THESIS_REQUIRE_CHROMIUM=1, which turns the skip into a failure: `make test` sets it
+where Chromium is found or under CI, so only a machine without Chromium and apt-get, outside CI, skips.
 """
 
 from __future__ import annotations

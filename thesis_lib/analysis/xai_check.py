@@ -176,8 +176,10 @@ SHORT_NAMES: Mapping[str, str] = {
 def format_table(summary: Mapping[str, Any]) -> str:
     """The summary as a plain-text table, one line per run (what `thesis xai check` prints without --json)."""
     keys = TWIN_KEYS if summary["twin"] else REAL_KEYS
+    pointing = (f"pointing game (within {summary['pointing_tolerance_px']:g} px of the box) columns gradcam..energy, "
+                if summary["twin"] else "")
     lines = [f"XAI check of {summary['data']} ({'synthetic twin' if summary['twin'] else 'real data'}); "
-             "pointing game columns gradcam..energy, deletion AUC del.auc/rand.del, cue recall@5 *.cue5",
+             f"{pointing}deletion AUC del.auc/rand.del, cue recall@5 *.cue5",
              f"{'run':<40} {'pairs':>5} " + " ".join(f"{SHORT_NAMES[k]:>10}" for k in keys)]
     for run in summary["per_run"]:
         cells = " ".join(f"{'-' if run[k] is None else format(run[k], '.3f'):>10}" for k in keys)

@@ -27,8 +27,26 @@ from thesis_lib.logs import configure_logging
 COMMAND_GROUPS = (data, models, weights, run, cache, results, xai, book)  # in the order `thesis --help` lists them
 
 
+class VersionAction(argparse.Action):
+    """`--version`: the installed package's version and the checkout's commit, read when asked (argparse's own
+    version action takes a string made with the parser, which would run git for every command)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from thesis_lib.versions import version_line
+
+        print(version_line())  # stdout, as argparse's version action prints
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thesis", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=VersionAction,
+                        help="print the package version (and the git commit in a checkout) and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.add_commands(commands)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 
+from thesis_lib.cli.arguments import add_profile_option, add_runs_option
+
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     cache = commands.add_parser("cache", help="the feature caches of frozen-encoder runs")
     actions = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     clean = actions.add_parser("clean", help="remove feature caches no unfinished run of the grid reads")
-    clean.add_argument("--profile", default="smoke", help="smoke | full, or a .yaml profile file (default: smoke)")
+    add_profile_option(clean)
     clean.add_argument("--data", default=None, help="release folder (default: the profile's data_root, or its twin)")
-    clean.add_argument("--runs", default=None, help="runs folder (default: the profile's runs_dir)")
+    add_runs_option(clean)
     clean.add_argument("--all", action="store_true", help="remove every feature cache, needed or not")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     clean.set_defaults(handler=clean_command)

@@ -1,4 +1,9 @@
-"""`thesis results table RUNS_DIR [--json] [--seeds 0,1] [--split thesis]`: the comparison table of finished runs.
+"""`thesis results table [--runs DIR] [--profile P] [--json] [--seeds 0,1] [--split thesis]`: the comparison table
+of finished runs; `thesis results compare MODEL_A MODEL_B [--runs DIR] ...`: their paired difference.
+
+The runs folder is --runs DIR, else the profile's runs_dir (where `thesis run --profile P` wrote them). The
+positional form of earlier versions (`thesis results table DIR`, `thesis results compare DIR A B`) still works,
+with a warning on stderr.
 
 Exit status 1 when the folder holds no finished run (the message says so on stdout, as the table would be).
 """
@@ -8,10 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from thesis_lib.cli.arguments import name_list, seed_list
+from thesis_lib.cli.arguments import (
+    add_profile_option,
+    add_runs_option,
+    legacy_runs_argument,
+    name_list,
+    runs_folder,
+    seed_list,
+)
 
 EXIT_NO_RUNS = 1
 PRIMARY_SPLIT = "thesis"  # experiments.table.PRIMARY_SPLIT, spelled here to keep `--help` free of the metrics stack
+RUNS_HELP = "runs folder written by `thesis run` (default: the profile's runs_dir)"
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -19,7 +32,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     actions = results.add_subparsers(dest="results_command", required=True, metavar="ACTION")
     # "%%": argparse formats help strings with %, so a bare "95% CI" would break `--help`.
     table = actions.add_parser("table", help="the comparison table (mean, std, 95%% CI per model)")
-    table.add_argument("runs_dir", help="runs folder written by `thesis run`")
+    table.add_argument("legacy_runs", nargs="?", default=None, help=argparse.SUPPRESS)  # deprecated: --runs DIR
+    add_runs_option(table, RUNS_HELP)
+    add_profile_option(table)
     table.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
     table.add_argument("--seeds", default=None, help="comma-separated seeds to include (default: every finished seed)")
     table.add_argument("--split", default=PRIMARY_SPLIT,
@@ -27,9 +42,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     table.set_defaults(handler=table_command)
 
     compare = actions.add_parser("compare", help="model A minus model B: paired bootstrap of macro-F1 and its verdict")
-    compare.add_argument("runs_dir", help="runs folder written by `thesis run`")
-    compare.add_argument("model_a")
-    compare.add_argument("model_b")
+    # Deprecated first positional (`compare DIR A B`): argparse gives it a value only when three are given.
+    compare.add_argument("legacy_runs", nargs="?", default=None, help=argparse.SUPPRESS)
+    compare.add_argument("model_a", metavar="MODEL_A", help="a model or variant name (its runs of --split)")
+    compare.add_argument("model_b", metavar="MODEL_B", help="the model it is compared with")
+    add_runs_option(compare, RUNS_HELP)
+    add_profile_option(compare)
     compare.add_argument("--genres", default=None, help="comma-separated genres to score on (default: all 23)")
     compare.add_argument("--seeds", default=None, help="comma-separated seeds (default: the seeds both finished)")
     compare.add_argument("--split", default=PRIMARY_SPLIT, help=f"the split of the runs (default: {PRIMARY_SPLIT})")
@@ -39,25 +57,28 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def table_command(ns: argparse.Namespace) -> int:
+    legacy_runs_argument(ns, ns.legacy_runs, "results table")
     seeds = seed_list(ns.seeds)
     # Imported here: keeps the metrics stack off `--help`'s import path.
     from thesis_lib.experiments.table import format_table, results_table
 
-    rows = results_table(ns.runs_dir, seeds=seeds, split=ns.split)  # a missing folder raises RecordError: exit 2
+    runs = runs_folder(ns)
+    rows = results_table(runs, seeds=seeds, split=ns.split)  # a missing folder raises RecordError: exit 2
     if not rows:
-        print(f"no finished runs of the {ns.split} split under {ns.runs_dir}")
+        print(f"no finished runs of the {ns.split} split under {runs}")
         return EXIT_NO_RUNS
     print(json.dumps(rows, indent=1) if ns.json else format_table(rows))
     return 0
 
 
 def compare_command(ns: argparse.Namespace) -> int:
+    legacy_runs_argument(ns, ns.legacy_runs, "results compare")
     seeds = seed_list(ns.seeds)
     genres = name_list(ns.genres, "--genres")
     # Imported here: keeps the metrics stack off `--help`'s import path.
     from thesis_lib.analysis.comparison import compare
 
-    result = compare(ns.runs_dir, ns.model_a, ns.model_b, genres=genres, n_resamples=ns.resamples, seeds=seeds,
+    result = compare(runs_folder(ns), ns.model_a, ns.model_b, genres=genres, n_resamples=ns.resamples, seeds=seeds,
                      split=ns.split)
     if ns.json:
         print(json.dumps({key: (str(value) if key == "verdict" else value) for key, value in result.items()},

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from thesis_lib.cli.arguments import key_value, name_list, seed_list
+from thesis_lib.cli.arguments import add_profile_option, add_runs_option, key_value, name_list, seed_list
 from thesis_lib.cli.errors import EXIT_USER_ERROR
 from thesis_lib.errors import ThesisError
 
@@ -36,9 +36,9 @@ EXIT_RUNS_FAILED = 1
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="run the (model x seed) grid of a profile; finished runs are skipped")
-    run.add_argument("--profile", default="smoke", help="smoke | full, or a .yaml profile file (default: smoke)")
+    add_profile_option(run)
     run.add_argument("--data", default=None, help="release folder (default: the profile's data_root, or its twin)")
-    run.add_argument("--runs", default=None, help="runs folder (default: the profile's runs_dir)")
+    add_runs_option(run)
     run.add_argument("--models", default=None, help="comma-separated model names (default: the profile's list)")
     run.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's seeds)")
     what = run.add_mutually_exclusive_group()

@@ -101,8 +101,9 @@ def _score(value: float | None) -> str:
     return "  -  " if value is None else f"{value:.3f}"
 
 
-def resolve_data_root(profile: Profile, data_root: str | None) -> Path:
-    """--data, else the profile's data_root, else the profile's twin (generated when missing)."""
+def resolve_data_root(profile: Profile, data_root: str | None, generate: bool = True) -> Path:
+    """--data, else the profile's data_root, else the profile's twin (generated when missing, unless
+    `generate` is False: a command that only reads runs made on it, `thesis xai check`, never makes one)."""
     root = data_root or profile.data_root
     if root is not None:
         return Path(root).expanduser()
@@ -110,7 +111,7 @@ def resolve_data_root(profile: Profile, data_root: str | None) -> Path:
         raise ProfileError(f"profile {profile.profile!r} names no data: pass --data ROOT (or set data_root)")
     twin = profile.twin_path()
 
-    if not (twin / TRUTH_FILE).is_file():
+    if generate and not (twin / TRUTH_FILE).is_file():
         log.info("generating the synthetic twin (%d movies, seed %d) in %s", profile.twin_movies, profile.twin_seed,
                  twin)
         log.info("%s", generate_twin(twin, profile.twin_config(), overwrite=True))

@@ -2,44 +2,25 @@
 
 Every run record carries `provenance(...)`, so a number in the book can be traced to the commit (and
 whether the checkout had uncommitted changes), the libraries, the machine and the exact data it came from.
-Git is only read (`rev-parse`, `status --porcelain`); a folder that is not a git checkout records nulls.
+The git state is `thesis_lib.versions.git_state` (what `thesis --version` reads too); a folder that is not a
+git checkout records nulls.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from thesis_lib.machine import device_banner
-from thesis_lib.paths import project_root
+from thesis_lib.versions import git_state as git_state  # re-exported: the run record's and the book's git state
 
 VERSIONED_PACKAGES = ("torch", "transformers", "timm", "torchvision", "numpy", "scikit-learn", "accelerate",
                       "thesis_lib")
-
-
-def git_state(root: Path | None = None) -> dict[str, Any]:
-    """{"commit": sha or None, "dirty": bool or None} of the checkout holding the project."""
-    root = root or project_root()
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
 def library_versions() -> dict[str, str | None]:

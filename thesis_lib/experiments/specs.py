@@ -34,10 +34,17 @@ from thesis_lib.experiments.profile import BACKBONE_MODES, Profile, ProfileError
 from thesis_lib.experiments.values import check_seeds
 from thesis_lib.models.architectures import image_input_problem
 from thesis_lib.models.configs import ModelConfig
-from thesis_lib.models.registry import default_config, list_models
+from thesis_lib.models.registry import default_config, list_models, model_summary
 from thesis_lib.storage import stable_hash
 
-BASELINES = ("baseline_frequency", "baseline_shallow")
+# The reference rows of the results table (experiments.baselines): no network, fitted in seconds.
+BASELINE_SUMMARIES = {
+    "baseline_frequency": "Every movie gets each genre's training frequency as its probability: what any model "
+                          "must beat",
+    "baseline_shallow": "A logistic regression per genre on a poster colour histogram and the plot's bag of words "
+                        "(colours and words, no shapes)",
+}
+BASELINES = tuple(BASELINE_SUMMARIES)
 RUN_KEYS = ("backbones", "encoders", "text_cleaning", "late", "text_source", "image_source", "objects_source")
 SOURCE_KEYS = {f"{modality}_source": modality for modality in MODALITIES}
 # The order in which the grid runs the stages: a fusion needs the single-modality runs it reuses.
@@ -85,6 +92,24 @@ class RunDefinition:
 
 def known_models() -> list[str]:
     return [*list_models(), *BASELINES]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A name a profile's `models` may list (`thesis models list`)."""
+
+    name: str
+    kind: str  # "model" (a registry recipe: a network the grid trains) | "baseline" (a reference row, no network)
+    summary: str  # one line: what it reads and how
+
+    def line(self) -> str:
+        return f"{self.name:<24} {self.kind:<9} {self.summary}"
+
+
+def model_catalogue() -> list[ModelEntry]:
+    """Every model the grid can run: the registry's (sorted), then the baselines, each marked as such."""
+    return ([ModelEntry(name, "model", model_summary(name)) for name in list_models()]
+            + [ModelEntry(name, "baseline", summary) for name, summary in BASELINE_SUMMARIES.items()])
 
 
 def _check_model(model: str, where: str) -> None:

@@ -61,6 +61,13 @@ def list_models() -> list[str]:
     return sorted(_RECIPES)
 
 
+def model_summary(name: str) -> str:
+    """One line on what the model reads and how it combines it: its recipe's docstring's first line."""
+    if name not in _RECIPES:
+        raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    return (_RECIPES[name].__doc__ or name).strip().splitlines()[0]
+
+
 def default_config(name: str, size: str = "small") -> ModelConfig:
     """The recipe `name` in the given size ("small" | "full")."""
     if name not in _RECIPES:
