@@ -509,6 +509,8 @@ def test_a_second_build_reuses_unchanged_chapters_shows_new_prose_and_reruns_edi
     front = (root / "_build" / "html" / "book" / "intro.html").read_text(encoding="utf-8")  # the front page
     assert "reused from an earlier build" in front and "03_a, 03_b" in front
     assert json.loads((root / EXECUTED_DIR / "provenance.json").read_text())["reused"] == ["03_a", "03_b"]
+    build_log = (root / "_build" / "book-build.log").read_text(encoding="utf-8")
+    assert build_log.startswith("03_a reused: ") and "reused 2 of 2 chapters" in build_log
 
     # The build's chapter step alone (Jupyter Book needs not run again): a code edit reruns that chapter only.
     inputs = reuse.build_inputs(root, data=None, runs_root=None, profile=None)

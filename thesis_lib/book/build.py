@@ -72,7 +72,7 @@ MODEL_SIZE_PARAMETER = "model_size"  # "small" | "full": which registry recipes 
 BUILD_CONFIG = "_config.yml"  # per-build copies, written into the executed folder
 BUILD_TOC = "_toc.yml"
 PROVENANCE_FILE = "provenance.json"
-BUILD_LOG = "book-build.log"  # Jupyter Book's full output, next to the html folder
+BUILD_LOG = "book-build.log"  # the chapters run or reused, then Jupyter Book's full output; next to html/
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Sphinx colours its console output
 
 _log = logging.getLogger(__name__)
@@ -187,17 +187,24 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
         runs_root=None if profile is None else profile.runs_path(),
         profile=None if profile is None else profile.to_dict())
     kernel = build.kernel or project_kernel()
-    runs = [run_chapter(chapter, parameters, inputs, kernel=kernel, root=root, log=log) for chapter in chapters]
+    chapter_lines: list[str] = []  # also written at the top of the build log
+
+    def chapter_log(line: str) -> None:
+        chapter_lines.append(line)
+        log(line)
+
+    runs = [run_chapter(chapter, parameters, inputs, kernel=kernel, root=root, log=chapter_log) for chapter in chapters]
     reused = [run.chapter for run in runs if run.reused]
     if reused:
-        log(f"reused {len(reused)} of {len(runs)} chapters unchanged since their executed copy: {', '.join(reused)}")
+        chapter_log(f"reused {len(reused)} of {len(runs)} chapters unchanged since their executed copy: "
+                    f"{', '.join(reused)}")
 
     provenance = _provenance(root, build, profile, profile_file, overrides, data, runs)
     (executed_dir / PROVENANCE_FILE).write_text(_json(provenance.to_json()), encoding="utf-8")
     config_path, toc_path = _write_build_files(root, provenance, {chapter.name for chapter in chapters})
 
     started = time.perf_counter()
-    html_index = _run_jupyter_book(root, build.output or root, config_path, toc_path, log)
+    html_index = _run_jupyter_book(root, build.output or root, config_path, toc_path, log, chapter_lines)
     return BookResult(html_index, provenance, runs, time.perf_counter() - started)
 
 
@@ -349,8 +356,10 @@ def _write_build_files(root: Path, provenance: BuildProvenance, chapters: set[st
     return config_path, toc_path
 
 
-def _run_jupyter_book(root: Path, output: Path, config: Path, toc: Path, log: Callable[[str], None]) -> Path:
-    """`jupyter-book build -W -n --keep-going --all`; warnings are printed, the full log is kept."""
+def _run_jupyter_book(root: Path, output: Path, config: Path, toc: Path, log: Callable[[str], None],
+                      chapter_lines: Sequence[str] = ()) -> Path:
+    """`jupyter-book build -W -n --keep-going --all`; warnings are printed, the full log is kept (after
+    `chapter_lines`: which chapters ran, which were reused, and why)."""
     command = [
         str(Path(sys.executable).parent / "jupyter-book"), "build", str(root),
         "--config", str(config), "--toc", str(toc), "--path-output", str(output),
@@ -363,7 +372,8 @@ def _run_jupyter_book(root: Path, output: Path, config: Path, toc: Path, log: Ca
     output_text = _ANSI_ESCAPE.sub("", result.stdout + result.stderr)
     problems = [line for line in output_text.splitlines()
                 if "WARNING" in line or "ERROR" in line or "Traceback" in line]
-    log_path.write_text(output_text, encoding="utf-8")
+    header = "".join(f"{line}\n" for line in chapter_lines) + ("\n" if chapter_lines else "")
+    log_path.write_text(header + output_text, encoding="utf-8")
     for line in problems:
         log(f"jupyter-book: {line}")
     html_index = Path(output) / "_build" / "html" / "index.html"
