@@ -7,9 +7,9 @@ this module's logger, or to the `log` function given.
 
 Steps, each with one job:
 1. parameters: `-y` and `-p` values typed by the parameter's type (a profile key's field type, else the
-   annotation of the chapter's parameters cell) and the typed profile (notebooks/params/<profile>.yaml plus the `-p`
-   values of profile keys), loaded once here to fail early; each chapter that declares `profile` gets the
-   profile's name and those `-p` values, and loads the same typed profile itself;
+   annotation of the chapter's parameters cell) and the typed profile (notebooks/params/<profile>.yaml plus
+   the values of profile keys), loaded once here to fail early; each chapter that declares `profile` gets
+   the profile's name and those values, and loads the same typed profile itself;
 2. chapters: the notebooks `_toc.yml` points at (book/_executed/<name> <- notebooks/<name>.ipynb);
 3. papermill runs them in TOC order into book/_executed/ (git-ignored); the first failing cell stops the
    build, naming the chapter and cell and keeping the partial notebook. A chapter whose code, parameters,
