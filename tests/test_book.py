@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from thesis_lib.book import objects
+from thesis_lib.book import objects, reuse
 from thesis_lib.book.architecture import (
     PARTS,
     example_batch,
@@ -28,7 +28,7 @@ from thesis_lib.book.architecture import (
     trace_cross_attention,
     without_pretrained_weights,
 )
-from thesis_lib.book.build import BookBuild, build_book, parameter_values
+from thesis_lib.book.build import BookBuild, build_book, parameter_values, run_chapter, yaml_parameters
 from thesis_lib.book.chapters import (
     EXECUTED_DIR,
     Chapter,
@@ -44,12 +44,14 @@ from thesis_lib.book.execute import (
     declared_parameters,
     execute_chapter,
     present_parameters,
+    project_kernel,
 )
 from thesis_lib.book.provenance import (
     TWIN_BANNER,
     BuildProvenance,
     NoDataError,
     book_config,
+    chapter_release,
     describe_release,
     describe_weights,
     front_page_block,
@@ -60,7 +62,7 @@ from thesis_lib.data.mmimdb import load_release
 from thesis_lib.detection import Detections, DetectorConfig, pad_detections
 from thesis_lib.detection.truth import load_truth_boxes
 from thesis_lib.detection.vocab import twin_classes
-from thesis_lib.experiments.profile import ProfileError
+from thesis_lib.experiments.profile import ProfileError, load_profile
 from thesis_lib.models.registry import build_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,14 +104,16 @@ def write_book_tree(root: Path, chapters: dict[str, list[tuple[str, str]]], para
 # Profiles and overrides
 
 
-DECLARED = {"n": "int", "name": "str", "flag": "bool", "root": "str | None", "seeds": "list[int]", "raw": ""}
+DECLARED = {"n": "int", "name": "str", "flag": "bool", "root": "str | None", "seeds": "list[int]", "raw": "",
+            "opt": "Optional[int]"}
 
 
 @pytest.mark.parametrize(
     ("name", "text", "value"),
     [("n", "3", 3), ("n", "-2", -2), ("flag", "true", True), ("flag", "False", False), ("root", "null", None),
      ("root", "data/twin", "data/twin"), ("root", "on", "on"), ("name", "no", "no"), ("name", "1.0", "1.0"),
-     ("seeds", "0,1", [0, 1]), ("seeds", "[2]", [2]), ("raw", "1e-3", "1e-3"), ("raw", "[a, b]", ("a", "b"))],
+     ("seeds", "0,1", [0, 1]), ("seeds", "[2]", [2]), ("raw", "1e-3", "1e-3"), ("raw", "[a, b]", ("a", "b")),
+     ("opt", "4", 4), ("opt", "null", None)],
 )
 def test_overrides_are_typed_by_the_declared_annotation(name, text, value):
     declared = {key: Parameter(key, annotation, None, "None", "") for key, annotation in DECLARED.items()}
@@ -129,6 +133,24 @@ def test_overrides_apply_in_order_and_profile_keys_need_a_chapter_that_loads_the
         "epochs": 2, "mixed_precision": "no"}  # typed by the profile's field types
     with pytest.raises(ProfileError, match="--profile"):
         parameter_values([("profile", "full")], declared)
+
+
+def test_yaml_parameters_are_papermill_s_y_and_come_before_p():
+    declared = {"profile": Parameter("profile", "str", "smoke", "'smoke'", "")}
+    given = yaml_parameters("splits: official\nseeds: [0, 1]\nepochs: 3") + [("epochs", "2")]
+    assert parameter_values(given, declared) == {"splits": ["official"], "seeds": [0, 1], "epochs": 2}
+    assert yaml_parameters("") == []
+    for bad, problem in (("[1, 2]", "must be a mapping"), ("a: [", "is not YAML")):
+        with pytest.raises(ProfileError, match=problem):
+            yaml_parameters(bad)
+
+
+@pytest.mark.parametrize(("option", "problem"), [("epochs: three", "key 'epochs' must be int"),
+                                                 ("[1, 2]", "must be a mapping"),
+                                                 ("profile: full", "choose the profile with --profile")])
+def test_book_command_takes_y_before_any_chapter_runs(option, problem, capsys):
+    assert main(["book", "-y", option, "--only", "03_data"]) == 2
+    assert problem in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -198,12 +220,13 @@ def test_a_full_size_book_that_would_train_runs_the_preflight_first(tiny_twin, t
 
 def test_only_chapters_that_read_runs_need_them():
     assert {chapter.name for chapter in chapters_from_toc(ROOT) if chapter.reads_runs} == {"04_experiments", "04_xai"}
+    assert {chapter.name for chapter in chapters_from_toc(ROOT) if not chapter.reads_data} == {"A1_speed"}
 
 
 def test_module_entry_point_shows_the_book_options():
     result = subprocess.run([sys.executable, "-m", "thesis_lib.book", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for option in ("--profile", "--parameter NAME VALUE", "--only CHAPTER"):
+    for option in ("--profile", "--yaml YAML", "--parameter NAME VALUE", "--only CHAPTER"):
         assert option in result.stdout
 
 
@@ -292,10 +315,25 @@ def test_a_real_release_gets_no_banner(tiny_twin, tmp_path):
 def test_release_folder_is_data_root_else_a_generated_twin(tiny_twin, tmp_path):
     assert release_folder("/data/mmimdb", "data/twin", tmp_path) == Path("/data/mmimdb")  # not checked: loaders do
     assert release_folder(None, str(tiny_twin), tmp_path) == tiny_twin
-    with pytest.raises(NoDataError, match=r"twin .*data/twin has not been generated: run `make twin`"):
+    with pytest.raises(NoDataError, match=r"twin .*data/twin has not been generated: generate the twin with "
+                                          r"`make twin` or `thesis data synth data/twin`"):
         release_folder(None, "data/twin", tmp_path)
     with pytest.raises(NoDataError, match="pass the MM-IMDb release with -p data_root ROOT"):
         release_folder(None, None, tmp_path)
+
+
+def test_a_chapter_without_its_data_says_how_to_make_it_in_one_line(tmp_path):
+    """What 03_data's first cell runs (`chapter_release`), with the twin missing or a folder that holds no
+    release: one line that names the command, not a bare "not an MM-IMDb release"."""
+    missing = load_profile("smoke", {"twin_root": str(tmp_path / "twin")})
+    with pytest.raises(NoDataError, match=r"has not been generated: generate the twin with `make twin` or "
+                                          r"`thesis data synth .*twin`"):
+        chapter_release(missing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoDataError) as error:
+        chapter_release(load_profile("smoke", {"data_root": str(tmp_path / "empty")}))
+    assert "is not an MM-IMDb release: no split.json" in str(error.value) and "\n" not in str(error.value)
+    assert "generate the twin with `make twin` or `thesis data synth data/twin`" in str(error.value)
 
 
 def test_weights_sentence_names_the_backbones_of_the_profile():
@@ -377,6 +415,117 @@ def test_build_keeps_figures_under_agg_hides_parameters_and_stderr(tmp_path, mon
     recorded = json.loads((root / EXECUTED_DIR / "provenance.json").read_text(encoding="utf-8"))
     assert recorded["overrides"] == {"n": 7} and recorded["data"] is None
     assert set(recorded["chapter_seconds"]) == {"03_fig"}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Re-render without re-running
+
+
+def _set_cell(path: Path, index: int, source: str) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells[index].source = source
+    nbformat.write(notebook, path)
+
+
+def test_render_key_ignores_prose_and_sees_code_parameters_runs_library_and_lock(tmp_path):
+    root = write_book_tree(tmp_path / "book", {"04_r": [("md", "# R"), ("code", "x = n")]},
+                           parameters="n: int = 1  # n")
+    (chapter,) = chapters_from_toc(root)
+    notebook = nbformat.read(chapter.source, as_version=4)
+    notebook.metadata["thesis"] = {"reads_runs": True}  # as 04_experiments and 04_xai say
+    nbformat.write(notebook, chapter.source)
+    runs = tmp_path / "runs"
+    record = runs / "thesis" / "fusion_early" / "seed0" / "record.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"config_hash": "a"}', encoding="utf-8")
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "sub" / "m.py").write_text("A = 1\n", encoding="utf-8")
+
+    def key(parameters=None):
+        inputs = reuse.BuildInputs(reuse.library_hash(package), reuse.file_hash(root / reuse.LOCK_FILE), "fp",
+                                   runs, {"epochs": 1})
+        return reuse.render_key(chapter, parameters or {"n": 2}, inputs, "thesis-lib")
+
+    first = key()
+    assert first.changed(None) == list(reuse.PARTS)
+    _set_cell(chapter.source, 1, "# R, reworded")  # prose
+    assert key().changed(first) == []
+    assert key({"n": 3}).changed(first) == ["parameters"]
+    _set_cell(chapter.source, 2, "x = n + 1")
+    assert key().changed(first) == ["code"]
+    _set_cell(chapter.source, 2, "x = n")
+    record.write_text('{"config_hash": "b"}', encoding="utf-8")  # a run retrained
+    assert key().changed(first) == ["runs"]
+    (package / "sub" / "m.py").write_text("A = 2\n", encoding="utf-8")
+    (root / reuse.LOCK_FILE).parent.mkdir(parents=True)
+    (root / reuse.LOCK_FILE).write_text("torch==2.5.1\n", encoding="utf-8")
+    assert key().changed(first) == ["runs", "library", "lock"]
+
+
+def test_refresh_prose_takes_the_new_markdown_and_keeps_outputs_and_added_cells(tmp_path):
+    source = write_notebook(tmp_path / "src.ipynb", ("md", "# Old title"), ("code", "print(n)"), ("md", "end"),
+                            parameters="n: int = 1  # n")
+    executed = nbformat.read(source, as_version=4)
+    executed.cells.insert(1, nbformat.v4.new_code_cell("n = 5", metadata={"tags": ["injected-parameters"]}))
+    executed.cells.insert(2, nbformat.v4.new_markdown_cell("note", metadata={"tags": ["run-parameters"]}))
+    executed.cells[4].outputs = [nbformat.v4.new_output("stream", name="stdout", text="5\n")]
+    nbformat.write(executed, tmp_path / "done.ipynb")
+    notebook = nbformat.read(source, as_version=4)
+    notebook.cells[1].source = "# New title"
+    notebook.cells.insert(3, nbformat.v4.new_markdown_cell("A new paragraph."))
+    notebook.cells[2].metadata["tags"] = ["hide-input"]
+    nbformat.write(notebook, source)
+    assert reuse.refresh_prose(source, tmp_path / "done.ipynb")
+    cells = nbformat.read(tmp_path / "done.ipynb", as_version=4).cells
+    assert [cell.source for cell in cells] == [notebook.cells[0].source, "n = 5", "note", "# New title",
+                                               "print(n)", "A new paragraph.", "end"]
+    assert cells[4].outputs[0].text == "5\n" and cells[4].metadata.tags == ["hide-input"]
+    assert "remove-cell" in cells[0].metadata.tags  # the parameters cell stays hidden
+    notebook.cells[2].source = "print(n + 1)"  # code no longer pairs up: run it again
+    nbformat.write(notebook, source)
+    assert not reuse.refresh_prose(source, tmp_path / "done.ipynb")
+
+
+@pytest.mark.slow
+def test_a_second_build_reuses_unchanged_chapters_shows_new_prose_and_reruns_edited_code(tmp_path):
+    root = write_book_tree(tmp_path, {
+        "03_a": [("md", "# A\n\nFirst words; n is {glue:text}`a_n:d`."),
+                 ("code", "from myst_nb import glue\nglue('a_n', n, display=False)")],
+        "03_b": [("md", "# B"), ("code", "b = n + 1")]}, parameters="n: int = 1  # n")
+    build = BookBuild(root=root, overrides=tuple(yaml_parameters("n: 7")))  # thesis book -y 'n: 7'
+    build_book(build, log=lambda _: None)
+    executed = root / EXECUTED_DIR / "03_a.ipynb"
+    assert reuse.stored_key(executed) is not None
+
+    _set_cell(root / "notebooks" / "03_a.ipynb", 1, "# A\n\nReworded words; n is {glue:text}`a_n:d`.")
+    lines: list[str] = []
+    result = build_book(build, log=lines.append)
+    assert result.provenance.reused == ["03_a", "03_b"] and result.provenance.chapter_seconds == {}
+    assert [line.split()[0] for line in lines if " reused: " in line] == ["03_a", "03_b"]
+    assert not any(line.startswith("running ") for line in lines)
+    page = (root / "_build" / "html" / "book" / "_executed" / "03_a.html").read_text(encoding="utf-8")
+    assert "Reworded words; n is <span class=\"pasted-text\">7</span>" in page and "First words" not in page
+    front = (root / "_build" / "html" / "book" / "intro.html").read_text(encoding="utf-8")  # the front page
+    assert "reused from an earlier build" in front and "03_a, 03_b" in front
+    assert json.loads((root / EXECUTED_DIR / "provenance.json").read_text())["reused"] == ["03_a", "03_b"]
+    build_log = (root / "_build" / "book-build.log").read_text(encoding="utf-8")
+    assert build_log.startswith("03_a reused: ") and "reused 2 of 2 chapters" in build_log
+
+    # The build's chapter step alone (Jupyter Book needs not run again): a code edit reruns that chapter only.
+    inputs = reuse.build_inputs(root, data=None, runs_root=None, profile=None)
+    _set_cell(root / "notebooks" / "03_b.ipynb", 2, "b = n + 2")
+    lines.clear()
+    runs = [run_chapter(chapter, {"n": 7}, inputs, kernel=project_kernel(), root=root, log=lines.append)
+            for chapter in chapters_from_toc(root)]
+    assert [run.reused for run in runs] == [True, False]
+    assert any(line.startswith("running 03_b") and "changed: code" in line for line in lines)
+    assert reuse.stored_key(root / EXECUTED_DIR / "03_b.ipynb") is not None  # keyed again: reused next time
+    # ... and so does a change of the library's sources (every chapter: what it imports changed)
+    changed = reuse.BuildInputs("another library", inputs.lock, None, None, None)
+    (chapter_a, _) = chapters_from_toc(root)
+    assert reuse.render_key(chapter_a, {"n": 7}, changed, project_kernel()).changed(
+        reuse.stored_key(executed)) == ["library"]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The committed chapter notebooks: no outputs, a typed parameters cell that names the profile (and the
-data) and does not repeat it, only library calls in short cells, and captions that name their data.
+"""The committed chapter notebooks: no outputs, the project's kernel, a parameters cell that declares every
+profile key and repeats no value (papermill lists, injects and types them without a warning), only library
+calls in short cells, and captions that name their data.
 
 These tests read the notebooks as files; running them is the job of tests/browser/ (and `make book`).
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import logging
 import re
 from pathlib import Path
 
@@ -16,13 +18,21 @@ import pytest
 import yaml
 
 from thesis_lib.book.chapters import chapters_from_toc
-from thesis_lib.book.execute import declared_parameters
-from thesis_lib.experiments.profile import CHAPTER_PARAMETERS, DEFAULT_PROFILE, load_profile, profile_from_parameters
+from thesis_lib.book.execute import PROJECT_KERNEL, declared_parameters
+from thesis_lib.experiments.profile import (
+    CHAPTER_PARAMETERS,
+    DEFAULT_PROFILE,
+    PROFILE_KEYS,
+    chapter_parameters_cell,
+    load_profile,
+    profile_from_parameters,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = chapters_from_toc(ROOT)
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SMOKE = ROOT / "notebooks" / "params" / "smoke.yaml"
+FULL = ROOT / "notebooks" / "params" / "full.yaml"
 # Besides thesis_lib, a chapter may import only these (data handling and display, no modelling code).
 ALLOWED_IMPORTS = {"numpy", "pandas", "torch", "IPython"}
 MAX_CELL_LINES = 18  # "short cells": a cell does one thing
@@ -108,15 +118,17 @@ def test_every_figure_caption_names_its_data(path):
     assert not any("display=True" in cell.source for cell in code_cells(notebook))
 
 
-def _chapter_namespace(notebook: nbformat.NotebookNode, parameters: dict | None = None) -> dict:
+def _chapter_namespace(notebook: nbformat.NotebookNode, parameters: dict | None = None, *,
+                       injected: bool = False) -> dict:
     """The chapter's globals after its parameters cell and papermill's injected cell (as papermill writes
-    it for `-f`/`-y`/`-p` values), before any other cell runs."""
+    it for `-f`/`-y`/`-p` values; `injected`: the notebook already has it), before any other cell runs."""
     from papermill.parameterize import parameterize_notebook
 
-    injected = parameterize_notebook(copy.deepcopy(notebook), parameters, kernel_name="python3",
-                                     language="python") if parameters else notebook
+    if parameters:
+        notebook = parameterize_notebook(copy.deepcopy(notebook), parameters, kernel_name="python3",
+                                         language="python")
     namespace: dict = {}
-    for cell in code_cells(injected)[:2 if parameters else 1]:
+    for cell in code_cells(notebook)[:2 if parameters or injected else 1]:
         exec(cell.source, namespace)  # noqa: S102 - the committed parameters cell and papermill's literals
     return namespace
 
@@ -125,15 +137,78 @@ LOADERS = [path for path in NOTEBOOKS if "profile_from_parameters(globals())" in
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_a_chapter_declares_only_the_profile_and_the_data(path):
+def test_a_chapter_declares_every_profile_key_and_repeats_no_value(path):
+    """The parameters cell is the profile interface, generated from `Profile`: `profile` names the profile,
+    every other key is None ("the profile's"), so a chapter never repeats smoke.yaml's values."""
+    cell = parameters_cell(read(path))
+    meaning = cell.source.splitlines()[0].split("#", 1)[1].strip()
+    assert cell.source == chapter_parameters_cell(meaning), (
+        f"{path.name}: the parameters cell is not the profile's; replace it with "
+        f"thesis_lib.experiments.profile.chapter_parameters_cell({meaning!r})")
     declared = declared_parameters(path)
-    assert set(declared) <= set(CHAPTER_PARAMETERS), (
-        f"{path.name} declares {sorted(set(declared) - set(CHAPTER_PARAMETERS))}: read them from the profile "
-        f"(settings = profile_from_parameters(globals())) instead of repeating {SMOKE.name}")
-    if "profile" in declared:
-        assert declared["profile"].default == DEFAULT_PROFILE
-    if "data_root" in declared:
-        assert declared["data_root"].default is None and path in LOADERS
+    assert tuple(declared) == CHAPTER_PARAMETERS == PROFILE_KEYS
+    assert declared["profile"].default == DEFAULT_PROFILE
+    assert all(parameter.default is None for name, parameter in declared.items() if name != "profile")
+    assert path in LOADERS  # it loads (and so checks) the parameters it is given
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_with_the_project_kernel(path):
+    """A plain `papermill notebooks/X.ipynb out.ipynb` runs the kernel `make venv` registers, as the build does."""
+    assert read(path).metadata.kernelspec.name == PROJECT_KERNEL
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_help_notebook_lists_every_parameter_without_a_warning(path, caplog):
+    from click.testing import CliRunner
+    from papermill.cli import papermill
+
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        result = CliRunner().invoke(papermill, ["--help-notebook", str(path)])
+    assert result.exit_code == 0, result.output
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    listed = re.findall(r"^  (\w+): (.+?) \(default (.*?)\)$", result.output, flags=re.M)
+    assert [name for name, _, _ in listed] == list(PROFILE_KEYS)
+    types = {name: annotation for name, annotation, _ in listed}
+    assert (types["data_root"], types["splits"], types["epochs"]) == ("Optional[str]", "Optional[list[str]]",
+                                                                      "Optional[int]")
+    assert "Unknown type" not in result.output
+    assert "the synthetic twin at `twin_root`" in result.output  # each key's meaning, from Profile
+
+
+PAPERMILL_CASES = {  # what papermill's CLI hands execute_notebook for -f / -y / -p, and the profile it means
+    "-f smoke.yaml": (lambda: yaml.safe_load(SMOKE.read_text(encoding="utf-8")), lambda: load_profile("smoke")),
+    "-f full.yaml -p data_root R": (
+        lambda: yaml.safe_load(FULL.read_text(encoding="utf-8")) | {"data_root": "/data/mmimdb"},
+        lambda: load_profile("full", {"data_root": "/data/mmimdb"})),
+    "-p splits official": (lambda: {"splits": "official"}, lambda: load_profile("smoke", {"splits": ["official"]})),
+    "-p splits thesis,official -p seeds 0,1 -p epochs 2": (
+        lambda: {"splits": "thesis,official", "seeds": "0,1", "epochs": 2},
+        lambda: load_profile("smoke", {"splits": ["thesis", "official"], "seeds": [0, 1], "epochs": 2})),
+    "-y 'splits: [official]' -p patience null -p lr_scales 1": (
+        lambda: {"splits": ["official"], "patience": "null", "lr_scales": 1},
+        lambda: load_profile("smoke", {"splits": ["official"], "patience": None, "lr_scales": [1.0]})),
+    "-p profile full -p mixed_precision no": (lambda: {"profile": "full", "mixed_precision": "no"},
+                                              lambda: load_profile("full", {"mixed_precision": "no"})),
+}
+
+
+@pytest.mark.parametrize("case", list(PAPERMILL_CASES))
+def test_papermill_parameters_reach_every_chapter_typed_without_a_warning(case, tmp_path, caplog):
+    """papermill itself parameterizes each chapter (`prepare_only`: no kernel); its log has no warning and
+    the chapter's parameters and injected cells load the profile the options mean (`-p splits official` is
+    the list ["official"], not a string a chapter would index letter by letter)."""
+    import papermill
+
+    given, expected = PAPERMILL_CASES[case]
+    for path in NOTEBOOKS:
+        with caplog.at_level(logging.INFO, logger="papermill"):
+            papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters=given(),
+                                       prepare_only=True, progress_bar=False)
+        warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+        assert not warnings, f"{path.name}, {case}: {warnings}"
+        namespace = _chapter_namespace(nbformat.read(tmp_path / path.name, as_version=4), injected=True)
+        assert profile_from_parameters(namespace) == expected(), f"{path.name}, {case}"
 
 
 @pytest.mark.parametrize("path", LOADERS, ids=lambda p: p.stem)

@@ -1,4 +1,4 @@
-"""`python -m thesis_lib.book [--profile P] [-p NAME VALUE ...] [--only CHAPTER ...]`: `thesis book` itself
+"""`python -m thesis_lib.book [--profile P] [-y YAML ...] [-p NAME VALUE ...] [--only CHAPTER ...]`: `thesis book` itself
 (what `make book` runs)."""
 
 import sys

@@ -6,13 +6,15 @@
 this module's logger, or to the `log` function given.
 
 Steps, each with one job:
-1. parameters: `-p` values typed by the parameter's type (a profile key's field type, else the annotation
-   of the chapter's parameters cell) and the typed profile (notebooks/params/<profile>.yaml plus the `-p`
-   values of profile keys), loaded once here to fail early; each chapter that declares `profile` gets the
-   profile's name and those `-p` values, and loads the same typed profile itself;
+1. parameters: `-y` and `-p` values typed by the parameter's type (a profile key's field type, else the
+   annotation of the chapter's parameters cell) and the typed profile (notebooks/params/<profile>.yaml plus
+   the values of profile keys), loaded once here to fail early; each chapter that declares `profile` gets
+   the profile's name and those values, and loads the same typed profile itself;
 2. chapters: the notebooks `_toc.yml` points at (book/_executed/<name> <- notebooks/<name>.ipynb);
 3. papermill runs them in TOC order into book/_executed/ (git-ignored); the first failing cell stops the
-   build, naming the chapter and cell and keeping the partial notebook;
+   build, naming the chapter and cell and keeping the partial notebook. A chapter whose code, parameters,
+   data, input runs, library and lock are unchanged since its executed copy was made is not run again:
+   that copy is reused with the new prose (`thesis_lib.book.reuse`), and the log and front page say so;
 4. provenance: profile, data, weights and commit, written to book/_executed/provenance.json and into the
    front page; on the synthetic twin a banner on every page says the results are not thesis evidence, and
    in a rehearsal (profile key `rehearsal`) that they come from random stand-in weights;
@@ -36,10 +38,20 @@ from pathlib import Path
 from typing import Any
 
 import thesis_lib
-from thesis_lib.book.chapters import EXECUTED_DIR, chapters_from_toc, read_toc, restrict_toc, select_chapters
-from thesis_lib.book.execute import ChapterRun, Parameter, declared_parameters, execute_chapter, project_kernel
+from thesis_lib.book import reuse
+from thesis_lib.book.chapters import EXECUTED_DIR, Chapter, chapters_from_toc, read_toc, restrict_toc, select_chapters
+from thesis_lib.book.execute import (
+    ChapterRun,
+    Parameter,
+    chapter_parameters,
+    chapter_run,
+    declared_parameters,
+    execute_chapter,
+    project_kernel,
+)
 from thesis_lib.book.provenance import (
     BuildProvenance,
+    DataDescription,
     book_config,
     describe_data,
     describe_weights,
@@ -60,7 +72,7 @@ MODEL_SIZE_PARAMETER = "model_size"  # "small" | "full": which registry recipes 
 BUILD_CONFIG = "_config.yml"  # per-build copies, written into the executed folder
 BUILD_TOC = "_toc.yml"
 PROVENANCE_FILE = "provenance.json"
-BUILD_LOG = "book-build.log"  # Jupyter Book's full output, next to the html folder
+BUILD_LOG = "book-build.log"  # the chapters run or reused, then Jupyter Book's full output; next to html/
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Sphinx colours its console output
 
 _log = logging.getLogger(__name__)
@@ -72,7 +84,9 @@ class BookBuild:
 
     root: Path  # the book's tree: _config.yml, _toc.yml, book/, notebooks/ (the project root)
     profile: str = DEFAULT_PROFILE  # a name in notebooks/params/, or a path to a .yaml parameter file
-    overrides: tuple[tuple[str, str], ...] = ()  # `-p name value` pairs, typed by the parameter's type
+    # (name, value) in order, later ones win: `-y` values (parsed YAML) then `-p` ones (text), each typed by
+    # the parameter's type
+    overrides: tuple[tuple[str, Any], ...] = ()
     only: tuple[str, ...] | None = None  # chapter names to run (None: every chapter of the TOC)
     output: Path | None = None  # Jupyter Book's --path-output (None: root); HTML lands in <output>/_build/html
     kernel: str | None = None  # Jupyter kernel (None: the project's thesis-lib kernel, else python3)
@@ -148,9 +162,10 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
         by_name = path != Path(build.profile).expanduser() and path == profile_path(build.profile)
         selector = {PROFILE_PARAMETER: build.profile if by_name else str(path.resolve())}
         log(f"profile {build.profile}: {profile_file}")
-    if profile is not None and DATA_ROOT_PARAMETER in declared:  # some chapter of this build reads the data
+    data = None
+    if profile is not None and DATA_ROOT_PARAMETER in declared and any(chapter.reads_data for chapter in chapters):
         # Fail before running anything when the data is missing (e.g. the full profile without -p data_root).
-        release_folder(profile.data_root, profile.twin_root, root)
+        data = describe_data(release_folder(profile.data_root, profile.twin_root, root))
     if profile is not None and any(chapter.reads_runs for chapter in chapters):
         if renders_only(build, profile, overrides):
             status = check_runs_finished(build, profile)  # MissingRunsError before any chapter runs
@@ -162,37 +177,102 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
             if not check.ok:
                 raise PreflightError(f"the preflight stops this build before it trains: "
                                      f"{'; '.join(line.line() for line in check.stops)}")
-    parameters = selector | {name: thaw(value) for name, value in overrides.items()}
+    parameters = selector | {name: _injected(name, value, PROFILE_PARAMETER in declared)
+                             for name, value in overrides.items()}
 
     executed_dir = root / EXECUTED_DIR
-    if executed_dir.exists():
-        shutil.rmtree(executed_dir)  # build output only: stale chapters of an earlier build must not linger
-    executed_dir.mkdir(parents=True)
-
+    _remove_stale(executed_dir, chapters_from_toc(root))
+    inputs = reuse.build_inputs(
+        root, data=None if data is None else data.fingerprint,
+        runs_root=None if profile is None else profile.runs_path(),
+        profile=None if profile is None else profile.to_dict())
     kernel = build.kernel or project_kernel()
-    runs = []
-    for chapter in chapters:
-        log(f"running {chapter.name} (papermill, kernel {kernel}) ...")
-        run = execute_chapter(chapter, parameters, kernel=kernel, cwd=root)
-        log(f"{chapter.name} done in {run.seconds:.1f} s -> {_shown(run.executed, root)}")
-        runs.append(run)
+    chapter_lines: list[str] = []  # also written at the top of the build log
 
-    provenance = _provenance(root, build, profile, profile_file, parameters, runs)
+    def chapter_log(line: str) -> None:
+        chapter_lines.append(line)
+        log(line)
+
+    runs = [run_chapter(chapter, parameters, inputs, kernel=kernel, root=root, log=chapter_log) for chapter in chapters]
+    reused = [run.chapter for run in runs if run.reused]
+    if reused:
+        chapter_log(f"reused {len(reused)} of {len(runs)} chapters unchanged since their executed copy: "
+                    f"{', '.join(reused)}")
+
+    provenance = _provenance(root, build, profile, profile_file, overrides, data, runs)
     (executed_dir / PROVENANCE_FILE).write_text(_json(provenance.to_json()), encoding="utf-8")
     config_path, toc_path = _write_build_files(root, provenance, {chapter.name for chapter in chapters})
 
     started = time.perf_counter()
-    html_index = _run_jupyter_book(root, build.output or root, config_path, toc_path, log)
+    html_index = _run_jupyter_book(root, build.output or root, config_path, toc_path, log, chapter_lines)
     return BookResult(html_index, provenance, runs, time.perf_counter() - started)
+
+
+def run_chapter(chapter: Chapter, parameters: Mapping[str, Any], inputs: reuse.BuildInputs, *, kernel: str,
+                root: Path, log: Callable[[str], None] = _log.info) -> ChapterRun:
+    """Run one chapter with papermill, or reuse its executed copy when its render key is unchanged
+    (`thesis_lib.book.reuse`); the log line says which, and why a chapter ran again."""
+    declared = declared_parameters(chapter.source)
+    injected = chapter_parameters(declared, parameters)
+    key = reuse.render_key(chapter, injected, inputs, kernel)
+    earlier = reuse.stored_key(chapter.executed)
+    changed = key.changed(earlier)
+    if not changed and reuse.refresh_prose(chapter.source, chapter.executed):
+        log(f"{chapter.name} reused: its code, parameters, data, runs, library and lock are unchanged "
+            f"(prose refreshed) -> {_shown(chapter.executed, root)}")
+        return chapter_run(chapter, declared, injected, reuse.stored_seconds(chapter.executed), reused=True)
+    why = "no executed copy with a render key" if earlier is None else f"changed: {', '.join(changed) or 'code cells'}"
+    log(f"running {chapter.name} (papermill, kernel {kernel}; {why}) ...")
+    run = execute_chapter(chapter, parameters, kernel=kernel, cwd=root)
+    # Keyed after it ran: a chapter that trained missing runs is reused next time, when they are there.
+    reuse.store_key(chapter.executed, reuse.render_key(chapter, injected, inputs, kernel), run.seconds)
+    log(f"{chapter.name} done in {run.seconds:.1f} s -> {_shown(run.executed, root)}")
+    return run
+
+
+def _remove_stale(executed_dir: Path, chapters: Sequence[Chapter]) -> None:
+    """Clear the executed folder of everything but the executed copies of the book's chapters (each is
+    reused only when its key matches): stale chapters and build files of an earlier build must not linger."""
+    keep = {chapter.executed.name for chapter in chapters}
+    if executed_dir.exists():
+        for path in executed_dir.iterdir():
+            if path.name in keep and path.is_file():
+                continue
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    executed_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _injected(name: str, value: Any, takes_profile: bool) -> Any:
+    """A typed value as a chapter is given it: plain YAML values; a profile key set to null as the text
+    "null", since a chapter reads None as "the profile's" (`profile_from_parameters`)."""
+    if value is None and takes_profile and name in PROFILE_HINTS:
+        return "null"
+    return thaw(value)
+
+
+def yaml_parameters(text: str) -> list[tuple[str, Any]]:
+    """`-y YAML` (papermill's option): a mapping of parameter names to values, in order."""
+    import yaml
+
+    try:
+        content = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ProfileError(f"-y {text!r} is not YAML: {str(error).splitlines()[0]}") from None
+    if content is None:
+        return []
+    if not isinstance(content, dict) or not all(isinstance(name, str) for name in content):
+        raise ProfileError(f"-y {text!r} must be a mapping of parameter names to values, e.g. -y 'epochs: 2'")
+    return list(content.items())
 
 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def parameter_values(overrides: Sequence[tuple[str, str]], declared: Mapping[str, Parameter]) -> dict[str, Any]:
-    """`-p NAME VALUE` pairs (later ones win) typed by the parameter's type: a profile key's field type when
-    a chapter declares `profile`, else the annotation of the chapter's parameters cell (untyped: YAML).
-    A name that no chapter of this build takes is a typo, not a silent no-op."""
+def parameter_values(overrides: Sequence[tuple[str, Any]], declared: Mapping[str, Parameter]) -> dict[str, Any]:
+    """`-y`/`-p` (name, value) pairs (later ones win) typed by the parameter's type: a profile key's field
+    type when a chapter declares `profile`, else the annotation of the chapter's parameters cell (untyped:
+    YAML); text is read as `typed_value` reads it, a parsed YAML value is checked. A name that no chapter of
+    this build takes is a typo, not a silent no-op."""
     takes_profile = PROFILE_PARAMETER in declared
     unknown = sorted({name for name, _ in overrides
                       if name not in declared and not (takes_profile and name in PROFILE_HINTS)})
@@ -205,16 +285,20 @@ def parameter_values(overrides: Sequence[tuple[str, str]], declared: Mapping[str
     values: dict[str, Any] = {}
     for name, text in overrides:
         if name == PROFILE_PARAMETER and takes_profile:
-            raise ProfileError("choose the profile with --profile, not -p profile")
+            raise ProfileError("choose the profile with --profile, not -p/-y profile")
         hint = PROFILE_HINTS[name] if takes_profile and name in PROFILE_HINTS else _hint(declared[name].annotation)
         values[name] = typed_value(name, text, hint, "-p")
     return values
 
 
 def _hint(annotation: str) -> Any:
-    """The type a parameters cell's annotation names ("int", "str | None", "list[int]"); Any for others."""
+    """The type a parameters cell's annotation names ("int", "str | None", "Optional[str]", "list[int]");
+    Any for others."""
     simple = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
     options = []
+    annotation = annotation.strip()
+    if annotation.startswith("Optional[") and annotation.endswith("]"):
+        annotation = f"{annotation[len('Optional['):-1]} | None"
     for part in (part.strip() for part in annotation.split("|")):
         item = part[len("list["):-1].strip() if part.startswith("list[") and part.endswith("]") else None
         if part in simple:
@@ -227,12 +311,9 @@ def _hint(annotation: str) -> Any:
 
 
 def _provenance(root: Path, build: BookBuild, profile: Profile | None, profile_file: str | None,
-                parameters: dict[str, Any], runs: list[ChapterRun]) -> BuildProvenance:
+                overrides: Mapping[str, Any], data: DataDescription | None, runs: list[ChapterRun]) -> BuildProvenance:
     effective = _effective_parameters(runs)
-    data = None
-    if profile is not None and DATA_ROOT_PARAMETER in effective:
-        data = describe_data(release_folder(profile.data_root, profile.twin_root, root))
-    elif profile is None and (DATA_ROOT_PARAMETER in effective or TWIN_ROOT_PARAMETER in effective):
+    if profile is None and (DATA_ROOT_PARAMETER in effective or TWIN_ROOT_PARAMETER in effective):
         folder = release_folder(effective.get(DATA_ROOT_PARAMETER), effective.get(TWIN_ROOT_PARAMETER), root)
         data = describe_data(folder)
     size = profile.model_size if profile is not None else effective.get(MODEL_SIZE_PARAMETER, "small")
@@ -240,15 +321,16 @@ def _provenance(root: Path, build: BookBuild, profile: Profile | None, profile_f
     return BuildProvenance(
         profile=build.profile,
         profile_file=profile_file,
-        overrides={name: parameters[name] for name, _ in build.overrides},
+        overrides={name: thaw(value) for name, value in overrides.items()},
         data=data,
         weights=describe_weights(size),
         commit=state["commit"],
         dirty=state["dirty"],
         version=thesis_lib.__version__,
         built_at=utc_now(),
-        chapter_seconds={run.chapter: round(run.seconds, 1) for run in runs},
+        chapter_seconds={run.chapter: round(run.seconds, 1) for run in runs if not run.reused},
         rehearsal=profile is not None and profile.rehearsal,
+        reused=[run.chapter for run in runs if run.reused],
     )
 
 
@@ -274,8 +356,10 @@ def _write_build_files(root: Path, provenance: BuildProvenance, chapters: set[st
     return config_path, toc_path
 
 
-def _run_jupyter_book(root: Path, output: Path, config: Path, toc: Path, log: Callable[[str], None]) -> Path:
-    """`jupyter-book build -W -n --keep-going --all`; warnings are printed, the full log is kept."""
+def _run_jupyter_book(root: Path, output: Path, config: Path, toc: Path, log: Callable[[str], None],
+                      chapter_lines: Sequence[str] = ()) -> Path:
+    """`jupyter-book build -W -n --keep-going --all`; warnings are printed, the full log is kept (after
+    `chapter_lines`: which chapters ran, which were reused, and why)."""
     command = [
         str(Path(sys.executable).parent / "jupyter-book"), "build", str(root),
         "--config", str(config), "--toc", str(toc), "--path-output", str(output),
@@ -288,7 +372,8 @@ def _run_jupyter_book(root: Path, output: Path, config: Path, toc: Path, log: Ca
     output_text = _ANSI_ESCAPE.sub("", result.stdout + result.stderr)
     problems = [line for line in output_text.splitlines()
                 if "WARNING" in line or "ERROR" in line or "Traceback" in line]
-    log_path.write_text(output_text, encoding="utf-8")
+    header = "".join(f"{line}\n" for line in chapter_lines) + ("\n" if chapter_lines else "")
+    log_path.write_text(header + output_text, encoding="utf-8")
     for line in problems:
         log(f"jupyter-book: {line}")
     html_index = Path(output) / "_build" / "html" / "index.html"

@@ -37,8 +37,16 @@ class Chapter:
     def reads_runs(self) -> bool:
         """The chapter shows finished runs of the profile's grid (its notebook's metadata says
         `"thesis": {"reads_runs": true}`): a render-only build checks they exist before it starts."""
-        metadata = json.loads(self.source.read_text(encoding="utf-8")).get("metadata", {})
-        return bool(metadata.get("thesis", {}).get("reads_runs", False))
+        return bool(self._metadata().get("reads_runs", False))
+
+    @property
+    def reads_data(self) -> bool:
+        """The chapter reads the profile's release (all but those whose metadata says `"reads_data": false`,
+        the speed appendix): a build of such chapters needs the data, and a change of it reruns them."""
+        return bool(self._metadata().get("reads_data", True))
+
+    def _metadata(self) -> dict[str, Any]:
+        return json.loads(self.source.read_text(encoding="utf-8")).get("metadata", {}).get("thesis", {})
 
 
 def read_toc(path: Path) -> dict[str, Any]:

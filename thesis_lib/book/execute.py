@@ -5,9 +5,11 @@
   named explicitly.
 - Parameters: a notebook gets only the parameters it accepts: those its `parameters` cell declares and,
   when it declares `profile` (it then loads the typed profile with
-  `thesis_lib.experiments.profile.profile_from_parameters`), every profile key given with `-p`. So its
-  hidden injected cell lists exactly what was set (the papermill CLI with `-f` injects the whole file;
-  both work).
+  `thesis_lib.experiments.profile.profile_from_parameters`), every profile key given with `-p`/`-y`. So its
+  hidden injected cell lists exactly what was set. The committed chapters declare every profile key
+  (`profile.chapter_parameters_cell`), so the papermill CLI works on them as on any notebook:
+  `papermill --help-notebook` lists every key, `-f notebooks/params/full.yaml` injects the whole file, and
+  papermill warns about no parameter.
 - Progress: each kernel starts with `thesis_lib.logs.configure_logging()` run before the first cell, so the
   library's log lines (detectors, training, the XAI check) land in the chapter's stderr outputs: kept in
   the executed copy, left out of the pages (`stderr_output: remove`), and echoed live to the build's own
@@ -20,7 +22,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -63,6 +64,7 @@ class ChapterRun:
     seconds: float
     parameters: dict[str, Any]  # the values the notebook ran with: injected, else its own default
     injected: tuple[str, ...]  # which of them came from the profile or the command line
+    reused: bool = False  # the executed copy of an earlier build stood for this run (see `book.reuse`)
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,9 @@ class Parameter:
 def declared_parameters(notebook: Path) -> dict[str, Parameter]:
     """The parameters cell of `notebook` (the code cell tagged `parameters`), name -> Parameter.
 
-    Read with `ast` rather than papermill's inspector, whose pattern skips annotations such as
-    `str | None` (the cell still works with papermill: injection never reads it). A parameter must be a
-    plain literal, as a profile file could give it.
+    Read with `ast` (papermill's inspector keeps values and comments as text); an annotation may be quoted
+    (`"Optional[int]"`, the form the chapters use) and is given unquoted. A parameter must be a plain
+    literal, as a profile file could give it.
     """
     import ast
 
@@ -96,7 +98,7 @@ def declared_parameters(notebook: Path) -> dict[str, Parameter]:
     parameters = {}
     for statement in ast.parse(source).body:
         if isinstance(statement, ast.AnnAssign) and statement.value is not None:
-            target, annotation = statement.target, ast.unparse(statement.annotation)
+            target, annotation = statement.target, _annotation(statement.annotation)
         elif isinstance(statement, ast.Assign) and len(statement.targets) == 1:
             target, annotation = statement.targets[0], ""
         else:
@@ -126,26 +128,6 @@ def project_kernel() -> str:
     return PROJECT_KERNEL if PROJECT_KERNEL in KernelSpecManager().find_kernel_specs() else FALLBACK_KERNEL
 
 
-class _DeclaredParametersFilter(logging.Filter):
-    """Drops papermill's "Passed unknown parameter" warning. Its inspector skips annotations such as
-    `str | None`, so it calls such parameters unknown; the build injects only names the cell declares
-    (read by `declared_parameters`), which makes the warning noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Passed unknown parameter")
-
-
-@contextmanager
-def papermill_quiet_about_declared_parameters() -> Iterator[None]:
-    papermill_logger = logging.getLogger("papermill")
-    noise = _DeclaredParametersFilter()
-    papermill_logger.addFilter(noise)
-    try:
-        yield
-    finally:
-        papermill_logger.removeFilter(noise)
-
-
 @contextmanager
 def inline_figures() -> Iterator[None]:
     """Start kernels with the inline matplotlib backend, whatever MPLBACKEND the caller's shell sets."""
@@ -168,12 +150,11 @@ def execute_chapter(
     from papermill.exceptions import PapermillExecutionError
 
     declared = declared_parameters(chapter.source)
-    accepted = accepted_parameters(declared)
-    injected = {name: value for name, value in parameters.items() if name in accepted}
+    injected = chapter_parameters(declared, parameters)
     chapter.executed.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
-        with inline_figures(), papermill_quiet_about_declared_parameters():
+        with inline_figures():
             papermill.execute_notebook(
                 str(chapter.source),
                 str(chapter.executed),
@@ -191,8 +172,28 @@ def execute_chapter(
         raise ChapterFailedError(chapter.name, _source_cell_number(chapter), detail, chapter.executed) from None
     seconds = time.perf_counter() - started
     present_parameters(chapter.executed, declared, injected)
-    effective = {name: parameter.default for name, parameter in declared.items()} | injected
-    return ChapterRun(chapter.name, chapter.executed, seconds, effective, tuple(injected))
+    return chapter_run(chapter, declared, injected, seconds)
+
+
+def chapter_parameters(declared: Mapping[str, Parameter], parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of the build's `parameters` a chapter with these `declared` parameters is given."""
+    accepted = accepted_parameters(declared)
+    return {name: value for name, value in parameters.items() if name in accepted}
+
+
+def chapter_run(chapter: Chapter, declared: Mapping[str, Parameter], injected: Mapping[str, Any],
+                seconds: float, *, reused: bool = False) -> ChapterRun:
+    effective = {name: parameter.default for name, parameter in declared.items()} | dict(injected)
+    return ChapterRun(chapter.name, chapter.executed, seconds, effective, tuple(injected), reused)
+
+
+def _annotation(node: Any) -> str:
+    """An annotation as written, without the quotes of a quoted one ("Optional[int]", "str | None")."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return ast.unparse(node)
 
 
 def _source_cell_number(chapter: Chapter) -> int | None:
@@ -215,7 +216,8 @@ def _is_papermill_cell(cell: Any) -> bool:
 
 def present_parameters(executed: Path, declared: Mapping[str, Parameter], injected: Mapping[str, Any]) -> None:
     """Hide the parameters and injected cells of `executed` and insert one collapsed note with the values
-    this run used (injected, else the notebook's default) and what each means."""
+    this run used (injected, else the notebook's default) and what each means; a parameter left at None
+    and not given (a profile key: "the profile's") is left out, the profile it names is in the note."""
     import nbformat
 
     notebook = nbformat.read(executed, as_version=4)
@@ -231,6 +233,8 @@ def present_parameters(executed: Path, declared: Mapping[str, Parameter], inject
         return
     rows = []
     for name, parameter in declared.items():
+        if name not in injected and parameter.default is None:
+            continue
         value = repr(injected[name]) if name in injected else parameter.default_source
         origin = "" if name in injected else " (default)"
         meaning = parameter.meaning.replace("|", "\\|")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from thesis_lib.data.mmimdb import Release, load_release
+from thesis_lib.data.mmimdb import NotAReleaseError, Release, load_release
 from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.detection import coco_standin
 from thesis_lib.detection.config import default_detector_config
@@ -86,14 +86,25 @@ def release_folder(data_root: str | None, twin_root: str | None, root: Path | No
     path = Path(folder).expanduser()
     path = path if path.is_absolute() else (root or project_root()) / path
     if not data_root and not (path / TRUTH_FILE).is_file():
-        raise NoDataError(f"the synthetic twin {path} has not been generated: run `make twin` "
-                          f"(or `thesis data synth {folder}`)")
+        raise NoDataError(f"the synthetic twin {path} has not been generated: {twin_hint(folder)}")
     return path
 
 
+def twin_hint(twin_root: str | None) -> str:
+    """What to run when a chapter's data is missing (one clause, for the end of an error's one line)."""
+    folder = twin_root or "data/twin"
+    return (f"generate the twin with `make twin` or `thesis data synth {folder}`, "
+            "or give the MM-IMDb release with -p data_root ROOT")
+
+
 def chapter_release(settings: Profile) -> Release:
-    """The release a chapter shows, read as the profile's runs read it (the same plot of each movie)."""
-    return load_release(release_folder(settings.data_root, settings.twin_root), plot_choice=settings.plot_choice)
+    """The release a chapter shows, read as the profile's runs read it (the same plot of each movie); a
+    folder that holds no release stops the chapter with one line saying how to make or name one."""
+    folder = release_folder(settings.data_root, settings.twin_root)
+    try:
+        return load_release(folder, plot_choice=settings.plot_choice)
+    except NotAReleaseError as error:
+        raise NoDataError(f"{error}; {twin_hint(settings.twin_root)}") from None
 
 
 def describe_release(release: Release) -> DataDescription:
@@ -168,8 +179,9 @@ class BuildProvenance:
     dirty: bool | None
     version: str  # thesis_lib.__version__
     built_at: str  # UTC, ISO 8601, minutes
-    chapter_seconds: dict[str, float] = field(default_factory=dict)  # chapter -> papermill wall time
+    chapter_seconds: dict[str, float] = field(default_factory=dict)  # chapter -> papermill wall time (this build's)
     rehearsal: bool = False  # the runs are a rehearsal's (random stand-in weights, `experiments.rehearsal`)
+    reused: list[str] = field(default_factory=list)  # chapters whose executed copy was reused (`book.reuse`)
 
     @property
     def is_twin(self) -> bool:
@@ -183,7 +195,7 @@ class BuildProvenance:
         return {"profile": self.profile, "profile_file": self.profile_file, "overrides": self.overrides,
                 "data": data, "weights": self.weights, "commit": self.commit, "dirty": self.dirty,
                 "version": self.version, "built_at": self.built_at, "chapter_seconds": self.chapter_seconds,
-                "rehearsal": self.rehearsal}
+                "rehearsal": self.rehearsal, "reused": self.reused}
 
 
 def utc_now() -> str:
@@ -207,6 +219,10 @@ def front_page_block(provenance: BuildProvenance, root: Path) -> str:
     if provenance.commit is not None:
         commit = f"`{provenance.commit[:12]}`" + (" with uncommitted changes" if provenance.dirty else "")
     chapters = ", ".join(f"{name} ({seconds:.0f} s)" for name, seconds in provenance.chapter_seconds.items())
+    reused = ""
+    if provenance.reused:
+        reused = (f"; reused from an earlier build, their code, parameters, data, runs, library and lock unchanged: "
+                  f"{', '.join(provenance.reused)}")
     weights = provenance.weights
     if provenance.rehearsal:
         weights += ("; **in this rehearsal every pretrained weight is a random stand-in** saved under its real name "
@@ -218,7 +234,7 @@ def front_page_block(provenance: BuildProvenance, root: Path) -> str:
         f"- **Data:** {data}",
         f"- **Weights:** {weights}",
         f"- **Code:** thesis_lib {provenance.version}, commit {commit}",
-        f"- **Built:** {provenance.built_at}; chapters run with papermill: {chapters or 'none'}",
+        f"- **Built:** {provenance.built_at}; chapters run with papermill: {chapters or 'none'}{reused}",
     ]
     if provenance.rehearsal:
         lines += ["", "This build is a **rehearsal**: every run of the profile at full architecture size on CPU, "

@@ -1,5 +1,9 @@
-"""`thesis book [--profile P] [-p NAME VALUE ...] [--only CHAPTER ...] [--runs DIR] [--render-only | --train-missing]`:
-run the chapters, build the HTML book.
+"""`thesis book [--profile P] [-y YAML ...] [-p NAME VALUE ...] [--only CHAPTER ...] [--runs DIR] [--render-only |
+--train-missing]`: run the chapters, build the HTML book.
+
+Parameters as papermill takes them: `--profile FILE` is papermill's `-f FILE`, `-y 'splits: [thesis, official]'`
+its `-y`, `-p NAME VALUE` its `-p` (every value typed by the parameter's declared type; `-y` before `-p`). A
+chapter unchanged since its last run (code, parameters, data, runs, library, lock) is reused, not re-run.
 
 A full-size profile (or a build given --runs) renders from finished runs only: a missing run stops the
 build before any chapter runs, naming it and the `thesis run` command that makes it, instead of training
@@ -34,9 +38,11 @@ def add_book_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="smoke",
                         help="parameter profile: a name in notebooks/params/ (smoke | full) or a .yaml file "
                              "(default: smoke)")
+    parser.add_argument("-y", "--yaml", dest="yaml_params", action="append", default=[], metavar="YAML",
+                        help="parameters as a YAML mapping, as papermill's -y (repeatable; -p values win)")
     parser.add_argument("-p", "--parameter", dest="params", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"),
-                        help="override one parameter, typed as papermill's -p types it (repeatable)")
+                        help="override one parameter, typed by its declared type: -p splits official, -p seeds 0,1 (repeatable)")
     parser.add_argument("--only", nargs="+", default=None, metavar="CHAPTER",
                         help="run and build only these chapters (notebook names, e.g. 03_data)")
     parser.add_argument("--runs", default=None, metavar="DIR",
@@ -54,11 +60,12 @@ def add_book_arguments(parser: argparse.ArgumentParser) -> None:
 
 def book_command(ns: argparse.Namespace) -> int:
     # Imported here: keeps papermill and the book's helpers off `--help`'s import path.
-    from thesis_lib.book.build import BookBuild, BookBuildError, build_book
+    from thesis_lib.book.build import BookBuild, BookBuildError, build_book, yaml_parameters
     from thesis_lib.book.execute import ChapterFailedError
     from thesis_lib.paths import project_root
 
-    overrides = tuple(tuple(pair) for pair in ns.params) + ((("runs_dir", ns.runs),) if ns.runs else ())
+    from_yaml = tuple(pair for text in ns.yaml_params for pair in yaml_parameters(text))  # bad YAML: exit 2
+    overrides = from_yaml + tuple(tuple(pair) for pair in ns.params) + ((("runs_dir", ns.runs),) if ns.runs else ())
     if ns.rehearse:
         from thesis_lib.experiments.profile import load_profile
         from thesis_lib.experiments.rehearsal import enter_rehearsal, rehearsal_parameters, rehearsal_profile

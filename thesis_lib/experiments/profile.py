@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,9 +52,6 @@ BACKBONE_MODES = ("finetune", "frozen")
 # A rehearsal's twin (`experiments.rehearsal`): posters at MM-IMDb's size (about 300 px wide, 2:3; the default
 # twin's are 224 wide) and more plots past 512 tokens, so the resize and the 512-token cut both run.
 REHEARSAL_TWIN_CHANGES: dict[str, Any] = {"poster_size": (300, 444), "long_plot_rate": 0.05}
-# A chapter declares these itself (its parameters cell); every other profile key it reads from the profile.
-# `data_root` left at None means "the profile's", so a chapter's default never hides a profile's release.
-CHAPTER_PARAMETERS = ("profile", "data_root")
 
 
 @dataclass(frozen=True)
@@ -88,12 +86,12 @@ class Profile:
     epochs: int                      # epochs per training run, the same for every model
     max_steps_per_epoch: int | None  # optimizer steps per epoch at most (a rehearsal's cap); null: the whole train part
     batch_size: int                  # global batch per optimizer step, whatever the processes and accumulation
-    gradient_accumulation: int       # micro-batches per optimizer step (per-process batch = batch / (procs x this))
+    gradient_accumulation: int       # micro-batches per optimizer step (per-process batch: batch / (procs x this))
     lr_head: float                   # learning rate of layers trained from scratch (and random encoders)
     lr_backbone: float               # learning rate of encoders that start from trained weights
     lr_scales: list[float]           # learning-rate trials: each scales both rates; dev picks one
-    weight_decay: float
-    warmup_ratio: float
+    weight_decay: float              # AdamW's decoupled weight decay (biases and norms excluded)
+    warmup_ratio: float              # share of the optimizer steps with a linear learning-rate warm-up
     patience: int | None             # early stopping on the dev monitor; null: never stop early
     pos_weight: str                  # "none" | "inverse_frequency" (MMBT's BCE weighting)
     monitor: str                     # dev score that picks the best epoch and trial: "macro_f1" | "map_macro" | "loss"
@@ -102,8 +100,8 @@ class Profile:
     fusion_backbones: str            # fusion runs: "frozen" (cached encoder features) | "finetune"
     fusion_encoders: str             # "runs": fusions start from the single-modality runs' encoders; "registry"
     fusion_text_source: str          # the run whose text encoder (and dev/test predictions) fusions reuse
-    fusion_image_source: str         # ... image encoder
-    fusion_objects_source: str       # ... object detections (objects_yolo | objects_frcnn | objects_oracle)
+    fusion_image_source: str         # the run whose image encoder (and predictions) fusions reuse
+    fusion_objects_source: str       # the run whose detections fusions read (objects_yolo | objects_frcnn | objects_oracle)
     shallow_c: float                 # inverse regularisation strength of the shallow baseline's logistic regressions
     bootstrap_resamples: int         # resamples of the test movies for the results table's intervals
 
@@ -188,6 +186,10 @@ class Profile:
 
 PROFILE_KEYS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Profile))
 PROFILE_HINTS: dict[str, Any] = typing.get_type_hints(Profile)  # key -> its annotation (int, list[str], ...)
+# A chapter's parameters cell declares every profile key (papermill's interface: `--help-notebook` lists them,
+# `-f FILE` names none it does not know); `profile` names the profile, every other key left at None means
+# "the profile's value", so a chapter's defaults never repeat (or hide) a profile's.
+CHAPTER_PARAMETERS: tuple[str, ...] = PROFILE_KEYS
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -250,20 +252,64 @@ def profile_from_parameters(parameters: Mapping[str, Any]) -> Profile:
     """The profile a chapter notebook runs with, from its parameters (pass `globals()`).
 
     `parameters["profile"]` names the profile (a name in notebooks/params/ or a .yaml path); every other
-    profile key found in `parameters` overrides the file's value: papermill puts them there from
-    `-p NAME VALUE` (text is coerced as for `thesis run KEY=VALUE`) or `-y YAML`. When `parameters` holds
-    every profile key (papermill `-f notebooks/params/full.yaml` injects the whole file), they are the
-    profile and no file is read. A `data_root` of None (a chapter's default) keeps the profile's.
+    profile key in `parameters` that is not None overrides the file's value: papermill puts them there
+    from `-p NAME VALUE` (typed by the key's declared type, as `thesis run KEY=VALUE` is: `-p splits
+    official` is the list ["official"]), `-y YAML` or `-f FILE`. None is the chapter's default ("the
+    profile's"); to set a key that allows null to null, give the text: `-p patience null`. When every key
+    that cannot be null has a value (papermill `-f notebooks/params/full.yaml`, or any whole profile file,
+    injects them all), they are the profile and no file is read.
     """
     given = {key: parameters[key] for key in PROFILE_KEYS if key in parameters}
-    if set(given) == set(PROFILE_KEYS):
+    if all(given.get(key) is not None for key in PROFILE_KEYS if not _nullable(key)):
         source = "the chapter's parameters"
-        return profile_from_mapping({key: typed_value(key, value, PROFILE_HINTS[key], source)
-                                     for key, value in given.items()}, source=source)
-    name = str(given.pop("profile", DEFAULT_PROFILE))
-    if given.get("data_root", "") is None:
-        del given["data_root"]
-    return load_profile(name, given)
+        return profile_from_mapping({key: typed_value(key, given.get(key), PROFILE_HINTS[key], source)
+                                     for key in PROFILE_KEYS}, source=source)
+    name = str(given.pop("profile", None) or DEFAULT_PROFILE)
+    return load_profile(name, {key: value for key, value in given.items() if value is not None})
+
+
+def chapter_parameters_cell(profile_meaning: str) -> str:
+    """The parameters cell of every chapter (`notebooks/*.ipynb`): `profile` with `profile_meaning` as its
+    comment, then every other profile key at None ("the profile's") with its meaning from `Profile`.
+
+    Annotations are written `"Optional[int]"`: papermill's inspector (`--help-notebook`, its unknown-parameter
+    check) reads `Optional[...]` but not `int | None`, and quoted they need no import in the cell. Comments
+    hold no `=`, which its inspector cannot parse."""
+    lines = [f'profile: str = "{DEFAULT_PROFILE}"  # {profile_meaning}']
+    meanings = profile_key_meanings()
+    for key in PROFILE_KEYS[1:]:
+        lines.append(f'{key}: "{_annotation_text(PROFILE_HINTS[key], optional=True)}" = None  '
+                     f"# {meanings[key]} (None: the profile's)")
+    return "\n".join(lines)
+
+
+def profile_key_meanings() -> dict[str, str]:
+    """Key -> the comment of its field in `Profile` (the one place a key's meaning is written)."""
+    import inspect
+    import re
+
+    field_line = re.compile(r"^\s+(\w+): [^#]+#\s*(.+?)\s*$")
+    found = (field_line.match(line) for line in inspect.getsource(Profile).splitlines())
+    return {match[1]: match[2] for match in found if match and match[1] in PROFILE_HINTS}
+
+
+def _nullable(key: str) -> bool:
+    hint = PROFILE_HINTS[key]
+    return isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+
+
+def _annotation_text(hint: Any, optional: bool = False) -> str:
+    """`str | None` -> "Optional[str]", `list[Ablation]` -> "list[Ablation]" (the form papermill reads)."""
+    if isinstance(hint, types.UnionType):
+        (inner,) = [option for option in typing.get_args(hint) if option is not type(None)]
+        return f"Optional[{_annotation_text(inner)}]"
+    origin = typing.get_origin(hint)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        text = f"{name}[{', '.join(_annotation_text(arg) for arg in typing.get_args(hint))}]"
+    else:
+        text = "Any" if hint is Any else hint.__name__
+    return f"Optional[{text}]" if optional else text
 
 
 def _project_path(path: str) -> Path:
