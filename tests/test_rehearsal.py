@@ -160,7 +160,7 @@ def test_a_rehearsal_build_carries_the_rehearsal_banner_on_every_page(tmp_path, 
     build = BookBuild(root=root, profile="full", overrides=tuple(rehearsal_parameters()))
     typed = {name: typed_value(name, text, PROFILE_HINTS[name], "-p") for name, text in build.overrides}
     profile = load_profile("full", typed)
-    provenance = build_module._provenance(root, build, profile, "notebooks/params/full.yaml", typed, [])
+    provenance = build_module._provenance(root, build, profile, "notebooks/params/full.yaml", typed, None, [])
     config = book_config({"title": "t"}, provenance, root)
     assert provenance.rehearsal and provenance.to_json()["rehearsal"] is True
     assert config["html"]["announcement"] == REHEARSAL_BANNER != TWIN_BANNER
