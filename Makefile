@@ -15,6 +15,8 @@ TWIN ?= data/twin
 TWIN_MOVIES ?= 2000
 TWIN_SEED ?= 0
 PYTEST_ARGS ?=
+# make test spreads the modules over this many pytest-xdist workers (auto: one per core; 1: one process)
+TEST_WORKERS ?= auto
 BOOK_ARGS ?=
 DATA ?=
 RUNS ?=
@@ -49,10 +51,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 test: $(STAMP) lint browser  ## lint, then the test suite (includes a tiny book opened in headless Chromium)
 	THESIS_REQUIRE_CHROMIUM=$$(if [ -n "$(IN_CI)" ] || { $(HAVE_CHROMIUM); }; then echo 1; else echo 0; fi) \
-	  $(VPY) -m pytest $(PYTEST_ARGS)
+	  $(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## the inner loop: every test not marked slow (no grid, detectors, book or browser; about 1 min)
-	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff (lint rules of pyproject.toml; no formatting) over the package, tests and benchmarks
 	$(VPY) -m ruff check $(LINT_PATHS)

@@ -10,10 +10,14 @@
 
 A twin from `make_twin` is shared by every module that asks for the same size and seed: read it, never
 write into it.
+
+`make test` runs the suite on every core with pytest-xdist (`-n auto --dist loadfile`: a module's tests stay on
+one worker, so its module fixtures are built once); each worker then gets its share of the cores.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,12 +25,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.experiments.profile import profile_path
 
 MakeTwin = Callable[..., Path]
+
+
+def _share_the_cores_between_workers() -> None:
+    """Under pytest-xdist, N workers each running torch on every core would oversubscribe the machine: each
+    worker (and the kernels and processes it starts, through OMP_NUM_THREADS) takes cores // N threads."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+_share_the_cores_between_workers()
 
 
 @pytest.fixture(scope="session")

@@ -164,7 +164,7 @@ def test_make_test_lints_first_and_skips_the_browser_test_only_outside_ci(tmp_pa
         pytest.skip("no make on this machine")
     done, calls = _make_test(tmp_path, {})
     assert done.returncode == 0, done.stderr
-    assert calls == [" -m ruff check thesis_lib tests benchmarks", "0 -m pytest"]
+    assert calls == [" -m ruff check thesis_lib tests benchmarks", "0 -m pytest -n auto --dist loadfile"]
     skipped = [line for line in done.stderr.splitlines() if line.startswith("browser:")]
     assert skipped == ["browser: no Chromium and no apt-get here: the browser test is skipped (install Chromium to "
                        "run it)"]
@@ -172,8 +172,8 @@ def test_make_test_lints_first_and_skips_the_browser_test_only_outside_ci(tmp_pa
     assert done.returncode != 0 and "CI=true requires the browser test" in done.stderr
     assert not any("pytest" in call for call in calls)
     done, calls = _make_test(tmp_path, {}, CI="false")  # a CI variable set to false is not CI
-    assert done.returncode == 0 and calls[-1] == "0 -m pytest"
+    assert done.returncode == 0 and calls[-1] == "0 -m pytest -n auto --dist loadfile"
     done, calls = _make_test(tmp_path, {"chromium": "/bin/true"})
-    assert done.returncode == 0 and calls[-1] == "1 -m pytest" and "browser:" not in done.stderr
+    assert done.returncode == 0 and calls[-1] == "1 -m pytest -n auto --dist loadfile" and "browser:" not in done.stderr
     done, calls = _make_test(tmp_path, {"chromium": "/bin/true"}, FAKE_LINT_STATUS="1")
     assert done.returncode != 0 and calls == [" -m ruff check thesis_lib tests benchmarks"]
