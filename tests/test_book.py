@@ -617,3 +617,23 @@ def test_detections_become_the_padded_objects_batch_and_a_figure():
     first = figure.axes[0]
     assert [p.get_width() for p in first.patches] == pytest.approx([0.4 * 224, 0.4 * 224])  # scaled to pixels
     assert first.get_title() == "YOLOv8n: a" and "ghost 0.90" in [t.get_text() for t in first.texts]
+
+
+def test_every_reference_is_cited_and_carries_a_doi_an_arxiv_id_or_a_url():
+    """The bibliography page lists what the chapters cite; each entry links to the work (DOI, arXiv or, for
+    software without either, its URL), and no key is cited that the bibliography lacks."""
+    import re
+
+    bibliography = (ROOT / "book" / "references.bib").read_text(encoding="utf-8")
+    entries = dict(re.findall(r"^@\w+\{([^,\s]+),(.*?)^\}", bibliography, flags=re.M | re.S))
+    unlinked = [key for key, body in entries.items() if not re.search(r"^\s*(doi|eprint|url)\s*=", body, re.M)]
+    assert not unlinked, f"references without a DOI, arXiv id or URL: {unlinked}"
+    prose = [nbformat.read(path, as_version=4) for path in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    texts = ["".join(cell.source) for notebook in prose for cell in notebook.cells if cell.cell_type == "markdown"]
+    texts += [path.read_text(encoding="utf-8") for path in sorted((ROOT / "book").glob("*.md"))]
+    cited = {key.strip() for text in texts for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text)
+             for key in keys.split(",")}
+    assert cited <= set(entries), f"cited but not in references.bib: {sorted(cited - set(entries))}"
+    assert set(entries) <= cited, f"in references.bib but cited nowhere: {sorted(set(entries) - cited)}"
+    # YOLOv8n is Ultralytics' model, not the 2016 YOLO paper's (which stays cited as its family).
+    assert "jocher2023yolov8" in cited
