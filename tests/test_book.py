@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -637,3 +638,18 @@ def test_every_reference_is_cited_and_carries_a_doi_an_arxiv_id_or_a_url():
     assert set(entries) <= cited, f"in references.bib but cited nowhere: {sorted(set(entries) - cited)}"
     # YOLOv8n is Ultralytics' model, not the 2016 YOLO paper's (which stays cited as its family).
     assert "jocher2023yolov8" in cited
+
+
+def test_the_book_style_shows_tables_whole():
+    """A chapter's table is never cut by pandas ("..." columns or rows) and the book's stylesheet lets a wide
+    one scroll inside the page."""
+    from thesis_lib.plots import use_book_style
+
+    wide = pd.DataFrame(np.arange(80 * 30).reshape(80, 30), columns=[f"metric {i}" for i in range(30)])
+    with pd.option_context("display.max_columns", 20, "display.max_rows", 60):
+        assert "..." in wide._repr_html_()  # pandas' defaults cut it
+        use_book_style()
+        html = wide._repr_html_()
+    assert "..." not in html and "metric 29" in html and ">2399<" in html
+    stylesheet = (ROOT / "_static" / "tables.css").read_text(encoding="utf-8")
+    assert "overflow-x: auto" in stylesheet

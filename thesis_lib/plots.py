@@ -25,13 +25,18 @@ PALETTE = ("#4878a8", "#e49444", "#6a9f58", "#d1615d", "#8f6cb4", "#85b6b2")
 
 
 def use_book_style() -> None:
-    """One look for every figure of the book (call once per chapter)."""
+    """One look for every figure and table of the book (call once per chapter). Tables are shown whole:
+    pandas would cut a table past 20 columns or 60 rows with "..." (the book's tables are bounded by the
+    models and genres; `_static/tables.css` lets a wide one scroll sideways instead of overflowing)."""
     import matplotlib as mpl
+    import pandas as pd
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
     mpl.rcParams.update({"figure.dpi": BOOK_DPI, "savefig.dpi": BOOK_DPI, "figure.autolayout": False,
                          "axes.titleweight": "bold"})
+    for option in ("display.max_columns", "display.max_rows", "display.max_colwidth", "display.width"):
+        pd.set_option(option, None)
 
 
 def genre_shares(

@@ -465,6 +465,10 @@ def check_chapter_page(chapter, branch: Branch, browser: str) -> None:
         assert re.search(data, caption), f"{chapter.name}: caption does not name its data: {caption!r}"
         if chapter.name not in WEIGHTLESS_CHAPTERS:
             assert "Weights:" in caption, f"{chapter.name}: caption does not name its weights: {caption!r}"
+    # Tables whole: none cut by pandas, and the stylesheet that lets a wide one scroll is on the page.
+    cut = [cells for table in rendered_tables(page) for cells in table if "..." in cells or "…" in cells]
+    assert not cut, f"{chapter.name}: a table was cut: {cut[:2]}"
+    assert "_static/tables.css" in page.dom, f"{chapter.name}: the tables stylesheet is not linked"
     if chapter.name in CHAPTER_CHECKS:
         CHAPTER_CHECKS[chapter.name](page, branch)
 
