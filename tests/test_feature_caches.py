@@ -4,6 +4,7 @@ deletion after the last run of the grid that reads them (`thesis cache clean` fo
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 
 import pytest
@@ -29,6 +30,7 @@ from thesis_lib.train.features import (
     cache_encoder_features,
     extraction_batches,
 )
+from thesis_lib.train.logging import ProgressLog
 
 VOCAB, DIM, CLASSES = 50, 16, 23
 
@@ -172,6 +174,31 @@ def test_length_sorted_extraction_gives_the_features_of_unsorted_batches(tmp_pat
         assert torch.equal(a["mask"], b["mask"])
         torch.testing.assert_close(a["tokens"], b["tokens"], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(a["pooled"], b["pooled"], rtol=1e-5, atol=1e-6)
+
+
+def test_extraction_says_it_started_and_when_it_ends(tmp_path, caplog):
+    """A long extraction is not silent: a line after its first batch (movies done, rate, eta) and one at the
+    end (this one is quicker than the 15 s between lines)."""
+    with caplog.at_level("INFO", logger="thesis_lib.train.features"):
+        cache(PooledClassifier().eval(), TRAIN, tmp_path, "train")
+    lines = [record.getMessage() for record in caplog.records if record.name == "thesis_lib.train.features"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("features ") and ": 7/40 movies (" in lines[0] and ", eta " in lines[0]
+    assert ": 40/40 movies done in " in lines[1]
+
+
+def test_progress_lines_come_every_few_seconds_and_at_the_end(caplog):
+    seconds = iter([0.0, 1.0, 2.0, 20.0, 21.0, 22.0])  # start, then one reading per update
+    progress = ProgressLog(logging.getLogger("progress-test"), "work", total=50, unit="items", every_s=15,
+                           clock=lambda: next(seconds))
+    with caplog.at_level("INFO", logger="progress-test"):
+        for done in (10, 20, 30, 40, 50):
+            progress.update(done)
+    assert [record.getMessage() for record in caplog.records] == [
+        "work: 10/50 items (10.0 items/s, eta 0:00:04)",  # the first update always says something
+        "work: 30/50 items (1.5 items/s, eta 0:00:13)",  # 19 s after the last line
+        "work: 50/50 items done in 0:00:22 (2.3 items/s)",  # the end always
+    ]
 
 
 # ------------------------------------------------------------------------------- the grid and the CLI

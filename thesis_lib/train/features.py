@@ -52,6 +52,7 @@ the frozen backbones, which a restore loads from where they came from first.
 from __future__ import annotations
 
 import json
+import logging
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,7 +73,10 @@ from thesis_lib.paths import cache_dir
 from thesis_lib.storage import stable_hash
 from thesis_lib.train.checkpoint import weights_fingerprint
 from thesis_lib.train.epoch import check_batch
+from thesis_lib.train.logging import ProgressLog
 from thesis_lib.train.rows_file import RowsFileWriter
+
+log = logging.getLogger(__name__)
 
 FEATURE_CACHE_FORMAT = 3  # 3: pooled-only files besides token files, key names the precision; 2: ragged tokens
 TokensDtype = Literal["float16", "float32"]
@@ -193,6 +197,8 @@ def _write_feature_cache(
     ids: list[str] = []
     order: list[int] = []
     modalities: list[str] = []
+    progress = ProgressLog(log, f"features {metadata.get('label') or path.name}", total=sum(map(len, batches)),
+                           unit="movies")
     try:
         with RowsFileWriter(path.parent) as writer:
             with torch.inference_mode(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
@@ -203,6 +209,7 @@ def _write_feature_cache(
                     encoded: Mapping[str, EncoderOutput] = model.encode(batch)
                     order += indices
                     ids += list(batch["ids"])
+                    progress.update(len(ids))
                     writer.append("labels", batch["labels"].float().cpu())  # (B, C)
                     modalities = sorted(encoded)
                     for modality, output in encoded.items():
