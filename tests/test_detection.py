@@ -366,14 +366,18 @@ def small_twin(make_twin, tmp_path, monkeypatch):
     return load_release(make_twin(24), verify_posters="none", workers=1)
 
 
-def test_detections_on_the_cpu_are_those_of_the_loop_before_devices(small_twin):
+def test_detections_on_the_cpu_are_those_of_the_loop_before_devices(small_twin, caplog):
     """Through `detections_for_release(device="cpu")`, posters decoded by a loader worker, the table the old
     loop made: consecutive batches of posters, each PIL poster turned into floats on the CPU and through the
-    model."""
+    model. The pass says it started (after its first batch) and when it ended."""
     from torchvision.transforms.v2 import functional as TF
 
     config = DetectorConfig(kind="frcnn", weights="coco", score_threshold=0.0, batch_size=8)
-    table = detections_for_release(config, small_twin, backends={"frcnn": TINY_COCO}, device="cpu", num_workers=1)
+    with caplog.at_level("INFO", logger="thesis_lib.detection.pipeline"):
+        table = detections_for_release(config, small_twin, backends={"frcnn": TINY_COCO}, device="cpu",
+                                       num_workers=1)
+    progress = [r.getMessage() for r in caplog.records if ": detection: " in r.getMessage()]
+    assert len(progress) == 2 and "/24 posters (" in progress[0] and "24/24 posters done in" in progress[1]
     detector, ids, expected = _tiny_frcnn(config), list(small_twin.ids), []
     heads = detector.model.roi_heads
     heads.score_thresh, heads.detections_per_img, heads.nms_thresh = 0.0, config.max_regions, config.nms_iou

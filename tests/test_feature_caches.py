@@ -19,6 +19,7 @@ from thesis_lib.data.batch import CachedFeaturesCollator
 from thesis_lib.experiments import load_profile, run_grid
 from thesis_lib.experiments.caches import CacheLedger, FeatureCacheNeed, feature_caches_of
 from thesis_lib.experiments.specs import config_hashes, plan_grid
+from thesis_lib.logs import ProgressLog
 from thesis_lib.models.encoder import Encoder
 from thesis_lib.models.outputs import EncoderOutput, masked_mean
 from thesis_lib.train import TrainConfig, fit, rows_file
@@ -30,7 +31,6 @@ from thesis_lib.train.features import (
     cache_encoder_features,
     extraction_batches,
 )
-from thesis_lib.train.logging import ProgressLog
 
 VOCAB, DIM, CLASSES = 50, 16, 23
 

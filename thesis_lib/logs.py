@@ -11,8 +11,11 @@ on stderr, so stdout keeps only what a command prints as its result (a table, on
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import TextIO
 
 LIBRARY_LOGGER = "thesis_lib"
@@ -57,3 +60,36 @@ def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -
     handler.fixed_stream = stream
     logger.setLevel(level)
     return logger
+
+
+def format_duration(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+class ProgressLog:
+    """Plain progress lines for a long loop without optimizer steps (feature extraction, detection):
+    `<what>: done/total <unit> (rate/s, eta H:MM:SS)`. The first line comes after the first chunk, so a
+    person sees within seconds that the work started and what it will take; then one line every `every_s`
+    seconds, and one at the end. `update` takes a Python count: it never reads a tensor."""
+
+    def __init__(self, log: logging.Logger, what: str, total: int, unit: str, every_s: float = 15.0,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.log, self.what, self.total, self.unit, self.every_s, self.clock = log, what, total, unit, every_s, clock
+        self._start = clock()
+        self._last: float | None = None
+
+    def update(self, done: int) -> None:
+        now = self.clock()
+        finished = done >= self.total
+        if self._last is not None and now - self._last < self.every_s and not finished:
+            return
+        self._last = now
+        elapsed = now - self._start
+        rate = done / max(elapsed, 1e-9)
+        if finished:
+            self.log.info("%s: %d/%d %s done in %s (%.1f %s/s)", self.what, done, self.total, self.unit,
+                          format_duration(elapsed), rate, self.unit)
+        else:
+            eta = format_duration((self.total - done) / rate) if done else "?"
+            self.log.info("%s: %d/%d %s (%.1f %s/s, eta %s)", self.what, done, self.total, self.unit, rate,
+                          self.unit, eta)

@@ -42,6 +42,7 @@ from thesis_lib.detection.oracle import oracle_table
 from thesis_lib.detection.posters import Poster, header_shape, poster_loader, shape_batches
 from thesis_lib.detection.truth import TwinAnnotations, load_truth_boxes, load_twin_annotations, truth_file
 from thesis_lib.detection.vocab import twin_classes
+from thesis_lib.logs import ProgressLog
 from thesis_lib.models.pretrained import standin_reason
 from thesis_lib.storage import stable_hash
 
@@ -225,9 +226,13 @@ def _detect_posters(detector: Detector, release: Release, ids: Sequence[str], wo
     batches = shape_batches([header_shape(path) for path in paths], detector.config.batch_size)
     loader = poster_loader(paths, batches, workers, pin_memory=detector.device.type == "cuda")
     detections: list[Detections | None] = [None] * len(ids)
+    progress = ProgressLog(log, f"{detector.config.name}: detection", total=len(ids), unit="posters")
+    done = 0
     for batch, posters in zip(batches, loader, strict=True):
         for index, found in zip(batch, detector.detect(posters, **thresholds), strict=True):
             detections[index] = found
+        done += len(batch)
+        progress.update(done)
     return detections  # type: ignore[return-value]  # every index was filled
 
 

@@ -68,12 +68,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from thesis_lib import machine
 from thesis_lib.data.batch import stored_lengths
+from thesis_lib.logs import ProgressLog
 from thesis_lib.models.outputs import EncoderOutput
 from thesis_lib.paths import cache_dir
 from thesis_lib.storage import stable_hash
 from thesis_lib.train.checkpoint import weights_fingerprint
 from thesis_lib.train.epoch import check_batch
-from thesis_lib.train.logging import ProgressLog
 from thesis_lib.train.rows_file import RowsFileWriter
 
 log = logging.getLogger(__name__)
