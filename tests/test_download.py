@@ -154,6 +154,17 @@ def test_a_second_call_reuses_the_extraction_even_without_the_archive(server, tm
     assert len(server.requests) == 1
 
 
+def test_without_a_terminal_the_download_says_it_started_and_when_it_ended(server, tmp_path, caplog):
+    """stderr not a terminal (pytest captures it, as nohup or a log file would): plain lines, the first as
+    soon as bytes arrive, the last with the time it took."""
+    with caplog.at_level("INFO", logger="thesis_lib.data.download"):
+        download_release(tmp_path, server.url, extract=False, progress=True)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(ARCHIVE_NAME + ": ")]
+    size = f"of {len(RELEASE_ARCHIVE) / 2**20:.1f} MiB"
+    assert len(lines) >= 2 and size in lines[0] and "MiB/s" in lines[0], lines
+    assert "(100%)" in lines[-1] and ", done in " in lines[-1]
+
+
 def test_keep_archive_keeps_the_verified_archive(server, tmp_path):
     download_release(tmp_path, server.url, sha256=RELEASE_SHA256, keep_archive=True, progress=False)
     assert (tmp_path / ARCHIVE_NAME).read_bytes() == RELEASE_ARCHIVE

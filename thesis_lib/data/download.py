@@ -46,6 +46,7 @@ import stat
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -55,6 +56,7 @@ from urllib.parse import unquote, urlsplit
 from tqdm import tqdm
 
 from thesis_lib.errors import ThesisError
+from thesis_lib.logs import format_duration
 from thesis_lib.storage import file_kind, read_regular_file, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,7 @@ DEFAULT_URL = "https://archive.org/download/mmimdb/mmimdb.tar.gz"
 URL_ENV = "THESIS_MMIMDB_URL"
 MAX_REQUESTS = 8                 # per call: first request plus resumes after dropped connections
 CHUNK_BYTES = 1 << 20            # read/write/hash granularity
-_LOG_EVERY_FRACTION = 0.1        # without a terminal: one log line per 10% downloaded
-_LOG_EVERY_BYTES = 512 << 20     # ... or per 512 MiB when the size is unknown
+_LOG_EVERY_S = 15.0              # without a terminal: one progress line every 15 s (and the first at once)
 _USER_AGENT = "thesis-lib-downloader/1 (+urllib)"
 # What a connection that breaks mid-transfer raises; these are resumed, within MAX_REQUESTS.
 _BROKEN_CONNECTION = (ConnectionError, TimeoutError, ssl.SSLError, http.client.HTTPException)
@@ -376,14 +377,17 @@ def _no_follow(path: str, flags: int) -> int:
 
 
 class _ByteProgress:
-    """A tqdm bar in a terminal (redrawn at most once a second); in logs, one line per 10%."""
+    """A tqdm bar in a terminal (redrawn at most once a second); without one (a log file, a notebook, nohup),
+    plain lines: one after the first chunk, so the download is seen to start, then one every
+    `_LOG_EVERY_S` seconds with the rate and, when the size is known, the share and the time left, and
+    one at the end."""
 
     def __init__(self, label: str, total: int | None, initial: int, enabled: bool):
         interactive = enabled and sys.stderr.isatty()
-        self.label, self.total, self.done = label, total, initial
+        self.label, self.total, self.done, self.initial = label, total, initial, initial
         self.log_lines = enabled and not interactive
-        self.log_step = int(total * _LOG_EVERY_FRACTION) if total else _LOG_EVERY_BYTES
-        self.next_log = initial + self.log_step
+        self.start = time.monotonic()
+        self.last_line: float | None = None
         self.bar = tqdm(
             total=total, initial=initial, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
             mininterval=1.0, disable=not interactive,
@@ -392,16 +396,30 @@ class _ByteProgress:
     def update(self, n: int) -> None:
         self.done += n
         self.bar.update(n)
-        if self.log_lines and self.done >= self.next_log:
-            share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-            log.info("%s: %.1f MiB%s", self.label, self.done / 2**20, share)
-            self.next_log = self.done + self.log_step
+        now = time.monotonic()
+        if self.log_lines and (self.last_line is None or now - self.last_line >= _LOG_EVERY_S):
+            self._line(now)
+
+    def _line(self, now: float, end: bool = False) -> None:
+        self.last_line = now
+        rate = (self.done - self.initial) / max(now - self.start, 1e-9)  # bytes/s of this session
+        text = f"{self.label}: {self.done / 2**20:.1f} MiB"
+        if self.total:
+            text += f" of {self.total / 2**20:.1f} MiB ({100 * self.done / self.total:.0f}%)"
+        text += f", {rate / 2**20:.1f} MiB/s"
+        if end:
+            text += f", done in {format_duration(now - self.start)}"
+        elif self.total and rate > 0:
+            text += f", eta {format_duration((self.total - self.done) / rate)}"
+        log.info("%s", text)
 
     def __enter__(self) -> _ByteProgress:
         return self
 
     def __exit__(self, *exc) -> None:
         self.bar.close()
+        if self.log_lines and exc[0] is None and self.done > self.initial:
+            self._line(time.monotonic(), end=True)
 
 
 # --- verification --------------------------------------------------------------------------------
