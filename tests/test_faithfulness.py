@@ -317,7 +317,8 @@ def test_evaluate_run_scores_every_key_on_a_tiny_twin(tiny_twin_run):
     assert -1.0 <= result["randomized_model_rank_correlation"] <= 1.0
 
 
-def test_the_check_reports_the_cross_attention_run_on_top_and_every_run_below(tiny_twin_run, tmp_path, capsys):
+def test_the_check_reports_the_cross_attention_run_on_top_and_every_run_below(tiny_twin_run, tmp_path, capsys,
+                                                                               caplog):
     import json
 
     from thesis_lib.analysis.xai_check import check_runs
@@ -331,7 +332,11 @@ def test_the_check_reports_the_cross_attention_run_on_top_and_every_run_below(ti
         folder.path.mkdir(parents=True)
         folder.record.write_text("{}")
     config = XaiCheckConfig(max_pairs=4, max_plots=4, batch_size=4, n_resamples=50)
-    summary = check_runs(root, tmp_path, config, load=lambda folder, data: run)
+    with caplog.at_level("INFO", logger="thesis_lib.analysis.xai_check"):
+        summary = check_runs(root, tmp_path, config, load=lambda folder, data: run)
+    progress = [r.getMessage() for r in caplog.records if r.name == "thesis_lib.analysis.xai_check"]
+    assert progress[0] == "xai check [1/2] thesis/fusion_cross_attention/seed0: explaining up to 4 pairs"
+    assert progress[-1].startswith("xai check [2/2] thesis/fusion_cross_attention/seed1: done (") and "eta 0:00:00" in progress[-1]
     assert summary["twin"] and summary["headline_run"] == "fusion_cross_attention/seed0"
     assert [(r["model"], r["seed"]) for r in summary["per_run"]] == [("fusion_cross_attention", 0)] * 2
     assert summary["gradcam_pointing_game"] == summary["per_run"][0]["gradcam_pointing_game"]

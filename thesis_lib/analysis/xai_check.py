@@ -18,6 +18,7 @@ The runs are explained on `machine.choose_device(device)` ("auto": the GPU when 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.experiments.loaded_run import THRESHOLD_POLICY, DetectionsCache, load_run, record_plot_choice
 from thesis_lib.experiments.records import RecordError, model_config_from_dict, read_record
 from thesis_lib.experiments.table import PRIMARY_SPLIT
+from thesis_lib.logs import format_duration
 from thesis_lib.xai.check import REAL_KEYS, TWIN_KEYS, ExplainableRun, XaiCheckConfig, XaiCheckError, evaluate_run
 
 logger = logging.getLogger(__name__)
@@ -104,7 +106,8 @@ def check_runs(
     detections: DetectionsCache = {}
     load = load or (lambda run, release: explainable_run(run, release, detections, device))
     per_run, skipped = [], []
-    for folder in found:
+    started = time.monotonic()
+    for position, folder in enumerate(found, start=1):
         try:
             run = load(folder, release)
         except NotExplainable as reason:
@@ -115,8 +118,12 @@ def check_runs(
             skipped.append({"model": folder.name, "seed": folder.seed, "reason": f"cannot be loaded: {error}",
                             "broken": True})
             continue
-        logger.info("xai check: %s seed %d", folder.name, folder.seed)
+        logger.info("xai check [%d/%d] %s: explaining up to %d pairs", position, len(found), folder.label,
+                    config.max_pairs)
         per_run.append(evaluate_run(run, truth, config))
+        elapsed = time.monotonic() - started
+        logger.info("xai check [%d/%d] %s: done (%s so far, eta %s)", position, len(found), folder.label,
+                    format_duration(elapsed), format_duration(elapsed / position * (len(found) - position)))
     return summarise(per_run, skipped, data, truth is not None, config, str(machine.choose_device(device)))
 
 
