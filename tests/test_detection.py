@@ -7,6 +7,7 @@ detector trains for ~15 s on 90 posters, which is far from good but already land
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -262,12 +263,43 @@ def test_twin_detectors_learn_only_from_the_train_part_of_the_split_they_serve(t
     assert pipeline.detector_key(coco, twin, split=thesis) == pipeline.detector_key(coco, twin)
 
 
+TRAINING_LINES: dict[str, list[str]] = {}  # kind -> the log lines its training wrote (read by a test below)
+
+
+class _Lines(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.INFO)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 @pytest.fixture(scope="module", params=["yolo", "frcnn"])
 def trained(request, twin):
     """A detector trained briefly on the tiny twin, and its (cached) detection table."""
     config = DetectorConfig(kind=request.param, training=TINY_TRAINING[request.param])
-    detector = get_detector(config, twin)
+    logger, handler = logging.getLogger("thesis_lib.detection"), _Lines(TRAINING_LINES.setdefault(request.param, []))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        detector = get_detector(config, twin)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     return config, detector, detections_for_release(config, twin)
+
+
+@pytest.mark.slow
+def test_training_says_how_far_it_is(trained):
+    """Detector training is not silent: a line as soon as it has begun (YOLO: after each epoch), each with
+    the time so far and the time left, the last with nothing left."""
+    config, _, _ = trained
+    progress = [line for line in TRAINING_LINES[config.kind] if line.startswith(f"{config.kind} epoch ")]
+    assert progress and all(" so far, eta " in line for line in progress), TRAINING_LINES[config.kind]
+    first = "frcnn epoch 1 step 1/" if config.kind == "frcnn" else "yolo epoch 1/"
+    assert progress[0].startswith(first) and progress[-1].endswith("eta 0:00:00")
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ from thesis_lib.detection.posters import Poster, as_uint8, poster_shape, shape_b
 from thesis_lib.detection.truth import PosterBoxes, TwinAnnotations
 from thesis_lib.detection.vocab import coco_classes, coco_id_to_contiguous
 from thesis_lib.errors import ThesisError
+from thesis_lib.logs import format_duration
 from thesis_lib.models.pretrained import (
     FETCH_COMMAND,
     WeightState,
@@ -302,10 +303,12 @@ def train_twin(config: DetectorConfig, annotations: TwinAnnotations, run_dir: Pa
                 optimizer.step()
                 schedule.step()
                 step += 1
-                if step % LOG_EVERY == 0 or step == steps:
+                if step == 1 or step % LOG_EVERY == 0 or step == steps:  # the first at once: training has begun
                     parts = " ".join(f"{name.removeprefix('loss_')} {part.item():.3f}" for name, part in losses.items())
-                    log.info("frcnn epoch %d step %d/%d loss %.3f (%s) %.0f s", epoch + 1, step, steps, loss.item(),
-                             parts, time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
+                    log.info("frcnn epoch %d step %d/%d loss %.3f (%s) %s so far, eta %s", epoch + 1, step, steps,
+                             loss.item(), parts, format_duration(elapsed),
+                             format_duration(elapsed / step * (steps - step)))
     seconds = time.perf_counter() - started
     save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(run_dir / WEIGHTS_FILE))
     log.info("trained the tiny Faster R-CNN on %d twin posters x %d epochs in %.0f s",

@@ -33,6 +33,7 @@ from thesis_lib.detection.posters import Poster, as_bgr_array, poster_shape, sha
 from thesis_lib.detection.truth import PosterBoxes, TwinAnnotations
 from thesis_lib.detection.vocab import coco_classes
 from thesis_lib.errors import ThesisError
+from thesis_lib.logs import format_duration
 from thesis_lib.models.pretrained import (
     FETCH_COMMAND,
     WeightState,
@@ -254,6 +255,15 @@ def train_twin(config: DetectorConfig, annotations: TwinAnnotations, run_dir: Pa
     YOLO = _yolo_class()
     model = YOLO(TWIN_ARCHITECTURE)
     started = time.perf_counter()
+
+    def log_epoch(trainer: Any) -> None:  # ultralytics' on_train_epoch_end callback (its own output is off)
+        done, elapsed = trainer.epoch + 1, time.perf_counter() - started
+        named = trainer.label_loss_items(trainer.tloss, prefix="loss") if trainer.tloss is not None else {}
+        losses = " ".join(f"{name.removeprefix('loss/')} {value:.3f}" for name, value in named.items())
+        log.info("yolo epoch %d/%d %s %s so far, eta %s", done, trainer.epochs, losses, format_duration(elapsed),
+                 format_duration(elapsed / done * (trainer.epochs - done)))
+
+    model.add_callback("on_train_epoch_end", log_epoch)
     with _global_state_kept():
         metrics = model.train(
             data=str(data_yaml), epochs=training.epochs, imgsz=config.image_size, batch=training.batch_size,
