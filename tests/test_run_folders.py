@@ -107,8 +107,9 @@ def test_each_run_starts_with_nothing_of_the_run_before_it_in_memory(grid, tmp_p
 
 
 @pytest.mark.slow  # runs the grid
-def test_the_book_retrains_a_run_of_an_edited_profile_and_names_it(grid, tmp_path):
+def test_the_book_retrains_a_run_of_an_edited_profile_and_names_it(grid, tmp_path, capsys):
     # The book renders the profile it is given: its own runs folder follows an edited profile (and says so).
+    # Everything goes to the grid log; the per-run lines are also shown live on stderr, which names the log.
     import shutil
 
     from thesis_lib.book.experiments_chapter import GRID_LOG, run_grid_logged
@@ -121,6 +122,11 @@ def test_the_book_retrains_a_run_of_an_edited_profile_and_names_it(grid, tmp_pat
     log = (runs / GRID_LOG).read_text()
     assert f"{LABEL} holds a finished run of another config" in log and "retrained in place" in log
     assert json.loads(RunsFolder(runs).run("thesis", MODEL, 0).record.read_text())["train_config"]["epochs"] == 2
+    shown = capsys.readouterr().err.splitlines()
+    assert any(str(runs / GRID_LOG) in line for line in shown)
+    done = [line for line in shown if f"{LABEL}: done in " in line]
+    assert len(done) == 1 and "1 of 1 runs to train done in " in done[0] and ", eta 0:00:00 at this pace" in done[0]
+    assert not any("epoch 1/2" in line for line in shown)  # training lines stay in the log file
 
 
 @pytest.mark.slow  # runs the grid

@@ -11,11 +11,12 @@ on stderr, so stdout keeps only what a command prints as its result (a table, on
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 LIBRARY_LOGGER = "thesis_lib"
@@ -93,3 +94,18 @@ class ProgressLog:
             eta = format_duration((self.total - done) / rate) if done else "?"
             self.log.info("%s: %d/%d %s (%.1f %s/s, eta %s)", self.what, done, self.total, self.unit, rate,
                           self.unit, eta)
+
+
+@contextlib.contextmanager
+def echoed(logger_name: str, stream: TextIO) -> Iterator[None]:
+    """Inside the block, the lines of one library logger also go to `stream` (bound now), wherever stderr
+    is redirected meanwhile: the book sends the grid's whole log to a file and still shows its per-run
+    lines live."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(LINE_FORMAT, datefmt=TIME_FORMAT))
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

@@ -11,6 +11,8 @@ of the notebook sees what the chapter claims and the tests check the verdicts, n
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +43,10 @@ from thesis_lib.experiments.grid import GridReport, run_grid
 from thesis_lib.experiments.profile import Profile
 from thesis_lib.experiments.specs import definitions, make_spec
 from thesis_lib.experiments.values import value_text
-from thesis_lib.logs import configure_logging
+from thesis_lib.logs import configure_logging, echoed
 
+logger = logging.getLogger(__name__)
+GRID_LOGGER = "thesis_lib.experiments.grid"  # its per-run lines are shown live as well
 GRID_LOG = "book-grid.log"  # RUNS/<this>: what the grid printed while the chapter ran it
 STAGE_NAMES = {"baseline": "baseline", "unimodal": "single modality", "late": "late fusion", "fusion": "fusion"}
 METRIC_NAMES = {
@@ -75,10 +79,12 @@ def run_grid_logged(profile: Profile) -> GridReport:
     runs_root = profile.runs_path()
     runs_root.mkdir(parents=True, exist_ok=True)
     log_path = runs_root / GRID_LOG
-    with log_path.open("w", encoding="utf-8") as log:
+    configure_logging()
+    logger.info("grid: one line per run follows; everything it prints is in %s", log_path)
+    with log_path.open("w", encoding="utf-8") as log, echoed(GRID_LOGGER, sys.stderr):
         # The library's lines go to whatever stderr is when they are emitted (see thesis_lib.logs), so
-        # redirecting stderr sends them, with warnings and anything printed, into the log file.
-        configure_logging()
+        # redirecting stderr sends them, with warnings and anything printed, into the log file; the grid's
+        # own per-run lines also go on to the chapter's stderr, which the book build shows live.
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             report = run_grid(profile, replace=True)
         log.write(report.summary() + "\n")
