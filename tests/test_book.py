@@ -651,5 +651,5 @@ def test_the_book_style_shows_tables_whole():
         use_book_style()
         html = wide._repr_html_()
     assert "..." not in html and "metric 29" in html and ">2399<" in html
-    stylesheet = (ROOT / "_static" / "tables.css").read_text(encoding="utf-8")
+    stylesheet = (ROOT / "book" / "_static" / "tables.css").read_text(encoding="utf-8")
     assert "overflow-x: auto" in stylesheet

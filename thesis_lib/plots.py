@@ -27,7 +27,7 @@ PALETTE = ("#4878a8", "#e49444", "#6a9f58", "#d1615d", "#8f6cb4", "#85b6b2")
 def use_book_style() -> None:
     """One look for every figure and table of the book (call once per chapter). Tables are shown whole:
     pandas would cut a table past 20 columns or 60 rows with "..." (the book's tables are bounded by the
-    models and genres; `_static/tables.css` lets a wide one scroll sideways instead of overflowing)."""
+    models and genres; `book/_static/tables.css` lets a wide one scroll sideways instead of overflowing)."""
     import matplotlib as mpl
     import pandas as pd
     import seaborn as sns

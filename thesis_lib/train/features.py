@@ -197,7 +197,7 @@ def _write_feature_cache(
     ids: list[str] = []
     order: list[int] = []
     modalities: list[str] = []
-    progress = ProgressLog(log, f"features {metadata.get('label') or path.name}", total=sum(map(len, batches)),
+    progress = ProgressLog(log, f"features {path.name}", total=sum(map(len, batches)),
                            unit="movies")
     try:
         with RowsFileWriter(path.parent) as writer:
