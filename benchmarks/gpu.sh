@@ -7,7 +7,8 @@
 # safetensors, numpy, pillow, pyyaml, scikit-learn, pandas) and this checkout: no network, no pretrained
 # weights (random weights; the bert-base-uncased / roberta-base architectures are written as stand-ins in a
 # scratch folder). Packages it can do without: ultralytics (YOLO), pytorch-grad-cam (Grad-CAM) are
-# reported as skipped; papermill and jupyter-book are never imported.
+# reported as skipped; without tensorboardX the grid writes no event files (one warning); papermill and
+# jupyter-book are never imported.
 #
 # Steps, in the order that loses the least when the run is cut off, each in its own process under its own
 # time limit, all writing one JSON ($OUT/<profile>-<gpu>-<date>.json) after every case:

@@ -264,6 +264,40 @@ def test_speed_switches_of_the_profile_reach_the_training_runs(environment, firs
     assert image["channels_last"] and not image["group_by_length"]  # posters only: no plot lengths to group by
 
 
+def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(step, value)] of every event file under `folder`, read with tensorboardX's protobuf (a TFRecord:
+    length, its crc, the event, its crc)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.rglob("events.out.tfevents.*")):
+        data, position = path.read_bytes(), 0
+        while position < len(data):
+            (length,) = struct.unpack("<Q", data[position:position + 8])
+            event = event_pb2.Event.FromString(data[position + 12:position + 12 + length])
+            position += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_tensorboard_gets_every_epoch_of_a_run_as_its_record_has_it(environment, first_grid, tmp_path):
+    profile = load_profile(environment["profile"], {"tensorboard": "true", "epochs": 2, "patience": "null"})
+    report = run_grid(profile, data_root=str(environment["twin"]), runs_dir=str(tmp_path), models=["text_roberta"])
+    assert report.ok, report.summary()
+    folder = run_folder(tmp_path, "text_roberta")
+    history = json.loads(folder.record.read_text())["training"]["history"]
+    scalars = tensorboard_scalars(folder.tensorboard)
+    assert [step for step, _ in scalars["dev/macro_f1"]] == [epoch["optimizer_steps"] for epoch in history]
+    for tag, key in (("dev/macro_f1", None), ("loss/train", "train_loss"), ("loss/dev", "val_loss")):
+        expected = [epoch["val_metrics"]["macro_f1"] if key is None else epoch[key] for epoch in history]
+        assert [value for _, value in scalars[tag]] == pytest.approx(expected, rel=1e-6)
+    assert {"lr/head", "speed/train_samples_per_s"} <= set(scalars)
+    assert not run_folder(environment["runs"], "text_roberta").tensorboard.exists()  # off in the test profile
+
+
 def test_a_runs_split_is_found_by_its_hash_for_every_split(environment, first_grid, tmp_path):
     from thesis_lib.data.mmimdb import load_release
     from thesis_lib.data.splits import official_split, save_split, thesis_split

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MISSING_ON_GPU = ("ultralytics", "pytorch_grad_cam", "papermill", "jupyter_book", "iterstrat")
+MISSING_ON_GPU = ("ultralytics", "pytorch_grad_cam", "papermill", "jupyter_book", "iterstrat", "tensorboardX")
 
 # Put first on PYTHONPATH, Python's `site` imports it at start-up: the packages above then fail to import and
 # importlib.util.find_spec returns None for them, exactly as on the GPU machine.

@@ -10,6 +10,7 @@
             pending.json                       the config hash of a run in progress (lets an interrupted run resume)
             error.txt                          the traceback of its latest failed attempt
             run.lock                           held by the process running it (`locks.RunLock`: pid, host)
+            tensorboard/                       TensorBoard event files of its training (profile key tensorboard)
 
 Every split has its own folder, the primary one included, so a run's label "<split>/<run>/seed<k>" (what
 a fusion's record names as the source of its encoders) is also its path under RUNS. Nothing outside this
@@ -32,6 +33,7 @@ CHECKPOINTS = "checkpoints"
 PENDING_FILE = "pending.json"
 ERROR_FILE = "error.txt"
 LOCK_FILE = "run.lock"
+TENSORBOARD_FOLDER = "tensorboard"
 SEED_PREFIX = "seed"
 
 
@@ -87,6 +89,11 @@ class RunFolder:
     @property
     def error(self) -> Path:
         return self.path / ERROR_FILE
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files of its training (profile key `tensorboard`): `tensorboard --logdir RUNS`."""
+        return self.path / TENSORBOARD_FOLDER
 
     @property
     def lock(self) -> Path:

@@ -78,6 +78,7 @@ class Profile:
     channels_last: bool              # NHWC weights and posters for convolutional encoders (GPU tensor cores)
     group_by_length: bool            # training batches of plots of similar token length (less padding)
     cpu_threads: int                 # torch intra-op threads; 0 leaves torch's default (one per core)
+    tensorboard: bool                # TensorBoard event files per trained run (its folder's tensorboard/; viewing only)
     image_size: int                  # poster side in pixels fed to every image encoder
     image_augment: bool              # random resized crops, flips and colour jitter on training posters
     text_max_length: int             # plot tokens kept (special tokens included)

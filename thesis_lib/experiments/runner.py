@@ -8,17 +8,22 @@ predictions only (`metrics.evaluate_threshold_policies` tunes on dev before it s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
+import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from accelerate.tracking import TensorBoardTracker
+from accelerate.utils import is_tensorboard_available
 
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.baselines import run_baseline
@@ -49,6 +54,8 @@ from thesis_lib.train.checkpoint import BEST, LAST, MODEL_FILE, load_model_weigh
 from thesis_lib.train.results import Predictions
 
 CONFIG_HASH_KEY = "config_hash"  # weights metadata: the config hash of the run that saved them
+
+log = logging.getLogger(__name__)
 
 
 class RunWeightsError(ThesisError, RuntimeError):
@@ -184,6 +191,35 @@ def profile_train_config(profile: Profile, device: torch.device, *, seed: int, p
     )
 
 
+@functools.cache
+def _tensorboard_installed() -> bool:
+    """Event files need tensorboardX (the `extras`) or tensorboard; without either, one warning per process."""
+    if is_tensorboard_available():
+        return True
+    log.warning("tensorboard: on in the profile, but neither tensorboardX nor tensorboard is installed: no event "
+                "files (pip install tensorboardX)")
+    return False
+
+
+@contextlib.contextmanager
+def _tensorboard(ctx: GridContext, folder: RunFolder, trial: int | None,
+                 config: TrainConfig) -> Iterator[TensorBoardTracker | None]:
+    """With the profile's `tensorboard` on, accelerate's TensorBoard tracker for one training (one trial):
+    event files in the run folder's tensorboard/ (trial<k>/ when the run tries several learning rates), the
+    train config as hyper-parameters; `fit` logs every epoch to it. None otherwise, and on other processes."""
+    if not (ctx.profile.tensorboard and ctx.accelerator.is_main_process and _tensorboard_installed()):
+        yield None
+        return
+    tracker = TensorBoardTracker("" if trial is None else f"trial{trial}", folder.tensorboard)
+    tracker.start()
+    tracker.store_init_configuration({key: value if isinstance(value, bool | int | float | str) or value is None
+                                      else str(value) for key, value in config.to_dict().items()})
+    try:
+        yield tracker
+    finally:
+        tracker.finish()
+
+
 def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> tuple[Predictions, Predictions, dict]:
     """Train one model per learning-rate trial, keep the best on dev, predict dev and test with it."""
     scales = ctx.profile.lr_scales
@@ -195,9 +231,10 @@ def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> 
         data = build_run_data(spec, ctx, built)
         config = make_train_config(spec, ctx, built, data, scale)
         checkpoints = folder.checkpoints if len(scales) == 1 else folder.checkpoints / f"trial{index}"
-        result = fit(data.trainable, data.train, data.dev, config, checkpoint_dir=checkpoints,
-                     collate_fn=data.collate, resume=resume, accelerator=ctx.accelerator,
-                     checkpoint_metadata={CONFIG_HASH_KEY: ctx.config_hash(spec)})
+        with _tensorboard(ctx, folder, trial=index if len(scales) > 1 else None, config=config) as tracker:
+            result = fit(data.trainable, data.train, data.dev, config, checkpoint_dir=checkpoints,
+                         collate_fn=data.collate, resume=resume, accelerator=ctx.accelerator,
+                         checkpoint_metadata={CONFIG_HASH_KEY: ctx.config_hash(spec)}, tracker=tracker)
         score = _trial_score(result, config)
         trials.append({"lr_scale": scale, "lr_head": config.lr_head, "lr_backbone": config.lr_backbone,
                        "best_epoch": result.best_epoch, "best_metric": result.best_metric,

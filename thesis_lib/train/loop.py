@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
+from accelerate.tracking import GeneralTracker
 from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import Dataset
@@ -120,6 +121,15 @@ def _log_epoch(record: EpochRecord, progress: RunProgress, config: TrainConfig) 
     )  # fmt: skip
 
 
+def _tracked_values(record: EpochRecord) -> dict[str, float]:
+    """One epoch for a tracker: grouped names (TensorBoard draws one panel per group)."""
+    values = {"loss/train": record.train_loss, "loss/dev": record.val_loss,
+              "speed/train_samples_per_s": record.train_samples_per_s}
+    values |= {f"dev/{name}": float(value) for name, value in record.val_metrics.items()}
+    values |= {f"lr/{part}": rate for part, rate in record.learning_rates.items()}
+    return values
+
+
 def _fit_result(
     progress: RunProgress, config: TrainConfig, accelerator: Accelerator, checkpoint_dir: Path,
     best_val_predictions: Predictions | None = None,
@@ -163,6 +173,7 @@ def fit(
     accelerator: Accelerator | None = None,
     on_step_end: Callable[[StepEvent], None] | None = None,
     checkpoint_metadata: dict[str, str] | None = None,
+    tracker: GeneralTracker | None = None,
 ) -> FitResult:
     """Train `model` on `train_set`, validate every epoch on `val_set`, keep `best` and `last` checkpoints.
 
@@ -172,6 +183,8 @@ def fit(
     `model` at the end. `on_step_end` is called after each optimizer step (for monitoring and tests).
     `checkpoint_metadata` goes into every weights file it saves (the grid's config hash). A `last` that cannot
     be resumed (`checkpoint.discard_unusable_last`) is discarded with a warning and the run starts again.
+    `tracker` (an accelerate tracker, started; e.g. TensorBoard) gets every epoch's losses, dev metrics,
+    learning rates and speed at the epoch's last optimizer step, from the main process.
     """
     checkpoint_dir = Path(checkpoint_dir)
     if has_last(checkpoint_dir) and not resume:
@@ -225,6 +238,8 @@ def fit(
             best_predictions = result.predictions
         if accelerator.is_main_process:
             _log_epoch(record, progress, config)
+            if tracker is not None:
+                tracker.log(_tracked_values(record), step=progress.global_step)
 
     best_path = checkpoint_dir / BEST / MODEL_FILE
     restored = config.restore_best and best_path.is_file()
