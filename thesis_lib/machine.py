@@ -189,3 +189,16 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def proc_bytes(path: str, field: str) -> int | None:
+    """A kB field of a Linux /proc file in bytes: `proc_bytes("/proc/meminfo", "MemAvailable")`,
+    `proc_bytes("/proc/self/status", "VmHWM")`; None where the file or the field is missing (not Linux)."""
+    try:
+        with open(path, encoding="utf-8") as lines:
+            for line in lines:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -24,12 +24,11 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from thesis_lib.machine import cpu_name, peak_bf16_flops
+from thesis_lib.machine import cpu_name, peak_bf16_flops, proc_bytes
 
 SOFTWARE = ("torch", "torchvision", "transformers", "tokenizers", "timm", "accelerate", "safetensors", "numpy",
             "pillow", "scikit-learn", "pandas")
@@ -99,7 +98,7 @@ def machine_record(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),  # "highest": plain float32 has no TF32
-        "memory_bytes": _meminfo_bytes("MemTotal"),
+        "memory_bytes": proc_bytes("/proc/meminfo", "MemTotal"),
         "dev_shm_bytes": _disk_bytes("/dev/shm"),
         "load_average": load_average(),
         "driver": _smi_field(smi, 2),
@@ -126,16 +125,6 @@ def software_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     return versions
-
-
-def _meminfo_bytes(field: str) -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def _disk_bytes(path: str) -> int | None:
@@ -188,7 +177,7 @@ class PeakMemory:
         return self.host_peak_bytes()
 
     def host_peak_bytes(self) -> int:
-        hwm = _status_bytes("VmHWM")
+        hwm = proc_bytes("/proc/self/status", "VmHWM")
         if hwm is not None:
             return hwm
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -208,16 +197,6 @@ def _reset_host_peak() -> bool:
         return True
     except OSError:
         return False
-
-
-def _status_bytes(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def synchronize(device: torch.device) -> None:

@@ -30,7 +30,7 @@ from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.forecast import Forecast, forecast_grid
 from thesis_lib.experiments.profile import Profile
 from thesis_lib.experiments.weights import profile_weights, weight_problems
-from thesis_lib.machine import DeviceBanner, choose_device, device_banner, gpu_problem, loader_workers
+from thesis_lib.machine import DeviceBanner, choose_device, device_banner, gpu_problem, loader_workers, proc_bytes
 from thesis_lib.paths import cache_dir
 
 STATUSES = ("ok", "warning", "stop")
@@ -279,12 +279,5 @@ def check_memory(profile: Profile) -> list[CheckLine]:
                                         f"loader workers)")]
 
 
-def memory_available_bytes() -> float | None:
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+def memory_available_bytes() -> int | None:
+    return proc_bytes("/proc/meminfo", "MemAvailable")
