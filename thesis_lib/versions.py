@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,17 @@ def package_version() -> str:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return __version__
+
+
+def package_versions(packages: Iterable[str]) -> dict[str, str | None]:
+    """Installed version of each distribution, None for one that is not installed."""
+    versions: dict[str, str | None] = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
 
 
 def git_state(root: Path | None = None) -> dict[str, Any]:

@@ -16,7 +16,6 @@ where the kernel allows it, else the process-wide peak so far (the JSON's `*_kin
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import os
 import platform
 import resource
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 
 from thesis_lib.machine import cpu_name, peak_bf16_flops, proc_bytes
+from thesis_lib.versions import package_versions
 
 SOFTWARE = ("torch", "torchvision", "transformers", "tokenizers", "timm", "accelerate", "safetensors", "numpy",
             "pillow", "scikit-learn", "pandas")
@@ -106,7 +106,7 @@ def machine_record(device: torch.device) -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "gpu": None,
         "nvidia_smi": smi,
-        "software": software_versions(),
+        "software": package_versions(SOFTWARE),
     }
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
@@ -115,16 +115,6 @@ def machine_record(device: torch.device) -> dict[str, Any]:
                          "capability": list(torch.cuda.get_device_capability(device)),
                          "count": torch.cuda.device_count()}
     return record
-
-
-def software_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for package in SOFTWARE:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
 
 
 def _disk_bytes(path: str) -> int | None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from importlib import metadata
 from typing import Any
 
 import torch
 
 from thesis_lib.machine import device_banner
 from thesis_lib.versions import git_state as git_state  # re-exported: the run record's and the book's git state
+from thesis_lib.versions import package_versions
 
 VERSIONED_PACKAGES = ("torch", "transformers", "timm", "torchvision", "numpy", "scikit-learn", "accelerate",
                       "thesis_lib")
@@ -25,13 +25,7 @@ VERSIONED_PACKAGES = ("torch", "transformers", "timm", "torchvision", "numpy", "
 
 def library_versions() -> dict[str, str | None]:
     """Python and the versions of the libraries that decide the numbers."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+    return {"python": platform.python_version(), **package_versions(VERSIONED_PACKAGES)}
 
 
 def device_info(device: torch.device, *, processes: int, mixed_precision: str) -> dict[str, Any]:
