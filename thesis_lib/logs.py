@@ -96,6 +96,24 @@ class ProgressLog:
                           self.unit, eta)
 
 
+class Pace:
+    """Items of uneven cost (runs of a grid, runs of a check): how many are done, the time so far and, at the
+    pace so far, the time left. The eta is rough where items differ in cost; it is worded so."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.started = total, 0, time.perf_counter()
+
+    def one_more(self) -> None:
+        self.done += 1
+
+    def so_far(self) -> str:
+        return format_duration(time.perf_counter() - self.started)
+
+    def eta(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        return format_duration(elapsed / max(self.done, 1) * (self.total - self.done))
+
+
 @contextlib.contextmanager
 def echoed(logger_name: str, stream: TextIO) -> Iterator[None]:
     """Inside the block, the lines of one library logger also go to `stream` (bound now), wherever stderr

@@ -18,7 +18,6 @@ The runs are explained on `machine.choose_device(device)` ("auto": the GPU when 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.experiments.loaded_run import THRESHOLD_POLICY, DetectionsCache, load_run, record_plot_choice
 from thesis_lib.experiments.records import RecordError, model_config_from_dict, read_record
 from thesis_lib.experiments.table import PRIMARY_SPLIT
-from thesis_lib.logs import format_duration
+from thesis_lib.logs import Pace
 from thesis_lib.xai.check import REAL_KEYS, TWIN_KEYS, ExplainableRun, XaiCheckConfig, XaiCheckError, evaluate_run
 
 logger = logging.getLogger(__name__)
@@ -106,8 +105,9 @@ def check_runs(
     detections: DetectionsCache = {}
     load = load or (lambda run, release: explainable_run(run, release, detections, device))
     per_run, skipped = [], []
-    started = time.monotonic()
+    pace = Pace(len(found))
     for position, folder in enumerate(found, start=1):
+        pace.one_more()
         try:
             run = load(folder, release)
         except NotExplainable as reason:
@@ -121,9 +121,8 @@ def check_runs(
         logger.info("xai check [%d/%d] %s: explaining up to %d pairs", position, len(found), folder.label,
                     config.max_pairs)
         per_run.append(evaluate_run(run, truth, config))
-        elapsed = time.monotonic() - started
         logger.info("xai check [%d/%d] %s: done (%s so far, eta %s)", position, len(found), folder.label,
-                    format_duration(elapsed), format_duration(elapsed / position * (len(found) - position)))
+                    pace.so_far(), pace.eta())
     return summarise(per_run, skipped, data, truth is not None, config, str(machine.choose_device(device)))
 
 

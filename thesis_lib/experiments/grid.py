@@ -54,7 +54,7 @@ from thesis_lib.experiments.profile import Profile, ProfileError
 from thesis_lib.experiments.records import RecordError, is_finished, read_record, write_error
 from thesis_lib.experiments.runner import RunOutcome, execute_run
 from thesis_lib.experiments.specs import RunSpec, config_hashes, plan_grid
-from thesis_lib.logs import format_duration
+from thesis_lib.logs import Pace
 from thesis_lib.machine import choose_device, device_banner, effective_precision
 from thesis_lib.paths import cache_dir
 
@@ -242,7 +242,7 @@ def run_grid(
         raise FinishedRunsError(f"{others[0]}{more}: a finished run is not replaced by another config, data or "
                                 f"split; pass --replace to retrain in place, or --runs ANOTHER_FOLDER to keep it")
     ctx.caches = CacheLedger.of_plan(plan, profile, [s.key for s in plan if s.key not in finished], ctx.hashes)
-    pace = _Pace(to_run=sum(spec.key not in finished for spec in plan))
+    pace = Pace(total=sum(spec.key not in finished for spec in plan))  # the runs to train
     for index, spec in enumerate(plan, start=1):
         folder = ctx.folder(spec)
         if spec.key in finished:
@@ -293,28 +293,12 @@ def run_grid(
             continue
         report.executed.append(outcome)
         log.info("[%d/%d] %s: done in %.1f s, test macro-F1 %s (tuned %s); %s", index, len(plan), spec.label,
-                 outcome.wall_time_s, _score(outcome.macro_f1), _score(outcome.macro_f1_tuned), pace.line())
+                 outcome.wall_time_s, _score(outcome.macro_f1), _score(outcome.macro_f1_tuned),
+                 f"{pace.done} of {pace.total} runs to train done in {pace.so_far()}, eta {pace.eta()} at this pace")
     report.wall_time_s = time.perf_counter() - started
     report.cpu_time_s = time.process_time() - cpu_started
     return report
 
-
-
-class _Pace:
-    """How far the grid's runs to train are, for the log: runs done, time so far and, at the pace so far,
-    the time left (runs differ in cost, so the eta is rough: the plan, `thesis run --plan`, weighs them)."""
-
-    def __init__(self, to_run: int) -> None:
-        self.to_run, self.done, self.started = to_run, 0, time.perf_counter()
-
-    def one_more(self) -> None:
-        self.done += 1
-
-    def line(self) -> str:
-        elapsed = time.perf_counter() - self.started
-        left = elapsed / max(self.done, 1) * (self.to_run - self.done)
-        return (f"{self.done} of {self.to_run} runs to train done in {format_duration(elapsed)}, "
-                f"eta {format_duration(left)} at this pace")
 
 
 def _finished(spec: RunSpec, ctx: GridContext) -> bool:
