@@ -220,7 +220,7 @@ def run_chapter(chapter: Chapter, parameters: Mapping[str, Any], inputs: reuse.B
     if not changed and reuse.refresh_prose(chapter.source, chapter.executed):
         log(f"{chapter.name} reused: its code, parameters, data, runs, library and lock are unchanged "
             f"(prose refreshed) -> {_shown(chapter.executed, root)}")
-        return chapter_run(chapter, declared, injected, reuse.stored_seconds(chapter.executed), reused=True)
+        return chapter_run(chapter, declared, injected, earlier.seconds, reused=True)
     why = "no executed copy with a render key" if earlier is None else f"changed: {', '.join(changed) or 'code cells'}"
     log(f"running {chapter.name} (papermill, kernel {kernel}; {why}) ...")
     run = execute_chapter(chapter, parameters, kernel=kernel, cwd=root)

@@ -56,6 +56,7 @@ class RenderKey:
     """The hashes of everything a chapter's outputs depend on (see the module docstring)."""
 
     parts: Mapping[str, str | None]
+    seconds: float = 0.0  # papermill time of the run the key stands for (read with a stored key; not compared)
 
     def changed(self, earlier: RenderKey | None) -> list[str]:
         """The parts that differ from `earlier` (every part when there is none), in `PARTS` order."""
@@ -94,8 +95,9 @@ def stored_key(executed: Path) -> RenderKey | None:
         metadata = nbformat.read(executed, as_version=4).metadata
     except Exception:  # noqa: BLE001 - an unreadable copy is one to run again, whatever broke it
         return None
-    parts = metadata.get(METADATA_KEY, {}).get(RENDER_KEY)
-    return RenderKey(dict(parts)) if isinstance(parts, Mapping) else None
+    section = metadata.get(METADATA_KEY, {})
+    parts = section.get(RENDER_KEY)
+    return RenderKey(dict(parts), float(section.get("seconds", 0.0))) if isinstance(parts, Mapping) else None
 
 
 def store_key(executed: Path, key: RenderKey, seconds: float) -> None:
@@ -107,12 +109,6 @@ def store_key(executed: Path, key: RenderKey, seconds: float) -> None:
     section[RENDER_KEY] = dict(key.parts)
     section["seconds"] = round(seconds, 1)
     nbformat.write(notebook, executed)
-
-
-def stored_seconds(executed: Path) -> float:
-    import nbformat
-
-    return float(nbformat.read(executed, as_version=4).metadata.get(METADATA_KEY, {}).get("seconds", 0.0))
 
 
 def refresh_prose(source: Path, executed: Path) -> bool:
