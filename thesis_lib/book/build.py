@@ -39,7 +39,7 @@ from typing import Any
 
 import thesis_lib
 from thesis_lib.book import reuse
-from thesis_lib.book.chapters import EXECUTED_DIR, Chapter, chapters_from_toc, read_toc, restrict_toc, select_chapters
+from thesis_lib.book.chapters import ARTEFACTS_DIR, EXECUTED_DIR, Chapter, chapters_from_toc, read_toc, restrict_toc, select_chapters
 from thesis_lib.book.execute import (
     ChapterRun,
     Parameter,
@@ -231,12 +231,16 @@ def run_chapter(chapter: Chapter, parameters: Mapping[str, Any], inputs: reuse.B
 
 
 def _remove_stale(executed_dir: Path, chapters: Sequence[Chapter]) -> None:
-    """Clear the executed folder of everything but the executed copies of the book's chapters (each is
-    reused only when its key matches): stale chapters and build files of an earlier build must not linger."""
-    keep = {chapter.executed.name for chapter in chapters}
-    if executed_dir.exists():
-        for path in executed_dir.iterdir():
-            if path.name in keep and path.is_file():
+    """Clear the executed folder of everything but the executed copies of the book's chapters and their
+    artefact folders (each is reused only when its key matches): stale chapters and build files of an
+    earlier build must not linger."""
+    keep = {chapter.executed for chapter in chapters} | {chapter.artefacts for chapter in chapters}
+    keep_dirs = {path.parent for path in keep}  # the folders that hold something kept
+    for folder in (executed_dir / ARTEFACTS_DIR.name, executed_dir):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path in keep or (path in keep_dirs and path.is_dir()):
                 continue
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     executed_dir.mkdir(parents=True, exist_ok=True)
@@ -331,6 +335,7 @@ def _provenance(root: Path, build: BookBuild, profile: Profile | None, profile_f
         chapter_seconds={run.chapter: round(run.seconds, 1) for run in runs if not run.reused},
         rehearsal=profile is not None and profile.rehearsal,
         reused=[run.chapter for run in runs if run.reused],
+        runs_dir=str(profile.runs_path()) if profile is not None else None,
     )
 
 

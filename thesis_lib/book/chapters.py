@@ -18,6 +18,7 @@ from typing import Any
 from thesis_lib.errors import ThesisError
 
 EXECUTED_DIR = Path("book") / "_executed"  # relative to the book's root; git-ignored build output
+ARTEFACTS_DIR = EXECUTED_DIR / "artefacts"  # a chapter's figures and tables as files (`book.artefacts`)
 NOTEBOOKS_DIR = Path("notebooks")  # the committed notebooks (without outputs)
 
 
@@ -34,6 +35,11 @@ class Chapter:
     executed: Path  # <root>/book/_executed/<name>.ipynb (what the TOC points at)
 
     @property
+    def artefacts(self) -> Path:
+        """<root>/book/_executed/artefacts/<name>/: its glued figures and tables as files, for `thesis export`."""
+        return self.executed.parent / ARTEFACTS_DIR.name / self.name
+
+    @property
     def reads_runs(self) -> bool:
         """The chapter shows finished runs of the profile's grid (its notebook's metadata says
         `"thesis": {"reads_runs": true}`): a render-only build checks they exist before it starts."""
@@ -47,6 +53,18 @@ class Chapter:
 
     def _metadata(self) -> dict[str, Any]:
         return json.loads(self.source.read_text(encoding="utf-8")).get("metadata", {}).get("thesis", {})
+
+
+def thesis_chapter(page: str) -> str | None:
+    """The thesis chapter a page belongs to, from the prefix of its name: "04_xai" -> "4", "03_data" -> "3",
+    "A1_speed" -> "A" (appendix A); None for a page without one ("intro", "reproduce"). Figures and tables
+    are numbered per thesis chapter (그림 4.1), so chapter 4's two pages share one count."""
+    prefix = Path(page).name.partition("_")[0] if "_" in Path(page).name else ""
+    if prefix.isdigit():
+        return str(int(prefix))
+    if len(prefix) >= 2 and prefix[0].isalpha() and prefix[1:].isdigit():
+        return prefix[0].upper()
+    return None
 
 
 def read_toc(path: Path) -> dict[str, Any]:

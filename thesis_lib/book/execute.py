@@ -16,13 +16,18 @@
   stderr so a long chapter shows what it is doing.
 - Failure: papermill writes the notebook cell by cell, so a failing chapter leaves its partial copy with
   the traceback; `ChapterFailedError` names the chapter, the cell and that file.
-- Presentation: the parameters cell and papermill's injected cell are hidden (`remove-cell`) and replaced
+- Artefacts: each kernel is told its chapter's artefact folder (`thesis_lib.book.artefacts`), emptied
+  first, where every glued figure and table is also written as files for `thesis export`.
+- Presentation: every code cell's input is folded (`hide-input`: advisors read the page, the code is one
+  click away); the parameters cell and papermill's injected cell are hidden (`remove-cell`) and replaced
   by one collapsed note listing the values this run used, with the comments of the parameters cell.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thesis_lib.book.artefacts import ARTEFACTS_ENV
 from thesis_lib.book.chapters import Chapter
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.profile import PROFILE_HINTS
@@ -42,6 +48,7 @@ REMOVE_CELL = "remove-cell"
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 RUN_PARAMETERS_TAG = "run-parameters"  # the note the build inserts in place of the hidden cells
+HIDE_INPUT = "hide-input"  # Jupyter Book folds the cell's code above its output
 # IPython runs these lines in the kernel before the first cell (an `exec_lines` option of the kernel app).
 KERNEL_SETUP = "--IPKernelApp.exec_lines=from thesis_lib.logs import configure_logging; configure_logging()"
 
@@ -129,17 +136,22 @@ def project_kernel() -> str:
 
 
 @contextmanager
-def inline_figures() -> Iterator[None]:
-    """Start kernels with the inline matplotlib backend, whatever MPLBACKEND the caller's shell sets."""
-    previous = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = INLINE_BACKEND
+def environment(name: str, value: str) -> Iterator[None]:
+    """`name=value` in the environment the kernels start with, restored afterwards."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if previous is None:
-            os.environ.pop("MPLBACKEND", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["MPLBACKEND"] = previous
+            os.environ[name] = previous
+
+
+def inline_figures() -> contextlib.AbstractContextManager[None]:
+    """Start kernels with the inline matplotlib backend, whatever MPLBACKEND the caller's shell sets."""
+    return environment("MPLBACKEND", INLINE_BACKEND)
 
 
 def execute_chapter(
@@ -153,8 +165,11 @@ def execute_chapter(
     injected = chapter_parameters(declared, parameters)
     chapter.executed.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    artefacts = chapter.artefacts
+    if artefacts.exists():
+        shutil.rmtree(artefacts)  # what an earlier run of the chapter wrote
     try:
-        with inline_figures():
+        with inline_figures(), environment(ARTEFACTS_ENV, str(artefacts)):
             papermill.execute_notebook(
                 str(chapter.source),
                 str(chapter.executed),
@@ -215,9 +230,10 @@ def _is_papermill_cell(cell: Any) -> bool:
 
 
 def present_parameters(executed: Path, declared: Mapping[str, Parameter], injected: Mapping[str, Any]) -> None:
-    """Hide the parameters and injected cells of `executed` and insert one collapsed note with the values
-    this run used (injected, else the notebook's default) and what each means; a parameter left at None
-    and not given (a profile key: "the profile's") is left out, the profile it names is in the note."""
+    """Fold the code of every cell, hide the parameters and injected cells of `executed` and insert one
+    collapsed note with the values this run used (injected, else the notebook's default) and what each
+    means; a parameter left at None and not given (a profile key: "the profile's") is left out, the profile
+    it names is in the note."""
     import nbformat
 
     notebook = nbformat.read(executed, as_version=4)
@@ -228,6 +244,8 @@ def present_parameters(executed: Path, declared: Mapping[str, Parameter], inject
             if REMOVE_CELL not in tags:
                 tags.append(REMOVE_CELL)
             insert_at = index + 1
+        elif cell.cell_type == "code" and HIDE_INPUT not in tags:
+            tags.append(HIDE_INPUT)
     if insert_at is None or not declared:
         nbformat.write(notebook, executed)
         return

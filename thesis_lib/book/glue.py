@@ -4,14 +4,19 @@ The prose never types a number: a code cell glues it (`glue_values(n_movies=2000
 quotes it (`` {glue:text}`n_movies:,d` ``; a format must end in its type letter). Figures are glued and
 closed (`glue_figure`), so each appears once, where its `{glue:figure}` directive puts it with a caption;
 the caption ends with the glued `data_caption` sentence, which names the data the figure shows
-(`glue_data`).
+(`glue_data`). A table is glued the same way (`glue_table`) and placed by a `{glue:figure}` directive with
+`:figclass: table`, which the book's Sphinx extension numbers as a table (`thesis_lib.book.numbering`).
+Under `thesis book`, each glued figure and table is also written as files for `thesis export`
+(`thesis_lib.book.artefacts`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from thesis_lib.book.artefacts import save_figure, save_table
 from thesis_lib.book.provenance import DataDescription
+from thesis_lib.tables import DEFAULT_PRECISION, styled
 
 
 def glue_values(**values: Any) -> None:
@@ -32,8 +37,18 @@ def glue_figure(name: str, figure: Any) -> None:
     import matplotlib.pyplot as plt
     from myst_nb import glue
 
+    save_figure(name, figure)
     glue(name, figure, display=False)
     plt.close(figure)
+
+
+def glue_table(name: str, table: Any, precision: int = DEFAULT_PRECISION) -> None:
+    """Glue a pandas table for a `{glue:figure}` directive with `:figclass: table`: floats shown with
+    `precision` decimals (the same cells as its LaTeX export), missing values as a dash."""
+    from myst_nb import glue
+
+    save_table(name, table, precision)
+    glue(name, styled(table, precision, name=name), display=False)
 
 
 def glue_data(data: DataDescription) -> None:

@@ -182,6 +182,7 @@ class BuildProvenance:
     chapter_seconds: dict[str, float] = field(default_factory=dict)  # chapter -> papermill wall time (this build's)
     rehearsal: bool = False  # the runs are a rehearsal's (random stand-in weights, `experiments.rehearsal`)
     reused: list[str] = field(default_factory=list)  # chapters whose executed copy was reused (`book.reuse`)
+    runs_dir: str | None = None  # the runs folder the chapters read (None: no chapter reads runs)
 
     @property
     def is_twin(self) -> bool:
@@ -195,7 +196,7 @@ class BuildProvenance:
         return {"profile": self.profile, "profile_file": self.profile_file, "overrides": self.overrides,
                 "data": data, "weights": self.weights, "commit": self.commit, "dirty": self.dirty,
                 "version": self.version, "built_at": self.built_at, "chapter_seconds": self.chapter_seconds,
-                "rehearsal": self.rehearsal, "reused": self.reused}
+                "rehearsal": self.rehearsal, "reused": self.reused, "runs_dir": self.runs_dir}
 
 
 def utc_now() -> str:
