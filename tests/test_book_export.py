@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_book import write_book_tree
 
 from thesis_lib.book.build import BookBuild, build_book
 from thesis_lib.book.chapters import EXECUTED_DIR, thesis_chapter
@@ -18,8 +19,6 @@ from thesis_lib.book.export import export_book
 from thesis_lib.book.numbering import read_manifest
 from thesis_lib.cli import main
 from thesis_lib.errors import ThesisError
-
-from test_book import write_book_tree
 
 SETUP = ("import matplotlib.pyplot as plt\nimport pandas as pd\n"
          "from thesis_lib.book.glue import glue_figure, glue_table\n")

@@ -39,7 +39,15 @@ from typing import Any
 
 import thesis_lib
 from thesis_lib.book import reuse
-from thesis_lib.book.chapters import ARTEFACTS_DIR, EXECUTED_DIR, Chapter, chapters_from_toc, read_toc, restrict_toc, select_chapters
+from thesis_lib.book.chapters import (
+    ARTEFACTS_DIR,
+    EXECUTED_DIR,
+    Chapter,
+    chapters_from_toc,
+    read_toc,
+    restrict_toc,
+    select_chapters,
+)
 from thesis_lib.book.execute import (
     ChapterRun,
     Parameter,
