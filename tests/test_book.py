@@ -653,3 +653,24 @@ def test_the_book_style_shows_tables_whole():
     assert "..." not in html and "metric 29" in html and ">2399<" in html
     stylesheet = (ROOT / "book" / "_static" / "tables.css").read_text(encoding="utf-8")
     assert "overflow-x: auto" in stylesheet
+
+
+def test_korean_text_in_a_figure_gets_its_glyphs_in_every_exported_format():
+    """The book style falls back to an installed Korean font for Hangul (DejaVu Sans has none)."""
+    import io
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from thesis_lib.plots import korean_font, use_book_style
+
+    if korean_font() is None:
+        pytest.skip("no Korean font installed (make browser installs fonts-nanum)")
+    use_book_style()
+    figure, axis = plt.subplots()
+    axis.set_title("장르 · Drama")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)"
+        for suffix in ("png", "pdf", "svg"):
+            figure.savefig(io.BytesIO(), format=suffix)
+    plt.close(figure)

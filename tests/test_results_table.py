@@ -174,3 +174,31 @@ def test_seeds_select_the_runs_a_table_reads(runs, capsys):
         paired_difference(root, "fusion_x", "text_y", n_resamples=100, seeds=[0, 1])
     assert main(["results", "table", "--runs", str(root), "--json", "--seeds", "3"]) == 0
     assert [row["model"] for row in json.loads(capsys.readouterr().out)] == ["text_y"]
+
+
+@pytest.mark.parametrize("format_name", ["csv", "latex", "markdown", "text"])
+def test_every_format_gives_the_numbers_of_the_json_rows(runs, capsys, format_name):
+    """`--format csv` keeps every digit; latex (booktabs), markdown and text show the same means rounded."""
+    root, _ = runs
+    assert main(["results", "table", "--runs", str(root), "--format", "json"]) == 0
+    rows = {row["model"]: row for row in json.loads(capsys.readouterr().out)}
+    assert main(["results", "table", "--runs", str(root), "--format", format_name]) == 0
+    out = capsys.readouterr().out
+    fusion = rows["fusion_x"]["metrics"]["macro_f1"]
+    if format_name == "csv":
+        import io
+
+        import pandas as pd
+
+        table = pd.read_csv(io.StringIO(out), index_col="model")
+        assert list(table.index) == list(rows)
+        assert table.loc["fusion_x", "macro_f1 mean"] == pytest.approx(fusion["mean"], abs=1e-12)
+        assert table.loc["fusion_x", "macro_f1 ci_high"] == pytest.approx(fusion["ci_high"], abs=1e-12)
+        assert table.loc["fusion_x", "macro_f1 (tuned) mean"] == pytest.approx(
+            rows["fusion_x"]["metrics_tuned"]["macro_f1"]["mean"], abs=1e-12)
+        return
+    shown = f"{fusion['mean']:.3f} ±{fusion['std']:.3f} [{fusion['ci_low']:.3f}, {fusion['ci_high']:.3f}]"
+    line = next(line for line in out.splitlines() if "fusion" in line)
+    assert shown in line
+    if format_name == "latex":
+        assert out.startswith("\\begin{tabular}") and "\\toprule" in out and "fusion\\_x" in line

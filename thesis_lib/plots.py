@@ -1,13 +1,16 @@
 """Figure helpers shared by the book's chapters (matplotlib + seaborn; English labels only).
 
 Each function takes plain data (numbers, arrays, images, DataFrames) and returns a matplotlib Figure; it
-computes nothing a reader would need to check elsewhere. Labels stay in English so every glyph exists in
-matplotlib's bundled DejaVu Sans (Korean belongs in the prose, which the browser renders); captions,
-including which data and weights a figure shows, are written by the chapter around the figure.
+computes nothing a reader would need to check elsewhere. Labels are English (DejaVu Sans, bundled with
+matplotlib, has every glyph); where Korean text appears in a figure, the book style falls back to an
+installed Korean font (`KOREAN_FONTS`: Nanum, from `make browser`'s fonts-nanum, or Noto Sans CJK KR) glyph by
+glyph, in the PNG, PDF and SVG alike. Captions, including which data and weights a figure shows, are
+written by the chapter around the figure.
 """
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,6 +25,15 @@ BOOK_DPI = 110  # sharp on screen, small files
 MAX_LENGTH_COLOR = "#b2182b"
 TITLE_WIDTH = 28  # characters per line of a small-multiple title (a poster's genre list)
 PALETTE = ("#4878a8", "#e49444", "#6a9f58", "#d1615d", "#8f6cb4", "#85b6b2")
+KOREAN_FONTS = ("NanumGothic", "Noto Sans CJK KR", "Noto Sans KR", "Malgun Gothic", "AppleGothic")  # first found
+
+
+def korean_font() -> str | None:
+    """The first installed font of `KOREAN_FONTS` (None: Korean text in a figure would show as boxes)."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return next((name for name in KOREAN_FONTS if name in installed), None)
 
 
 def use_book_style() -> None:
@@ -34,7 +46,12 @@ def use_book_style() -> None:
 
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
     mpl.rcParams.update({"figure.dpi": BOOK_DPI, "savefig.dpi": BOOK_DPI, "figure.autolayout": False,
-                         "axes.titleweight": "bold"})
+                         "axes.titleweight": "semibold",  # 600: both fonts have it (Nanum has no 700)
+                         "pdf.fonttype": 42})  # TrueType in the exported PDFs: text a thesis can search and copy
+    logging.getLogger("fontTools.subset").setLevel(logging.ERROR)  # its notes on a Korean font's hinting tables
+    fallback = korean_font()
+    if fallback is not None:  # a glyph DejaVu Sans lacks (Hangul) comes from the Korean font
+        mpl.rcParams["font.family"] = ["sans-serif", fallback]
     for option in ("display.max_columns", "display.max_rows", "display.max_colwidth", "display.width"):
         pd.set_option(option, None)
 

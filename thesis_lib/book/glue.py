@@ -52,5 +52,6 @@ def glue_table(name: str, table: Any, precision: int = DEFAULT_PRECISION) -> Non
 
 
 def glue_data(data: DataDescription) -> None:
-    """Glue the words that name the data: `data_short`, `data_long` and the caption sentence `data_caption`."""
-    glue_values(data_short=data.short, data_long=data.long, data_caption=data.caption)
+    """Glue the words that name the data: `data_short`, `data_long`, the caption sentence `data_caption` and
+    the Korean lead's closing sentence `data_korean`."""
+    glue_values(data_short=data.short, data_long=data.long, data_caption=data.caption, data_korean=data.korean)

@@ -71,6 +71,15 @@ class DataDescription:
             return f"Data: synthetic twin ({self.n_movies:,} movies, seed {self.twin_seed}), not MM-IMDb."
         return f"Data: MM-IMDb ({self.n_movies:,} usable movies)."
 
+    @property
+    def korean(self) -> str:
+        """The sentence that ends each chapter's Korean lead: which data, and on the twin that its numbers
+        check the pipeline and are no MM-IMDb result."""
+        if self.kind == "twin":
+            return (f"이 빌드의 데이터는 합성 쌍둥이(영화 {self.n_movies:,}편, 시드 {self.twin_seed})이다. "
+                    "여기의 수치는 파이프라인을 검증할 뿐, MM-IMDb의 결과가 아니다.")
+        return f"이 빌드의 데이터는 MM-IMDb 공개본(사용 가능한 영화 {self.n_movies:,}편)이다."
+
 
 class NoDataError(ThesisError, ValueError):
     """The parameters name no release, or name a synthetic twin that was never generated."""

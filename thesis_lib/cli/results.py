@@ -1,5 +1,6 @@
-"""`thesis results table [--runs DIR] [--profile P] [--json] [--seeds 0,1] [--split thesis]`: the comparison table
-of finished runs; `thesis results compare MODEL_A MODEL_B [--runs DIR] ...`: their paired difference.
+"""`thesis results table [--runs DIR] [--profile P] [--format text|csv|latex|markdown|json] [--seeds 0,1]
+[--split thesis]`: the comparison table of finished runs (csv: every digit of mean, std and interval; latex: a
+booktabs tabular; `--json` is `--format json`); `thesis results compare MODEL_A MODEL_B [--runs DIR] ...`: their paired difference.
 
 The runs folder is --runs DIR, else the profile's runs_dir (where `thesis run --profile P` wrote them). The
 positional form of earlier versions (`thesis results table DIR`, `thesis results compare DIR A B`) still works,
@@ -23,6 +24,7 @@ from thesis_lib.cli.arguments import (
 )
 
 EXIT_NO_RUNS = 1
+TABLE_FORMATS = ("text", "csv", "latex", "markdown", "json")
 PRIMARY_SPLIT = "thesis"  # experiments.table.PRIMARY_SPLIT, spelled here to keep `--help` free of the metrics stack
 RUNS_HELP = "runs folder written by `thesis run` (default: the profile's runs_dir)"
 
@@ -35,7 +37,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     table.add_argument("legacy_runs", nargs="?", default=None, help=argparse.SUPPRESS)  # deprecated: --runs DIR
     add_runs_option(table, RUNS_HELP)
     add_profile_option(table)
-    table.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
+    table.add_argument("--format", choices=TABLE_FORMATS, default="text",
+                       help="text (default), csv (every digit), latex (booktabs tabular), markdown, json (one object "
+                            "per model)")
+    table.add_argument("--json", dest="format", action="store_const", const="json", help="the same as --format json")
     table.add_argument("--seeds", default=None, help="comma-separated seeds to include (default: every finished seed)")
     table.add_argument("--split", default=PRIMARY_SPLIT,
                        help=f"the split whose runs make the table (default: {PRIMARY_SPLIT})")
@@ -60,14 +65,24 @@ def table_command(ns: argparse.Namespace) -> int:
     legacy_runs_argument(ns, ns.legacy_runs, "results table")
     seeds = seed_list(ns.seeds)
     # Imported here: keeps the metrics stack off `--help`'s import path.
-    from thesis_lib.experiments.table import format_table, results_table
+    from thesis_lib.experiments.table import format_table, results_table, table_frame
+    from thesis_lib.tables import latex_tabular, markdown_table
 
     runs = runs_folder(ns)
     rows = results_table(runs, seeds=seeds, split=ns.split)  # a missing folder raises RecordError: exit 2
     if not rows:
         print(f"no finished runs of the {ns.split} split under {runs}")
         return EXIT_NO_RUNS
-    print(json.dumps(rows, indent=1) if ns.json else format_table(rows))
+    if ns.format == "json":
+        print(json.dumps(rows, indent=1))
+    elif ns.format == "csv":
+        print(table_frame(rows).to_csv(), end="")
+    elif ns.format == "latex":
+        print(latex_tabular(table_frame(rows, formatted=True)), end="")
+    elif ns.format == "markdown":
+        print(markdown_table(table_frame(rows, formatted=True)))
+    else:
+        print(format_table(rows))
     return 0
 
 

@@ -22,7 +22,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from thesis_lib.experiments.records import (
 )
 from thesis_lib.genres import GENRES
 from thesis_lib.metrics import bootstrap_distribution, evaluate
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TABLE_METRICS: tuple[str, ...] = (
     "macro_f1", "micro_f1", "weighted_f1", "samples_f1", "subset_accuracy", "hamming_accuracy",
@@ -174,17 +177,47 @@ def _full_set_metric(predictions: Any, cutoffs: np.ndarray, metric: str, columns
     return report.summary()[metric]
 
 
-def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = ("macro_f1", "micro_f1", "map_macro")) -> str:
-    """Plain-text table: per metric `mean ± std [ci]` at 0.5 and, for macro-F1, with tuned thresholds."""
+SHOWN_METRICS = ("macro_f1", "micro_f1", "map_macro")  # at 0.5, then macro-F1 with tuned thresholds
+STATISTICS = ("mean", "std", "ci_low", "ci_high")
+
+
+def _columns(metrics: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(row key, metric, header) of each metric column of the table."""
     columns = [("metrics", metric) for metric in metrics] + [("metrics_tuned", "macro_f1")]
-    headers = ["model", "seeds"] + [f"{m}{' (tuned)' if key == 'metrics_tuned' else ''}" for key, m in columns]
-    body = [[row["model"], ",".join(map(str, row["seeds"]))] + [_cell(row[key][m]) for key, m in columns]
+    return [(key, metric, f"{metric}{' (tuned)' if key == 'metrics_tuned' else ''}") for key, metric in columns]
+
+
+def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = SHOWN_METRICS) -> str:
+    """Plain-text table: per metric `mean ± std [ci]` at 0.5 and, for macro-F1, with tuned thresholds."""
+    columns = _columns(metrics)
+    headers = ["model", "seeds"] + [header for _, _, header in columns]
+    body = [[row["model"], ",".join(map(str, row["seeds"]))] + [_cell(row[key][m]) for key, m, _ in columns]
             for row in rows]
     widths = [max(len(str(line[i])) for line in [headers, *body]) for i in range(len(headers))]
     lines = ["  ".join(str(value).ljust(width) for value, width in zip(line, widths, strict=True))
              for line in [headers, *body]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def table_frame(rows: list[dict[str, Any]], metrics: Sequence[str] = SHOWN_METRICS, *,
+                formatted: bool = False) -> pd.DataFrame:
+    """The table as a DataFrame, one row per model: the seeds, then per metric column either one cell
+    `mean ±std [ci]` as the text table shows it (`formatted`: for LaTeX and Markdown) or the numbers
+    `<metric> mean|std|ci_low|ci_high` (for CSV: every digit)."""
+    import pandas as pd
+
+    table = {}
+    for row in rows:
+        cells: dict[str, Any] = {"seeds": ",".join(map(str, row["seeds"]))}
+        for key, metric, header in _columns(metrics):
+            entry = row[key][metric]
+            if formatted:
+                cells[header] = _cell(entry)
+            else:
+                cells.update({f"{header} {statistic}": entry[statistic] for statistic in STATISTICS})
+        table[row["model"]] = cells
+    return pd.DataFrame.from_dict(table, orient="index").rename_axis("model")
 
 
 def _cell(entry: dict[str, float | None]) -> str:
