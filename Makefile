@@ -21,6 +21,7 @@ BOOK_ARGS ?=
 DATA ?=
 RUNS ?=
 REHEARSE ?=
+EXPORT ?= _build/export
 BENCH_PROFILE ?= cpu
 BENCH_ARGS ?=
 # The book test opens the rendered book in headless Chromium; Nanum gives the Korean titles their glyphs.
@@ -32,7 +33,7 @@ IN_CI := $(filter-out 0 false,$(CI))
 HAVE_CHROMIUM := command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null
 LINT_PATHS := thesis_lib tests benchmarks
 
-.PHONY: help venv test test-fast lint book browser twin bench clean-book clean
+.PHONY: help venv test test-fast lint book export browser twin bench clean-book clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -76,6 +77,9 @@ twin: $(STAMP)  ## generate the synthetic MM-IMDb twin used by the smoke profile
 book: $(if $(filter smoke,$(PROFILE)),twin,$(STAMP))  ## run every chapter (papermill, $(PROFILE) profile) and build the HTML book in _build/html
 	$(if $(REHEARSE),$(VENV)/bin/thesis run --profile $(PROFILE) --rehearse $(if $(DATA),--data $(DATA)) $(if $(RUNS),--runs $(RUNS)))
 	$(VPY) -m thesis_lib.book --profile $(PROFILE) $(if $(REHEARSE),--rehearse) $(if $(DATA),-p data_root $(DATA)) $(if $(RUNS),--runs $(RUNS)) $(BOOK_ARGS)
+
+export: book  ## the book's figures (PDF, SVG, 300-dpi PNG) and tables (CSV, booktabs LaTeX) for the thesis, in $(EXPORT)
+	$(VENV)/bin/thesis export $(EXPORT)
 
 bench: $(STAMP)  ## speed benchmark (cpu: small models, prints numbers, asserts nothing; gpu: full size); JSON in benchmarks/results/
 	$(VPY) benchmarks/run_bench.py --profile $(BENCH_PROFILE) $(BENCH_ARGS)

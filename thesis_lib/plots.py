@@ -1,10 +1,10 @@
-"""Figure helpers shared by the book's chapters (matplotlib + seaborn; English labels only).
+"""Figure helpers shared by the book's chapters (matplotlib + seaborn; English labels).
 
 Each function takes plain data (numbers, arrays, images, DataFrames) and returns a matplotlib Figure; it
 computes nothing a reader would need to check elsewhere. Labels are English (DejaVu Sans, bundled with
 matplotlib, has every glyph); where Korean text appears in a figure, the book style falls back to an
-installed Korean font (`KOREAN_FONTS`: Nanum, from `make browser`'s fonts-nanum, or Noto Sans CJK KR) glyph by
-glyph, in the PNG, PDF and SVG alike. Captions, including which data and weights a figure shows, are
+installed Korean font (`KOREAN_FONTS`: NanumSquare from `make browser`'s fonts-nanum, which has a bold of
+weight 700 as DejaVu Sans does, else Noto Sans CJK KR) glyph by glyph, in the PNG, PDF and SVG alike. Captions, including which data and weights a figure shows, are
 written by the chapter around the figure.
 """
 
@@ -25,7 +25,7 @@ BOOK_DPI = 110  # sharp on screen, small files
 MAX_LENGTH_COLOR = "#b2182b"
 TITLE_WIDTH = 28  # characters per line of a small-multiple title (a poster's genre list)
 PALETTE = ("#4878a8", "#e49444", "#6a9f58", "#d1615d", "#8f6cb4", "#85b6b2")
-KOREAN_FONTS = ("NanumGothic", "Noto Sans CJK KR", "Noto Sans KR", "Malgun Gothic", "AppleGothic")  # first found
+KOREAN_FONTS = ("NanumSquare", "Noto Sans CJK KR", "Noto Sans KR", "Malgun Gothic", "AppleGothic")  # first found
 
 
 def korean_font() -> str | None:
@@ -46,7 +46,7 @@ def use_book_style() -> None:
 
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
     mpl.rcParams.update({"figure.dpi": BOOK_DPI, "savefig.dpi": BOOK_DPI, "figure.autolayout": False,
-                         "axes.titleweight": "semibold",  # 600: both fonts have it (Nanum has no 700)
+                         "axes.titleweight": "bold",
                          "pdf.fonttype": 42})  # TrueType in the exported PDFs: text a thesis can search and copy
     logging.getLogger("fontTools.subset").setLevel(logging.ERROR)  # its notes on a Korean font's hinting tables
     fallback = korean_font()

@@ -515,3 +515,121 @@ def test_chapter_4_pages_come_with_their_specific_checks():
     missing = [c.name for c in chapters_from_toc(ROOT) if c.name.startswith("04_") and c.name not in CHAPTER_CHECKS]
     assert not missing, f"add the page checks of {missing} to CHAPTER_CHECKS (see the comment above it)"
     assert set(CHAPTER_4) <= set(CHAPTER_CHECKS)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The Korean interface and `thesis export` on the tiny book
+
+
+class _NumberedTables(HTMLParser):
+    """The body cells (<td>, not the <th> labels) of each numbered table of a page, by its figure's id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._depth = 0  # <figure> nesting inside a numbered table
+        self._in_body = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "figure" and "table" in (attrs.get("class") or "").split() and self._table is None:
+            self._table, self._depth = attrs.get("id", ""), 1
+            self.tables[self._table] = []
+        elif tag == "figure" and self._table is not None:
+            self._depth += 1
+        elif self._table is not None and tag == "tbody":
+            self._in_body = True
+        elif self._in_body and tag == "tr":
+            self.tables[self._table].append([])
+        elif self._in_body and tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tbody":
+            self._in_body = False
+        elif tag == "figure" and self._table is not None:
+            self._depth -= 1
+            if self._depth == 0:
+                self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def same_number(shown: str, exported: str) -> bool:
+    """A page cell and the CSV value behind it: equal text, or the CSV number rounded as the page shows it."""
+    missing = {"", "–", "nan", "NaN", "None"}
+    if shown in missing and exported in missing:
+        return True
+    try:
+        value, full = float(shown), float(exported)
+    except ValueError:
+        return shown == exported
+    decimals = len(shown.split(".")[1]) if "." in shown else 0
+    return abs(value - full) <= 0.5 * 10 ** -decimals + 1e-9
+
+
+def test_pages_are_korean_with_figures_and_tables_numbered_per_chapter(book):
+    html = book.html_index.parent
+    for chapter in chapters_from_toc(book_root(book)):
+        page = (html / "book" / "_executed" / f"{chapter.name}.html").read_text(encoding="utf-8")
+        assert '<html lang="ko"' in page, chapter.name
+        assert re.search(r"[가-힣]{2,}", page.split("<main", 1)[-1]), f"{chapter.name}: no Korean lead"
+        assert "tag_hide-input" in page, f"{chapter.name}: code inputs are not folded"
+    numbers = json.loads((html / "numbers.json").read_text(encoding="utf-8"))["items"]
+    by_chapter: dict[tuple[str, str], list[str]] = {}
+    for item in numbers:
+        by_chapter.setdefault((item["number"].split(".")[0], item["kind"]), []).append(item["number"])
+    for (chapter, kind), shown in by_chapter.items():  # 1, 2, 3, ... within each chapter and kind
+        assert shown == [f"{chapter}.{n}" for n in range(1, len(shown) + 1)], (chapter, kind, shown)
+    assert {"3", "4", "A"} <= {chapter for chapter, _ in by_chapter}
+    assert ("4", "table") in by_chapter and ("4", "figure") in by_chapter
+    experiments = (html / "book" / "_executed" / "04_experiments.html").read_text(encoding="utf-8")
+    assert "그림 4.1" in experiments and "표 4.1" in experiments
+    index = (html / "searchindex.js").read_text(encoding="utf-8")
+    assert '"fusion"' in index and '"attent"' in index  # English words stay searchable (stemmed)
+
+
+def test_export_holds_every_number_and_figure_the_pages_show(book, tmp_path):
+    """`thesis export`: every numbered table's CSV has the values its page shows (rounded as shown) and
+    every numbered figure its PDF, SVG and PNG; the LaTeX carries the caption the page prints."""
+    import csv
+
+    root = book_root(book)
+    out = tmp_path / "export"
+    assert main(["export", str(out), "--root", str(root)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    numbers = json.loads((book.html_index.parent / "numbers.json").read_text(encoding="utf-8"))["items"]
+    assert [(i["kind"], i["number"]) for i in manifest["items"]] == [(i["kind"], i["number"]) for i in numbers]
+    pages: dict[str, dict[str, list[list[str]]]] = {}
+    compared = 0
+    for item, numbered in zip(manifest["items"], numbers, strict=True):
+        files = {Path(name).suffix: out / name for name in item["files"]}
+        latex = files[".tex"].read_text(encoding="utf-8")
+        assert "\\caption{" in latex and f"\\label{{{item['label']}}}" in latex
+        if item["kind"] == "figure":
+            assert files[".pdf"].read_bytes().startswith(b"%PDF") and files[".svg"].stat().st_size > 0
+            assert_not_blank(files[".png"])
+            continue
+        page = Path(numbered["page"]).name
+        if page not in pages:
+            reader = _NumberedTables()
+            reader.feed((book.html_index.parent / f"{numbered['page']}.html").read_text(encoding="utf-8"))
+            pages[page] = reader.tables
+        shown = pages[page][numbered["label"]]  # ids keep the label's form here (tbl-…)
+        with open(files[".csv"], newline="", encoding="utf-8") as handle:
+            exported = list(csv.reader(handle))[-len(shown):] if shown else []
+        assert len(exported) == len(shown), f"{item['number']}: {len(exported)} CSV rows, {len(shown)} on the page"
+        for shown_row, exported_row in zip(shown, exported, strict=True):
+            values = exported_row[-len(shown_row):]  # the index columns come first in the CSV
+            for cell, value in zip(shown_row, (value.strip() for value in values), strict=True):
+                assert same_number(cell, value), f"table {item['number']} ({item['label']}): page {cell!r}, CSV {value!r}"
+                compared += 1
+    assert compared > 100, f"only {compared} cells compared"
+    assert manifest["chapters"]["04_experiments"]["run_records"], "the run records the chapter read are not listed"
