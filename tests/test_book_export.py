@@ -130,3 +130,14 @@ def test_export_never_overwrites_a_folder_that_is_not_an_earlier_export(built, t
 def test_export_before_any_build_says_to_build_first(tmp_path):
     with pytest.raises(ThesisError, match="build the book first"):
         export_book(tmp_path, tmp_path / "out")
+
+
+def test_a_table_a_build_cannot_have_is_a_one_cell_note_and_never_silently_missing(tmp_path, monkeypatch):
+    from thesis_lib.book.artefacts import ARTEFACTS_ENV
+    from thesis_lib.book.glue import glue_table
+
+    monkeypatch.setenv(ARTEFACTS_ENV, str(tmp_path))
+    with pytest.raises(ValueError, match="absent="):
+        glue_table("probes", None)
+    glue_table("probes", None, absent="no probe: no ground truth")
+    assert "no probe: no ground truth" in (tmp_path / "probes.csv").read_text(encoding="utf-8")

@@ -42,11 +42,18 @@ def glue_figure(name: str, figure: Any) -> None:
     plt.close(figure)
 
 
-def glue_table(name: str, table: Any, precision: int = DEFAULT_PRECISION) -> None:
+def glue_table(name: str, table: Any, precision: int = DEFAULT_PRECISION, *, absent: str | None = None) -> None:
     """Glue a pandas table for a `{glue:figure}` directive with `:figclass: table`: floats shown with
-    `precision` decimals (the same cells as its LaTeX export), missing values as a dash."""
+    `precision` decimals (the same cells as its LaTeX export), missing values as a dash. A table that
+    some builds cannot have (None) needs `absent`, the one-cell note shown in its place (its directive and
+    number stay, so the numbering does not depend on the data)."""
+    import pandas as pd
     from myst_nb import glue
 
+    if table is None:
+        if absent is None:
+            raise ValueError(f"table {name!r} is None: give glue_table the note to show instead (absent=...)")
+        table = pd.DataFrame({"note": [absent]}, index=pd.Index(["–"], name=name))
     save_table(name, table, precision)
     glue(name, styled(table, precision, name=name), display=False)
 
