@@ -458,9 +458,13 @@ def check_chapter_page(chapter, branch: Branch, browser: str) -> None:
     assert page.title == chapter_title(chapter.source), f"{chapter.name}: title {page.title!r}"
     assert ("not thesis evidence" in page.banner) == branch.twin, f"{chapter.name}: banner {page.banner!r}"
     assert len(page.figures) == glued_figures(chapter.source), f"{chapter.name}: figures missing"
-    for images, caption in page.figures:
-        assert len(images) == 1, f"{chapter.name}: figure {caption!r} has {len(images)} images"
-        assert_not_blank((page_path.parent / images[0]).resolve())
+    for images, caption in page.figures:  # figures (그림 N.k) and glued tables (표 N.k), each with a caption
+        if caption.startswith("표 "):
+            assert not images, f"{chapter.name}: table {caption!r} shows an image"
+        else:
+            assert caption.startswith("그림 "), f"{chapter.name}: figure without its number: {caption!r}"
+            assert len(images) == 1, f"{chapter.name}: figure {caption!r} has {len(images)} images"
+            assert_not_blank((page_path.parent / images[0]).resolve())
         data = r"Data: (synthetic twin|not used)" if branch.twin else r"Data: (MM-IMDb|not used)"
         assert re.search(data, caption), f"{chapter.name}: caption does not name its data: {caption!r}"
         if chapter.name not in WEIGHTLESS_CHAPTERS:
