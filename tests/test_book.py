@@ -23,8 +23,8 @@ from thesis_lib.book import objects, reuse
 from thesis_lib.book.architecture import (
     PARTS,
     example_batch,
-    parameter_table,
-    profile_config,
+    grid_models,
+    grid_parameter_table,
     readable_counts,
     trace_cross_attention,
     without_pretrained_weights,
@@ -533,29 +533,50 @@ def test_a_second_build_reuses_unchanged_chapters_shows_new_prose_and_reruns_edi
 # What the methods chapter shows about the models
 
 
+@pytest.fixture(scope="module")
+def grid(tiny_twin, tmp_path_factory) -> dict:
+    """The runs chapter 4 would train on the tiny twin (the smoke profile, the small models), as the grid
+    builds them."""
+    runs = tmp_path_factory.mktemp("grid-runs")
+    profile = load_profile("smoke", {"data_root": str(tiny_twin), "runs_dir": str(runs)})
+    return grid_models(profile)
+
+
 @pytest.mark.slow
-def test_parameter_counts_add_up_and_read_well():
-    table = parameter_table("small", ["fusion_cross_attention", "image_vit"], image_size=224, text_max_length=64)
-    parts = table[list(PARTS)].fillna(0).sum(axis=1)
-    assert (parts == table["total"]).all()
-    assert table.loc["image_vit", ["text", "objects"]].isna().all()
+def test_chapter_3_counts_the_models_chapter_4_trains_and_says_what_each_name_stands_for(grid):
+    smoke = load_profile("smoke")
+    assert set(grid) == {*smoke.models, *(ablation.name for ablation in smoke.ablations)}  # in the order they run
+    table = grid_parameter_table(grid)
+    trained = table.dropna(subset=["total"])
+    assert (trained[list(PARTS)].fillna(0).sum(axis=1) == trained["total"]).all()
+    # the smoke stand-ins, not the registry's default recipes: ResNet-10 at quarter width, random init
+    described = table["stands for (this build)"]
+    assert "ResNet-10" in described["image_resnet50"] and "0.25x width" in described["image_resnet50"]
+    assert "random init" in described["image_resnet50"] and "random init" in described["text_roberta"]
+    assert trained.loc["image_resnet50", "total"] < 500_000 < trained.loc["fusion_cross_attention", "total"]
+    # a fusion starts from its source runs' encoders, frozen: the same text part, and nothing of it trains
+    assert trained.loc["fusion_cross_attention", "text"] == trained.loc["text_roberta", "text"]
+    assert trained.loc["fusion_cross_attention", "trainable"] < trained.loc["fusion_cross_attention", "total"]
+    assert "text encoder of text_roberta (frozen)" in described["fusion_cross_attention"]
+    assert table.loc["baseline_shallow", ["total"]].isna().all()
     shown = readable_counts(table)
-    assert shown.loc["image_vit", "text"] == "" and shown.loc["fusion_cross_attention", "total"].endswith("M")
-    assert list(shown.columns) == ["fusion_kind", *PARTS, "total", "trainable"]
+    assert shown.loc["baseline_shallow", "total"] == "" and shown.loc["fusion_cross_attention", "total"].endswith("M")
 
 
 @pytest.mark.slow
-def test_cross_attention_trace_records_the_shapes_of_a_real_batch(tiny_twin):
+def test_cross_attention_trace_records_the_shapes_of_the_trained_model_on_a_real_batch(tiny_twin, grid):
     release = load_release(tiny_twin)
     ids = list(release.official_split["train"][:2])
-    config = without_pretrained_weights(profile_config("fusion_cross_attention", "small", 64, 32))
+    model = grid["fusion_cross_attention"]
+    config = without_pretrained_weights(model.config)
     truth = load_truth_boxes(release, ids, twin_classes())
     objects = pad_detections([truth[movie_id].as_detections() for movie_id in ids])  # the oracle's regions
-    trace = trace_cross_attention(build_from_config(config), example_batch(release, ids, config, objects))
+    batch_input = example_batch(release, ids, config, objects, tokenizer=model.tokenizer)
+    trace = trace_cross_attention(build_from_config(config), batch_input)
     batch, heads, head_dim = 2, config.fusion.heads, config.fusion.dim // config.fusion.heads
     n_text = trace.shapes["text"][1]
-    n_image = (64 // 16) ** 2 + 1 + objects["mask"].shape[1]  # ViT patches + CLS, then the regions
-    assert n_text <= 32 and trace.image_parts == ("image", "objects")
+    n_image = (config.image.input_size // 32) ** 2 + objects["mask"].shape[1]  # the ResNet grid, then the regions
+    assert n_text <= config.text.max_length and trace.image_parts == ("image", "objects")
     assert trace.shapes["image"] == (batch, n_image, config.fusion.dim)
     assert trace.shapes["query"] == (batch, heads, n_text, head_dim)
     assert trace.shapes["key"] == trace.shapes["value"] == (batch, heads, n_image, head_dim)

@@ -1,15 +1,17 @@
-"""What the methods chapter shows about the models: parameter counts per part, and the tensor shapes that
-flow through one cross-attention block on a real batch.
+"""What the methods chapter shows about the models: the runs chapter 4 trains, as the grid builds them (what
+each name stands for in this build, parameter counts per part), and the tensor shapes that flow through one
+cross-attention block on a real batch.
 
-Counts are taken from models built with random weights (`pretrained=False`): the numbers are the same and
-nothing is loaded. Shapes are traced with forward hooks on the real modules, so the figure cannot drift
+The configs come from the grid's own path (`experiments.pipeline.prepare_config`), so chapter 3 counts
+exactly the models chapter 4 trains: the profile's stand-ins and overrides included. Counts are taken from
+models built with random weights (`pretrained=False`): the numbers are the same and nothing is loaded. Shapes are traced with forward hooks on the real modules, so the figure cannot drift
 from the code.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +24,14 @@ from thesis_lib.data.images import ImageTransformConfig, build_image_transform
 from thesis_lib.data.text import CLEAN
 from thesis_lib.models.configs import ModelConfig
 from thesis_lib.models.fusion.cross_attention import CrossAttentionFusion
-from thesis_lib.models.registry import build_from_config, default_config, list_models
+from thesis_lib.models.registry import build_from_config
 from thesis_lib.models.text import load_tokenizer
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from thesis_lib.data.mmimdb import Release
+    from thesis_lib.experiments.profile import Profile
     from thesis_lib.models.classifier import GenreClassifier
 
 PARTS: tuple[str, ...] = (*MODALITIES, "fusion", "head")  # columns of the parameter table
@@ -41,47 +44,12 @@ def without_pretrained_weights(config: ModelConfig) -> ModelConfig:
     return dataclasses.replace(config, **changes)
 
 
-def profile_config(name: str, size: str, image_size: int | None = None,
-                   text_max_length: int | None = None) -> ModelConfig:
-    """The registry recipe `name` in `size`, with a profile's input sizes applied to the parts it has
-    (as the experiment grid does: thesis_lib.experiments.specs.resolve_model_config)."""
-    config = default_config(name, size)
-    overrides: dict[str, Any] = {}
-    if config.image is not None and image_size is not None:
-        overrides["image_input_size"] = image_size
-    if config.text is not None and text_max_length is not None:
-        overrides["text_max_length"] = text_max_length
-    return config.with_overrides(**overrides) if overrides else config
-
-
 def _count(module: nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def parameter_table(size: str, names: Sequence[str] | None = None, *, image_size: int | None = None,
-                    text_max_length: int | None = None) -> pd.DataFrame:
-    """One row per registered model (its `size` recipe at the profile's input sizes): modalities, fusion
-    kind, parameters per part, total and trainable. Parts a model lacks are <NA>."""
-    import pandas as pd
-
-
-    rows = {}
-    for name in names or list_models():
-        config = profile_config(name, size, image_size, text_max_length)
-        model = build_from_config(without_pretrained_weights(config))
-        total, trainable = model.parameter_counts()
-        row: dict[str, Any] = {"modalities": " + ".join(model.modalities), "fusion_kind": config.fusion.kind}
-        row |= {m: _count(model.encoders[m]) for m in model.modalities}
-        row |= {"fusion": _count(model.fusion), "head": _count(model.head), "total": total, "trainable": trainable}
-        rows[name] = row
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table = table.reindex(columns=["modalities", "fusion_kind", *PARTS, "total", "trainable"])
-    counts = [*PARTS, "total", "trainable"]
-    return table.astype({column: "Int64" for column in counts})  # integers; a missing part stays <NA>
-
-
 def readable_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """`parameter_table` for reading: counts as "22.57M" (or "6,976" below 100k), a missing part blank."""
+    """`grid_parameter_table` for reading: counts as "22.57M" (or "6,976" below 100k), a missing part blank."""
     import pandas as pd
 
     def readable(count: Any) -> str:
@@ -90,15 +58,17 @@ def readable_counts(table: pd.DataFrame) -> pd.DataFrame:
         return f"{count / 1e6:.2f}M" if count >= 100_000 else f"{count:,}"
 
     counts = [*PARTS, "total", "trainable"]
-    shown = table.drop(columns=["modalities"]).astype({column: object for column in counts})
+    shown = table.astype({column: object for column in counts})
     shown[counts] = shown[counts].map(readable)
     return shown
 
 
 def example_batch(release: Release, ids: Sequence[str], config: ModelConfig,
-                  objects: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
-    """The batch the model `config` reads for the movies `ids` (evaluation transforms, cleaned plots)."""
-    tokenizer = load_tokenizer(config.text) if config.text is not None else None
+                  objects: dict[str, torch.Tensor] | None = None, tokenizer: Any = None) -> dict[str, Any]:
+    """The batch the model `config` reads for the movies `ids` (evaluation transforms, cleaned plots), with
+    `tokenizer` (default: the text backbone's own; a random backbone's is trained: `GridModel.tokenizer`)."""
+    if tokenizer is None and config.text is not None:
+        tokenizer = load_tokenizer(config.text)
     modalities = [m for m in ("image", "text") if getattr(config, m) is not None]
     transform = None
     if config.image is not None:
@@ -166,3 +136,120 @@ def trace_cross_attention(model: GenreClassifier, batch: dict[str, Any]) -> Cros
         for handle in handles:
             handle.remove()
     return CrossAttentionTrace(shapes, heads, head_dim, fusion.image_side)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The models as this build trains them
+
+
+@dataclass(frozen=True)
+class GridModel:
+    """One run of the profile's grid (first seed, primary split) as the grid builds it."""
+
+    name: str  # the run's name: a registry model, a variant (model@tag) or a baseline
+    stage: str  # "baseline" | "unimodal" | "late" | "fusion"
+    config: ModelConfig | None  # the network it trains (None: a baseline or the late fusion over runs)
+    tokenizer: Any  # the tokenizer its plots are read with (None without text)
+    sources: tuple[tuple[str, str], ...]  # (modality, run) a fusion starts from
+
+
+def grid_models(profile: Profile) -> dict[str, GridModel]:
+    """Every run the experiments chapter trains for this profile (first seed, primary split), with the model
+    config the grid builds for it: `experiments.pipeline.prepare_config`, so the profile's model overrides
+    and input sizes, a fusion's encoders from its source runs and a random text backbone's vocabulary from
+    its trained tokenizer are all applied. Reads the release and makes the split as the grid does; trains
+    nothing."""
+    from thesis_lib.experiments.grid import open_grid
+    from thesis_lib.experiments.pipeline import prepare_config
+
+    context = open_grid(profile, seeds=profile.seeds[:1])
+    models = {}
+    for spec in context.plan.values():
+        if spec.split != profile.primary_split:
+            continue
+        config, tokenizer = (prepare_config(spec, context)[:2] if spec.kind == "train" else (None, None))
+        models[spec.name] = GridModel(spec.name, spec.stage, config, tokenizer, spec.sources)
+    return models
+
+
+def stands_for(model: GridModel) -> str:
+    """What a run's name stands for in this build, e.g. "image_resnet50": "resnet18 with layers 1-1-1-1
+    (ResNet-10), channels 16-32-64-128 (0.25x width); random init; fine-tuned; 128 px"."""
+    from thesis_lib.experiments.specs import BASELINE_SUMMARIES
+
+    if model.name in BASELINE_SUMMARIES:
+        return BASELINE_SUMMARIES[model.name]
+    if model.config is None:  # the late fusion over finished runs
+        runs = ", ".join(run for _, run in model.sources)
+        return f"late fusion: per-genre weighted mean of the probabilities of {runs} (weights tuned on dev)"
+    config = model.config
+    parts = []
+    reused = dict(model.sources)  # modality -> the run whose encoder a fusion starts from
+    if config.text is not None:
+        text = config.text
+        state = "frozen" if text.frozen else "fine-tuned"
+        parts.append(f"text encoder of {reused['text']} ({state})" if "text" in reused else
+                     f"text {text.backbone} ({_origin(text.pretrained, text.backbone)}, {state}, "
+                     f"{text.pooling} pooling, {text.max_length} tokens)")
+    if config.image is not None:
+        image = config.image
+        state = "frozen" if image.frozen else "fine-tuned"
+        parts.append(f"image encoder of {reused['image']} ({state})" if "image" in reused else
+                     f"image {image_architecture(image.backbone, dict(image.timm_kwargs), image.depth)} "
+                     f"({_origin(image.pretrained, image.backbone)}, {state}, {image.input_size} px)")
+    if config.objects is not None:
+        parts.append(f"{config.objects.source} detections as class, box and score")
+    fusion = config.fusion
+    if fusion.kind == "cross_attention":
+        parts.append(f"cross-attention fusion ({fusion.depth} blocks, {fusion.heads} heads, width {fusion.dim}, "
+                     f"{'bidirectional' if fusion.bidirectional else 'one-way'})")
+    elif fusion.kind == "late":
+        parts.append("late fusion trained end to end (a head per modality, learned per-genre weights)")
+    elif fusion.kind != "identity":
+        parts.append(f"{fusion.kind} fusion (width {fusion.dim})")
+    return "; ".join(parts)
+
+
+def image_architecture(backbone: str, timm_kwargs: dict[str, Any], depth: int | None = None) -> str:
+    """A timm backbone with its shape changes in words: a ResNet's depth and width, a ViT's width and blocks."""
+    words = []
+    layers, channels = timm_kwargs.get("layers"), timm_kwargs.get("channels")
+    if layers is not None and backbone.startswith(("resnet18", "resnet34")):  # basic blocks: 2 convolutions each
+        words.append(f"layers {'-'.join(map(str, layers))} (ResNet-{2 * sum(layers) + 2})")
+    if channels is not None and backbone.startswith("resnet"):
+        words.append(f"channels {'-'.join(map(str, channels))} ({channels[0] / 64:g}x width)")
+    if "embed_dim" in timm_kwargs:
+        words.append(f"width {timm_kwargs['embed_dim']}")
+    if "num_heads" in timm_kwargs:
+        words.append(f"{timm_kwargs['num_heads']} heads")
+    if depth is not None:
+        words.append(f"{depth} blocks")
+    known = {"layers", "channels", "embed_dim", "num_heads"}
+    words += [f"{key}={value}" for key, value in timm_kwargs.items() if key not in known]
+    return backbone + (f" with {', '.join(words)}" if words else "")
+
+
+def _origin(pretrained: bool, backbone: str) -> str:
+    return "random init" if not pretrained or backbone.startswith("random-") else "pretrained"
+
+
+def grid_parameter_table(models: Mapping[str, GridModel]) -> pd.DataFrame:
+    """One row per run of the grid: what its name stands for, its parameters per part (built with random
+    weights: counts do not depend on them), total and trainable (a frozen encoder trains nothing). Runs that
+    train no network have no counts (<NA>)."""
+    import pandas as pd
+
+    rows = {}
+    for name, model in models.items():
+        row: dict[str, Any] = {"stands for (this build)": stands_for(model)}
+        if model.config is not None:
+            network = build_from_config(without_pretrained_weights(model.config))
+            total, trainable = network.parameter_counts()
+            row |= {m: _count(network.encoders[m]) for m in network.modalities}
+            row |= {"fusion": _count(network.fusion), "head": _count(network.head), "total": total,
+                    "trainable": trainable}
+        rows[name] = row
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(
+        columns=["stands for (this build)", *PARTS, "total", "trainable"])
+    counts = [*PARTS, "total", "trainable"]
+    return table.astype({column: "Int64" for column in counts}).rename_axis("run")
