@@ -64,6 +64,7 @@ from thesis_lib.book.provenance import (
     describe_data,
     describe_weights,
     release_folder,
+    runs_summary,
     utc_now,
 )
 from thesis_lib.errors import ThesisError
@@ -207,7 +208,8 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
         chapter_log(f"reused {len(reused)} of {len(runs)} chapters unchanged since their executed copy: "
                     f"{', '.join(reused)}")
 
-    provenance = _provenance(root, build, profile, profile_file, overrides, data, runs)
+    provenance = _provenance(root, build, profile, profile_file, overrides, data, runs,
+                             reads_runs=any(chapter.reads_runs for chapter in chapters))
     (executed_dir / PROVENANCE_FILE).write_text(_json(provenance.to_json()), encoding="utf-8")
     config_path, toc_path = _write_build_files(root, provenance, {chapter.name for chapter in chapters})
 
@@ -323,7 +325,8 @@ def _hint(annotation: str) -> Any:
 
 
 def _provenance(root: Path, build: BookBuild, profile: Profile | None, profile_file: str | None,
-                overrides: Mapping[str, Any], data: DataDescription | None, runs: list[ChapterRun]) -> BuildProvenance:
+                overrides: Mapping[str, Any], data: DataDescription | None, runs: list[ChapterRun],
+                reads_runs: bool = False) -> BuildProvenance:
     effective = _effective_parameters(runs)
     if profile is None and (DATA_ROOT_PARAMETER in effective or TWIN_ROOT_PARAMETER in effective):
         folder = release_folder(effective.get(DATA_ROOT_PARAMETER), effective.get(TWIN_ROOT_PARAMETER), root)
@@ -344,6 +347,7 @@ def _provenance(root: Path, build: BookBuild, profile: Profile | None, profile_f
         rehearsal=profile is not None and profile.rehearsal,
         reused=[run.chapter for run in runs if run.reused],
         runs_dir=str(profile.runs_path()) if profile is not None else None,
+        runs=runs_summary(profile.runs_path()) if profile is not None and reads_runs else None,
     )
 
 

@@ -12,6 +12,7 @@ of a full-size profile on random stand-in weights) carries `REHEARSAL_BANNER` in
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -176,6 +177,32 @@ def _object_source(source: str, model_size: str) -> str:
 
 
 @dataclass(frozen=True)
+class RunsSummary:
+    """The finished runs a build rendered, from their records: how many, their own wall time, when made."""
+
+    count: int
+    wall_seconds: float  # the sum of the runs' wall times (each run's own training and evaluation)
+    first: str  # the earliest record's creation time, as recorded
+    last: str  # the latest
+
+
+def runs_summary(runs_dir: Path) -> RunsSummary | None:
+    """What the records under `runs_dir` say (None: no finished run there)."""
+    import json
+
+    from thesis_lib.experiments.layout import RunsFolder
+
+    if not Path(runs_dir).is_dir():
+        return None
+    records = [json.loads(run.record.read_text(encoding="utf-8")) for run in RunsFolder(Path(runs_dir)).recorded()]
+    if not records:
+        return None
+    created = sorted(str(record.get("created", "")) for record in records)
+    return RunsSummary(len(records), sum(float(record.get("wall_time_s", 0.0)) for record in records),
+                       created[0], created[-1])
+
+
+@dataclass(frozen=True)
 class BuildProvenance:
     """Everything the front page states about one build (also written as provenance.json)."""
 
@@ -192,6 +219,7 @@ class BuildProvenance:
     rehearsal: bool = False  # the runs are a rehearsal's (random stand-in weights, `experiments.rehearsal`)
     reused: list[str] = field(default_factory=list)  # chapters whose executed copy was reused (`book.reuse`)
     runs_dir: str | None = None  # the runs folder the chapters read (None: no chapter reads runs)
+    runs: RunsSummary | None = None  # the finished runs in it, when a chapter read them
 
     @property
     def is_twin(self) -> bool:
@@ -205,7 +233,8 @@ class BuildProvenance:
         return {"profile": self.profile, "profile_file": self.profile_file, "overrides": self.overrides,
                 "data": data, "weights": self.weights, "commit": self.commit, "dirty": self.dirty,
                 "version": self.version, "built_at": self.built_at, "chapter_seconds": self.chapter_seconds,
-                "rehearsal": self.rehearsal, "reused": self.reused, "runs_dir": self.runs_dir}
+                "rehearsal": self.rehearsal, "reused": self.reused, "runs_dir": self.runs_dir,
+                "runs": None if self.runs is None else dataclasses.asdict(self.runs)}
 
 
 def utc_now() -> str:
@@ -246,6 +275,11 @@ def front_page_block(provenance: BuildProvenance, root: Path) -> str:
         f"- **Code:** thesis_lib {provenance.version}, commit {commit}",
         f"- **Built:** {provenance.built_at}; chapters run with papermill: {chapters or 'none'}{reused}",
     ]
+    if provenance.runs is not None:
+        runs = provenance.runs
+        lines.append(f"- **Runs:** {runs.count} finished runs in `{_relative(Path(provenance.runs_dir or '.'), root)}`, "
+                     f"made {runs.first} to {runs.last}; their own training and evaluation took "
+                     f"{runs.wall_seconds / 60:.1f} min of wall time, not counted in the chapter times above")
     if provenance.rehearsal:
         lines += ["", "This build is a **rehearsal**: every run of the profile at full architecture size on CPU, "
                       "with random stand-in weights, one training step per run and a small synthetic twin. It shows "

@@ -251,7 +251,8 @@ def generate_twin(out_dir: Path, config: TwinConfig, *, workers: int | None = No
 
 
 def load_twin_truth(root: Path | str) -> dict[str, Any]:
-    """Read `<root>/twin_truth.json` (for evaluation and XAI checks only; training never reads it)."""
+    """Read `<root>/twin_truth.json` (for evaluation and XAI checks; no genre classifier reads it, the
+    twin-trained detectors learn from its training posters' boxes and the `oracle` object source reads its boxes)."""
     path = Path(root) / TRUTH_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {root} is not a synthetic twin, or its generation did not finish")
