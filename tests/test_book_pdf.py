@@ -95,15 +95,24 @@ def test_the_printed_page_is_the_one_page_book_at_the_folder_root(tmp_path):
 
 
 def test_the_finished_pdf_has_the_books_title_and_author_and_counts_its_images(tmp_path):
-    printed = tmp_path / "printed.pdf"
+    """Two pages with a poster each, and bookmarks as Chromium writes them, one named twice."""
+    from pypdf import PdfReader, PdfWriter
+
+    drawn = tmp_path / "drawn.pdf"
     poster = Image.new("RGB", (40, 60), (200, 30, 30))
-    poster.save(printed, save_all=True, append_images=[Image.new("RGB", (40, 60), (30, 30, 200))])  # 2 pages
+    poster.save(drawn, save_all=True, append_images=[Image.new("RGB", (40, 60), (30, 30, 200))])
+    writer = PdfWriter(clone_from=drawn)
+    chapter = writer.add_outline_item(title="3.1 데이터 · Data", page_number=0)
+    writer.add_outline_item(title="학습 곡선 · Training curves학습 곡선 · Training curves", page_number=1,
+                           parent=chapter)
+    printed = tmp_path / "printed.pdf"
+    writer.write(printed)
     output = tmp_path / "out" / "book.pdf"
     output.parent.mkdir()
     pages, images = pdf._finish(printed, output, ("A book · 책", "Someone"))
-    from pypdf import PdfReader
-
     reader = PdfReader(output)
     assert (pages, images) == (2, 2) == (len(reader.pages), pdf.image_count(reader.pages))
     assert (reader.metadata.title, reader.metadata.author) == ("A book · 책", "Someone")
+    assert reader.outline[0].title == "3.1 데이터 · Data"
+    assert reader.outline[1][0].title == "학습 곡선 · Training curves"
     assert not list(output.parent.glob(".*partial"))

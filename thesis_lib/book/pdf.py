@@ -12,7 +12,8 @@ The route of Jupyter Book's own `pdfhtml` builder, without the browser that buil
    down to fit it;
 3. Chromium prints it (`--print-to-pdf`) with the network blocked; book/_static/print.css lays it out for
    paper (A4, page numbers, no sidebars, chapters on new pages, figures and tables kept whole);
-4. pypdf sets the PDF's title and author from _config.yml and counts its pages and images.
+4. pypdf sets the PDF's title and author from _config.yml, mends bookmarks Chromium named twice, and counts
+   the pages and images.
 
 Chromium is Debian's `chromium` (`make browser` installs it; fonts-nanum gives the Korean text its glyphs).
 Progress lines go to this module's logger, or to the `log` function given.
@@ -179,11 +180,29 @@ def _finish(printed: Path, output: Path, title_and_author: tuple[str, str]) -> t
     # document information is appended after it.
     writer = PdfWriter(printed, incremental=True)
     writer.add_metadata({"/Title": title, "/Author": author})
+    outline = writer.root_object.get("/Outlines")
+    if outline is not None:
+        _undouble_bookmarks(outline.get_object().get("/First"))
     partial = output.with_name(f".{output.name}.partial")
     with partial.open("wb") as stream:
         writer.write(stream)
     os.replace(partial, output)
     return len(writer.pages), image_count(writer.pages)
+
+
+def _undouble_bookmarks(item) -> None:
+    """Chromium 156 names a bookmark twice ("The gridThe grid") when its heading was carried to the top of
+    the next page; such a title is halved, here and in the bookmarks below it."""
+    from pypdf.generic import NameObject, TextStringObject
+
+    while item is not None:
+        node = item.get_object()
+        title = str(node.get("/Title", ""))
+        half = len(title) // 2
+        if half and title[:half] == title[half:]:
+            node[NameObject("/Title")] = TextStringObject(title[:half])
+        _undouble_bookmarks(node.get("/First"))
+        item = node.get("/Next")
 
 
 def image_count(pages: Sequence) -> int:
