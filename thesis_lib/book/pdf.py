@@ -1,6 +1,6 @@
 """`thesis book pdf` (`make pdf`): the built book as one PDF, printed by headless Chromium, offline.
 
-    book_pdf(Path("."))  # -> BookPdf(path=_build/pdf/book.pdf, pages=55, bytes=6_800_000, images=37)
+    book_pdf(Path("."))  # -> BookPdf(path=<root>/_build/pdf/book.pdf, pages=56, bytes=7_000_000, images=20)
 
 The route of Jupyter Book's own `pdfhtml` builder, without the browser that builder downloads for itself:
 1. the book `thesis book` built last (its per-build book/_executed/_config.yml and _toc.yml, the executed
