@@ -44,6 +44,7 @@ from PIL import Image
 from thesis_lib.book.build import BookBuild, BookResult, build_book
 from thesis_lib.book.chapters import chapters_from_toc
 from thesis_lib.book.execute import accepted_parameters, declared_parameters
+from thesis_lib.book.numbering import read_manifest
 from thesis_lib.book.pdf import CHROMIUM_FLAGS, book_pdf, find_chromium  # headless, never on the network
 from thesis_lib.cli import main
 from thesis_lib.data.twin import TwinConfig, generate_twin
@@ -75,7 +76,7 @@ CHAPTER_4 = ("04_experiments", "04_xai")
 RUNS = "runs"  # the tiny grid's runs folder, inside the book's copy (never the project's runs/)
 BROWSER_TIMEOUT_S = 90
 SHOT_HEIGHT = 16000  # px of a chapter-4 screenshot: the whole page of the tiny book
-MIN_PDF_PAGES = 40  # the tiny book printed to 63 A4 pages (2026-12)
+MIN_PDF_PAGES = 40  # the tiny book printed to 70 A4 pages (2026-12)
 WEIGHTLESS_CHAPTERS = {"03_data"}  # figures of the data alone: their captions name no weights
 pytestmark = pytest.mark.slow  # builds the whole tiny book (a grid included), then opens it in Chromium
 
@@ -523,8 +524,9 @@ def pdf_text(text: str) -> str:
 
 
 def test_the_book_prints_to_one_pdf(book, browser, tmp_path):
-    """`thesis book pdf` on the tiny book: pages, every chapter's title, the figures as embedded images,
-    Korean text that can be extracted, and the title and author of _config.yml. Adds about 13 s (10 s to print)."""
+    """`thesis book pdf` on the tiny book: pages, every chapter's title, Korean text that can be extracted,
+    every figure and table with the number its page gives it, the figures as embedded images, and the title
+    and author of _config.yml. Adds about 13 s (10 s to print)."""
     import yaml
     from pypdf import PdfReader
 
@@ -539,7 +541,11 @@ def test_the_book_prints_to_one_pdf(book, browser, tmp_path):
         assert pdf_text(chapter_title(chapter.source)) in text, f"the PDF lacks the title of {chapter.name}"
     assert "데이터" in text, "no Korean text in the PDF"  # glyphs with their text, not shapes alone
     assert pdf_text("Synthetic data: every number and figure") in text, "the twin's banner is not printed"
-    figures = sum(glued_figures(chapter.source) for chapter in chapters)
+    numbered = read_manifest(book.html_index.parent)  # every figure and table, numbered as the pages number them
+    for item in numbered:
+        label = f"{'그림' if item.kind == 'figure' else '표'}{item.number}"
+        assert label in text, f"the PDF lacks {label} ({item.label})"
+    figures = sum(item.kind == "figure" for item in numbered)
     assert result.images >= figures > 0, f"{result.images} images embedded for {figures} figures"
     config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
     assert (reader.metadata.title, reader.metadata.author) == (config["title"], config["author"])

@@ -8,8 +8,8 @@ The route of Jupyter Book's own `pdfhtml` builder, without the browser that buil
    folder; nothing is executed, so this takes seconds);
 2. Sphinx writes that page under the root document's name (book/intro.html) with links relative to the
    output folder, so it is copied to the folder's index.html, where its stylesheets and images resolve; there
-   a small script opens collapsed outputs (paper cannot be clicked) and scales a table wider than the text
-   down to fit it;
+   a small script opens collapsed outputs (paper cannot be clicked; code folded under its output stays
+   folded, and print.css leaves out the fold's button) and scales a table wider than the text down to fit it;
 3. Chromium prints it (`--print-to-pdf`) with the network blocked; book/_static/print.css lays it out for
    paper (A4, page numbers, no sidebars, chapters on new pages, figures and tables kept whole);
 4. pypdf sets the PDF's title and author from _config.yml, mends bookmarks Chromium named twice, and counts
@@ -56,7 +56,7 @@ PRINT_TIMEOUT_S = 300
 # set on the table first, so its scale holds in print too (print.css gives every table that size).
 PAPER_SCRIPT = """<script>
 window.addEventListener("load", () => {
-  document.querySelectorAll("details").forEach((details) => { details.open = true; });
+  document.querySelectorAll("details:not(.above-input)").forEach((details) => { details.open = true; });
   const text = document.querySelector("article.bd-article") || document.body;
   document.querySelectorAll("article table").forEach((table) => {
     table.style.fontSize = "7.5pt";
