@@ -57,13 +57,17 @@ PRINT_TIMEOUT_S = 300
 PAPER_SCRIPT = """<script>
 window.addEventListener("load", () => {
   document.querySelectorAll("details:not(.above-input)").forEach((details) => { details.open = true; });
-  const text = document.querySelector("article.bd-article") || document.body;
   document.querySelectorAll("article table").forEach((table) => {
     table.style.fontSize = "7.5pt";
     table.style.display = "table";
+    // The text's width less the table's indent on both sides (a box or dropdown around it): its parents
+    // may have grown to the table's width, the text has not.
+    const text = table.closest("article") || document.body;
+    const indent = table.getBoundingClientRect().left - text.getBoundingClientRect().left;
+    const room = text.clientWidth - 2 * Math.max(indent, 0);
     const width = table.getBoundingClientRect().width;
-    if (width > text.clientWidth) {
-      table.style.zoom = (0.98 * text.clientWidth / width).toFixed(3);
+    if (width > room) {
+      table.style.zoom = (0.9 * room / width).toFixed(3);  // 10% to spare: print sets text a little wider
     }
   });
 });
