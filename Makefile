@@ -33,7 +33,7 @@ IN_CI := $(filter-out 0 false,$(CI))
 HAVE_CHROMIUM := command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null
 LINT_PATHS := thesis_lib tests benchmarks
 
-.PHONY: help venv test test-fast lint book export browser twin bench clean-book clean
+.PHONY: help venv test test-fast lint book export pdf browser twin bench clean-book clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -80,6 +80,11 @@ book: $(if $(filter smoke,$(PROFILE)),twin,$(STAMP))  ## run every chapter (pape
 
 export: book  ## the book's figures (PDF, SVG, 300-dpi PNG) and tables (CSV, booktabs LaTeX) for the thesis, in $(EXPORT)
 	$(VENV)/bin/thesis export $(EXPORT)
+
+# The book as one PDF: the book is rendered first (unchanged chapters are reused), then printed by headless
+# Chromium from its one-page HTML, offline (thesis_lib/book/pdf.py; `make browser` installs Chromium).
+pdf: book  ## the whole book as one PDF, _build/pdf/book.pdf (A4, printed by headless Chromium; `make browser` installs it)
+	$(VPY) -m thesis_lib.book pdf --out _build/pdf/book.pdf
 
 bench: $(STAMP)  ## speed benchmark (cpu: small models, prints numbers, asserts nothing; gpu: full size); JSON in benchmarks/results/
 	$(VPY) benchmarks/run_bench.py --profile $(BENCH_PROFILE) $(BENCH_ARGS)

@@ -14,7 +14,8 @@ official-split rows). That copy keeps the data fingerprint (the truth file is no
 runs that read no ground truth (baselines, single-modality runs) are shared by record with the twin's
 grid; the fusions read the twin's true boxes (objects_oracle), which the copy lacks, so its grid retrains
 them on text and poster only. Screenshots of chapter 4 of both branches are kept in test-artifacts/
-(git-ignored).
+(git-ignored). The twin's tiny book is also printed to one PDF (`thesis book pdf`, the same Chromium) and
+read back with pypdf; it is kept there too.
 
 Chromium is Debian's `chromium` (`make test` installs it when missing and apt-get is there); without it the
 test is skipped, unless THESIS_REQUIRE_CHROMIUM=1, which turns the skip into a failure: `make test` sets it
@@ -29,6 +30,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -42,6 +44,8 @@ from PIL import Image
 from thesis_lib.book.build import BookBuild, BookResult, build_book
 from thesis_lib.book.chapters import chapters_from_toc
 from thesis_lib.book.execute import accepted_parameters, declared_parameters
+from thesis_lib.book.numbering import read_manifest
+from thesis_lib.book.pdf import CHROMIUM_FLAGS, book_pdf, find_chromium  # headless, never on the network
 from thesis_lib.cli import main
 from thesis_lib.data.twin import TwinConfig, generate_twin
 from thesis_lib.data.twin.generate import TRUTH_FILE
@@ -70,17 +74,15 @@ MMIMDB_FUSIONS = ("fusion_attention", "fusion_cross_attention")
 MMIMDB_PARAMETERS = TINY_PARAMETERS | {"models": ",".join(MMIMDB_MODELS), "ablations": json.dumps([TINY_ABLATIONS[1]])}
 CHAPTER_4 = ("04_experiments", "04_xai")
 RUNS = "runs"  # the tiny grid's runs folder, inside the book's copy (never the project's runs/)
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND"]  # never reach the network
 BROWSER_TIMEOUT_S = 90
 SHOT_HEIGHT = 16000  # px of a chapter-4 screenshot: the whole page of the tiny book
+MIN_PDF_PAGES = 40  # the tiny book printed to 70 A4 pages (2026-12)
 WEIGHTLESS_CHAPTERS = {"03_data"}  # figures of the data alone: their captions name no weights
 pytestmark = pytest.mark.slow  # builds the whole tiny book (a grid included), then opens it in Chromium
 
 
 def chromium() -> str | None:
-    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    return find_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -513,6 +515,42 @@ def test_screenshot_of_the_data_chapter_is_kept(book, browser):
     shot = ARTIFACTS / "book.png"
     run_browser(browser, "--window-size=1280,6000", f"--screenshot={shot}", page.as_uri())
     assert_not_blank(shot)
+
+
+def pdf_text(text: str) -> str:
+    """Text for comparing with what pypdf extracts: ligatures (fi) undone, no whitespace (the PDF breaks
+    titles over lines and spaces Korean words unevenly)."""
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+def test_the_book_prints_to_one_pdf(book, browser, tmp_path):
+    """`thesis book pdf` on the tiny book: pages, every chapter's title, Korean text that can be extracted,
+    every figure and table with the number its page gives it, the figures as embedded images, and the title
+    and author of _config.yml. Adds about 13 s (10 s to print)."""
+    import yaml
+    from pypdf import PdfReader
+
+    root = book_root(book)
+    result = book_pdf(root, tmp_path / "book.pdf", browser)
+    reader = PdfReader(result.path)
+    assert result.pages == len(reader.pages) > MIN_PDF_PAGES
+    assert result.bytes == result.path.stat().st_size
+    text = pdf_text("".join(page.extract_text() for page in reader.pages))
+    chapters = chapters_from_toc(root)
+    for chapter in chapters:
+        assert pdf_text(chapter_title(chapter.source)) in text, f"the PDF lacks the title of {chapter.name}"
+    assert "데이터" in text, "no Korean text in the PDF"  # glyphs with their text, not shapes alone
+    assert pdf_text("Synthetic data: every number and figure") in text, "the twin's banner is not printed"
+    numbered = read_manifest(book.html_index.parent)  # every figure and table, numbered as the pages number them
+    for item in numbered:
+        label = f"{'그림' if item.kind == 'figure' else '표'}{item.number}"
+        assert label in text, f"the PDF lacks {label} ({item.label})"
+    figures = sum(item.kind == "figure" for item in numbered)
+    assert result.images >= figures > 0, f"{result.images} images embedded for {figures} figures"
+    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
+    assert (reader.metadata.title, reader.metadata.author) == (config["title"], config["author"])
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy2(result.path, ARTIFACTS / "book.pdf")
 
 
 def test_chapter_4_pages_come_with_their_specific_checks():

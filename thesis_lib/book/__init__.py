@@ -7,6 +7,7 @@ captions use), `glue` (numbers and figures into the prose), `architecture` (para
 cross-attention shapes for the methods chapter), `objects` (detector tables and figures),
 `experiments_chapter`, `experiments_figures` and `error_analysis` (chapter 4's tables, figures and error
 analysis from the run records), `xai_chapter` (chapter 4's explanations and faithfulness table), `prose`
-(sentences built from records), `speed` (the benchmark appendix), `build` (the whole build: `build_book`).
+(sentences built from records), `speed` (the benchmark appendix), `jupyter_book` (the Jupyter Book step),
+`build` (the whole build: `build_book`), `pdf` (the built book printed to one PDF: `book_pdf`).
 The `thesis book` command itself lives in `thesis_lib.cli.book`. Nothing heavy is imported here.
 """

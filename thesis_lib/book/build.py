@@ -27,10 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import operator
-import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +54,8 @@ from thesis_lib.book.execute import (
     execute_chapter,
     project_kernel,
 )
+from thesis_lib.book.jupyter_book import BUILD_CONFIG, BUILD_TOC, run_jupyter_book
+from thesis_lib.book.jupyter_book import BookBuildError as BookBuildError  # raised through build_book; re-exported
 from thesis_lib.book.provenance import (
     BuildProvenance,
     DataDescription,
@@ -78,11 +77,7 @@ PROFILE_PARAMETER = "profile"  # a chapter that declares it loads the typed prof
 DATA_ROOT_PARAMETER = "data_root"  # the release folder (see notebooks/params/); None: the twin ...
 TWIN_ROOT_PARAMETER = "twin_root"  # ... at this folder
 MODEL_SIZE_PARAMETER = "model_size"  # "small" | "full": which registry recipes the chapters build
-BUILD_CONFIG = "_config.yml"  # per-build copies, written into the executed folder
-BUILD_TOC = "_toc.yml"
 PROVENANCE_FILE = "provenance.json"
-BUILD_LOG = "book-build.log"  # the chapters run or reused, then Jupyter Book's full output; next to html/
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Sphinx colours its console output
 
 _log = logging.getLogger(__name__)
 
@@ -110,10 +105,6 @@ class BookResult:
     provenance: BuildProvenance
     runs: list[ChapterRun] = field(default_factory=list)
     book_seconds: float = 0.0  # the Jupyter Book step alone
-
-
-class BookBuildError(ThesisError, RuntimeError):
-    """Jupyter Book reported warnings or errors (the build runs with -W, so a broken reference fails)."""
 
 
 class PreflightError(ThesisError):
@@ -214,7 +205,7 @@ def build_book(build: BookBuild, log: Callable[[str], None] = _log.info) -> Book
     config_path, toc_path = _write_build_files(root, provenance, {chapter.name for chapter in chapters})
 
     started = time.perf_counter()
-    html_index = _run_jupyter_book(root, build.output or root, config_path, toc_path, log, chapter_lines)
+    html_index = run_jupyter_book(root, build.output or root, config_path, toc_path, log, chapter_lines)
     return BookResult(html_index, provenance, runs, time.perf_counter() - started)
 
 
@@ -371,35 +362,6 @@ def _write_build_files(root: Path, provenance: BuildProvenance, chapters: set[st
     toc = restrict_toc(read_toc(root / "_toc.yml"), chapters)
     toc_path.write_text(yaml.safe_dump(toc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return config_path, toc_path
-
-
-def _run_jupyter_book(root: Path, output: Path, config: Path, toc: Path, log: Callable[[str], None],
-                      chapter_lines: Sequence[str] = ()) -> Path:
-    """`jupyter-book build -W -n --keep-going --all`; warnings are printed, the full log is kept (after
-    `chapter_lines`: which chapters ran, which were reused, and why)."""
-    command = [
-        str(Path(sys.executable).parent / "jupyter-book"), "build", str(root),
-        "--config", str(config), "--toc", str(toc), "--path-output", str(output),
-        "-W", "-n", "--keep-going", "--all",
-    ]
-    log("jupyter-book build -W -n --keep-going ...")
-    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
-    log_path = Path(output) / "_build" / BUILD_LOG
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    output_text = _ANSI_ESCAPE.sub("", result.stdout + result.stderr)
-    problems = [line for line in output_text.splitlines()
-                if "WARNING" in line or "ERROR" in line or "Traceback" in line]
-    header = "".join(f"{line}\n" for line in chapter_lines) + ("\n" if chapter_lines else "")
-    log_path.write_text(header + output_text, encoding="utf-8")
-    for line in problems:
-        log(f"jupyter-book: {line}")
-    html_index = Path(output) / "_build" / "html" / "index.html"
-    if result.returncode != 0 or not html_index.is_file():
-        raise BookBuildError(
-            f"jupyter-book failed (exit status {result.returncode}, {len(problems)} warning/error lines); "
-            f"full log: {log_path}"
-        )
-    return html_index
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -16,6 +16,10 @@ its cache root, and every page carries a banner saying the numbers come from ran
 Also what `python -m thesis_lib.book` and `make book` run. Exit status 0, 1 when a chapter or the Jupyter
 Book step failed (the message names the chapter and cell, or the log), 2 for bad input (profile,
 parameter or chapter name).
+
+`thesis book pdf [--out FILE] [--browser PATH]` (what `make pdf` runs after `make book`): the book built last,
+printed to one PDF by headless Chromium (`thesis_lib.book.pdf`). Exit status 0; 1 when the one-page build or
+Chromium failed (the message says why); 2 when there is no built book or no Chromium.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     book = commands.add_parser("book", help="run every chapter with papermill and build the HTML book")
     add_book_arguments(book)
     book.set_defaults(handler=book_command)
+    # Optional: plain `thesis book [options]` builds the book; `thesis book pdf` prints the one built last.
+    actions = book.add_subparsers(dest="book_command", required=False, metavar="[pdf]", title="action")
+    pdf = actions.add_parser("pdf", help="print the book built last to one PDF with headless Chromium "
+                                         "(after `thesis book`; what `make pdf` runs)")
+    pdf.add_argument("--out", default=None, metavar="FILE",
+                     help="the PDF to write (default: _build/pdf/book.pdf in the project)")
+    pdf.add_argument("--browser", default=None, metavar="PATH",
+                     help="the Chromium to print with (default: chromium, chromium-browser or google-chrome on PATH)")
+    pdf.set_defaults(handler=pdf_command)
 
 
 def add_book_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,4 +95,20 @@ def book_command(ns: argparse.Namespace) -> int:
         report_error(error)
         return EXIT_BUILD_FAILED
     print(f"book: built in {time.perf_counter() - started:.0f} s -> {result.html_index}")
+    return 0
+
+
+def pdf_command(ns: argparse.Namespace) -> int:
+    from thesis_lib.book.jupyter_book import BookBuildError
+    from thesis_lib.book.pdf import PrintFailedError, book_pdf
+    from thesis_lib.paths import project_root
+
+    started = time.perf_counter()
+    try:
+        result = book_pdf(project_root(), ns.out, ns.browser)  # no book, no Chromium: one line, exit 2
+    except (BookBuildError, PrintFailedError) as error:  # a failed result, not bad input
+        report_error(error)
+        return EXIT_BUILD_FAILED
+    print(f"pdf: {result.pages} pages, {result.images} images, {result.bytes / 1e6:.1f} MB in "
+          f"{time.perf_counter() - started:.0f} s -> {result.path}")
     return 0
