@@ -54,7 +54,8 @@ ALL_COMMANDS = list(command_paths(build_parser()))
 
 
 def test_the_tree_holds_every_command_group():
-    assert {path[0] for path in ALL_COMMANDS if path} == {"data", "models", "weights", "run", "cache", "results", "xai", "book"}
+    assert {path[0] for path in ALL_COMMANDS if path} == {"data", "models", "weights", "run", "cache", "results", "xai", "book",
+                                                          "export"}
     assert ("results", "table") in ALL_COMMANDS and ("data", "download") in ALL_COMMANDS
 
 

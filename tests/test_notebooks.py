@@ -111,7 +111,7 @@ def test_every_figure_caption_names_its_data(path):
     notebook = read(path)
     figures = [block for cell in notebook.cells if cell.cell_type == "markdown"
                for block in re.findall(r"```\{glue:figure\}.*?```", cell.source, flags=re.S)]
-    assert figures, f"{path.name} has no glued figure"
+    assert figures or path.stem.startswith("05_"), f"{path.name} has no glued figure"  # the conclusion: words only
     for block in figures:
         assert "{glue:text}`data_caption`" in block or "Data: not used" in block, (
             f"{path.name}: caption does not name its data:\n{block}")

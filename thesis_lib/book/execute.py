@@ -229,6 +229,17 @@ def _is_papermill_cell(cell: Any) -> bool:
     return INJECTED_TAG in tags or "papermill-error-cell-tag" in tags
 
 
+def presented_tags(cell: Any) -> list[str]:
+    """The tags a code cell carries in the executed copy: its own, plus `remove-cell` for the parameters and
+    injected cells (the build's note stands for them) or `hide-input` for every other code cell (the page
+    shows its output, the code folded above it). Markdown cells keep their own."""
+    tags = list(cell.metadata.get("tags", []))
+    if cell.cell_type != "code":
+        return tags
+    added = REMOVE_CELL if PARAMETERS_TAG in tags or INJECTED_TAG in tags else HIDE_INPUT
+    return tags if added in tags else [*tags, added]
+
+
 def present_parameters(executed: Path, declared: Mapping[str, Parameter], injected: Mapping[str, Any]) -> None:
     """Fold the code of every cell, hide the parameters and injected cells of `executed` and insert one
     collapsed note with the values this run used (injected, else the notebook's default) and what each
@@ -239,13 +250,9 @@ def present_parameters(executed: Path, declared: Mapping[str, Parameter], inject
     notebook = nbformat.read(executed, as_version=4)
     insert_at = None
     for index, cell in enumerate(notebook.cells):
-        tags = cell.metadata.setdefault("tags", [])
-        if PARAMETERS_TAG in tags or INJECTED_TAG in tags:
-            if REMOVE_CELL not in tags:
-                tags.append(REMOVE_CELL)
+        cell.metadata["tags"] = presented_tags(cell)
+        if REMOVE_CELL in cell.metadata["tags"]:
             insert_at = index + 1
-        elif cell.cell_type == "code" and HIDE_INPUT not in tags:
-            tags.append(HIDE_INPUT)
     if insert_at is None or not declared:
         nbformat.write(notebook, executed)
         return
@@ -255,7 +262,7 @@ def present_parameters(executed: Path, declared: Mapping[str, Parameter], inject
             continue
         value = repr(injected[name]) if name in injected else parameter.default_source
         origin = "" if name in injected else " (default)"
-        meaning = parameter.meaning.replace("|", "\\|")
+        meaning = parameter.meaning.replace("|", "\\|").replace("<", "&lt;")  # `<profile>` is no HTML tag
         rows.append(f"| `{name}` | `{value}`{origin} | {meaning} |")
     for name in [name for name in injected if name not in declared]:  # profile keys set with -p
         rows.append(f"| `{name}` | `{injected[name]!r}` | replaces the profile's value |")

@@ -29,7 +29,7 @@ from typing import Any
 
 import thesis_lib
 from thesis_lib.book.chapters import Chapter
-from thesis_lib.book.execute import INJECTED_TAG, PARAMETERS_TAG, REMOVE_CELL, RUN_PARAMETERS_TAG
+from thesis_lib.book.execute import INJECTED_TAG, RUN_PARAMETERS_TAG, presented_tags
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.storage import stable_hash
 
@@ -143,16 +143,12 @@ def refresh_prose(source: Path, executed: Path) -> bool:
 
 
 def _with_outputs(committed: Any, ran: Any) -> Any:
-    """The executed code cell with the committed cell's metadata (tags) and its own outputs; the
-    parameters cell stays hidden as the build hid it."""
+    """The executed code cell with the committed cell's metadata (tags) and its own outputs, presented as
+    the build presents a cell it ran (`execute.presented_tags`: the parameters cell hidden, code folded)."""
     cell = copy.deepcopy(ran)
     keep = {key: value for key, value in ran.metadata.items() if key in ("papermill", "execution")}
     cell.metadata = copy.deepcopy(committed.metadata) | keep
-    tags = list(committed.metadata.get("tags", []))
-    if PARAMETERS_TAG in tags and REMOVE_CELL not in tags:
-        tags.append(REMOVE_CELL)
-    if tags:
-        cell.metadata["tags"] = tags
+    cell.metadata["tags"] = presented_tags(cell)
     return cell
 
 
