@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "thesis_lib"
 
 # Bottom to top: a module may import from its own layer or one below it, never from above.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("", "genres", "paths", "errors", "storage", "logs", "offline", "machine", "versions"),  # "" is the package's own __init__
+    ("", "genres", "paths", "errors", "storage", "logs", "offline", "machine", "versions",
+     "tables"),  # "" is the package's own __init__
     ("data",),
     ("models",),
     ("metrics", "train"),

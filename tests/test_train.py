@@ -474,6 +474,8 @@ def test_inverse_frequency_pos_weight_is_n_over_positives():
     assert torch.allclose(loss.pos_weight, len(TRAIN) / TRAIN.labels.sum(0).clamp(min=1))
     with pytest.raises(ValueError, match="training label matrix"):
         make_loss(replace(BASE, pos_weight="inverse_frequency"))
+    rooted = make_loss(replace(BASE, pos_weight="sqrt_inverse_frequency"), TRAIN.labels)
+    assert torch.allclose(rooted.pos_weight, loss.pos_weight.sqrt())  # the frequent genres starved less
 
 
 def test_config_rejects_bad_values():

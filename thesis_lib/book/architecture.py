@@ -22,6 +22,9 @@ from thesis_lib.data.batch import MultimodalCollator
 from thesis_lib.data.dataset import MODALITIES, MMIMDbDataset
 from thesis_lib.data.images import ImageTransformConfig, build_image_transform
 from thesis_lib.data.text import CLEAN
+from thesis_lib.experiments.grid import open_grid
+from thesis_lib.experiments.pipeline import prepare_config
+from thesis_lib.experiments.specs import BASELINE_SUMMARIES
 from thesis_lib.models.configs import ModelConfig
 from thesis_lib.models.fusion.cross_attention import CrossAttentionFusion
 from thesis_lib.models.registry import build_from_config
@@ -159,9 +162,6 @@ def grid_models(profile: Profile) -> dict[str, GridModel]:
     and input sizes, a fusion's encoders from its source runs and a random text backbone's vocabulary from
     its trained tokenizer are all applied. Reads the release and makes the split as the grid does; trains
     nothing."""
-    from thesis_lib.experiments.grid import open_grid
-    from thesis_lib.experiments.pipeline import prepare_config
-
     context = open_grid(profile, seeds=profile.seeds[:1])
     models = {}
     for spec in context.plan.values():
@@ -175,8 +175,6 @@ def grid_models(profile: Profile) -> dict[str, GridModel]:
 def stands_for(model: GridModel) -> str:
     """What a run's name stands for in this build, e.g. "image_resnet50": "resnet18 with layers 1-1-1-1
     (ResNet-10), channels 16-32-64-128 (0.25x width); random init; fine-tuned; 128 px"."""
-    from thesis_lib.experiments.specs import BASELINE_SUMMARIES
-
     if model.name in BASELINE_SUMMARIES:
         return BASELINE_SUMMARIES[model.name]
     if model.config is None:  # the late fusion over finished runs

@@ -30,7 +30,9 @@ from typing import Any
 from thesis_lib.book.artefacts import FIGURE_FORMATS, TABLE_FORMATS
 from thesis_lib.book.chapters import EXECUTED_DIR, Chapter, chapters_from_toc, thesis_chapter
 from thesis_lib.book.numbering import Numbered, read_manifest
+from thesis_lib.book.reuse import file_hash
 from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.tables import latex_text
 
 MANIFEST = "manifest.json"
@@ -158,9 +160,6 @@ def _kind_word(kind: str) -> str:
 
 def _chapter_inputs(chapter: Chapter, root: Path, provenance: dict[str, Any]) -> dict[str, Any]:
     """What a chapter read: its notebook and executed copy, the data's fingerprint, the run records."""
-    from thesis_lib.book.reuse import file_hash
-    from thesis_lib.experiments.layout import RunsFolder
-
     runs: list[dict[str, str]] = []
     runs_dir = provenance.get("runs_dir")
     if chapter.reads_runs and runs_dir and Path(runs_dir).is_dir():

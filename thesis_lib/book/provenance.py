@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from thesis_lib.data.twin.generate import TRUTH_FILE
 from thesis_lib.detection import coco_standin
 from thesis_lib.detection.config import default_detector_config
 from thesis_lib.errors import ThesisError
+from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.profile import Profile
 from thesis_lib.models.registry import default_config, list_models
 from thesis_lib.paths import project_root
@@ -188,10 +190,6 @@ class RunsSummary:
 
 def runs_summary(runs_dir: Path) -> RunsSummary | None:
     """What the records under `runs_dir` say (None: no finished run there)."""
-    import json
-
-    from thesis_lib.experiments.layout import RunsFolder
-
     if not Path(runs_dir).is_dir():
         return None
     records = [json.loads(run.record.read_text(encoding="utf-8")) for run in RunsFolder(Path(runs_dir)).recorded()]

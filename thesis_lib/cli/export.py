@@ -21,7 +21,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def export_command(ns: argparse.Namespace) -> int:
-    from thesis_lib.book.export import export_book
+    from thesis_lib.book.export import export_book  # here: keeps the book stack off `--help`'s import path
 
     export = export_book(Path(ns.root), Path(ns.out))
     print(f"exported {export.figures} figures and {export.tables} tables to {export.folder} "

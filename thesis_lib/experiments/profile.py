@@ -94,7 +94,7 @@ class Profile:
     weight_decay: float              # AdamW's decoupled weight decay (biases and norms excluded)
     warmup_ratio: float              # share of the optimizer steps with a linear learning-rate warm-up
     patience: int | None             # early stopping on the dev monitor; null: never stop early
-    pos_weight: str                  # "none" | "inverse_frequency" (MMBT's BCE weighting)
+    pos_weight: str                  # "none" | "inverse_frequency" (MMBT's BCE weighting) | "sqrt_inverse_frequency" (its square root)
     monitor: str                     # dev score that picks the best epoch and trial: "macro_f1" | "map_macro" | "loss"
     num_workers: int                 # DataLoader worker processes; -1: one per core less two (cores - 2)
     unimodal_backbones: str          # single-modality runs: "finetune" | "frozen" (cached features, head only)
@@ -113,7 +113,7 @@ class Profile:
             "mixed_precision": ("no", "bf16", "fp16"),
             "plot_choice": ("longest", "first", "concat"),
             "text_cleaning": ("clean", "raw"),
-            "pos_weight": ("none", "inverse_frequency"),
+            "pos_weight": ("none", "inverse_frequency", "sqrt_inverse_frequency"),
             "monitor": ("macro_f1", "map_macro", "loss"),
             "unimodal_backbones": BACKBONE_MODES,
             "fusion_backbones": BACKBONE_MODES,

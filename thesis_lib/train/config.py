@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
-PosWeight = Literal["none", "inverse_frequency"]
+PosWeight = Literal["none", "inverse_frequency", "sqrt_inverse_frequency"]
 Monitor = Literal["macro_f1", "map_macro", "loss"]
 
 # Fields that only change how a run is observed or fed, not what it computes: a resumed run may differ here.
@@ -34,7 +34,8 @@ class TrainConfig:
     warmup_ratio: float = 0.1  # share of optimizer steps with linear warm-up, then linear decay to 0
     grad_clip_norm: float | None = 1.0  # clip the global gradient L2 norm (transformer fine-tuning); None: off
     grad_accum_steps: int = 1  # batches per optimizer step (a larger effective batch on a small GPU)
-    pos_weight: PosWeight = "none"  # "inverse_frequency": BCE pos_weight = n_train / n_positive (as MMBT)
+    pos_weight: PosWeight = "none"  # "inverse_frequency": BCE pos_weight = n_train / n_positive (as MMBT);
+    # "sqrt_inverse_frequency": its square root (rare genres still up-weighted, the frequent ones less starved)
     monitor: Monitor = "macro_f1"  # validation score that picks `best` and drives early stopping
     patience: int | None = 3  # epochs without improvement of `monitor` before stopping; None: never stop early
     min_delta: float = 0.0  # an improvement must beat the best score by more than this

@@ -81,7 +81,7 @@ def prepare_training(
     """Loss, optimizer, seeded loaders and schedule for `model`, all prepared by `accelerator`."""
     if config.channels_last:
         model.to(memory_format=torch.channels_last)  # 4-D (convolution) weights only; inputs follow the weights
-    train_labels = training_label_matrix(train_set) if config.pos_weight == "inverse_frequency" else None
+    train_labels = training_label_matrix(train_set) if config.pos_weight != "none" else None
     loss_fn = make_loss(config, train_labels).to(accelerator.device)
     optimizer = build_optimizer(model, config)
     lengths = item_lengths(train_set) if config.group_by_length else None
