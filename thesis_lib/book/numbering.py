@@ -9,8 +9,9 @@ Registered in `_config.yml` (`sphinx: extra_extensions`). Three steps, each at i
   :figclass: table
   ```
   and this extension turns such a figure into a `numbered_table`: Sphinx counts it as a table (numfig's
-  "table" type, `{numref}` works). The page keeps the figure's HTML (caption last, as the HTML writer
-  closes a figure's caption); `book/_static/tables.css` shows a table's caption above it.
+  "table" type, `{numref}` works), and its caption moves above it, where a table's caption goes (a
+  `table_caption`, whose HTML closes its own <figcaption>: the writer would close a figure's caption only
+  at the figure's end). On paper the caption then stays with its table (book/_static/print.css).
 - Numbers (after reading): Sphinx numbers figures and tables through the whole book. Each number is then
   replaced by (thesis chapter, n), the chapter taken from the page's name (`chapters.thesis_chapter`:
   "04_experiments" and "04_xai" are both chapter 4, so 04_xai's first figure continues 04_experiments'
@@ -41,6 +42,10 @@ class numbered_table(nodes.figure):  # noqa: N801 (docutils names node classes i
     """A glued table with its caption, numbered as a table."""
 
 
+class table_caption(nodes.caption):  # noqa: N801
+    """A table's caption, first in its `numbered_table`."""
+
+
 @dataclass(frozen=True)
 class Numbered:
     """One numbered figure or table of the built book."""
@@ -65,10 +70,14 @@ def read_manifest(html_dir: Path) -> list[Numbered]:
 
 
 def tables_from_glued_figures(app: Any, doctree: nodes.document) -> None:
-    """`doctree-read`: every figure with the table class becomes a `numbered_table`."""
+    """`doctree-read`: every figure with the table class becomes a `numbered_table`, caption first."""
     for figure in list(doctree.findall(nodes.figure)):
-        if TABLE_CLASS in figure["classes"] and not isinstance(figure, numbered_table):
-            figure.replace_self(numbered_table(figure.rawsource, *figure.children, **figure.attributes))
+        if TABLE_CLASS not in figure["classes"] or isinstance(figure, numbered_table):
+            continue
+        captions = [table_caption(caption.rawsource, *caption.children, **caption.attributes)
+                    for caption in figure.children if isinstance(caption, nodes.caption)]
+        rest = [child for child in figure.children if not isinstance(child, nodes.caption)]
+        figure.replace_self(numbered_table(figure.rawsource, *captions, *rest, **figure.attributes))
 
 
 def number_by_chapter(app: Any, env: Any) -> list[str]:
@@ -129,9 +138,19 @@ def _depart_table(translator: Any, node: numbered_table) -> None:
     translator.depart_figure(node)
 
 
+def _visit_caption(translator: Any, node: table_caption) -> None:
+    translator.visit_caption(node)  # <figcaption><p> with the number (表 N.k) and the caption's text
+
+
+def _depart_caption(translator: Any, node: table_caption) -> None:
+    translator.depart_caption(node)
+    translator.body.append("</figcaption>\n")  # closed here: the table follows inside the figure
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.thesis_numbered = {}  # page -> [Numbered], filled as pages are written
     app.add_enumerable_node(numbered_table, "table", html=(_visit_table, _depart_table))
+    app.add_node(table_caption, html=(_visit_caption, _depart_caption))
     app.connect("doctree-read", tables_from_glued_figures)
     app.connect("env-get-updated", number_by_chapter, priority=900)  # after Sphinx's own numbering (500)
     app.connect("doctree-resolved", collect_numbered)
