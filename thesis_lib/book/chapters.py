@@ -67,6 +67,15 @@ def thesis_chapter(page: str) -> str | None:
     return None
 
 
+def title_and_author(root: Path) -> tuple[str, str]:
+    """The book's title and author, as `_config.yml` at `root` sets them once (the PDF's metadata, the
+    export's manifest)."""
+    import yaml
+
+    config = yaml.safe_load((Path(root) / "_config.yml").read_text(encoding="utf-8")) or {}
+    return str(config.get("title", "")), str(config.get("author", ""))
+
+
 def read_toc(path: Path) -> dict[str, Any]:
     import yaml
 

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from thesis_lib.book.artefacts import FIGURE_FORMATS, TABLE_FORMATS
-from thesis_lib.book.chapters import EXECUTED_DIR, Chapter, chapters_from_toc, thesis_chapter
-from thesis_lib.book.numbering import Numbered, read_manifest
-from thesis_lib.book.reuse import file_hash
+from thesis_lib.book.chapters import EXECUTED_DIR, Chapter, chapters_from_toc, thesis_chapter, title_and_author
+from thesis_lib.book.numbering import Numbered, read_numbers
+from thesis_lib.book.reuse import record_hashes
 from thesis_lib.errors import ThesisError
-from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.tables import latex_text
 
 MANIFEST = "manifest.json"
@@ -77,17 +76,21 @@ def export_book(root: Path, out: Path, html_dir: Path | None = None) -> Export:
     an earlier export; refused when it holds anything else). Raises ExportError naming what is missing."""
     root = Path(root).resolve()
     html_dir = Path(html_dir) if html_dir is not None else root / HTML_DIR
-    numbered = read_manifest(html_dir)  # ManifestError: build the book first
+    numbers = read_numbers(html_dir)  # ManifestError: build the book first
     provenance = _read_json(root / PROVENANCE, "the build's provenance")
     chapters = {chapter.name: chapter for chapter in chapters_from_toc(root)}
     out = _fresh_folder(Path(out))
 
-    items = [_export_item(item, chapters, out) for item in numbered if item.kind in LABEL_PREFIXES]
+    items = [_export_item(item, chapters, out) for item in numbers.items if item.kind in LABEL_PREFIXES]
+    runs_dir = provenance.get("runs_dir")
+    records = [{"run": run.label, "record": str(run.record), "sha256": digest}  # hashed once for every chapter
+               for run, digest in (record_hashes(Path(runs_dir)) if runs_dir else [])]
+    title, author = title_and_author(root)
     manifest = {
-        "book": _book_identity(root),
-        "numfig_format": json.loads((html_dir / "numbers.json").read_text(encoding="utf-8"))["numfig_format"],
+        "book": {"title": title, "author": author},
+        "numfig_format": numbers.numfig_format,
         "provenance": provenance,
-        "chapters": {name: _chapter_inputs(chapter, root, provenance)
+        "chapters": {name: _chapter_inputs(chapter, root, provenance, records)
                      for name, chapter in chapters.items() if any(item.chapter == name for item in items)},
         "items": [asdict(item) for item in items],
     }
@@ -122,17 +125,16 @@ def _export_item(item: Numbered, chapters: dict[str, Chapter], out: Path) -> Exp
     name = f"{item.kind}_{item.number.replace('.', '-')}_{key}"
     folder = out / f"chapter{chapter}"
     folder.mkdir(exist_ok=True)
+    wanted = [source / f"{key}.{suffix}" for suffix in FORMATS[item.kind]]
+    missing = [path for path in wanted if not path.is_file()]
+    if missing:
+        raise ExportError(f"{missing[0]}: missing ({item.kind} {item.number}); run the chapter again "
+                          "(`make clean-book && make book`)")
     files = []
     for suffix in FORMATS[item.kind]:
-        artefact = source / f"{key}.{suffix}"
-        if not artefact.is_file():
-            raise ExportError(f"{artefact}: missing ({item.kind} {item.number}); run the chapter again "
-                              "(`make clean-book && make book`)")
-        target = folder / f"{name}.{suffix}"
-        if suffix == "tex":  # the table's tabular, wrapped in its table environment below
-            continue
-        shutil.copyfile(artefact, target)
-        files.append(target.relative_to(out).as_posix())
+        if suffix != "tex":  # a table's tabular goes into its table environment below
+            shutil.copyfile(source / f"{key}.{suffix}", folder / f"{name}.{suffix}")
+            files.append(f"{folder.name}/{name}.{suffix}")
     label = f"{LATEX_LABELS[item.kind]}:{key}"
     environment = (_figure_environment(f"{folder.name}/{name}", item.caption, label) if item.kind == "figure"
                    else _table_environment((source / f"{key}.tex").read_text(encoding="utf-8"), item.caption, label))
@@ -158,25 +160,15 @@ def _kind_word(kind: str) -> str:
     return {"figure": "Figure", "table": "Table"}[kind]
 
 
-def _chapter_inputs(chapter: Chapter, root: Path, provenance: dict[str, Any]) -> dict[str, Any]:
-    """What a chapter read: its notebook and executed copy, the data's fingerprint, the run records."""
-    runs: list[dict[str, str]] = []
-    runs_dir = provenance.get("runs_dir")
-    if chapter.reads_runs and runs_dir and Path(runs_dir).is_dir():
-        runs = [{"run": run.label, "record": str(run.record), "sha256": file_hash(run.record)}
-                for run in RunsFolder(Path(runs_dir)).recorded()]
+def _chapter_inputs(chapter: Chapter, root: Path, provenance: dict[str, Any],
+                    records: list[dict[str, str]]) -> dict[str, Any]:
+    """What a chapter read: its notebook and executed copy, the data's fingerprint, the run `records` (when
+    it reads runs)."""
     data = provenance.get("data") or {}
     return {"notebook": chapter.source.relative_to(root).as_posix(),
             "executed": chapter.executed.relative_to(root).as_posix(),
             "data_fingerprint": data.get("fingerprint") if chapter.reads_data else None,
-            "commit": provenance.get("commit"), "run_records": runs}
-
-
-def _book_identity(root: Path) -> dict[str, str]:
-    import yaml
-
-    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
-    return {"title": str(config.get("title", "")), "author": str(config.get("author", ""))}
+            "commit": provenance.get("commit"), "run_records": records if chapter.reads_runs else []}
 
 
 def _fresh_folder(out: Path) -> Path:

@@ -61,12 +61,26 @@ class ManifestError(ThesisError, FileNotFoundError):
     """No built book with a numbers manifest where one was expected."""
 
 
-def read_manifest(html_dir: Path) -> list[Numbered]:
-    """The numbered figures and tables of the book built into `html_dir`, in reading order."""
+@dataclass(frozen=True)
+class Numbers:
+    """numbers.json: the caption prefixes ("그림 %s") and every numbered figure and table."""
+
+    numfig_format: dict[str, str]
+    items: list[Numbered]
+
+
+def read_numbers(html_dir: Path) -> Numbers:
+    """numbers.json of the book built into `html_dir`."""
     path = Path(html_dir) / MANIFEST_FILE
     if not path.is_file():
         raise ManifestError(f"{path}: no numbers manifest: build the book first (`make book`)")
-    return [Numbered(**item) for item in json.loads(path.read_text(encoding="utf-8"))["items"]]
+    content = json.loads(path.read_text(encoding="utf-8"))
+    return Numbers(content["numfig_format"], [Numbered(**item) for item in content["items"]])
+
+
+def read_manifest(html_dir: Path) -> list[Numbered]:
+    """The numbered figures and tables of the book built into `html_dir`, in reading order."""
+    return read_numbers(html_dir).items
 
 
 def tables_from_glued_figures(app: Any, doctree: nodes.document) -> None:

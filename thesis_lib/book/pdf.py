@@ -32,15 +32,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from thesis_lib.book.chapters import EXECUTED_DIR, read_toc
+from thesis_lib.book.chapters import EXECUTED_DIR, read_toc, title_and_author
 from thesis_lib.book.jupyter_book import BUILD_CONFIG, BUILD_TOC, run_jupyter_book
 from thesis_lib.errors import ThesisError
 
 PDF_PATH = Path("_build") / "pdf" / "book.pdf"  # relative to the book's root; what `make pdf` writes
 SINGLEHTML_LOG = "singlehtml-build.log"  # Jupyter Book's output of step 1, next to the PDF
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # looked up on PATH, in this order
-# Headless, and never on the network: every host name resolves to nothing (the book's one remote script,
-# MathJax from a CDN, then fails at once; the book has no math).
+# Headless, and never on the network: every host name resolves to nothing (the book needs none: MathJax is
+# served from its own _static folder, sphinx-mathjax-offline).
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND"]
@@ -132,7 +132,7 @@ def book_pdf(root: Path, output: Path | None = None, browser: str | None = None,
         printed = Path(scratch) / "printed.pdf"
         print_page(browser, page, printed)
         log(f"printed in {time.perf_counter() - started:.1f} s")
-        pages, images = _finish(printed, output, _title_and_author(root))
+        pages, images = _finish(printed, output, title_and_author(root))
     return BookPdf(output, pages, output.stat().st_size, images)
 
 
@@ -165,13 +165,6 @@ def print_page(browser: str, page: Path, pdf: Path, timeout_s: float = PRINT_TIM
 def _stderr_tail(stderr: str, lines: int = 3) -> str:
     kept = [line.strip() for line in stderr.splitlines() if line.strip() and not _NOISE.search(line)]
     return " | ".join(kept[-lines:])
-
-
-def _title_and_author(root: Path) -> tuple[str, str]:
-    import yaml
-
-    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
-    return str(config.get("title", "")), str(config.get("author", ""))
 
 
 def _finish(printed: Path, output: Path, title_and_author: tuple[str, str]) -> tuple[int, int]:

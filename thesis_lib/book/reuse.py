@@ -30,7 +30,7 @@ from typing import Any
 import thesis_lib
 from thesis_lib.book.chapters import Chapter
 from thesis_lib.book.execute import INJECTED_TAG, RUN_PARAMETERS_TAG, presented_tags
-from thesis_lib.experiments.layout import RunsFolder
+from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.storage import stable_hash
 
 METADATA_KEY = "thesis"  # the executed copy's metadata section (the source notebooks use it for reads_runs)
@@ -178,8 +178,12 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "absent"
 
 
+def record_hashes(runs_root: Path) -> list[tuple[RunFolder, str]]:
+    """Every finished run in the runs folder with the SHA-256 of its record (empty: no such folder)."""
+    runs = RunsFolder(runs_root) if runs_root.is_dir() else None
+    return [] if runs is None else [(run, file_hash(run.record)) for run in runs.recorded()]
+
+
 def runs_hash(runs_root: Path) -> str:
     """Every finished run's record (its config hash, scores, times) in the runs folder, by label."""
-    runs = RunsFolder(runs_root) if runs_root.is_dir() else None
-    records = [] if runs is None else [(run.label, file_hash(run.record)) for run in runs.recorded()]
-    return stable_hash(records)
+    return stable_hash([(run.label, digest) for run, digest in record_hashes(runs_root)])
