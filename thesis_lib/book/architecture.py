@@ -4,8 +4,8 @@ cross-attention block on a real batch.
 
 The configs come from the grid's own path (`experiments.pipeline.prepare_config`), so chapter 3 counts
 exactly the models chapter 4 trains: the profile's stand-ins and overrides included. Counts are taken from
-models built with random weights (`pretrained=False`): the numbers are the same and nothing is loaded. Shapes are traced with forward hooks on the real modules, so the figure cannot drift
-from the code.
+models built with random weights (`pretrained=False`): the numbers are the same and nothing is loaded.
+Shapes are traced with forward hooks on the real modules, so the figure cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -150,7 +150,6 @@ class GridModel:
     """One run of the profile's grid (first seed, primary split) as the grid builds it."""
 
     name: str  # the run's name: a registry model, a variant (model@tag) or a baseline
-    stage: str  # "baseline" | "unimodal" | "late" | "fusion"
     config: ModelConfig | None  # the network it trains (None: a baseline or the late fusion over runs)
     tokenizer: Any  # the tokenizer its plots are read with (None without text)
     sources: tuple[tuple[str, str], ...]  # (modality, run) a fusion starts from
@@ -168,7 +167,7 @@ def grid_models(profile: Profile) -> dict[str, GridModel]:
         if spec.split != profile.primary_split:
             continue
         config, tokenizer = (prepare_config(spec, context)[:2] if spec.kind == "train" else (None, None))
-        models[spec.name] = GridModel(spec.name, spec.stage, config, tokenizer, spec.sources)
+        models[spec.name] = GridModel(spec.name, config, tokenizer, spec.sources)
     return models
 
 
@@ -181,20 +180,16 @@ def stands_for(model: GridModel) -> str:
         runs = ", ".join(run for _, run in model.sources)
         return f"late fusion: per-genre weighted mean of the probabilities of {runs} (weights tuned on dev)"
     config = model.config
-    parts = []
     reused = dict(model.sources)  # modality -> the run whose encoder a fusion starts from
+    parts = []
     if config.text is not None:
         text = config.text
-        state = "frozen" if text.frozen else "fine-tuned"
-        parts.append(f"text encoder of {reused['text']} ({state})" if "text" in reused else
-                     f"text {text.backbone} ({_origin(text.pretrained, text.backbone)}, {state}, "
-                     f"{text.pooling} pooling, {text.max_length} tokens)")
+        parts.append(_encoder_words("text", text.backbone, text, reused, f"{text.pooling} pooling, "
+                                    f"{text.max_length} tokens"))
     if config.image is not None:
         image = config.image
-        state = "frozen" if image.frozen else "fine-tuned"
-        parts.append(f"image encoder of {reused['image']} ({state})" if "image" in reused else
-                     f"image {image_architecture(image.backbone, dict(image.timm_kwargs), image.depth)} "
-                     f"({_origin(image.pretrained, image.backbone)}, {state}, {image.input_size} px)")
+        architecture = image_architecture(image.backbone, dict(image.timm_kwargs), image.depth)
+        parts.append(_encoder_words("image", architecture, image, reused, f"{image.input_size} px"))
     if config.objects is not None:
         parts.append(f"{config.objects.source} detections as class, box and score")
     fusion = config.fusion
@@ -227,8 +222,14 @@ def image_architecture(backbone: str, timm_kwargs: dict[str, Any], depth: int | 
     return backbone + (f" with {', '.join(words)}" if words else "")
 
 
-def _origin(pretrained: bool, backbone: str) -> str:
-    return "random init" if not pretrained or backbone.startswith("random-") else "pretrained"
+def _encoder_words(modality: str, architecture: str, part: Any, reused: Mapping[str, str], inputs: str) -> str:
+    """One encoder in words: the source run's (a fusion's, by name) or its own architecture, origin, training
+    and inputs."""
+    state = "frozen" if part.frozen else "fine-tuned"
+    if modality in reused:
+        return f"{modality} encoder of {reused[modality]} ({state})"
+    origin = "random init" if not part.pretrained or part.backbone.startswith("random-") else "pretrained"
+    return f"{modality} {architecture} ({origin}, {state}, {inputs})"
 
 
 def grid_parameter_table(models: Mapping[str, GridModel]) -> pd.DataFrame:

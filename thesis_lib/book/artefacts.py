@@ -41,7 +41,7 @@ def save_figure(key: str, figure: Any) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for suffix in FIGURE_FORMATS:
         figure.savefig(folder / f"{key}.{suffix}", dpi=PRINT_DPI if suffix == "png" else "figure",
-                       bbox_inches="tight", metadata=None if suffix != "png" else {"Software": None})
+                       bbox_inches="tight")
 
 
 def save_table(key: str, table: pd.DataFrame, precision: int = DEFAULT_PRECISION) -> None:

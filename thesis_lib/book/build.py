@@ -235,16 +235,16 @@ def _remove_stale(executed_dir: Path, chapters: Sequence[Chapter]) -> None:
     """Clear the executed folder of everything but the executed copies of the book's chapters and their
     artefact folders (each is reused only when its key matches): stale chapters and build files of an
     earlier build must not linger."""
-    keep = {chapter.executed for chapter in chapters} | {chapter.artefacts for chapter in chapters}
-    keep_dirs = {path.parent for path in keep}  # the folders that hold something kept
-    for folder in (executed_dir / ARTEFACTS_DIR.name, executed_dir):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if path in keep or (path in keep_dirs and path.is_dir()):
-                continue
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    artefacts = executed_dir / ARTEFACTS_DIR.name
+    _remove_all_but(executed_dir, {chapter.executed for chapter in chapters} | {artefacts})
+    _remove_all_but(artefacts, {chapter.artefacts for chapter in chapters})
     executed_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_all_but(folder: Path, keep: set[Path]) -> None:
+    for path in folder.iterdir() if folder.is_dir() else ():
+        if path not in keep:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 def _injected(name: str, value: Any, takes_profile: bool) -> Any:

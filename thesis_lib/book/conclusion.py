@@ -5,11 +5,11 @@ number and follows the build it is part of.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.profile import Profile, load_profile
+from thesis_lib.experiments.records import iter_records
 from thesis_lib.paths import project_root
 
 FULL_PROFILE = "full"
@@ -21,8 +21,7 @@ def full_profile_runs(root: Path | None = None) -> tuple[Path, int, int]:
     folder = load_profile(FULL_PROFILE, root=root).runs_path()
     data_roots, count = set(), 0
     if folder.is_dir():
-        for run in RunsFolder(folder).recorded():
-            record = json.loads(run.record.read_text(encoding="utf-8"))
+        for _, record in iter_records(RunsFolder(folder), split=None):
             if record.get("profile") == FULL_PROFILE and not record.get("rehearsal"):
                 count += 1
                 data_roots.add(str((record.get("data") or {}).get("root")))

@@ -251,7 +251,7 @@ def present_parameters(executed: Path, declared: Mapping[str, Parameter], inject
     insert_at = None
     for index, cell in enumerate(notebook.cells):
         cell.metadata["tags"] = presented_tags(cell)
-        if REMOVE_CELL in cell.metadata["tags"]:
+        if {PARAMETERS_TAG, INJECTED_TAG} & set(cell.metadata["tags"]):
             insert_at = index + 1
     if insert_at is None or not declared:
         nbformat.write(notebook, executed)

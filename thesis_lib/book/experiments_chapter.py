@@ -210,8 +210,8 @@ def comparison_table(rows: Sequence[Mapping[str, Any]], runs: Mapping[str, Finis
 
 
 def threshold_values(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Why the scores at 0.5 mislead (for the prose): every trained model weights a genre's positives by its
-    inverse frequency (`pos_weight`), which lifts its probabilities, so at 0.5 it calls too many genres. The
+    """Why the scores at 0.5 mislead (for the prose): every trained model weights a genre's positives up by
+    its rarity (`pos_weight`), which lifts its probabilities, so at 0.5 it calls too many genres. The
     trained model with the lowest Hamming accuracy at 0.5, that accuracy with tuned thresholds, and the
     frequency baseline's at 0.5 (its probabilities are the genre shares, no weighting)."""
     trained = [row for row in rows if "@" not in row["model"] and not row["model"].startswith("baseline_")]

@@ -7,7 +7,6 @@ generator's, as glue values: the prose of 3.1 and 3.2 quotes them, so a profile 
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +21,7 @@ from thesis_lib.experiments.runner import profile_train_config
 from thesis_lib.genres import GENRES
 from thesis_lib.metrics.thresholds import DEFAULT_THRESHOLD_GRID
 from thesis_lib.models.configs import ModelConfig
-from thesis_lib.models.fusion.late import fit_late_fusion_weights
+from thesis_lib.models.fusion.late import WEIGHT_STEP
 
 
 def recipe_values(settings: Profile, proposed: ModelConfig, text_source: ModelConfig) -> dict[str, Any]:
@@ -31,7 +30,7 @@ def recipe_values(settings: Profile, proposed: ModelConfig, text_source: ModelCo
     fusion, objects = proposed.fusion, proposed.objects
     train = profile_train_config(settings, torch.device("cpu"), seed=settings.seeds[0], processes=1)
     detector = default_detector_config(objects.source, settings.model_size)
-    late_step = inspect.signature(fit_late_fusion_weights).parameters["step"].default
+    late_step = WEIGHT_STEP  # fit_late_fusion_weights' grid
     return {
         "text_max_length": settings.text_max_length, "image_size": settings.image_size,
         "max_regions": detector.max_regions, "score_threshold": detector.score_threshold,

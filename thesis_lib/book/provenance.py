@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from thesis_lib.detection.config import default_detector_config
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.profile import Profile
+from thesis_lib.experiments.records import iter_records
 from thesis_lib.models.registry import default_config, list_models
 from thesis_lib.paths import project_root
 
@@ -192,7 +192,7 @@ def runs_summary(runs_dir: Path) -> RunsSummary | None:
     """What the records under `runs_dir` say (None: no finished run there)."""
     if not Path(runs_dir).is_dir():
         return None
-    records = [json.loads(run.record.read_text(encoding="utf-8")) for run in RunsFolder(Path(runs_dir)).recorded()]
+    records = [record for _, record in iter_records(RunsFolder(Path(runs_dir)), split=None)]
     if not records:
         return None
     created = sorted(str(record.get("created", "")) for record in records)

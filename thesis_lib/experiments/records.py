@@ -156,10 +156,11 @@ def write_error(run: RunFolder, text: str) -> None:
     write_text_atomic(run.error, text)
 
 
-def iter_records(runs: RunsFolder, split: str, seeds: Sequence[int] | None = None
+def iter_records(runs: RunsFolder, split: str | None, seeds: Sequence[int] | None = None
                  ) -> Iterator[tuple[RunFolder, dict[str, Any]]]:
-    """(run, record) of every finished run of `split` in `runs`; with `seeds`, only the runs of those seeds
-    (a book built for a profile shows that profile's seeds, even when the folder also holds runs of others)."""
+    """(run, record) of every finished run of `split` (None: of every split) in `runs`; with `seeds`, only
+    the runs of those seeds (a book built for a profile shows that profile's seeds, even when the folder
+    also holds runs of others)."""
     if not runs.root.is_dir():
         raise RecordError(f"{runs.root}: no such runs folder")
     for run in runs.recorded(split, seeds):

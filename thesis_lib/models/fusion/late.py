@@ -49,8 +49,11 @@ class LateFusion(Fusion):
         )
 
 
+WEIGHT_STEP = 0.1  # the grid of per-genre modality weights fitted on dev (multiples of it on the simplex)
+
+
 def fit_late_fusion_weights(
-    val_probs_by_modality: Mapping[str, ArrayLike], val_labels: ArrayLike, step: float = 0.1
+    val_probs_by_modality: Mapping[str, ArrayLike], val_labels: ArrayLike, step: float = WEIGHT_STEP
 ) -> dict[str, np.ndarray]:
     """Per genre, the convex weights of the modalities that maximise validation average precision.
 
