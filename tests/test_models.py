@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
@@ -466,3 +467,47 @@ def test_describe_shows_the_full_size_model(capsys):
     assert full.startswith("image_resnet50 (full): ") and "resnet50: " in full and f"{total:,} total" in full
     assert main(["models", "describe", "image_resnet50"]) == 0
     assert capsys.readouterr().out.startswith("image_resnet50 (small): ")
+
+
+def test_label_attention_gives_each_genre_its_own_distribution_over_the_real_tokens():
+    torch.manual_seed(0)
+    model = small_model("text_bert", fusion_kind="label_attention").eval()
+    batch = fake_batch(model)
+    with torch.no_grad():
+        out = model(batch)
+    (weights,) = out.attentions["genre_to_tokens"]  # (B, 1, 23, N)
+    assert out.logits.shape == (3, NUM_GENRES) and weights.shape[:3] == (3, 1, NUM_GENRES)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 1, NUM_GENRES))
+    padded = batch["attention_mask"][0] == 0  # sample 0's padding gets no weight from any genre
+    assert weights[0, 0][:, padded].abs().max() == 0
+    assert not torch.allclose(weights[1, 0, 0], weights[1, 0, 1])  # genres read the tokens differently
+
+
+def test_label_attention_reads_the_token_that_decides_a_genre():
+    """Trained on tokens where genre 0 is 'token A anywhere', its attention finds A: what a pooled vector
+    of a frozen encoder need not keep."""
+    from thesis_lib.models.fusion import LabelAttention
+    from thesis_lib.models.outputs import EncoderOutput
+
+    generator = torch.Generator().manual_seed(0)
+    dim, length, count = 16, 12, 512
+    words = torch.randn(20, dim, generator=generator)  # (V, D) word 0 is the cue
+    ids = torch.randint(1, 20, (count, length), generator=generator)  # (B, N)
+    labels = torch.rand(count, generator=generator) < 0.5  # (B,)
+    ids[labels, torch.randint(0, length, (int(labels.sum()),), generator=generator)] = 0
+    tokens = words[ids]  # (B, N, D)
+    encoded = {"text": EncoderOutput(tokens=tokens, mask=torch.ones(count, length, dtype=torch.bool),
+                                     pooled=tokens.mean(1))}
+    readout = LabelAttention("text", dim, dropout=0.0, num_genres=1)
+    optimizer = torch.optim.AdamW(readout.parameters(), lr=3e-2)
+    for _ in range(150):
+        loss = F.binary_cross_entropy_with_logits(readout(encoded).fused[:, 0], labels.float())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        out = readout(encoded)
+    accuracy = ((out.fused[:, 0] > 0) == labels).float().mean()
+    (weights,) = out.attentions["genre_to_tokens"]  # (B, 1, 1, N)
+    on_cue = (weights[:, 0, 0] * (ids == 0)).sum(-1)[labels].mean()  # attention mass on the cue word
+    assert accuracy > 0.95 and on_cue > 0.5

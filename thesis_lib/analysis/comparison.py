@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
+from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score
 
 from thesis_lib.analysis.verdicts import Verdict, verdict_of
 from thesis_lib.data.twin import oracle_predict
@@ -56,6 +56,10 @@ class FinishedRun:
 
     def test_predictions(self, index: int = 0) -> Predictions:
         return read_predictions(self.folders[index].predictions("test"))
+
+    def dev_predictions(self, index: int = 0) -> Predictions:
+        """Seed `index`'s dev predictions (its best epoch's; what thresholds and source choices read)."""
+        return read_predictions(self.folders[index].predictions("dev"))
 
     def thresholds(self, index: int = 0) -> np.ndarray:
         """(23,) the dev-tuned per-genre thresholds of seed `index`."""
@@ -184,6 +188,21 @@ def per_genre_f1(runs: Mapping[str, FinishedRun], names: Sequence[str], policy: 
     return pd.DataFrame.from_dict(table, orient="index", columns=list(GENRES))
 
 
+def per_genre_ranking(runs: Mapping[str, FinishedRun], names: Sequence[str], genres: Sequence[str]) -> pd.DataFrame:
+    """(run, genre) rows with the first seed's test ROC-AUC and AP of `genres`: threshold-free, so they say how
+    well a run ranks a genre's movies whatever threshold it would be decided at."""
+    rows = []
+    for name in names:
+        test = runs[name].test_predictions()
+        for genre in genres:
+            labels, probs = test.labels[:, GENRES.index(genre)], test.probs[:, GENRES.index(genre)]
+            defined = 0 < labels.sum() < len(labels)
+            rows.append({"run": name, "genre": genre,
+                         "ROC-AUC": roc_auc_score(labels, probs) if defined else np.nan,
+                         "AP": average_precision_score(labels, probs) if defined else np.nan})
+    return pd.DataFrame(rows, columns=["run", "genre", "ROC-AUC", "AP"])
+
+
 def evidence_kind_f1(f1: pd.DataFrame, evidence: Mapping[str, str]) -> pd.DataFrame:
     """(models x evidence kinds) mean F1 over the genres of each kind that have test positives."""
     kinds = [kind for kind in EVIDENCE_KINDS if any(evidence[g] == kind for g in f1.columns)]
@@ -289,12 +308,39 @@ def pr_curve(run: FinishedRun) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def training_history(runs: Mapping[str, FinishedRun], names: Sequence[str]) -> pd.DataFrame:
-    """Long table (model, epoch, train_loss, val_loss, val_macro_f1) of the first seed's history;
-    runs without training (baselines, late fusion of predictions) are left out."""
+    """Long table (model, epoch, train_loss, val_loss, monitor, val_score, best) of the first seed's history:
+    `val_score` is the dev score the run monitored (`monitor`, e.g. map_macro) and `best` marks the epoch it
+    kept; runs without training (baselines, late fusion of predictions) are left out."""
     rows = []
     for name in names:
-        training = runs[name].records[0].get("training")
-        for epoch in (training or {}).get("history", []):
+        training = runs[name].records[0].get("training") or {}
+        monitor = training.get("monitor", "macro_f1")
+        for epoch in training.get("history", []):
+            score = epoch["val_loss"] if monitor == "loss" else epoch["val_metrics"].get(monitor)
             rows.append({"model": name, "epoch": epoch["epoch"] + 1, "train_loss": epoch["train_loss"],
-                         "val_loss": epoch["val_loss"], "val_macro_f1": epoch["val_metrics"].get("macro_f1")})
-    return pd.DataFrame(rows, columns=["model", "epoch", "train_loss", "val_loss", "val_macro_f1"])
+                         "val_loss": epoch["val_loss"], "monitor": monitor, "val_score": score,
+                         "best": epoch["epoch"] == training.get("best_epoch")})
+    return pd.DataFrame(rows, columns=["model", "epoch", "train_loss", "val_loss", "monitor", "val_score", "best"])
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """Where a trained run's dev score stopped rising (first seed)."""
+
+    best_epoch: int  # 1-based: the epoch the run kept
+    epochs_run: int
+    stopped_early: bool
+
+    @property
+    def plateaued(self) -> bool:
+        """The kept epoch is not the last one run: later epochs did not improve by more than min_delta."""
+        return self.best_epoch < self.epochs_run
+
+
+def convergence(run: FinishedRun) -> Convergence | None:
+    """The first seed's convergence; None for a run that trains no network."""
+    training = run.records[0].get("training")
+    if not training or training.get("best_epoch") is None:
+        return None
+    return Convergence(int(training["best_epoch"]) + 1, int(training["epochs_run"]),
+                       bool(training.get("stopped_early")))

@@ -184,8 +184,8 @@ def stands_for(model: GridModel) -> str:
     parts = []
     if config.text is not None:
         text = config.text
-        parts.append(_encoder_words("text", text.backbone, text, reused, f"{text.pooling} pooling, "
-                                    f"{text.max_length} tokens"))
+        pooling = "" if config.fusion.kind == "label_attention" else f"{text.pooling} pooling, "  # reads tokens
+        parts.append(_encoder_words("text", text.backbone, text, reused, f"{pooling}{text.max_length} tokens"))
     if config.image is not None:
         image = config.image
         architecture = image_architecture(image.backbone, dict(image.timm_kwargs), image.depth)
@@ -198,6 +198,8 @@ def stands_for(model: GridModel) -> str:
                      f"{'bidirectional' if fusion.bidirectional else 'one-way'})")
     elif fusion.kind == "late":
         parts.append("late fusion trained end to end (a head per modality, learned per-genre weights)")
+    elif fusion.kind == "label_attention":
+        parts.append("label-wise attention: each genre attends over the tokens (CAML), a logit per genre")
     elif fusion.kind != "identity":
         parts.append(f"{fusion.kind} fusion (width {fusion.dim})")
     return "; ".join(parts)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from thesis_lib.analysis.comparison import FinishedRun
+from thesis_lib.analysis.comparison import FinishedRun, convergence
+from thesis_lib.analysis.sources import NOT_CANDIDATES, read_modality
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.table import TUNED_POLICY
 from thesis_lib.genres import GENRES
@@ -32,6 +33,37 @@ def weakest_genres(run: FinishedRun, evidence: Mapping[str, str] | None, count: 
     if evidence is not None:
         table.insert(0, "evidence", [evidence[g] for g in table.index])
     return table
+
+
+SOURCE_GAP = 0.3  # a single-modality run this far below the best run of its modality on a genre fails it
+
+
+def source_failures(runs: Mapping[str, FinishedRun], f1: pd.DataFrame,
+                    evidence: Mapping[str, str] | None, gap: float = SOURCE_GAP) -> pd.DataFrame:
+    """Genres a single-modality run fails while another run of the same modality does not: its tuned test F1
+    (mean over seeds, `f1` from `comparison.per_genre_f1`) at least `gap` below the best run reading that
+    modality. On the twin only the genres whose evidence the modality can see (its own kind or "both") are
+    considered; e.g. a detector that never finds the planted cactus fails Western where the other does not."""
+    modalities = {name: read_modality(runs[name]) for name in f1.index
+                  if name in runs and runs[name].stage == "unimodal" and name not in NOT_CANDIDATES}
+    rows = []
+    for modality in dict.fromkeys(m for m in modalities.values() if m is not None):
+        readers = [name for name, m in modalities.items() if m == modality]
+        seen = "image" if modality == "objects" else modality  # detections are read off the poster
+        for genre in f1.columns:
+            if evidence is not None and evidence[genre] not in (seen, "both"):
+                continue
+            scores = f1.loc[readers, genre].dropna()
+            if len(scores) < 2:
+                continue
+            best = scores.idxmax()
+            rows += [{"genre": genre, "evidence": None if evidence is None else evidence[genre], "run": name,
+                      "F1": scores[name], "best of its modality": best, "its F1": scores[best]}
+                     for name in scores.index if scores[best] - scores[name] >= gap]
+    table = pd.DataFrame(rows, columns=["genre", "evidence", "run", "F1", "best of its modality", "its F1"])
+    if evidence is None:
+        table = table.drop(columns="evidence")
+    return table.sort_values("F1").set_index("genre").round(3)
 
 
 def cooccurrence_confusions(run: FinishedRun, count: int = 8) -> tuple[pd.DataFrame, float]:
@@ -194,6 +226,7 @@ def cost_table(runs: Mapping[str, FinishedRun]) -> pd.DataFrame:
         rows[name] = {"wall time (s)": round(float(record["wall_time_s"]), 1),
                       "samples/s": "–" if speed is None else f"{speed:,.0f}",
                       "epochs": (record.get("training") or {}).get("epochs_run", 0),
+                      "kept epoch": "–" if (kept := convergence(run)) is None else kept.best_epoch,
                       "params (M)": f"{record['parameters']['total'] / 1e6:.2f}",
                       "trainable (M)": f"{record['parameters']['trainable'] / 1e6:.2f}"}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run").sort_values("wall time (s)", ascending=False)

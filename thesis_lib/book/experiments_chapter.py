@@ -37,6 +37,7 @@ from thesis_lib.analysis.comparison import (
     ranked,
     row_of,
 )
+from thesis_lib.analysis.sources import SourceChoice, read_modality, source_choice
 from thesis_lib.analysis.verdicts import Verdict, listing
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.grid import GridReport, run_grid
@@ -138,6 +139,62 @@ def fusion_inputs(profile: Profile, proposed: str = PROPOSED) -> str:
     encoders = [sources[modality] for modality in ("text", "image") if modality in sources]
     text = f"the encoders of the single-modality run{'s' if len(encoders) > 1 else ''} {listing(encoders)}"
     return text + (f" and the detections of {sources['objects']}" if "objects" in sources else "")
+
+
+def source_choices(runs: Mapping[str, FinishedRun], profile: Profile) -> list[SourceChoice]:
+    """The fusion-source rule (`analysis.sources`) applied to this build's runs, for the profile's sources."""
+    used = {"text": profile.fusion_text_source, "image": profile.fusion_image_source,
+            "objects": profile.fusion_objects_source}
+    return source_choice(runs, used, profile.models)
+
+
+def source_table(choices: Sequence[SourceChoice]) -> pd.DataFrame:
+    """One row per modality: every candidate with its dev macro-mAP, the rule's pick and the profile's."""
+    rows = {choice.modality: {
+        "candidates (dev macro-mAP)": ", ".join(f"{name} {score:.3f}" for name, score in choice.scores.items()),
+        "rule picks": choice.chosen, "fusions read": choice.used,
+        "follows the rule": "yes" if choice.follows_rule else "NO"} for choice in choices}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("modality")
+
+
+def source_sentence(choices: Sequence[SourceChoice]) -> str:
+    """Whether the fusions read what the rule picks; a disagreement is named with both runs."""
+    broken = [choice for choice in choices if not choice.follows_rule]
+    if not broken:
+        return "The fusions of this build read exactly the runs the rule picks."
+    wrong = "; ".join(f"for {c.modality} they read {c.used} where the rule picks {c.chosen}" for c in broken)
+    return (f"**The profile does not follow the rule:** {wrong}. Set the profile's fusion sources to the "
+            f"rule's picks and rerun the fusions before reading their rows as the rule's comparison.")
+
+
+def text_genre_check(runs: Mapping[str, FinishedRun], evidence: Mapping[str, str] | None,
+                     baseline: str = "baseline_shallow") -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """Every single-modality text run beside the shallow baseline on each genre whose evidence is in the plot
+    (twin only): test ROC-AUC and AP per genre, and for the page how many (run, genre) pairs fall below the
+    baseline on either. None on MM-IMDb (no evidence kinds) or without the baseline."""
+    genres = [genre for genre, kind in (evidence or {}).items() if kind == "text"]
+    texts = [name for name, run in runs.items() if run.stage == "unimodal" and read_modality(run) == "text"]
+    if not genres or baseline not in runs or not texts:
+        return None, {"n_text_pairs": 0, "n_below_baseline": 0, "below_baseline": "none"}
+    scores = comparison.per_genre_ranking(runs, [baseline, *texts], genres)
+    table = scores.pivot(index="genre", columns="run", values=["ROC-AUC", "AP"])  # (genres, metric x run)
+    below = {(name, genre, metric): f"{name} on {genre} ({metric} {table.loc[genre, (metric, name)]:.3f} "
+                                    f"against {table.loc[genre, (metric, baseline)]:.3f})"
+             for name in texts for genre in genres for metric in ("ROC-AUC", "AP")
+             if table.loc[genre, (metric, name)] < table.loc[genre, (metric, baseline)]}
+    ordered = table.reindex(columns=[(m, n) for m in ("ROC-AUC", "AP") for n in (baseline, *texts)])
+    return ordered.round(3), {"n_text_pairs": len(texts) * len(genres),
+                              "n_below_baseline": len({key[:2] for key in below}),
+                              "below_baseline": listing(list(below.values()))}
+
+
+def convergence_values(runs: Mapping[str, FinishedRun], profile: Profile) -> dict[str, Any]:
+    """How many trained runs plateaued (kept an epoch before their last) and which did not, for the page."""
+    found = {name: kept for name, run in runs.items() if (kept := comparison.convergence(run)) is not None}
+    rising = [name for name, kept in found.items() if not kept.plateaued]
+    return {"n_trained": len(found), "n_plateaued": len(found) - len(rising),
+            "n_stopped_early": sum(kept.stopped_early for kept in found.values()),
+            "still_rising": listing(rising) if rising else "none", "min_delta": profile.min_delta}
 
 
 def weights_caption(runs: Mapping[str, FinishedRun]) -> str:

@@ -13,6 +13,8 @@ import numpy as np
 
 from thesis_lib.plots import PALETTE
 
+METRIC_LABELS = {"map_macro": "macro-mAP", "macro_f1": "macro-F1 (threshold 0.5)", "loss": "loss"}
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
@@ -56,7 +58,8 @@ def pr_curves_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]])
 
 
 def training_curves_figure(history: pd.DataFrame) -> Figure:
-    """Two panels per epoch: training loss and dev macro-F1, one line per model (legend below)."""
+    """Two panels per epoch: training loss and the dev score each run monitored (`monitor`), one line per
+    model (legend below); a ring marks the epoch each run kept."""
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(history["model"]))
@@ -67,11 +70,14 @@ def training_curves_figure(history: pd.DataFrame) -> Figure:
         style = {"color": colors[(2 * index) % 20 + (index // 10)], "marker": "o", "markersize": 3,
                  "linestyle": "--" if name.startswith("fusion") else "-"}
         loss_axis.plot(part["epoch"], part["train_loss"], label=name, **style)
-        score_axis.plot(part["epoch"], part["val_macro_f1"], **style)
+        score_axis.plot(part["epoch"], part["val_score"], **style)
+        kept = part[part["best"]]
+        score_axis.scatter(kept["epoch"], kept["val_score"], s=60, facecolors="none", edgecolors=style["color"])
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("training loss (weighted BCE)")
     score_axis.set_xlabel("epoch")
-    score_axis.set_ylabel("dev macro-F1 (threshold 0.5)")
+    monitors = sorted(set(history["monitor"]))
+    score_axis.set_ylabel(f"dev {', '.join(METRIC_LABELS.get(m, m) for m in monitors)} (the monitored score)")
     for axis in (loss_axis, score_axis):
         axis.xaxis.get_major_locator().set_params(integer=True)
     figure.legend(loc="outside lower center", ncols=4, fontsize=7.5, frameon=False)

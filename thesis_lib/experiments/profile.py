@@ -94,6 +94,7 @@ class Profile:
     weight_decay: float              # AdamW's decoupled weight decay (biases and norms excluded)
     warmup_ratio: float              # share of the optimizer steps with a linear learning-rate warm-up
     patience: int | None             # early stopping on the dev monitor; null: never stop early
+    min_delta: float                 # an epoch improves on the best only by more than this (the plateau rule)
     pos_weight: str                  # "none" | "inverse_frequency" (MMBT's BCE weighting) | "sqrt_inverse_frequency" (its square root)
     monitor: str                     # dev score that picks the best epoch and trial: "macro_f1" | "map_macro" | "loss"
     num_workers: int                 # DataLoader worker processes; -1: one per core less two (cores - 2)

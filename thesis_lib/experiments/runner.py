@@ -180,6 +180,7 @@ def profile_train_config(profile: Profile, device: torch.device, *, seed: int, p
         pos_weight=profile.pos_weight,
         monitor=profile.monitor,
         patience=profile.patience,
+        min_delta=profile.min_delta,
         mixed_precision=effective_precision(device, profile.mixed_precision),
         fused_adamw=profile.fused_adamw,
         channels_last=profile.channels_last,

@@ -33,7 +33,7 @@ from thesis_lib.data.dataset import MODALITIES
 from thesis_lib.experiments.profile import BACKBONE_MODES, Profile, ProfileError
 from thesis_lib.experiments.values import check_seeds
 from thesis_lib.models.architectures import image_input_problem
-from thesis_lib.models.configs import ModelConfig
+from thesis_lib.models.configs import UNIMODAL_KINDS, ModelConfig
 from thesis_lib.models.registry import default_config, list_models, model_summary
 from thesis_lib.storage import stable_hash
 
@@ -160,7 +160,7 @@ def model_overrides(profile: Profile) -> dict[str, tuple[tuple[str, Any], ...]]:
 
 
 def is_fusion(model: str) -> bool:
-    return model not in BASELINES and default_config(model).fusion.kind != "identity"
+    return model not in BASELINES and default_config(model).fusion.kind not in UNIMODAL_KINDS
 
 
 def make_spec(definition: RunDefinition, profile: Profile, seed: int, split: str) -> RunSpec:
@@ -299,7 +299,7 @@ def resolve_model_config(
 def train_settings(profile: Profile) -> dict[str, Any]:
     """The profile keys that decide how every trained run is trained (part of every config hash)."""
     keys = ("epochs", "batch_size", "lr_head", "lr_backbone", "lr_scales", "weight_decay", "warmup_ratio",
-            "patience", "pos_weight", "monitor", "mixed_precision", "image_size", "image_augment", "text_max_length",
+            "patience", "min_delta", "pos_weight", "monitor", "mixed_precision", "image_size", "image_augment", "text_max_length",
             "plot_choice", "model_size")
     settings = {key: getattr(profile, key) for key in keys}
     if profile.max_steps_per_epoch is not None:  # only when set: the hashes of uncapped runs stay as they were

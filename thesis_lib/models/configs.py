@@ -17,7 +17,8 @@ from typing import Any
 from thesis_lib.data.dataset import MODALITIES
 from thesis_lib.errors import ThesisError
 
-FUSION_KINDS = ("identity", "early", "late", "attention", "cross_attention")
+FUSION_KINDS = ("identity", "label_attention", "early", "late", "attention", "cross_attention")
+UNIMODAL_KINDS = ("identity", "label_attention")  # readouts of one modality (no fusion of two)
 SIZES = ("small", "full")
 # The timm.create_model arguments an ImageEncoderConfig may carry: the size and regularisation of a ResNet or
 # a ViT, as numbers and flags. Configs come back from run records, which may come from another machine:
@@ -111,7 +112,9 @@ class ObjectEncoderConfig:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    kind: str = "identity"  # "identity" (unimodal), "early", "late", "attention", "cross_attention"
+    # "identity" | "label_attention" (one modality: its pooled vector | each genre attends over its tokens),
+    # "early", "late", "attention", "cross_attention"
+    kind: str = "identity"
     dim: int = 256  # common width the modalities are projected to
     dropout: float = 0.1  # inside the fusion (attention weights, feed-forward, MLP)
     # attention fusion
@@ -142,9 +145,9 @@ class ModelConfig:
         modalities = self.modalities
         if not modalities:
             raise ValueError(f"model {self.name!r} has no encoder: give at least one of text, image, objects")
-        if self.fusion.kind == "identity" and len(modalities) != 1:
+        if self.fusion.kind in UNIMODAL_KINDS and len(modalities) != 1:
             raise ValueError(
-                f"model {self.name!r}: identity fusion takes exactly one modality, got {list(modalities)}"
+                f"model {self.name!r}: {self.fusion.kind} takes exactly one modality, got {list(modalities)}"
             )
         if self.fusion.kind == "cross_attention" and (
             "text" not in modalities or not {"image", "objects"} & set(modalities)

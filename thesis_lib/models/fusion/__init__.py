@@ -1,6 +1,6 @@
 """Fusions: encoder outputs by modality name -> one fused vector (and, where they have them, weights).
 
-identity (unimodal) | early (concatenate + MLP) | late (per-modality heads, weighted) | attention
+identity (unimodal: the pooled vector) | label_attention (unimodal: each genre attends over the tokens) | early (concatenate + MLP) | late (per-modality heads, weighted) | attention
 (per-sample modality weights) | cross_attention (plot tokens <-> poster patches and regions).
 """
 
@@ -15,10 +15,12 @@ from thesis_lib.models.fusion.base import Fusion
 from thesis_lib.models.fusion.cross_attention import CrossAttentionFusion
 from thesis_lib.models.fusion.early import EarlyFusion
 from thesis_lib.models.fusion.identity import IdentityFusion
+from thesis_lib.models.fusion.label_attention import LabelAttention
 from thesis_lib.models.fusion.late import LateFusion, combine_late, fit_late_fusion_weights
 
 FUSIONS: dict[str, type[Fusion]] = {
     "identity": IdentityFusion,
+    "label_attention": LabelAttention,
     "early": EarlyFusion,
     "late": LateFusion,
     "attention": AttentionFusion,
@@ -34,6 +36,11 @@ def build_fusion(config: FusionConfig, encoders: Mapping[str, Encoder]) -> Fusio
             raise ValueError(f"identity fusion takes exactly one encoder, got {list(encoders)}")
         ((modality, width),) = pooled_dims.items()
         return IdentityFusion(modality, width)
+    if config.kind == "label_attention":
+        if len(encoders) != 1:
+            raise ValueError(f"label_attention takes exactly one encoder, got {list(encoders)}")
+        ((modality, encoder),) = encoders.items()
+        return LabelAttention(modality, encoder.token_dim, dropout=config.dropout)
     if config.kind == "early":
         return EarlyFusion(pooled_dims, dim=config.dim, dropout=config.dropout)
     if config.kind == "late":
@@ -60,6 +67,7 @@ __all__ = [
     "EarlyFusion",
     "Fusion",
     "IdentityFusion",
+    "LabelAttention",
     "LateFusion",
     "build_fusion",
     "combine_late",
