@@ -33,7 +33,7 @@ IN_CI := $(filter-out 0 false,$(CI))
 HAVE_CHROMIUM := command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null
 LINT_PATHS := thesis_lib tests benchmarks
 
-.PHONY: help venv test test-fast lint book export pdf browser twin bench clean-book clean
+.PHONY: help venv test test-fast lint book export pdf browser twin seeds bench clean-book clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -66,6 +66,13 @@ browser:  ## install headless Chromium (Debian apt-get) when it is missing; with
 	    if [ -n "$(IN_CI)" ]; then echo "browser: no Chromium and no apt-get, and CI=$(CI) requires the browser test: install Chromium" >&2; exit 1; fi; \
 	    echo "browser: no Chromium and no apt-get here: the browser test is skipped (install Chromium to run it)" >&2; exit 0; }; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES); }
+
+# Seed variation of the headline comparison, apart from `make book` (about 25 min on 2 cores for the smoke
+# profile's two extra seeds): the profile's models on SEEDS, summarised in results/seeds-$(PROFILE).json, which
+# chapter 4.1 reads (and checks against the runs it rendered). Commit that file after a change of the recipe.
+SEEDS ?= 0,1,2
+seeds: $(if $(filter smoke,$(PROFILE)),twin,$(STAMP))  ## train the profile's models on SEEDS and write results/seeds-$(PROFILE).json
+	$(VENV)/bin/thesis results seeds --profile $(PROFILE) --seeds $(SEEDS) $(if $(DATA),--data $(DATA)) $(if $(RUNS),--runs $(RUNS))
 
 twin: $(STAMP)  ## generate the synthetic MM-IMDb twin used by the smoke profile (skipped when present)
 	@test -f $(TWIN)/twin_truth.json || $(VENV)/bin/thesis data synth $(TWIN) --movies $(TWIN_MOVIES) --seed $(TWIN_SEED)

@@ -476,8 +476,8 @@ def test_twin_only_sentences_say_nothing_without_ground_truth(grid):
 def test_the_fusion_inputs_are_the_runs_the_grid_plans():
     smoke = load_profile("smoke")
     assert chapter.fusion_inputs(smoke) == ("the encoders of the single-modality runs text_roberta and "
-                                            "image_resnet50 and the detections of objects_yolo")
-    assert chapter.fusion_sources(smoke) == ["text_roberta", "image_resnet50", "objects_yolo"]
+                                            "image_resnet50 and the detections of objects_frcnn")
+    assert chapter.fusion_sources(smoke) == ["text_roberta", "image_resnet50", "objects_frcnn"]
     two = load_profile("smoke", {"model_overrides": '{"fusion_cross_attention": {"modalities": ["text", "image"]}}'})
     assert chapter.fusion_inputs(two).endswith("text_roberta and image_resnet50")
     assert chapter.fusion_sources(two) == ["text_roberta", "image_resnet50"]

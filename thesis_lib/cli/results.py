@@ -1,6 +1,8 @@
 """`thesis results table [--runs DIR] [--profile P] [--format text|csv|latex|markdown|json] [--seeds 0,1]
 [--split thesis]`: the comparison table of finished runs (csv: every digit of mean, std and interval; latex: a
-booktabs tabular; `--json` is `--format json`); `thesis results compare MODEL_A MODEL_B [--runs DIR] ...`: their paired difference.
+booktabs tabular; `--json` is `--format json`); `thesis results compare MODEL_A MODEL_B [--runs DIR] ...`: their paired difference;
+`thesis results seeds [--profile P] [--seeds 0,1,2] [--out FILE]`: the profile's models (no ablations) trained on
+several seeds by the grid (finished runs skipped), summarised in results/seeds-<profile>.json for the book.
 
 The runs folder is --runs DIR, else the profile's runs_dir (where `thesis run --profile P` wrote them). The
 positional form of earlier versions (`thesis results table DIR`, `thesis results compare DIR A B`) still works,
@@ -22,6 +24,7 @@ from thesis_lib.cli.arguments import (
     runs_folder,
     seed_list,
 )
+from thesis_lib.errors import ThesisError
 
 EXIT_NO_RUNS = 1
 TABLE_FORMATS = ("text", "csv", "latex", "markdown", "json")
@@ -46,6 +49,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help=f"the split whose runs make the table (default: {PRIMARY_SPLIT})")
     table.set_defaults(handler=table_command)
 
+    seeds = actions.add_parser("seeds", help="train the profile's models (no ablations) on several seeds and write "
+                                             "results/seeds-<profile>.json, which the book reads")
+    add_profile_option(seeds)
+    add_runs_option(seeds, RUNS_HELP)
+    seeds.add_argument("--data", default=None, help="release folder (default: the profile's data_root, or its twin)")
+    seeds.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2; finished ones are skipped)")
+    seeds.add_argument("--out", default=None, help="the results file (default: results/seeds-<profile>.json)")
+    seeds.set_defaults(handler=seeds_command)
+
     compare = actions.add_parser("compare", help="model A minus model B: paired bootstrap of macro-F1 and its verdict")
     # Deprecated first positional (`compare DIR A B`): argparse gives it a value only when three are given.
     compare.add_argument("legacy_runs", nargs="?", default=None, help=argparse.SUPPRESS)
@@ -59,6 +71,34 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     compare.add_argument("--json", action="store_true", help="print one JSON object")
     compare.set_defaults(handler=compare_command)
+
+
+def seeds_command(ns: argparse.Namespace) -> int:
+    seeds = seed_list(ns.seeds) or [0, 1, 2]
+    if len(seeds) < 2:
+        raise ThesisError("--seeds: seed variation needs at least two seeds")
+    # Imported here: keeps torch off `--help`'s import path.
+    import time
+    from pathlib import Path
+
+    from thesis_lib.cli.run import EXIT_RUNS_FAILED
+    from thesis_lib.experiments.grid import run_grid
+    from thesis_lib.experiments.profile import load_profile
+    from thesis_lib.experiments.seeds import seeds_file, summarise, write_summary
+    from thesis_lib.paths import project_root
+
+    profile = load_profile(ns.profile)
+    started = time.perf_counter()
+    report = run_grid(profile, data_root=ns.data, runs_dir=ns.runs, models=profile.models, seeds=seeds)
+    print(report.summary(), flush=True)
+    if not report.ok:
+        return EXIT_RUNS_FAILED
+    out = Path(ns.out) if ns.out else project_root() / seeds_file(profile.profile)
+    content = summarise(runs_folder(ns), profile.models, seeds, profile.primary_split, profile.profile,
+                        time.perf_counter() - started)
+    write_summary(out, content)
+    print(f"seeds {', '.join(map(str, seeds))} of {len(profile.models)} runs -> {out}")
+    return 0
 
 
 def table_command(ns: argparse.Namespace) -> int:
