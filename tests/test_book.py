@@ -446,8 +446,8 @@ def test_render_key_ignores_prose_and_sees_code_parameters_runs_library_and_lock
     (package / "sub" / "m.py").write_text("A = 1\n", encoding="utf-8")
 
     def key(parameters=None):
-        inputs = reuse.BuildInputs(reuse.library_hash(package), reuse.file_hash(root / reuse.LOCK_FILE), "fp",
-                                   runs, {"epochs": 1})
+        inputs = reuse.BuildInputs(reuse.library_hash(package), reuse.file_hash(root / reuse.LOCK_FILE),
+                                   reuse.results_hash(root), "fp", runs, {"epochs": 1})
         return reuse.render_key(chapter, parameters or {"n": 2}, inputs, "thesis-lib")
 
     first = key()
@@ -458,6 +458,10 @@ def test_render_key_ignores_prose_and_sees_code_parameters_runs_library_and_lock
     _set_cell(chapter.source, 2, "x = n + 1")
     assert key().changed(first) == ["code"]
     _set_cell(chapter.source, 2, "x = n")
+    (root / "results").mkdir(exist_ok=True)
+    (root / "results" / "seeds-smoke.json").write_text("{}", encoding="utf-8")  # a new committed results file
+    assert key().changed(first) == ["results"]
+    (root / "results" / "seeds-smoke.json").unlink()
     record.write_text('{"config_hash": "b"}', encoding="utf-8")  # a run retrained
     assert key().changed(first) == ["runs"]
     (package / "sub" / "m.py").write_text("A = 2\n", encoding="utf-8")
@@ -526,7 +530,7 @@ def test_a_second_build_reuses_unchanged_chapters_shows_new_prose_and_reruns_edi
     assert any(line.startswith("running 03_b") and "changed: code" in line for line in lines)
     assert reuse.stored_key(root / EXECUTED_DIR / "03_b.ipynb") is not None  # keyed again: reused next time
     # ... and so does a change of the library's sources (every chapter: what it imports changed)
-    changed = reuse.BuildInputs("another library", inputs.lock, None, None, None)
+    changed = reuse.BuildInputs("another library", inputs.lock, inputs.results, None, None, None)
     (chapter_a, _) = chapters_from_toc(root)
     assert reuse.render_key(chapter_a, {"n": 7}, changed, project_kernel()).changed(
         reuse.stored_key(executed)) == ["library"]

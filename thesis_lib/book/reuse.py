@@ -3,7 +3,8 @@
 What a chapter shows is decided by its code cells, the parameters it is given (and the profile they
 resolve to), the data it reads (the release's content fingerprint; every chapter but those whose metadata
 says `thesis.reads_data: false`), the run records it reads (chapters whose metadata says
-`thesis.reads_runs`), the library (thesis_lib/**/*.py), the installed packages (the lock,
+`thesis.reads_runs`), the committed results files (results/**/*.json: seeds, capacity;
+benchmarks/results/*.json), the library (thesis_lib/**/*.py), the installed packages (the lock,
 requirements/constraints.txt) and the kernel. `render_key` hashes each of these; after a chapter ran, the
 build stores its key in the executed copy's metadata (`thesis.render_key`), and the next build reuses that
 copy when the key it computes is the same, so a prose edit re-renders in seconds instead of re-running
@@ -36,7 +37,8 @@ from thesis_lib.storage import stable_hash
 METADATA_KEY = "thesis"  # the executed copy's metadata section (the source notebooks use it for reads_runs)
 RENDER_KEY = "render_key"
 LOCK_FILE = Path("requirements") / "constraints.txt"  # relative to the book's root
-PARTS = ("code", "parameters", "data", "runs", "library", "lock", "kernel")  # in the order the log names them
+PARTS = ("code", "parameters", "data", "runs", "results", "library", "lock", "kernel")
+RESULTS_FOLDERS = (Path("results"), Path("benchmarks") / "results")  # committed results files chapters read  # in the order the log names them
 _ADDED_TAGS = {INJECTED_TAG, RUN_PARAMETERS_TAG, "papermill-error-cell-tag"}  # cells the build or papermill add
 
 
@@ -46,6 +48,7 @@ class BuildInputs:
 
     library: str  # hash of thesis_lib/**/*.py
     lock: str  # hash of the lock file ("absent" without one)
+    results: str  # hash of the committed results files (RESULTS_FOLDERS)
     data: str | None  # the release's content fingerprint; None when the build names no data
     runs_root: Path | None  # the runs folder chapters that read runs read; None without a profile
     profile: Mapping[str, Any] | None  # the typed profile as plain values (`Profile.to_dict`), None without one
@@ -67,7 +70,8 @@ class RenderKey:
 
 def build_inputs(root: Path, *, data: str | None, runs_root: Path | None,
                  profile: Mapping[str, Any] | None) -> BuildInputs:
-    return BuildInputs(library_hash(), file_hash(Path(root) / LOCK_FILE), data, runs_root, profile)
+    return BuildInputs(library_hash(), file_hash(Path(root) / LOCK_FILE), results_hash(Path(root)), data,
+                       runs_root, profile)
 
 
 def render_key(chapter: Chapter, parameters: Mapping[str, Any], inputs: BuildInputs, kernel: str) -> RenderKey:
@@ -78,6 +82,7 @@ def render_key(chapter: Chapter, parameters: Mapping[str, Any], inputs: BuildInp
         "parameters": stable_hash({"injected": dict(parameters), "profile": inputs.profile}),
         "data": inputs.data if chapter.reads_data else None,
         "runs": runs_hash(inputs.runs_root) if reads_runs else None,
+        "results": inputs.results,
         "library": inputs.library,
         "lock": inputs.lock,
         "kernel": stable_hash(kernel),
@@ -172,6 +177,14 @@ def library_hash(package: Path | None = None) -> str:
         digest.update(path.relative_to(package).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def results_hash(root: Path) -> str:
+    """Every committed results file (seeds, capacity, benchmark JSON) under `root`, by path and content: a new
+    results file re-renders the chapters (each reads the ones it shows)."""
+    files = sorted(path for folder in RESULTS_FOLDERS if (root / folder).is_dir()
+                   for path in (root / folder).rglob("*.json"))
+    return stable_hash([(path.relative_to(root).as_posix(), file_hash(path)) for path in files])
 
 
 def file_hash(path: Path) -> str:
