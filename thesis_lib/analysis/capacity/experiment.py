@@ -101,6 +101,7 @@ def run_capacity(config: CapacityConfig, log: Callable[[str], None] = lambda lin
     """Train and score everything; the results document (see the module docstring)."""
     torch.set_num_threads(config.torch_threads)
     started, load_before = time.perf_counter(), load_average()
+    code = git_state()  # read before training: the code that ran, not the checkout as it is at the end
     task_config = config.task
     widths = {name: matched_width(name, config.sizing, task_config.text_dim, task_config.image_dim)
               for name in config.models}
@@ -135,7 +136,7 @@ def run_capacity(config: CapacityConfig, log: Callable[[str], None] = lambda lin
         "config_hash": config.config_hash(),
         "config": config.to_dict(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "git": git_state(),
+        "git": code,
         "versions": library_versions(),
         "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "torch_threads": torch.get_num_threads(), "load_average_before": load_before,
