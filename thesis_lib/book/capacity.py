@@ -21,7 +21,9 @@ from thesis_lib.analysis.capacity import (
     LABELS,
     POOLED_REFERENCE,
     RESULTS_FILE,
+    CapacityConfig,
     CapacityResultError,
+    pooled_ceiling,
     read_results,
 )
 from thesis_lib.analysis.verdicts import listing
@@ -98,7 +100,10 @@ def capacity_table(results: CapacityResults) -> pd.DataFrame | None:
 
 def verdict_values(results: CapacityResults) -> dict[str, str | float | int]:
     """What the prose says, each sentence decided by the intervals of the file's paired differences."""
-    values: dict[str, str | float | int] = {"capacity_status": results.status, "capacity_command": COMMAND}
+    config = CapacityConfig()  # a file that is shown has this configuration (its hash was checked)
+    values: dict[str, str | float | int] = {"capacity_status": results.status, "capacity_command": COMMAND,
+                                            "n_seeds": len(config.seeds),
+                                            "pooled_ceiling": pooled_ceiling("alignment", config.task)}
     if results.document is None:
         none = "not measured (no usable results file)"
         return values | {key: none for key in ("pooled_tasks", "alignment_tokens", "alignment_pooled",
@@ -113,8 +118,6 @@ def verdict_values(results: CapacityResults) -> dict[str, str | float | int]:
     tokens = [m for m, info in d["models"].items() if not info["pooled"]]
     counts = [info["parameters"] for info in d["models"].values()]
     values["parameter_range"] = f"{min(counts):,} to {max(counts):,}"
-    values["n_seeds"] = len(d["config"]["seeds"])
-    values["pooled_ceiling"] = d["tasks"]["alignment"]["pooled_ceiling"]
     values["pooled_tasks"] = "; ".join(
         f"on {task}, {listing(names(task, 'majority', 'ahead'))} beat the majority guess and "
         f"{listing(names(task, POOLED_REFERENCE, 'behind'))} fall behind early fusion"
