@@ -281,8 +281,9 @@ def throughput_bars(frame: pd.DataFrame, title: str) -> Figure:
 
 def capacity_accuracies(frame: pd.DataFrame, references: pd.DataFrame, message: str | None = None) -> Figure:
     """One panel per task: each model's test accuracy (a dot) with its 95% interval (a bar), the majority
-    guess (dashed) and the best accuracy pooled vectors allow (dotted). `frame`: columns task, model,
-    accuracy, ci_low, ci_high, pooled (bool; pooled models grey, token-level blue), in display order;
+    guess (dashed), the best accuracy pooled vectors allow (dotted) and each seed's accuracy (small grey
+    crosses). `frame`: columns task, model, accuracy, ci_low, ci_high, pooled (bool; pooled models red,
+    token-level blue), seeds (a list of per-seed accuracies), in display order;
     `references`: index task, columns majority, pooled_ceiling. `message` instead of panels: nothing to draw."""
     import matplotlib.pyplot as plt
 
@@ -302,6 +303,8 @@ def capacity_accuracies(frame: pd.DataFrame, references: pd.DataFrame, message: 
         errors = np.vstack([part["accuracy"] - part["ci_low"], part["ci_high"] - part["accuracy"]])  # (2, M)
         axis.errorbar(part["accuracy"], rows, xerr=errors, fmt="none", ecolor="#555555", capsize=2)
         axis.scatter(part["accuracy"], rows, c=colours, zorder=3, s=22)
+        for row, seeds in zip(rows, part["seeds"], strict=True):
+            axis.scatter(seeds, np.full(len(seeds), row + 0.25), marker="x", color="#777777", s=10, linewidths=0.8)
         axis.axvline(references.loc[task, "majority"], color="#555555", linestyle="--", linewidth=1)
         if references.loc[task, "pooled_ceiling"] < 1:
             axis.axvline(references.loc[task, "pooled_ceiling"], color=PALETTE[3], linestyle=":", linewidth=1.2)

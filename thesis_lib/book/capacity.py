@@ -64,10 +64,11 @@ def load(root: Path | str) -> CapacityResults:
 def accuracy_frame(results: CapacityResults) -> pd.DataFrame:
     """One row per task and model in the experiment's order: accuracy, interval, pooled or token-level."""
     if results.document is None:
-        return pd.DataFrame(columns=["task", "model", "accuracy", "ci_low", "ci_high", "pooled"])
+        return pd.DataFrame(columns=["task", "model", "accuracy", "ci_low", "ci_high", "pooled", "seeds"])
     models = results.document["models"]
     return pd.DataFrame([{"task": row["task"], "model": models[row["model"]]["label"], "accuracy": row["accuracy"],
-                          "ci_low": row["ci_low"], "ci_high": row["ci_high"], "pooled": models[row["model"]]["pooled"]}
+                          "ci_low": row["ci_low"], "ci_high": row["ci_high"], "pooled": models[row["model"]]["pooled"],
+                          "seeds": row["seed_accuracies"]}
                          for row in results.document["summary"]])
 
 
@@ -107,7 +108,7 @@ def verdict_values(results: CapacityResults) -> dict[str, str | float | int]:
     if results.document is None:
         none = "not measured (no usable results file)"
         return values | {key: none for key in ("pooled_tasks", "alignment_tokens", "alignment_pooled",
-                                                "control_sentence", "parameter_range")}
+                                                "control_sentence", "control_seeds", "parameter_range")}
     d = results.document
 
     def names(task: str, b: str, verdict: str, models: list[str] | None = None) -> list[str]:
@@ -132,4 +133,10 @@ def verdict_values(results: CapacityResults) -> dict[str, str | float | int]:
                                   f"{listing(names('alignment', CONTROL, 'ahead'))}; behind: "
                                   f"{listing(names('alignment', CONTROL, 'behind'))}; undecided: "
                                   f"{listing(names('alignment', CONTROL, 'undecided'))}")
+    control_seeds = next(r["seed_accuracies"] for r in d["summary"] if r["task"] == "alignment" and r["model"] == CONTROL)
+    crossing = [r for r in d["summary"] if r["task"] == "alignment" and r["model"].startswith("xattn_")]
+    values["control_seeds"] = (f"every seed above the control's best seed: "
+                               f"{listing([LABELS[r['model']] for r in crossing if min(r['seed_accuracies']) > max(control_seeds)])}; "
+                               f"seeds overlapping the control's: "
+                               f"{listing([LABELS[r['model']] for r in crossing if min(r['seed_accuracies']) <= max(control_seeds)])}")
     return values
