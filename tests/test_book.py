@@ -223,7 +223,8 @@ def test_only_chapters_that_read_runs_need_them():
     # the conclusion reads the full profile's run records (which builds exist), not the release
     assert {chapter.name for chapter in chapters_from_toc(ROOT) if chapter.reads_runs} == {
         "04_experiments", "04_xai", "05_conclusion"}
-    assert {chapter.name for chapter in chapters_from_toc(ROOT) if not chapter.reads_data} == {"A1_speed", "05_conclusion"}
+    assert {chapter.name for chapter in chapters_from_toc(ROOT) if not chapter.reads_data} == {"A1_speed", "04_capacity",
+                                                                                    "05_conclusion"}
 
 
 def test_module_entry_point_shows_the_book_options():

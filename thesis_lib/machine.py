@@ -191,6 +191,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none): how busy the machine was."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def proc_bytes(path: str, field: str) -> int | None:
     """A kB field of a Linux /proc file in bytes: `proc_bytes("/proc/meminfo", "MemAvailable")`,
     `proc_bytes("/proc/self/status", "VmHWM")`; None where the file or the field is missing (not Linux)."""

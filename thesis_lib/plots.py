@@ -277,3 +277,40 @@ def throughput_bars(frame: pd.DataFrame, title: str) -> Figure:
     axis.set_title(textwrap.shorten(title, 90), loc="left", fontsize=9)
     axis.margins(x=0.15)
     return figure
+
+
+def capacity_accuracies(frame: pd.DataFrame, references: pd.DataFrame, message: str | None = None) -> Figure:
+    """One panel per task: each model's test accuracy (a dot) with its 95% interval (a bar), the majority
+    guess (dashed), the best accuracy pooled vectors allow (dotted) and each seed's accuracy (small grey
+    crosses). `frame`: columns task, model, accuracy, ci_low, ci_high, pooled (bool; pooled models red,
+    token-level blue), seeds (a list of per-seed accuracies), in display order;
+    `references`: index task, columns majority, pooled_ceiling. `message` instead of panels: nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    tasks = list(references.index)
+    figure, axes = plt.subplots(1, max(len(tasks), 1), figsize=(9, 3.6), sharey=True, layout="constrained",
+                                squeeze=False)
+    if message is not None or frame.empty:
+        axes[0, 0].text(0.5, 0.5, textwrap.fill(message or "no results", 60), ha="center", va="center",
+                        transform=axes[0, 0].transAxes)
+        axes[0, 0].set_axis_off()
+        return figure
+    models = list(dict.fromkeys(frame["model"]))
+    rows = np.arange(len(models))
+    for axis, task in zip(axes[0], tasks, strict=True):
+        part = frame[frame["task"] == task].set_index("model").loc[models]
+        colours = [PALETTE[3] if pooled else PALETTE[0] for pooled in part["pooled"]]
+        errors = np.vstack([part["accuracy"] - part["ci_low"], part["ci_high"] - part["accuracy"]])  # (2, M)
+        axis.errorbar(part["accuracy"], rows, xerr=errors, fmt="none", ecolor="#555555", capsize=2)
+        axis.scatter(part["accuracy"], rows, c=colours, zorder=3, s=22)
+        for row, seeds in zip(rows, part["seeds"], strict=True):
+            axis.scatter(seeds, np.full(len(seeds), row + 0.25), marker="x", color="#777777", s=10, linewidths=0.8)
+        axis.axvline(references.loc[task, "majority"], color="#555555", linestyle="--", linewidth=1)
+        if references.loc[task, "pooled_ceiling"] < 1:
+            axis.axvline(references.loc[task, "pooled_ceiling"], color=PALETTE[3], linestyle=":", linewidth=1.2)
+        axis.set_title(task, loc="left", fontsize=9)
+        axis.set_xlim(0.4, 1.02)
+        axis.set_xlabel("test accuracy")
+    axes[0, 0].set_yticks(rows, models)
+    axes[0, 0].invert_yaxis()
+    return figure

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from thesis_lib.machine import cpu_name, peak_bf16_flops, proc_bytes
+from thesis_lib.machine import cpu_name, load_average, peak_bf16_flops, proc_bytes
 from thesis_lib.versions import package_versions
 
 SOFTWARE = ("torch", "torchvision", "transformers", "tokenizers", "timm", "accelerate", "safetensors", "numpy",
@@ -76,14 +76,6 @@ def describe_device(device: torch.device, peak_tflops_override: float | None = N
         cpu_count=usable_cpus(),
         torch_threads=torch.get_num_threads(),
     )
-
-
-def load_average() -> list[float] | None:
-    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
-    try:
-        return [round(value, 2) for value in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def machine_record(device: torch.device) -> dict[str, Any]:

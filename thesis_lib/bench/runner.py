@@ -36,7 +36,7 @@ from thesis_lib.bench.gpu_paths import (
     sample_posters,
 )
 from thesis_lib.bench.grid import available_packages
-from thesis_lib.bench.hardware import describe_device, load_average, machine_record
+from thesis_lib.bench.hardware import describe_device, machine_record
 from thesis_lib.bench.loading import LoaderSettings, PosterDecodes, PosterTensors, make_loader, measure_loader
 from thesis_lib.bench.movies import SyntheticMoviesConfig, plot_token_lengths, write_synthetic_movies
 from thesis_lib.bench.product import Product
@@ -48,6 +48,7 @@ from thesis_lib.data.images import ImageTransformConfig, build_image_transform
 from thesis_lib.data.mmimdb import Movie
 from thesis_lib.detection import DetectorConfig
 from thesis_lib.experiments.pipeline import BuiltModel, image_transforms, multimodal_collator, raw_dataset
+from thesis_lib.machine import load_average
 from thesis_lib.models.standins import PRETRAINED_DIR_VARIABLE, use_pretrained_dir, write_standins
 from thesis_lib.train.loaders import SeededLoader, item_lengths
 

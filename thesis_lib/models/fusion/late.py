@@ -28,15 +28,16 @@ class LateFusion(Fusion):
     """A genre head per modality; logits combined with per-genre weights (softmax over modalities).
 
     The weights start equal (zero logits) and are learned with the heads. Logits are averaged, not
-    probabilities, so the BCE loss sees one ordinary logit per genre. `fused` is already the (B, 23) logits.
+    probabilities, so the BCE loss sees one ordinary logit per genre. `fused` is already the (B, 23) logits
+    (`num_labels` other than 23: the controlled experiments of `analysis.capacity` predict one label).
     """
 
     produces_logits = True
 
-    def __init__(self, pooled_dims: Mapping[str, int], dropout: float):
-        super().__init__(tuple(pooled_dims), out_dim=NUM_GENRES)
-        self.heads = nn.ModuleDict({m: GenreHead(width, dropout) for m, width in pooled_dims.items()})
-        self.weight_logits = nn.Parameter(torch.zeros(len(pooled_dims), NUM_GENRES))  # (M, 23)
+    def __init__(self, pooled_dims: Mapping[str, int], dropout: float, num_labels: int = NUM_GENRES):
+        super().__init__(tuple(pooled_dims), out_dim=num_labels)
+        self.heads = nn.ModuleDict({m: GenreHead(width, dropout, num_labels) for m, width in pooled_dims.items()})
+        self.weight_logits = nn.Parameter(torch.zeros(len(pooled_dims), num_labels))  # (M, 23)
 
     def forward(self, encoded: Mapping[str, EncoderOutput]) -> FusionOutput:
         inputs = self._inputs(encoded)
