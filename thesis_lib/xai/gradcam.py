@@ -43,6 +43,12 @@ from thesis_lib.models.classifier import GenreClassifier
 from thesis_lib.models.outputs import EncoderOutput
 
 CAM_METHODS = ("gradcam", "gradcam++", "hirescam")  # Grad-CAM, Grad-CAM++ (Chattopadhay 2018), HiResCAM (Draelos 2020)
+# The CNN stage Grad-CAM reads (`ImageEncoder.gradcam_stages`; a ViT reads its patch grid whatever this says).
+# The twin's planted objects cover 3-7% of a poster; a ResNet's last stage at 128 px is a 4 x 4 grid, too
+# coarse to put a maximum inside one of them, and an earlier stage doubles the grid per step for the cost of
+# the same backward pass (a larger input would cost every forward pass). Chosen by measurement on the smoke
+# runs' test pairs (strict pointing game, layer4 / layer3 / layer2; see the XAI chapter and xai.check).
+GRADCAM_STAGE = "layer3"
 
 
 def _cam_class(method: str) -> type:
@@ -150,12 +156,15 @@ def gradcam_maps(
     method: str = "gradcam",
     chunk_size: int = 16,
     held: PosterOnlyModel | None = None,
+    stage: str | None = GRADCAM_STAGE,
 ) -> np.ndarray:
     """One class-activation map per (row of batch, genre index) pair: float32 (P, S, S) in [0, 1].
 
     The maps are in the model-input frame (the S x S square of batch["image"]); see `to_poster_frame`.
     Pairs are explained `chunk_size` at a time, each with its own genre target on the logits.
     `held`: a `PosterOnlyModel(model, batch)` already built (the plot is then not encoded again).
+    `stage`: the CNN stage whose activations are weighed (`GRADCAM_STAGE`; None: the last); a ViT's patch grid
+    is read whatever it says.
     """
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -179,7 +188,7 @@ def gradcam_maps(
             images = images.detach().clone().requires_grad_(True)  # (P, 3, S, S) the only leaf with a gradient
             cam = cam_class(
                 model=wrapper,
-                target_layers=encoder.gradcam_target_layers(),
+                target_layers=encoder.gradcam_target_layers(stage),
                 reshape_transform=encoder.gradcam_reshape_transform(),
             )
             try:
@@ -188,6 +197,23 @@ def gradcam_maps(
             finally:
                 cam.activations_and_grads.release()
     return np.concatenate(maps).astype(np.float32)  # (P, S, S)
+
+
+def cam_grid(model: GenreClassifier, images: Tensor, stage: str | None = GRADCAM_STAGE) -> tuple[int, int]:
+    """(rows, columns) of the grid Grad-CAM weighs at `stage` for these posters (B, 3, S, S): the map's
+    resolution before pytorch-grad-cam resizes it to S x S (a ViT: its patch grid)."""
+    encoder = model.encoders["image"]
+    layer = encoder.gradcam_target_layers(stage)[0]
+    transform = encoder.gradcam_reshape_transform()
+    seen: list[Tensor] = []
+    hook = layer.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    try:
+        with torch.no_grad():
+            encoder({"image": images[:1]})
+    finally:
+        hook.remove()
+    activation = seen[0] if transform is None else transform(seen[0])  # (1, D, h, w)
+    return int(activation.shape[-2]), int(activation.shape[-1])
 
 
 def _check_same_device(model: nn.Module, images: Tensor) -> None:
