@@ -533,3 +533,17 @@ def test_ground_truth_boxes_are_drawn_on_every_map():
     assert counts == [0, 2, 0]  # the poster, the genre with two objects, a genre without boxes
     figure = side_by_side_figure(poster, [("a", cam), ("b", cam)], provenance, boxes=[(5, 5, 20, 20)])
     assert [sum(isinstance(p, Rectangle) for p in ax.patches) for ax in figure.axes[:3]] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("name", ["image_resnet50", "image_vit"])
+def test_methods_sharing_one_pass_give_the_maps_each_gives_alone(name):
+    from thesis_lib.xai.gradcam import CAM_METHODS, cam_maps
+
+    model = tiny_model(name)
+    batch = tiny_batch(model)
+    targets = [(0, 3), (1, 5), (2, 3)]
+    together = cam_maps(model, batch, targets, CAM_METHODS, chunk_size=2, stage="layer2")
+    for method in CAM_METHODS:
+        alone = gradcam_maps(model, batch, targets, method, chunk_size=2, stage="layer2")
+        np.testing.assert_allclose(together[method], alone, atol=1e-5, err_msg=method)
+    assert not np.allclose(together["gradcam"], together["hirescam"])  # the formulas do differ here

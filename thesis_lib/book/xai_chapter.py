@@ -54,7 +54,7 @@ from thesis_lib.xai.figures import (
     overlay_grid_figure,
     side_by_side_figure,
 )
-from thesis_lib.xai.gradcam import GRADCAM_STAGE, cam_grid, gradcam_maps
+from thesis_lib.xai.gradcam import GRADCAM_STAGE, cam_grid, cam_maps, gradcam_maps
 from thesis_lib.xai.words import plot_word_scores, shade_plot, token_positions_of_span
 
 if TYPE_CHECKING:
@@ -284,8 +284,8 @@ def _two_lines(text: str, width: int = 30) -> str:
     return "\n".join(lines[:2]) + (" ..." if len(lines) > 2 else "")
 
 
-def _gradcam(run: LoadedRun, movie_id: str, genre: int, method: str = "gradcam") -> np.ndarray:
-    return gradcam_maps(run.model, run.make_batch([movie_id]), [(0, genre)], method=method)[0]  # (S, S)
+def _gradcam(run: LoadedRun, movie_id: str, genre: int) -> np.ndarray:
+    return gradcam_maps(run.model, run.make_batch([movie_id]), [(0, genre)])[0]  # (S, S)
 
 
 def _attention(run: LoadedRun, movie_id: str) -> Any:
@@ -310,7 +310,8 @@ def cam_methods(run: LoadedRun, movie_id: str, genre: int, truth: Mapping[str, A
                 provenance: Provenance) -> Figure:
     """Grad-CAM, Grad-CAM++ and HiResCAM of the same model, poster and genre."""
     titles = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM"}
-    panels = [(f"{title}: {GENRES[genre]}", _gradcam(run, movie_id, genre, method)) for method, title in titles.items()]
+    maps = cam_maps(run.model, run.make_batch([movie_id]), [(0, genre)], tuple(titles))  # one pass, three methods
+    panels = [(f"{title}: {GENRES[genre]}", maps[method][0]) for method, title in titles.items()]
     poster = load_poster(run.movies[movie_id].poster)
     return side_by_side_figure(poster, panels, provenance, boxes=evidence_boxes(truth, movie_id, genre))
 

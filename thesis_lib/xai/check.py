@@ -79,7 +79,7 @@ from thesis_lib.xai.faithfulness import (
     random_saliency,
     twin_evidence_boxes,
 )
-from thesis_lib.xai.gradcam import GRADCAM_STAGE, PosterOnlyModel, gradcam_maps, randomized_copy
+from thesis_lib.xai.gradcam import GRADCAM_STAGE, PosterOnlyModel, cam_maps, gradcam_maps, randomized_copy
 from thesis_lib.xai.words import plot_word_scores
 
 POINTING_KEYS = ("gradcam_pointing_game", "hirescam_pointing_game", "random_pointing_game", "center_pointing_game",
@@ -263,8 +263,8 @@ def poster_scores(
         targets = [(ids.index(pair.movie_id), pair.genre) for pair in chunk]
         chunk_size = config.batch_size
         stage = config.gradcam_stage
-        maps = gradcam_maps(run.model, batch, targets, config.method, chunk_size, held=held, stage=stage)
-        second_maps = gradcam_maps(run.model, batch, targets, "hirescam", chunk_size, held=held, stage=stage)
+        both = cam_maps(run.model, batch, targets, (config.method, "hirescam"), chunk_size, held, stage)
+        maps, second_maps = both[config.method], both["hirescam"]
         random_maps = gradcam_maps(randomized, batch, targets, config.method, chunk_size, stage=stage)
         for index, (pair, (row, genre), cam, random_cam, second_cam) in enumerate(
             zip(chunk, targets, maps, random_maps, second_maps, strict=True), start=start

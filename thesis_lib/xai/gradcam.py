@@ -166,19 +166,40 @@ def gradcam_maps(
     `stage`: the CNN stage whose activations are weighed (`GRADCAM_STAGE`; None: the last); a ViT's patch grid
     is read whatever it says.
     """
+    return cam_maps(model, batch, targets, (method,), chunk_size, held, stage)[method]
+
+
+def cam_maps(
+    model: GenreClassifier,
+    batch: Mapping[str, Any],
+    targets: Sequence[tuple[int, int]],
+    methods: Sequence[str] = ("gradcam",),
+    chunk_size: int = 16,
+    held: PosterOnlyModel | None = None,
+    stage: str | None = GRADCAM_STAGE,
+) -> dict[str, np.ndarray]:
+    """`gradcam_maps` for several methods at once: {method: (P, S, S)}, from one forward and backward pass.
+
+    Grad-CAM, Grad-CAM++ and HiResCAM read the same activations and gradients of the target layer and differ
+    only in how they weigh them; the first method runs pytorch-grad-cam, and the others apply their own
+    class's formula (its `compute_cam_per_layer` and `aggregate_multi_layers`, the library's code) to the
+    activations and gradients that pass recorded, so each map is the one its method alone would give.
+    """
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cam_class = _cam_class(method)
+    methods = tuple(dict.fromkeys(methods))  # each once
+    cam_classes = {method: _cam_class(method) for method in methods}
     encoder = model.encoders["image"] if "image" in model.encoders else None
     if encoder is None:
         raise ValueError(f"model reads {list(model.modalities)}: Grad-CAM on posters needs an image encoder")
     if not targets:
-        return np.zeros((0, *batch["image"].shape[-2:]), dtype=np.float32)
+        return {method: np.zeros((0, *batch["image"].shape[-2:]), dtype=np.float32) for method in methods}
     _check_same_device(model, batch["image"])
     held = PosterOnlyModel(model, batch) if held is None else held
     if held.model is not model:
         raise ValueError("gradcam_maps: `held` wraps another model than the one to explain")
-    maps = []
+    maps: dict[str, list[np.ndarray]] = {method: [] for method in methods}
+    first, *others = methods
     with gradients_to_input_only(model):
         for start in range(0, len(targets), chunk_size):
             chunk = targets[start : start + chunk_size]
@@ -186,17 +207,25 @@ def gradcam_maps(
             wrapper = held.select(rows)
             images = batch["image"].index_select(0, torch.as_tensor(rows, device=batch["image"].device))
             images = images.detach().clone().requires_grad_(True)  # (P, 3, S, S) the only leaf with a gradient
-            cam = cam_class(
+            cam = cam_classes[first](
                 model=wrapper,
                 target_layers=encoder.gradcam_target_layers(stage),
                 reshape_transform=encoder.gradcam_reshape_transform(),
             )
+            genre_targets = [ClassifierOutputTarget(g) for _, g in chunk]
             try:
                 # Not `with cam:` -- its __exit__ swallows IndexError; release the hooks explicitly instead.
-                maps.append(cam(input_tensor=images, targets=[ClassifierOutputTarget(g) for _, g in chunk]))
+                maps[first].append(cam(input_tensor=images, targets=genre_targets))
+                # The other methods' classes over the same state (hooks, recorded activations and gradients).
+                # Each view is kept until all are done: a CAM's __del__ releases the shared recordings.
+                views = [object.__new__(cam_classes[method]) for method in others]
+                for method, view in zip(others, views, strict=True):
+                    view.__dict__.update(cam.__dict__)
+                    maps[method].append(view.aggregate_multi_layers(view.compute_cam_per_layer(images, genre_targets,
+                                                                                               False)))
             finally:
                 cam.activations_and_grads.release()
-    return np.concatenate(maps).astype(np.float32)  # (P, S, S)
+    return {method: np.concatenate(found).astype(np.float32) for method, found in maps.items()}  # (P, S, S) each
 
 
 def cam_grid(model: GenreClassifier, images: Tensor, stage: str | None = GRADCAM_STAGE) -> tuple[int, int]:
