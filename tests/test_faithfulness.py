@@ -370,6 +370,7 @@ def test_the_check_reports_the_cross_attention_run_on_top_and_every_run_below(ti
     assert [(r["model"], r["seed"]) for r in summary["per_run"]] == [("fusion_cross_attention", 0)] * 2
     assert summary["gradcam_pointing_game"] == summary["per_run"][0]["gradcam_pointing_game"]
     assert summary["comparisons"] == summary["per_run"][0]["comparisons"] and "pair_values" not in summary["per_run"][0]
+    assert {found["verdict"] for found in summary["comparisons"].values()} <= {"ahead", "behind", "undecided"}
     json.dumps(summary)  # plain JSON
     assert main(["xai", "check", "--data", str(root), "--runs", str(tmp_path / "missing"), "--json"]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -492,9 +493,11 @@ def test_the_command_refuses_a_negative_pointing_tolerance(tmp_path, capsys):
 
 def _same_result(got, want):
     """Two evaluate_run results equal key by key (NaN equal to NaN); a summary's run leaves out the per-pair
-    values, so they are compared only when both have them."""
+    values and adds each comparison's verdict, so those are compared only when both have them."""
     if "pair_values" not in got:
         want = {key: value for key, value in want.items() if key != "pair_values"}
+        got = got | {"comparisons": {label: {k: v for k, v in found.items() if k != "verdict"}
+                                     for label, found in got["comparisons"].items()}}
     assert got.keys() == want.keys()
     for key in want:
         np.testing.assert_array_equal(np.asarray(got[key], dtype=object), np.asarray(want[key], dtype=object), key)

@@ -166,10 +166,17 @@ def summarise(per_run: list[dict[str, Any]], skipped: list[dict[str, Any]], data
         summary[f"{key}_ci"] = None if headline is None else headline[f"{key}_ci"]
     summary["n_pairs"] = None if headline is None else headline["n_pairs"]
     summary["gradcam_stage"] = None if headline is None else headline["gradcam_stage"]
-    summary["comparisons"] = None if headline is None else headline["comparisons"]
-    summary["per_run"] = [{key: value for key, value in run.items() if key != "pair_values"} for run in per_run]
+    summary["comparisons"] = None if headline is None else _printable(headline)["comparisons"]
+    summary["per_run"] = [_printable(run) for run in per_run]
     summary["skipped_runs"] = skipped
     return summary
+
+
+def _printable(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's result as the summary prints it: without the per-pair values, each comparison with its verdict."""
+    comparisons = {label: {**found, "verdict": str(verdict_of(*found["ci"]))}
+                   for label, found in run.get("comparisons", {}).items()}
+    return {key: value for key, value in run.items() if key != "pair_values"} | {"comparisons": comparisons}
 
 
 SHORT_NAMES: Mapping[str, str] = {
