@@ -322,7 +322,8 @@ def test_verdicts_come_from_the_intervals_of_the_paired_differences():
 
 
 def test_the_best_variant_is_described_like_the_proposed_model():
-    results = {"fusion_cross_attention@minilm": faithfulness_result(comparisons=[(POINTING_VS_CHANCE, -0.1, -0.2, -0.01)])}
+    behind = faithfulness_result(comparisons=[(POINTING_VS_CHANCE, -0.1, -0.2, -0.01)])
+    results = {"fusion_cross_attention@minilm": behind}
     sentence = faithfulness.variant_sentences("fusion_cross_attention@minilm", results, True)
     assert "fusion_cross_attention@minilm" in sentence and "**behind**" in sentence
     assert "no variant" in faithfulness.variant_sentences(None, results, True)

@@ -229,7 +229,7 @@ def test_differences_are_paired_over_the_same_pairs_or_resampled_per_sample():
     rng = np.random.default_rng(0)
     base = rng.random(200)
     paired = difference_with_ci(base + 0.01, base)  # the same pairs, always a little better
-    assert paired.mean == pytest.approx(0.01) and paired.low == pytest.approx(0.01) and paired.high == pytest.approx(0.01)
+    assert (paired.mean, paired.low, paired.high) == pytest.approx((0.01, 0.01, 0.01))
     unpaired = difference_with_ci(base + 0.01, base, paired=False)  # two samples: their spread counts
     assert unpaired.low < 0 < unpaired.high
     dropped = difference_with_ci([1.0, np.nan, 0.0], [0.0, 0.0, np.nan])  # a pair with a NaN side is dropped
@@ -331,7 +331,8 @@ def test_evaluate_run_scores_every_key_on_a_tiny_twin(tiny_twin_run):
     assert 0.0 < result["random_pointing_game"] < 0.2  # one object covers a few % of the poster
     assert -1.0 <= result["randomized_model_rank_correlation"] <= 1.0
     # The strict game: chance is the boxes' share of the area, energy's reference too.
-    assert config.pointing_tolerance_px == 0.0 and result["box_area_share"] == pytest.approx(result["random_pointing_game"])
+    assert config.pointing_tolerance_px == 0.0
+    assert result["box_area_share"] == pytest.approx(result["random_pointing_game"])
     assert result["gradcam_stage"] == "patches"  # a ViT's grid
     # Every comparison is the paired difference over the same pairs: pointing game minus chance, pair by pair.
     from thesis_lib.xai.check import COMPARISONS

@@ -471,7 +471,8 @@ def test_an_earlier_stage_localises_a_planted_object_that_the_last_stage_cannot(
     hits = {}
     for stage in ("layer4", "layer3"):
         maps = gradcam_maps(planted_object_model, batch, targets, stage=stage)  # (P, 128, 128)
-        hits[stage] = np.mean([pointing_hit(cam, [boxes[row]], (128, 128)) for cam, (row, _) in zip(maps, targets, strict=True)])
+        hits[stage] = np.mean([pointing_hit(cam, [boxes[row]], (128, 128))
+                               for cam, (row, _) in zip(maps, targets, strict=True)])
     assert hits["layer4"] == 0.0  # its cell centres (16 + 32k) are 16 px from every box centre: never inside
     chance = random_point_hit_rate([boxes[0]], (128, 128))
     assert hits["layer3"] >= 0.8 > 10 * chance  # an 8 x 8 grid puts the maximum inside the 24 px box

@@ -263,7 +263,8 @@ def gradcam_grid(run: LoadedRun, ids: Sequence[str], truth: Mapping[str, Any] | 
     maps = []
     for row, movie_id in enumerate(ids):
         genres = poster_genres(run, truth, movie_id, max_genres)
-        explained = explain_predicted_genres(run.model, batch, row, run.thresholds, method, genres=genres) if genres else []
+        explained = (explain_predicted_genres(run.model, batch, row, run.thresholds, method, genres=genres)
+                     if genres else [])
         maps.append([dataclasses.replace(shown, boxes=tuple(map(tuple, evidence_boxes(truth, movie_id, shown.genre))))
                      for shown in explained])
     posters = [load_poster(run.movies[movie_id].poster) for movie_id in ids]
@@ -295,11 +296,11 @@ def _attention(run: LoadedRun, movie_id: str) -> Any:
 def side_by_side(image_run: LoadedRun, cross_run: LoadedRun, movie_id: str, genre: int,
                  truth: Mapping[str, Any] | None, provenance: Provenance, variant: LoadedRun | None = None) -> Figure:
     """One poster explained for one genre: Grad-CAM of the image-only model, of the cross-attention model
-    and (when given) of its best variant, then where the plot's tokens attend on the poster
-    (cross-attention averaged over blocks, heads and tokens). The twin's evidence boxes are outlined."""
+    and (when given, and it reads the poster) of its best variant, then where the plot's tokens attend on
+    the poster (cross-attention averaged over blocks, heads and tokens). The twin's evidence boxes are outlined."""
     name = GENRES[genre]
     attention = poster_attention_map(_attention(cross_run, movie_id))[0].numpy()  # (rows, cols) patch grid
-    models = [image_run, cross_run, *([variant] if variant is not None else [])]
+    models = [image_run, cross_run, *([variant] if variant is not None and "image" in variant.model.encoders else [])]
     panels = [(f"{_short(run.model_name)}\nGrad-CAM: {name}", _gradcam(run, movie_id, genre)) for run in models]
     panels.append((f"{_short(cross_run.model_name)}\nplot -> poster cells", attention))
     poster = load_poster(cross_run.movies[movie_id].poster)

@@ -392,7 +392,7 @@ def evaluate_run(
         result[f"{key}_ci"] = [estimate.low, estimate.high] if estimate.n else None
         result[f"{key}_n"] = estimate.n
     result["comparisons"] = compare(values, config.n_resamples, config.seed)
-    result["pair_values"] = {key: [float(v) for v in found] for key, found in values.items()}  # for comparisons across runs
+    result["pair_values"] = {key: [float(v) for v in found] for key, found in values.items()}  # to compare runs
     result["gradcam_stage"] = _stage_read(run.model, config.gradcam_stage)
     return result
 
