@@ -16,7 +16,7 @@ import yaml
 from thesis_lib.analysis import comparison, probes
 from thesis_lib.analysis.published import PUBLISHED
 from thesis_lib.analysis.verdicts import Verdict, verdict_of
-from thesis_lib.analysis.xai_check import RANDOMISED_CRITERION, criteria
+from thesis_lib.analysis.xai_check import verdict_of_comparison, verdicts
 from thesis_lib.book import error_analysis as errors
 from thesis_lib.book import experiments_chapter as chapter
 from thesis_lib.book import faithfulness, official_split, xai_chapter
@@ -29,6 +29,7 @@ from thesis_lib.experiments.table import results_table
 from thesis_lib.genres import GENRES, NUM_GENRES
 from thesis_lib.metrics import evaluate_threshold_policies
 from thesis_lib.train.results import Predictions
+from thesis_lib.xai.check import COMPARISONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "notebooks" / "params" / "smoke.yaml"
@@ -277,25 +278,70 @@ def test_require_runs_names_what_is_missing(grid):
 # ---------------------------------------------------------------------------------------------- the XAI
 
 
-def faithfulness_result(**changes):
+def comparison_entry(name, difference, low, high, n=120):
+    comparison = next(c for c in COMPARISONS if c.name == name)
+    return comparison.label, {"name": name, "difference": difference, "ci": [low, high], "n": n}
+
+
+POINTING_VS_CHANCE = "pointing game against chance (a random point)"
+POINTING_VS_RANDOMISED = "pointing game against the randomised model's map"
+DELETION_VS_RANDOM = "deletion AUC against random order"
+CUE_VS_ROLLOUT = "cross-attention cue recall@5 against rollout"
+
+
+def faithfulness_result(comparisons=None, **changes):
     result = {"n_pairs": 120, "gradcam_pointing_game": 0.30, "random_pointing_game": 0.10,
               "center_pointing_game": 0.15, "randomized_model_pointing_game": 0.12,
               "attention_cue_recall_at_5": 0.40, "random_cue_recall_at_5": 0.10, "deletion_auc": 0.5,
               "random_deletion_auc": 0.7}
     result |= {f"{key}_ci": [value - 0.05, value + 0.05] for key, value in result.items() if key != "n_pairs"}
+    entries = comparisons if comparisons is not None else [
+        (POINTING_VS_CHANCE, 0.20, 0.12, 0.28), (POINTING_VS_RANDOMISED, 0.05, -0.03, 0.12),
+        (DELETION_VS_RANDOM, 0.2, 0.1, 0.3), (CUE_VS_ROLLOUT, -0.1, -0.2, -0.02)]
+    result["comparisons"] = dict(comparison_entry(*entry) for entry in entries)
+    result["gradcam_stage"] = "layer3"
     return result | changes
 
 
-def test_criteria_are_checked_against_their_references():
-    assert criteria(faithfulness_result())["verdict"].tolist() == ["met"] * 5
-    assert faithfulness.faithfulness_glue(faithfulness_result())["n_met"] == 5
-    weak = criteria(faithfulness_result(gradcam_pointing_game=0.15, randomized_model_pointing_game=0.2))
-    assert weak["verdict"].tolist() == ["not met", "not met", "not met", "met", "met"]
-    glued = faithfulness.faithfulness_glue(faithfulness_result(gradcam_pointing_game=0.15,
-                                                               randomized_model_pointing_game=0.2))
-    assert (glued["n_met"], glued["n_criteria"]) == (2, 5) and glued["criteria_not_met"].startswith("pointing game >= 2 x")
-    unknown = faithfulness.faithfulness_glue(faithfulness_result(attention_cue_recall_at_5=None))
-    assert unknown["criteria_unmeasured"] == "cue recall@5 >= 2 x chance"
+def test_verdicts_come_from_the_intervals_of_the_paired_differences():
+    table = verdicts(faithfulness_result())
+    assert table.loc[POINTING_VS_CHANCE, "verdict"] == "ahead"
+    assert table.loc[POINTING_VS_RANDOMISED, "verdict"] == "undecided"  # the interval includes 0
+    assert table.loc[CUE_VS_ROLLOUT, "verdict"] == "behind"
+    assert table.index.tolist() == [POINTING_VS_CHANCE, POINTING_VS_RANDOMISED, DELETION_VS_RANDOM, CUE_VS_ROLLOUT]
+    assert verdict_of_comparison(faithfulness_result(), DELETION_VS_RANDOM) == Verdict.AHEAD
+    assert verdict_of_comparison(faithfulness_result(comparisons=[]), DELETION_VS_RANDOM) is None
+    glued = faithfulness.faithfulness_glue(faithfulness_result())
+    assert glued["verdicts_ahead"] == f"{POINTING_VS_CHANCE} and {DELETION_VS_RANDOM}"
+    assert (glued["verdicts_behind"], glued["verdicts_undecided"]) == (CUE_VS_ROLLOUT, POINTING_VS_RANDOMISED)
+    # The sentence states each verdict the table gives, and nothing from a threshold of its own.
+    claim = faithfulness.faithfulness_sentences("fusion_cross_attention", faithfulness_result(), True)
+    assert claim["faithfulness_scope"] == ""
+    assert f"{POINTING_VS_RANDOMISED}: +0.05 [-0.03, +0.12], **undecided**" in claim["faithfulness_claim"]
+    assert "criteria" not in claim["faithfulness_claim"]
+
+
+def test_the_best_variant_is_described_like_the_proposed_model():
+    behind = faithfulness_result(comparisons=[(POINTING_VS_CHANCE, -0.1, -0.2, -0.01)])
+    results = {"fusion_cross_attention@minilm": behind}
+    sentence = faithfulness.variant_sentences("fusion_cross_attention@minilm", results, True)
+    assert "fusion_cross_attention@minilm" in sentence and "**behind**" in sentence
+    assert "no variant" in faithfulness.variant_sentences(None, results, True)
+
+
+def test_the_two_models_maps_differ_only_when_the_interval_says_so():
+    def with_hits(hits):
+        return faithfulness_result(pair_values={"gradcam_pointing_game": hits})
+
+    same = {"fusion_cross_attention": with_hits([1.0, 0.0] * 100), "image_resnet50": with_hits([0.0, 1.0] * 100)}
+    sentence = faithfulness.maps_difference_sentence(same, "fusion_cross_attention", "image_resnet50", 200)
+    assert "**undecided**" in sentence and "not evidence" in sentence
+    apart = {"fusion_cross_attention": with_hits([1.0] * 150 + [0.0] * 50), "image_resnet50": with_hits([0.0, 1.0] * 100)}
+    sentence = faithfulness.maps_difference_sentence(apart, "fusion_cross_attention", "image_resnet50", 200)
+    assert "**ahead**" in sentence and "more often" in sentence
+    none = {"fusion_cross_attention": real_result(), "image_resnet50": real_result()}
+    assert "cannot be compared" in faithfulness.maps_difference_sentence(none, "fusion_cross_attention",
+                                                                          "image_resnet50", 200)
 
 
 def test_faithfulness_numbers_are_written_with_their_intervals():
@@ -307,6 +353,9 @@ def test_faithfulness_numbers_are_written_with_their_intervals():
     assert table.loc["text_x", "pointing: Grad-CAM"] == "" and table.loc["text_x", "pairs"] == 0
     assert faithfulness.faithfulness_glue(results["fusion_cross_attention"])["cue_text"] == "0.40 [0.35, 0.45]"
     assert faithfulness.faithfulness_glue(faithfulness_result(deletion_auc=None))["deletion_text"] == "n/a"
+    verdict_rows = faithfulness.verdict_table(results)  # text_x has no comparison: no rows
+    assert verdict_rows.index.get_level_values("run").unique().tolist() == ["fusion_cross_attention"]
+    assert verdict_rows.loc[("fusion_cross_attention", CUE_VS_ROLLOUT), "difference [95% CI]"] == "-0.10 [-0.20, -0.02]"
 
 
 @pytest.mark.parametrize(("seeds", "first"), [([3, 1], 3), (2, 2), ("4,5", 4), ("[6]", 6)])
@@ -432,21 +481,13 @@ def real_result(**changes):
     return result | changes
 
 
-def test_on_real_data_the_xai_checks_are_deletion_and_randomisation_only():
-    table = criteria(real_result())
-    assert table.index.tolist() == [RANDOMISED_CRITERION, "deletion AUC below random order"]
-    assert table["verdict"].tolist() == ["met", "met"]
-    kept = criteria(real_result(randomized_model_rank_correlation=0.8, deletion_auc=0.7))
-    assert kept["verdict"].tolist() == ["not met", "not met"]
-    assert criteria(faithfulness_result()).shape[0] == 5  # the twin's five, read from its keys
-    sentences = faithfulness.faithfulness_sentences("fusion_cross_attention", real_result(randomized_model_rank_correlation=0.8),
-                                                    ground_truth=False)
-    assert "deletion and the randomisation check" in sentences["faithfulness_scope"]
-    assert "**1 of the 2 checks**" in sentences["faithfulness_claim"]
-    assert "not measurable" not in sentences["faithfulness_claim"]
-    twin = faithfulness.faithfulness_sentences("fusion_cross_attention", faithfulness_result(), ground_truth=True)
-    assert twin["faithfulness_scope"] == "" and "**5 of the 5 criteria**" in twin["faithfulness_claim"]
-
+def test_on_real_data_only_deletion_has_a_verdict_and_the_randomisation_is_described():
+    result = real_result(comparisons=dict([comparison_entry(DELETION_VS_RANDOM, 0.2, 0.1, 0.3)]))
+    table = verdicts(result)
+    assert table.index.tolist() == [DELETION_VS_RANDOM] and table["verdict"].tolist() == ["ahead"]
+    sentences = faithfulness.faithfulness_sentences("fusion_cross_attention", result, ground_truth=False)
+    assert "deletion against random order" in sentences["faithfulness_scope"]
+    assert "a description" in sentences["faithfulness_claim"] and "**ahead**" in sentences["faithfulness_claim"]
 
 def test_twin_only_sentences_say_nothing_without_ground_truth(grid):
     runs_dir, _ = grid
@@ -481,3 +522,18 @@ def test_the_fusion_inputs_are_the_runs_the_grid_plans():
     two = load_profile("smoke", {"model_overrides": '{"fusion_cross_attention": {"modalities": ["text", "image"]}}'})
     assert chapter.fusion_inputs(two).endswith("text_roberta and image_resnet50")
     assert chapter.fusion_sources(two) == ["text_roberta", "image_resnet50"]
+
+
+def test_poster_maps_are_drawn_only_for_genres_with_poster_evidence():
+    from types import SimpleNamespace
+
+    probs = np.zeros(NUM_GENRES)
+    horror, drama, crime = GENRES.index("Horror"), GENRES.index("Drama"), GENRES.index("Crime")
+    probs[[drama, horror, crime]] = [0.9, 0.8, 0.7]  # all three predicted, Drama most probable
+    run = SimpleNamespace(probabilities={"0000001": probs}, thresholds=np.full(NUM_GENRES, 0.5))
+    evidence = {genre: "text" for genre in GENRES} | {"Horror": "image", "Crime": "alignment"}
+    truth = {"genre_evidence": evidence}
+    assert xai_chapter.poster_genres(run, truth, "0000001", 3) == [horror, crime]  # Drama's evidence is the plot
+    assert xai_chapter.poster_genres(run, None, "0000001", 3) == [drama, horror, crime]  # MM-IMDb: every one
+    assert "every predicted genre" in xai_chapter.grid_sentence(None)
+    assert "white boxes" in xai_chapter.grid_sentence(truth)

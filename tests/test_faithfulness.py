@@ -223,6 +223,21 @@ def test_twin_evidence_boxes_follow_the_rules():
 # ----------------------------------------------------------------------------------------- intervals
 
 
+def test_differences_are_paired_over_the_same_pairs_or_resampled_per_sample():
+    from thesis_lib.xai.faithfulness import difference_with_ci
+
+    rng = np.random.default_rng(0)
+    base = rng.random(200)
+    paired = difference_with_ci(base + 0.01, base)  # the same pairs, always a little better
+    assert (paired.mean, paired.low, paired.high) == pytest.approx((0.01, 0.01, 0.01))
+    unpaired = difference_with_ci(base + 0.01, base, paired=False)  # two samples: their spread counts
+    assert unpaired.low < 0 < unpaired.high
+    dropped = difference_with_ci([1.0, np.nan, 0.0], [0.0, 0.0, np.nan])  # a pair with a NaN side is dropped
+    assert (dropped.mean, dropped.n) == (1.0, 1)
+    with pytest.raises(ValueError, match="one reference per value"):
+        difference_with_ci([1.0, 0.0], [0.0])
+
+
 def test_mean_with_ci_brackets_the_mean_and_collapses_for_constant_values():
     values = np.random.default_rng(1).random(200) < 0.3
     estimate = mean_with_ci(values, seed=0)
@@ -315,6 +330,21 @@ def test_evaluate_run_scores_every_key_on_a_tiny_twin(tiny_twin_run):
         assert 0.0 <= result[key] <= 1.0
     assert 0.0 < result["random_pointing_game"] < 0.2  # one object covers a few % of the poster
     assert -1.0 <= result["randomized_model_rank_correlation"] <= 1.0
+    # The strict game: chance is the boxes' share of the area, energy's reference too.
+    assert config.pointing_tolerance_px == 0.0
+    assert result["box_area_share"] == pytest.approx(result["random_pointing_game"])
+    assert result["gradcam_stage"] == "patches"  # a ViT's grid
+    # Every comparison is the paired difference over the same pairs: pointing game minus chance, pair by pair.
+    from thesis_lib.xai.check import COMPARISONS
+    from thesis_lib.xai.faithfulness import difference_with_ci
+
+    assert set(result["comparisons"]) == {c.label for c in COMPARISONS}
+    values = result["pair_values"]
+    expected = difference_with_ci(values["gradcam_pointing_game"], values["random_pointing_game"], 200, 0)
+    found = result["comparisons"]["gradcam_pointing_game vs random_pointing_game"]
+    assert (found["difference"], found["ci"], found["n"]) == (expected.mean, [expected.low, expected.high], len(pairs))
+    deletion = result["comparisons"]["deletion_auc vs random_deletion_auc"]  # lower is better: random - map
+    assert deletion["difference"] == pytest.approx(result["random_deletion_auc"] - result["deletion_auc"])
 
 
 def test_the_check_reports_the_cross_attention_run_on_top_and_every_run_below(tiny_twin_run, tmp_path, capsys,
@@ -340,6 +370,8 @@ def test_the_check_reports_the_cross_attention_run_on_top_and_every_run_below(ti
     assert summary["twin"] and summary["headline_run"] == "fusion_cross_attention/seed0"
     assert [(r["model"], r["seed"]) for r in summary["per_run"]] == [("fusion_cross_attention", 0)] * 2
     assert summary["gradcam_pointing_game"] == summary["per_run"][0]["gradcam_pointing_game"]
+    assert summary["comparisons"] == summary["per_run"][0]["comparisons"] and "pair_values" not in summary["per_run"][0]
+    assert {found["verdict"] for found in summary["comparisons"].values()} <= {"ahead", "behind", "undecided"}
     json.dumps(summary)  # plain JSON
     assert main(["xai", "check", "--data", str(root), "--runs", str(tmp_path / "missing"), "--json"]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -351,7 +383,9 @@ def test_without_ground_truth_only_deletion_and_the_randomised_model_are_reporte
     _, _, run = tiny_twin_run
     result = evaluate_run(run, None, XaiCheckConfig(max_pairs=4, batch_size=4, n_resamples=50))
     assert result["n_pairs"] == 4  # any labelled genre is a candidate on real data
-    assert {k for k in result if not k.endswith(("_ci", "_n"))} == {"model", "seed", "n_pairs", *REAL_KEYS}
+    assert {k for k in result if not k.endswith(("_ci", "_n"))} == {"model", "seed", "n_pairs", "comparisons",
+                                                                     "gradcam_stage", "pair_values", *REAL_KEYS}
+    assert list(result["comparisons"]) == ["deletion_auc vs random_deletion_auc"]  # the only one with a reference
     assert result["deletion_auc"] is not None
 
 
@@ -459,7 +493,12 @@ def test_the_command_refuses_a_negative_pointing_tolerance(tmp_path, capsys):
 
 
 def _same_result(got, want):
-    """Two evaluate_run results equal key by key (NaN equal to NaN)."""
+    """Two evaluate_run results equal key by key (NaN equal to NaN); a summary's run leaves out the per-pair
+    values and adds each comparison's verdict, so those are compared only when both have them."""
+    if "pair_values" not in got:
+        want = {key: value for key, value in want.items() if key != "pair_values"}
+        got = got | {"comparisons": {label: {k: v for k, v in found.items() if k != "verdict"}
+                                     for label, found in got["comparisons"].items()}}
     assert got.keys() == want.keys()
     for key in want:
         np.testing.assert_array_equal(np.asarray(got[key], dtype=object), np.asarray(want[key], dtype=object), key)
@@ -530,7 +569,7 @@ def test_the_device_setting_reaches_the_model_its_batches_and_the_command(tiny_t
     summary = json.loads(capsys.readouterr().out)
     assert "cpu" in asked and summary["device"] == "cpu" and summary["per_run"][0]["model"] == "image_vit"
     assert summary["data"] == str(root)
-    assert summary["pointing_tolerance_px"] == faithfulness.POINTING_TOLERANCE_PX == 15  # the published table's
+    assert summary["pointing_tolerance_px"] == faithfulness.POINTING_TOLERANCE_PX == 0  # the published table's
 
 
 def test_gradcam_refuses_posters_off_the_models_device(toy_model_for_device):
@@ -549,3 +588,15 @@ def toy_model_for_device():
     torch.manual_seed(0)
     model = build_model("image_vit", image_input_size=32).eval()
     return model, {"image": torch.rand(1, 3, 32, 32)}
+
+
+def test_the_blurred_copy_is_torchvisions_gaussian_blur():
+    from torchvision.transforms.v2 import functional as TF
+
+    image = torch.randn(3, 40, 28, generator=torch.Generator().manual_seed(0))  # (3, H, W) not square
+    for sigma in (2.0, 4.0):
+        kernel = 2 * int(np.ceil(3 * sigma)) + 1
+        expected = TF.gaussian_blur(image, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+        torch.testing.assert_close(blurred_copy(image, sigma), expected, atol=1e-5, rtol=0)
+    wide = TF.gaussian_blur(image, kernel_size=[27, 27], sigma=[16.0, 16.0])  # the kernel capped by the side
+    torch.testing.assert_close(blurred_copy(image, 16.0), wide, atol=1e-5, rtol=0)

@@ -411,3 +411,140 @@ def test_predicted_genres_are_explained_with_their_probability_and_truth(toy_mod
     assert maps[0].cam.shape == (TOY, TOY)
     forced = explain_predicted_genres(toy_model, {"image": images, "labels": labels}, row=0, genres=[1])
     assert forced[0].is_true and forced[0].probability < 0.5
+
+
+# ------------------------------------------------------------------------- Grad-CAM stage and resolution
+
+SMOKE_RESNET = (("channels", (16, 32, 64, 128)), ("stem_width", 16), ("layers", (1, 1, 1, 1)))  # the smoke profile's
+CORNERS = (32, 64, 96)  # the corners of a 4 x 4 grid's cells at 128 px: 3 x 3 object positions, as on the twin
+HALF = 12  # the planted squares are 24 x 24 px (3.5% of the poster, like the twin's objects)
+
+
+def planted_posters(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int, int]]]:
+    """Noise posters (B, 3, 128, 128), half of them with a red square centred on a corner of the 4 x 4 grid's
+    cells; the labels (B,) and each positive's box."""
+    generator = torch.Generator().manual_seed(seed)
+    images = 0.3 * torch.randn(count, 3, 128, 128, generator=generator)  # (B, 3, S, S)
+    labels = (torch.arange(count) % 2).float()  # (B,)
+    centres = torch.randint(0, len(CORNERS), (count, 2), generator=generator)  # (B, 2)
+    boxes = []
+    for row in range(count):
+        y, x = CORNERS[int(centres[row, 0])], CORNERS[int(centres[row, 1])]
+        boxes.append((x - HALF, y - HALF, x + HALF, y + HALF))
+        if labels[row]:
+            images[row, :, y - HALF : y + HALF, x - HALF : x + HALF] = torch.tensor([2.0, -1.0, -1.0])[:, None, None]
+    return images, labels, boxes
+
+
+TOY_RESNET = (("channels", (8, 16, 32, 64)), ("stem_width", 8), ("layers", (1, 1, 1, 1)))  # the smoke one, halved
+
+
+@pytest.fixture(scope="module")
+def planted_object_model():
+    """A small ResNet trained to say genre 0 when a planted object is on the poster (about 5 s on one thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: threads only contend on shared cores
+    try:
+        model = tiny_model("image_resnet50", image_input_size=128, image_timm_kwargs=TOY_RESNET).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+        for step in range(25):
+            images, labels, _ = planted_posters(16, seed=step)
+            loss = F.binary_cross_entropy_with_logits(model({"image": images}).logits[:, 0], labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def test_an_earlier_stage_localises_a_planted_object_that_the_last_stage_cannot(planted_object_model):
+    from thesis_lib.xai.faithfulness import pointing_hit, random_point_hit_rate
+
+    images, labels, boxes = planted_posters(40, seed=1000)
+    positives = [row for row in range(len(labels)) if labels[row]]
+    with torch.no_grad():
+        accuracy = ((planted_object_model({"image": images}).logits[:, 0] > 0).float() == labels).float().mean()
+    assert accuracy > 0.9  # the toy model found the object
+    batch = {"image": images}
+    targets = [(row, 0) for row in positives]
+    hits = {}
+    for stage in ("layer4", "layer3"):
+        maps = gradcam_maps(planted_object_model, batch, targets, stage=stage)  # (P, 128, 128)
+        hits[stage] = np.mean([pointing_hit(cam, [boxes[row]], (128, 128))
+                               for cam, (row, _) in zip(maps, targets, strict=True)])
+    assert hits["layer4"] == 0.0  # its cell centres (16 + 32k) are 16 px from every box centre: never inside
+    chance = random_point_hit_rate([boxes[0]], (128, 128))
+    assert hits["layer3"] >= 0.8 > 10 * chance  # an 8 x 8 grid puts the maximum inside the 24 px box
+
+
+def test_the_stage_is_a_named_setting_with_the_grid_it_gives():
+    from thesis_lib.xai.gradcam import GRADCAM_STAGE, cam_grid
+
+    model = tiny_model("image_resnet50", image_input_size=128, image_timm_kwargs=SMOKE_RESNET)
+    encoder = model.encoders["image"]
+    images = torch.randn(1, 3, 128, 128)
+    assert encoder.gradcam_stages()[:3] == ("layer4", "layer3", "layer2") and GRADCAM_STAGE in encoder.gradcam_stages()
+    assert encoder.gradcam_target_layers("layer2") == [encoder.backbone.layer2]
+    assert encoder.gradcam_target_layers() == [encoder.backbone.layer4]
+    assert [cam_grid(model, images, stage) for stage in ("layer4", "layer3", "layer2")] == [(4, 4), (8, 8), (16, 16)]
+    with pytest.raises(ValueError, match="stage 'block9'"):
+        encoder.gradcam_target_layers("block9")
+    vit = tiny_model("image_vit")  # 64 px, 16 px patches: the patch grid whatever the stage
+    assert vit.encoders["image"].gradcam_stages() == ()
+    assert cam_grid(vit, torch.randn(1, 3, SIZE, SIZE), "layer3") == (4, 4)
+
+
+# --------------------------------------------------------------------------- rollout and the pooling
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_rollout_reads_what_flows_into_the_pooled_vector(pooling):
+    model = tiny_model("text_bert", text_need_attentions=True, text_pooling=pooling)
+    batch = tiny_batch(model)  # row 0 is padded after 4 tokens
+    explanation = explain_attention(model, batch)
+    assert explanation.text_pooling == pooling
+    rollout = attention_rollout(explanation.text_self_attention, explanation.text_mask)  # (B, L, L)
+    importance = rollout_token_importance(explanation)  # (B, L)
+    for row in range(3):
+        real = explanation.text_mask[row]
+        expected = rollout[row][real].mean(dim=0) if pooling == "mean" else rollout[row, 0]
+        torch.testing.assert_close(importance[row], expected)
+    torch.testing.assert_close(importance.sum(-1), torch.ones(3))
+    assert (importance[0, 4:] == 0).all()  # padding receives nothing
+    if pooling == "mean":
+        assert not torch.allclose(importance, rollout[:, 0])  # the CLS row would say something else
+
+
+# ------------------------------------------------------------------------------- boxes and genres drawn
+
+
+def test_ground_truth_boxes_are_drawn_on_every_map():
+    from matplotlib.patches import Rectangle
+    from PIL import Image
+
+    from thesis_lib.xai.figures import GenreMap, Provenance, overlay_grid_figure, side_by_side_figure
+
+    poster = Image.new("RGB", (60, 90))
+    cam = np.zeros((16, 16), dtype=np.float32)
+    provenance = Provenance("synthetic twin, test split", "random init")
+    maps = [[GenreMap(0, cam, 0.9, True, boxes=((5, 5, 20, 20), (30, 40, 50, 60))), GenreMap(1, cam, 0.8, False)]]
+    figure = overlay_grid_figure([poster], maps, provenance)
+    counts = [sum(isinstance(p, Rectangle) for p in ax.patches) for ax in figure.axes[:3]]
+    assert counts == [0, 2, 0]  # the poster, the genre with two objects, a genre without boxes
+    figure = side_by_side_figure(poster, [("a", cam), ("b", cam)], provenance, boxes=[(5, 5, 20, 20)])
+    assert [sum(isinstance(p, Rectangle) for p in ax.patches) for ax in figure.axes[:3]] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("name", ["image_resnet50", "image_vit"])
+def test_methods_sharing_one_pass_give_the_maps_each_gives_alone(name):
+    from thesis_lib.xai.gradcam import CAM_METHODS, cam_maps
+
+    model = tiny_model(name)
+    batch = tiny_batch(model)
+    targets = [(0, 3), (1, 5), (2, 3)]
+    together = cam_maps(model, batch, targets, CAM_METHODS, chunk_size=2, stage="layer2")
+    for method in CAM_METHODS:
+        alone = gradcam_maps(model, batch, targets, method, chunk_size=2, stage="layer2")
+        np.testing.assert_allclose(together[method], alone, atol=1e-5, err_msg=method)
+    assert not np.allclose(together["gradcam"], together["hirescam"])  # the formulas do differ here

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from thesis_lib import machine
+from thesis_lib.analysis.verdicts import Verdict, verdict_of
 from thesis_lib.data.mmimdb import Release, load_release
 from thesis_lib.data.twin import load_twin_truth
 from thesis_lib.data.twin.generate import TRUTH_FILE
@@ -34,20 +35,19 @@ from thesis_lib.experiments.loaded_run import THRESHOLD_POLICY, DetectionsCache,
 from thesis_lib.experiments.records import RecordError, model_config_from_dict, read_record
 from thesis_lib.experiments.table import PRIMARY_SPLIT
 from thesis_lib.logs import Pace
-from thesis_lib.xai.check import REAL_KEYS, TWIN_KEYS, ExplainableRun, XaiCheckConfig, XaiCheckError, evaluate_run
+from thesis_lib.xai.check import (
+    COMPARISONS,
+    REAL_KEYS,
+    TWIN_KEYS,
+    ExplainableRun,
+    XaiCheckConfig,
+    XaiCheckError,
+    evaluate_run,
+)
 
 logger = logging.getLogger(__name__)
 
 HEADLINE = ("fusion_cross_attention", 0)  # (model, seed) whose values are the summary's top-level keys
-CLEARLY_BETTER = 2.0  # a score "clearly better than chance" is at least this many times chance
-NEAR_CHANCE = 1.5  # the randomised model's pointing game "falls to near chance": at most this many times chance
-MET, NOT_MET, UNMEASURED = "met", "not met", "not measurable"
-# Without ground truth the randomisation check (Adebayo et al. 2018) cannot ask whether the randomised model
-# still points at the object; it asks whether its maps still rank the poster's cells like the trained
-# model's. A map that keeps more than this Spearman correlation once the weights are random shows the
-# input's structure more than what was learned.
-MAX_RANDOMISED_CORRELATION = 0.5
-RANDOMISED_CRITERION = f"randomised model's maps differ (rank correlation <= {MAX_RANDOMISED_CORRELATION:g})"
 
 
 class NotExplainable(Exception):
@@ -157,6 +157,7 @@ def summarise(per_run: list[dict[str, Any]], skipped: list[dict[str, Any]], data
         "threshold_policy": THRESHOLD_POLICY,
         "max_pairs": config.max_pairs,
         "pointing_tolerance_px": config.pointing_tolerance_px,
+        "gradcam_stage_setting": config.gradcam_stage,
         "seed": config.seed,
         "device": device,
     }
@@ -164,14 +165,24 @@ def summarise(per_run: list[dict[str, Any]], skipped: list[dict[str, Any]], data
         summary[key] = None if headline is None else headline[key]
         summary[f"{key}_ci"] = None if headline is None else headline[f"{key}_ci"]
     summary["n_pairs"] = None if headline is None else headline["n_pairs"]
-    summary["per_run"] = per_run
+    summary["gradcam_stage"] = None if headline is None else headline["gradcam_stage"]
+    summary["comparisons"] = None if headline is None else _printable(headline)["comparisons"]
+    summary["per_run"] = [_printable(run) for run in per_run]
     summary["skipped_runs"] = skipped
     return summary
+
+
+def _printable(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's result as the summary prints it: without the per-pair values, each comparison with its verdict."""
+    comparisons = {label: {**found, "verdict": str(verdict_of(*found["ci"]))}
+                   for label, found in run.get("comparisons", {}).items()}
+    return {key: value for key, value in run.items() if key != "pair_values"} | {"comparisons": comparisons}
 
 
 SHORT_NAMES: Mapping[str, str] = {
     "gradcam_pointing_game": "gradcam", "hirescam_pointing_game": "hirescam", "random_pointing_game": "random",
     "center_pointing_game": "centre", "randomized_model_pointing_game": "rand.model", "gradcam_energy_in_box": "energy",
+    "box_area_share": "box.area",
     "deletion_auc": "del.auc", "random_deletion_auc": "rand.del", "randomized_model_rank_correlation": "rand.rho",
     "gradcam_flat_map_share": "flat.maps",
     "attention_cue_recall_at_5": "attn.cue5", "rollout_cue_recall_at_5": "roll.cue5",
@@ -196,42 +207,29 @@ def format_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def criteria(result: Mapping[str, Any], ground_truth: bool | None = None) -> pd.DataFrame:
-    """The "clearly better than chance" criteria checked on one run's faithfulness numbers: criterion,
-    value, reference and verdict ("met", "not met", or "not measurable" where the run has no such number).
-    They compare point estimates with their references; the intervals are in the run's row of the summary.
+def verdicts(result: Mapping[str, Any]) -> pd.DataFrame:
+    """What one run's explanations may claim: per comparison it has (`xai.check.COMPARISONS`: the pointing
+    game against chance, the centre and the randomised model; energy in the box against the box's share of
+    the area; deletion against random order; cue recall against chance and cross-attention against rollout)
+    the paired difference (positive: the explanation does better), its 95% bootstrap interval, the pairs
+    and the verdict the interval gives (`analysis.verdicts`: ahead, behind, undecided). No thresholds of our
+    own: a reference is beaten when the whole interval says so.
 
-    With ground truth (the twin: `ground_truth` True, or None and the result has pointing-game keys) five
-    criteria: pointing game against chance and the centre, the randomised model's pointing near chance, cue
-    recall and deletion. Without it (MM-IMDb has no boxes or cue words) the two checks that need none
-    (`REAL_CRITERIA`): deletion, and the randomisation check read as the rank correlation of the trained
-    and the randomised model's maps."""
+    On MM-IMDb (no boxes, no cue words) only deletion has a reference; the randomised model's rank
+    correlation is a description, not a comparison."""
+    rows = {}
+    for comparison in COMPARISONS:
+        found = result.get("comparisons", {}).get(comparison.label)
+        if found is None:
+            continue
+        low, high = found["ci"]
+        rows[comparison.name] = {"difference": found["difference"], "ci_low": low, "ci_high": high,
+                                 "pairs": found["n"], "verdict": str(verdict_of(low, high))}
+    columns = ["difference", "ci_low", "ci_high", "pairs", "verdict"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("comparison")
 
-    def check(value: float | None, reference: float | None, holds: Callable[[float, float], bool]) -> str:
-        if value is None or reference is None:
-            return UNMEASURED
-        return MET if holds(value, reference) else NOT_MET
 
-    twin = "gradcam_pointing_game" in result if ground_truth is None else ground_truth
-    deletion, random_deletion = result.get("deletion_auc"), result.get("random_deletion_auc")
-    deletion_row = ("deletion AUC below random order", deletion, random_deletion,
-                    check(deletion, random_deletion, lambda v, r: v < r))
-    if not twin:
-        correlation = result.get("randomized_model_rank_correlation")
-        rows = [(RANDOMISED_CRITERION, correlation, MAX_RANDOMISED_CORRELATION,
-                 check(correlation, MAX_RANDOMISED_CORRELATION, lambda v, r: v <= r)), deletion_row]
-        return pd.DataFrame(rows, columns=["criterion", "value", "reference", "verdict"]).set_index("criterion")
-    pointing, chance = result.get("gradcam_pointing_game"), result.get("random_pointing_game")
-    centre, randomised = result.get("center_pointing_game"), result.get("randomized_model_pointing_game")
-    cue, cue_chance = result.get("attention_cue_recall_at_5"), result.get("random_cue_recall_at_5")
-    rows = [
-        (f"pointing game >= {CLEARLY_BETTER:g} x chance", pointing, chance,
-         check(pointing, chance, lambda v, r: v >= CLEARLY_BETTER * r)),
-        ("pointing game above the centre baseline", pointing, centre, check(pointing, centre, lambda v, r: v > r)),
-        (f"randomised model near chance (<= {NEAR_CHANCE:g} x chance)", randomised, chance,
-         check(randomised, chance, lambda v, r: v <= NEAR_CHANCE * r)),
-        (f"cue recall@5 >= {CLEARLY_BETTER:g} x chance", cue, cue_chance,
-         check(cue, cue_chance, lambda v, r: v >= CLEARLY_BETTER * r)),
-        deletion_row,
-    ]
-    return pd.DataFrame(rows, columns=["criterion", "value", "reference", "verdict"]).set_index("criterion")
+def verdict_of_comparison(result: Mapping[str, Any], name: str) -> Verdict | None:
+    """The verdict of one comparison by its name (`xai.check.COMPARISONS`), None when the run lacks it."""
+    table = verdicts(result)
+    return Verdict(table.loc[name, "verdict"]) if name in table.index else None

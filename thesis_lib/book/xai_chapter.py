@@ -7,13 +7,17 @@ come from the same models. Which movies and genres are shown is decided here, de
 the run's saved test predictions (and, on the synthetic twin, its ground truth): a build shows the same
 examples every time.
 
-The faithfulness criteria the chapter states ("clearly better than chance") are
-`analysis.xai_check.criteria`, so `thesis xai check` and the page check the same ones; the page's prose
-is in the notebook, and this module hands it numbers and verdict words.
+Grad-CAM reads the CNN stage `xai.gradcam.GRADCAM_STAGE` (a grid fine enough to localise the twin's
+objects), poster maps are drawn only for genres whose evidence is on the poster (on the twin; every
+predicted genre on MM-IMDb, which records no evidence), with the twin's ground-truth boxes outlined. The
+best variant of the proposed model (`analysis.comparison.best_variant`) is explained too. The claims about
+faithfulness are verdicts from intervals (`book.faithfulness`); this module hands the prose numbers and
+sentences.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from thesis_lib.analysis.comparison import best_variant, evidence_of_genres
 from thesis_lib.analysis.verdicts import listing
 from thesis_lib.analysis.xai_check import (
     HEADLINE,
@@ -30,6 +35,7 @@ from thesis_lib.analysis.xai_check import (
 from thesis_lib.data.images import load_poster
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.loaded_run import DetectionsCache, LoadedRun, load_run
+from thesis_lib.experiments.table import results_table
 from thesis_lib.genres import GENRES
 from thesis_lib.paths import project_root
 from thesis_lib.xai.attention import (
@@ -48,7 +54,7 @@ from thesis_lib.xai.figures import (
     overlay_grid_figure,
     side_by_side_figure,
 )
-from thesis_lib.xai.gradcam import gradcam_maps
+from thesis_lib.xai.gradcam import GRADCAM_STAGE, cam_grid, cam_maps, gradcam_maps
 from thesis_lib.xai.words import plot_word_scores, shade_plot, token_positions_of_span
 
 if TYPE_CHECKING:
@@ -99,12 +105,29 @@ def use_threads(cpu_threads: int) -> None:
 
 
 def feature_grid(run: LoadedRun) -> int:
-    """Side of the square feature grid the run's image encoder gives Grad-CAM (and the fusion) per poster."""
-    movie_id = sorted(run.movies)[0]
-    with torch.no_grad():
-        tokens = run.model.encoders["image"](run.make_batch([movie_id])).tokens.shape[1]  # N = prefix + side^2
-    prefix = getattr(run.model.encoders["image"], "num_prefix_tokens", 0)
-    return int(round((tokens - prefix) ** 0.5))
+    """Side of the square grid Grad-CAM weighs per poster for the run (its CNN's `GRADCAM_STAGE`, a ViT's
+    patch grid): the resolution of every map in the chapter before it is resized to the poster."""
+    rows, _ = cam_grid(run.model, run.make_batch([sorted(run.movies)[0]])["image"], GRADCAM_STAGE)
+    return rows
+
+
+def gradcam_stage_name(run: LoadedRun) -> str:
+    """What the run's maps read, for the prose: e.g. "layer3 of the CNN" or "the ViT's patch grid"."""
+    stages = run.model.encoders["image"].gradcam_stages()
+    return f"{GRADCAM_STAGE} of the CNN" if stages else "the ViT's patch grid"
+
+
+# The ranking that picks the best variant reads the runs' mean scores only, never their intervals: a few
+# resamples keep results_table cheap here (its intervals are the experiments chapter's business).
+RANKING_RESAMPLES = 10
+
+
+def best_variant_name(runs_dir: str | Path, seeds: Sequence[int]) -> str | None:
+    """The best-scoring variant of the proposed model in the finished runs (`analysis.comparison.best_variant`:
+    headline macro-F1, as the experiments chapter ranks them); None when the profile has no variant."""
+    root = Path(runs_dir).expanduser()
+    return best_variant(results_table(root if root.is_absolute() else project_root() / root, RANKING_RESAMPLES,
+                                      list(seeds)), PROPOSED)
 
 
 def figure_provenance(data: DataDescription, *runs: LoadedRun) -> Provenance:
@@ -145,6 +168,27 @@ def poster_evidence_hits(run: LoadedRun, truth: Mapping[str, Any] | None, movie_
     if truth is not None:
         hits = [g for g in hits if twin_evidence_boxes(truth, movie_id, GENRES[g])]
     return sorted(hits, key=lambda g: -probs[g])
+
+
+def poster_genres(run: LoadedRun, truth: Mapping[str, Any] | None, movie_id: str, limit: int) -> list[int]:
+    """The predicted genres (`predicted_genres`) that a poster map can explain: on the twin those whose
+    evidence is on the poster (`POSTER_EVIDENCE_KINDS`: an object or a palette), possibly none; on MM-IMDb,
+    which records no evidence, every predicted genre."""
+    evidence = evidence_of_genres(truth)
+    genres = predicted_genres(run, movie_id, len(GENRES))
+    if evidence is not None:
+        genres = [g for g in genres if evidence[GENRES[g]] in POSTER_EVIDENCE_KINDS]
+    return genres[:limit]
+
+
+def grid_sentence(truth: Mapping[str, Any] | None) -> str:
+    """Which genres the Grad-CAM grid maps and what its boxes are (Markdown, for the caption)."""
+    if truth is None:
+        return ("MM-IMDb records no evidence kinds and no boxes, so every predicted genre is mapped, whether or not "
+                "its evidence is on the poster, and no box is drawn.")
+    return ("Only genres whose evidence the twin plants on the poster are mapped (a genre carried by the plot "
+            "alone has nothing on the poster to point at); white boxes outline the objects that carry the "
+            "genre (the twin's ground truth; a palette genre has none).")
 
 
 def explained_movies(run: LoadedRun, truth: Mapping[str, Any] | None, count: int) -> list[str]:
@@ -195,6 +239,13 @@ def showcase_sentence(truth: Mapping[str, Any] | None, movie_id: str, genre: int
     return f"The genre's evidence kind on the twin is {values['show_kind']}; the white box outlines {values['show_outline']}."
 
 
+def outline_note(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -> str:
+    """What the white boxes of the side-by-side figure are (Markdown, for its caption)."""
+    if truth is None:
+        return "none (MM-IMDb has no ground-truth boxes)."
+    return f"{showcase_values(truth, movie_id, genre)['show_outline']} (the twin's ground truth)."
+
+
 def evidence_boxes(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -> list[list[int]]:
     """The twin's boxes of the objects that carry the genre (poster pixels); none on MM-IMDb."""
     return [] if truth is None else twin_evidence_boxes(truth, movie_id, GENRES[genre])
@@ -203,17 +254,27 @@ def evidence_boxes(truth: Mapping[str, Any] | None, movie_id: str, genre: int) -
 # ------------------------------------------------------------------------------------------ Grad-CAM
 
 
-def gradcam_grid(run: LoadedRun, ids: Sequence[str], provenance: Provenance, max_genres: int = 3,
-                 method: str = "gradcam") -> Figure:
-    """One row per movie: its poster, then a Grad-CAM overlay per predicted genre (up to `max_genres`),
-    each titled with the probability and whether the genre is a true label."""
+def gradcam_grid(run: LoadedRun, ids: Sequence[str], truth: Mapping[str, Any] | None, provenance: Provenance,
+                 max_genres: int = 3, method: str = "gradcam") -> Figure:
+    """One row per movie: its poster, then a Grad-CAM overlay per predicted genre with poster evidence (up
+    to `max_genres`, `poster_genres`), each titled with the probability and whether the genre is a true
+    label, the genre's ground-truth boxes outlined (twin)."""
     batch = run.make_batch(list(ids))
-    maps = [explain_predicted_genres(run.model, batch, row, run.thresholds, method,
-                                     genres=predicted_genres(run, movie_id, max_genres))
-            for row, movie_id in enumerate(ids)]
+    maps = []
+    for row, movie_id in enumerate(ids):
+        genres = poster_genres(run, truth, movie_id, max_genres)
+        explained = (explain_predicted_genres(run.model, batch, row, run.thresholds, method, genres=genres)
+                     if genres else [])
+        maps.append([dataclasses.replace(shown, boxes=tuple(map(tuple, evidence_boxes(truth, movie_id, shown.genre))))
+                     for shown in explained])
     posters = [load_poster(run.movies[movie_id].poster) for movie_id in ids]
     labels = [f"{movie_id}\n{_two_lines(', '.join(run.movies[movie_id].genres))}" for movie_id in ids]
     return overlay_grid_figure(posters, maps, provenance, row_labels=labels)
+
+
+def _short(name: str) -> str:
+    """A run name short enough for a panel title ("fusion_cross_attention@minilm" -> "cross_attention@minilm")."""
+    return name.removeprefix("fusion_")
 
 
 def _two_lines(text: str, width: int = 30) -> str:
@@ -224,8 +285,8 @@ def _two_lines(text: str, width: int = 30) -> str:
     return "\n".join(lines[:2]) + (" ..." if len(lines) > 2 else "")
 
 
-def _gradcam(run: LoadedRun, movie_id: str, genre: int, method: str = "gradcam") -> np.ndarray:
-    return gradcam_maps(run.model, run.make_batch([movie_id]), [(0, genre)], method=method)[0]  # (S, S)
+def _gradcam(run: LoadedRun, movie_id: str, genre: int) -> np.ndarray:
+    return gradcam_maps(run.model, run.make_batch([movie_id]), [(0, genre)])[0]  # (S, S)
 
 
 def _attention(run: LoadedRun, movie_id: str) -> Any:
@@ -233,15 +294,15 @@ def _attention(run: LoadedRun, movie_id: str) -> Any:
 
 
 def side_by_side(image_run: LoadedRun, cross_run: LoadedRun, movie_id: str, genre: int,
-                 truth: Mapping[str, Any] | None, provenance: Provenance) -> Figure:
-    """One poster explained three ways for one genre: Grad-CAM of the image-only model, Grad-CAM of the
-    cross-attention model, and where the plot's tokens attend on the poster (cross-attention averaged
-    over blocks, heads and tokens). The twin's evidence boxes are outlined."""
+                 truth: Mapping[str, Any] | None, provenance: Provenance, variant: LoadedRun | None = None) -> Figure:
+    """One poster explained for one genre: Grad-CAM of the image-only model, of the cross-attention model
+    and (when given, and it reads the poster) of its best variant, then where the plot's tokens attend on
+    the poster (cross-attention averaged over blocks, heads and tokens). The twin's evidence boxes are outlined."""
     name = GENRES[genre]
     attention = poster_attention_map(_attention(cross_run, movie_id))[0].numpy()  # (rows, cols) patch grid
-    panels = [(f"{image_run.model_name}\nGrad-CAM: {name}", _gradcam(image_run, movie_id, genre)),
-              (f"{cross_run.model_name}\nGrad-CAM: {name}", _gradcam(cross_run, movie_id, genre)),
-              ("cross-attention\nplot -> poster patches", attention)]
+    models = [image_run, cross_run, *([variant] if variant is not None and "image" in variant.model.encoders else [])]
+    panels = [(f"{_short(run.model_name)}\nGrad-CAM: {name}", _gradcam(run, movie_id, genre)) for run in models]
+    panels.append((f"{_short(cross_run.model_name)}\nplot -> poster cells", attention))
     poster = load_poster(cross_run.movies[movie_id].poster)
     return side_by_side_figure(poster, panels, provenance, boxes=evidence_boxes(truth, movie_id, genre))
 
@@ -250,7 +311,8 @@ def cam_methods(run: LoadedRun, movie_id: str, genre: int, truth: Mapping[str, A
                 provenance: Provenance) -> Figure:
     """Grad-CAM, Grad-CAM++ and HiResCAM of the same model, poster and genre."""
     titles = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM"}
-    panels = [(f"{title}: {GENRES[genre]}", _gradcam(run, movie_id, genre, method)) for method, title in titles.items()]
+    maps = cam_maps(run.model, run.make_batch([movie_id]), [(0, genre)], tuple(titles))  # one pass, three methods
+    panels = [(f"{title}: {GENRES[genre]}", maps[method][0]) for method, title in titles.items()]
     poster = load_poster(run.movies[movie_id].poster)
     return side_by_side_figure(poster, panels, provenance, boxes=evidence_boxes(truth, movie_id, genre))
 
@@ -288,10 +350,11 @@ def shaded_plots(run: LoadedRun, movie_id: str, truth: Mapping[str, Any] | None,
     words are underlined."""
     batch = run.make_batch([movie_id])
     plot = run.movies[movie_id].plot
+    rollout = explain_attention(run.rollout_model, batch)
+    read = "the [CLS] row" if rollout.text_pooling == "cls" else "mean of the real tokens' rows: it pools by mean"
     sources = {"cross-attention word importance (poster -> plot)":
                word_piece_importance(explain_attention(run.model, batch))[0],
-               "attention rollout of the text encoder ([CLS] row)":
-               rollout_token_importance(explain_attention(run.rollout_model, batch))[0]}
+               f"attention rollout of the text encoder ({read})": rollout_token_importance(rollout)[0]}
     shaded = []
     for label, scores in sources.items():
         words = plot_word_scores(plot, scores.numpy(), run.tokenizer, run.text_cleaning, run.max_length,

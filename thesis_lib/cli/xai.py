@@ -34,7 +34,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     # torch on `--help`'s import path.
     check.add_argument("--tolerance", type=float, default=None, metavar="PX",
                        help="pointing game: count a maximum within PX poster pixels of the box (default: the "
-                            "book's, Zhang et al.'s tolerance; 0: strictly inside); the output names it")
+                            "book's, 0: strictly inside, as the maps read a grid fine enough for the objects; "
+                            "Zhang et al. allow 15); the output names it")
     check.add_argument("--device", choices=("auto", "cpu"), default="auto",
                        help="where the models are explained: auto = the GPU when there is one (default), cpu")
     check.set_defaults(handler=check_command)

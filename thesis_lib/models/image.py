@@ -6,7 +6,7 @@ pooling of those features (global average for ResNet, the normed CLS token for V
 vector the backbone was pretrained to classify from.
 
 The encoder also tells the rest of the project what it needs and offers: `normalization()` (the mean/std
-the backbone was trained with, for the data transforms), `gradcam_target_layers()` and
+the backbone was trained with, for the data transforms), `gradcam_stages()`, `gradcam_target_layers(stage)` and
 `gradcam_reshape_transform()` (for pytorch-grad-cam), and per-block ViT attention maps when asked.
 """
 
@@ -99,19 +99,35 @@ class ImageEncoder(Encoder):
         size = self.config.input_size
         return [("image", f"float32 (B, 3, {size}, {size}), normalised with mean {stats.mean} std {stats.std}")]
 
-    def gradcam_target_layers(self) -> list[nn.Module]:
-        """Where Grad-CAM should read activations: ResNet `layer4`; ViT `blocks[-1].norm1`.
+    def gradcam_stages(self) -> tuple[str, ...]:
+        """The backbone stages Grad-CAM can read, last (coarsest) first: ResNet ("layer4", ..., "layer1"),
+        ConvNeXt-style ("stages.3", ..., "stages.0"); a ViT has one grid (its patches) at every block: ()."""
+        if self.is_vit:
+            return ()
+        if isinstance(self.backbone, ResNet):
+            return ("layer4", "layer3", "layer2", "layer1")
+        if hasattr(self.backbone, "stages"):  # ConvNeXt, EfficientNet-style timm CNNs
+            return tuple(f"stages.{i}" for i in reversed(range(len(self.backbone.stages))))
+        raise NotImplementedError(f"no Grad-CAM target layer known for timm backbone {self.config.backbone!r}")
 
+    def gradcam_target_layers(self, stage: str | None = None) -> list[nn.Module]:
+        """Where Grad-CAM should read activations: a CNN's `stage` (one of `gradcam_stages()`, None: the last,
+        e.g. ResNet `layer4`); a ViT's `blocks[-1].norm1` whatever `stage` says.
+
+        A CNN's stages halve the resolution one after another: a ResNet at 128 px gives layer4 a 4 x 4 grid,
+        layer3 8 x 8, layer2 16 x 16 (a map can only localise what its cells resolve; the gradient of an
+        earlier stage still flows through every later one, so the map explains the same logit).
         For a ViT the last block's *input* (after its first norm) is used, not the block's output: the
         class token is read from the final norm, so the patch tokens of the last output get no gradient.
+        Its grid is the patch grid (input size / patch size per side) at every block.
         """
         if self.is_vit:
             return [self.backbone.blocks[-1].norm1]
-        if isinstance(self.backbone, ResNet):
-            return [self.backbone.layer4]
-        if hasattr(self.backbone, "stages"):  # ConvNeXt, EfficientNet-style timm CNNs
-            return [self.backbone.stages[-1]]
-        raise NotImplementedError(f"no Grad-CAM target layer known for timm backbone {self.config.backbone!r}")
+        stages = self.gradcam_stages()
+        stage = stages[0] if stage is None else stage
+        if stage not in stages:
+            raise ValueError(f"Grad-CAM stage {stage!r}: {self.config.backbone!r} has the stages {list(stages)}")
+        return [self.backbone.get_submodule(stage)]
 
     def gradcam_reshape_transform(self) -> Callable[[Tensor], Tensor] | None:
         """For a ViT: tokens (B, P + h*w, D) -> feature map (B, D, h, w), as pytorch-grad-cam expects."""

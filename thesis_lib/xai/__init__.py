@@ -1,12 +1,15 @@
 """Explainability: Grad-CAM on posters, attention maps on plots, and their faithfulness on the twin.
 
 - `gradcam`: `gradcam_maps(model, batch, [(row, genre), ...], method)` for any image-reading model
-  (the plot and objects held fixed by `PosterOnlyModel`), `to_poster_frame`, `randomized_copy`.
+  (the plot and objects held fixed by `PosterOnlyModel`), at the CNN stage `GRADCAM_STAGE` (layer3: an
+  8 x 8 grid at 128 px; a ViT reads its patch grid), `cam_maps` (several methods from one pass),
+  `cam_grid`, `to_poster_frame`, `randomized_copy`.
 - `attention`: `explain_attention(model, batch)`, then `word_piece_importance` (cross-attention,
-  poster -> plot), `poster_attention_map` (plot -> patches), `rollout_token_importance` (text encoder),
+  poster -> plot), `poster_attention_map` (plot -> patches), `rollout_token_importance` (text encoder,
+  read as it pools: the CLS row or the mean of the real tokens' rows),
   `modality_weights_per_genre` (attention fusion).
 - `words`: word pieces -> words of the raw plot (`plot_word_scores`), shaded as HTML (`shade_plot`).
-- `faithfulness`: pointing game, deletion AUC, cue recall@k, bootstrap intervals.
+- `faithfulness`: pointing game, deletion AUC, cue recall@k, bootstrap intervals of means and differences.
 - `figures`: overlays, grids, side-by-side and modality-weight figures (matplotlib, imported lazily).
 - `check`: the faithfulness numbers of one trained run (`evaluate_run`; `analysis.xai_check` runs it over a
   runs folder: `thesis xai check`).
@@ -39,6 +42,7 @@ from thesis_lib.xai.faithfulness import (
     cue_recall_at_k,
     deletion_auc,
     deletion_curve,
+    difference_with_ci,
     mean_with_ci,
     pointing_hit,
     random_cue_recall_at_k,
@@ -46,7 +50,10 @@ from thesis_lib.xai.faithfulness import (
 )
 from thesis_lib.xai.gradcam import (
     CAM_METHODS,
+    GRADCAM_STAGE,
     PosterOnlyModel,
+    cam_grid,
+    cam_maps,
     gradcam_maps,
     point_to_poster_frame,
     randomized_copy,
@@ -57,15 +64,19 @@ from thesis_lib.xai.words import PlotWords, ShadedPlot, merge_piece_scores, plot
 
 __all__ = [
     "CAM_METHODS",
+    "GRADCAM_STAGE",
     "AttentionExplanation",
     "Estimate",
     "PlotWords",
     "PosterOnlyModel",
     "ShadedPlot",
     "attention_rollout",
+    "cam_grid",
+    "cam_maps",
     "cue_recall_at_k",
     "deletion_auc",
     "deletion_curve",
+    "difference_with_ci",
     "explain_attention",
     "gradcam_maps",
     "mean_with_ci",

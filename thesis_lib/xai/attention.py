@@ -10,8 +10,10 @@ when bidirectional, "image_to_text" (B, H, N_image, N_text); the image side is t
 - Poster heat map: how much the plot reads each patch, `text_to_image` averaged over heads and over the
   real text tokens (or only chosen ones, e.g. the word that names a prop), on the patch grid.
 - Attention rollout over the text encoder (Abnar & Zuidema 2020): per layer the head-averaged attention
-  plus the residual connection, 0.5 A + 0.5 I with rows renormalised, multiplied through the layers; the
-  [CLS] row says how much each input token flows into the pooled plot vector. Needs the text encoder's
+  plus the residual connection, 0.5 A + 0.5 I with rows renormalised, multiplied through the layers. Row i
+  says how much each input token flows into the output token i; what flows into the pooled plot vector
+  follows the encoder's pooling: the [CLS] row for CLS pooling, the mean of the rows of the real tokens
+  for mean pooling (the pooled vector is the mean of those outputs). Needs the text encoder's
   self-attention, i.e. a model built with `text_need_attentions=True` (eager attention; the weights and
   logits are the same).
 
@@ -51,6 +53,7 @@ class AttentionExplanation:
     text_self_attention: tuple[Tensor, ...] = ()  # per text-encoder layer (B, H, L, L), when the model has it
     modality_weights: Tensor | None = None  # (B, M) attention fusion
     modalities: tuple[str, ...] = ()
+    text_pooling: str | None = None  # how the text encoder pools its tokens ("cls" | "mean"), None: no text
 
     @property
     def patch_grid(self) -> tuple[int, int]:
@@ -92,6 +95,7 @@ def explain_attention(model: GenreClassifier, batch: Mapping[str, Any]) -> Atten
         text_self_attention=tuple(output.encoder_attentions.get("text", ())),
         modality_weights=output.modality_weights,
         modalities=output.modalities,
+        text_pooling=model.encoders["text"].config.pooling if "text" in model.encoders else None,
     )
 
 
@@ -182,11 +186,32 @@ def attention_rollout(attentions: Sequence[Tensor], mask: Tensor | None = None, 
     return rollout
 
 
+ROLLOUT_POOLINGS = ("cls", "mean")
+
+
+def pooled_rollout(rollout: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
+    """What flows into the pooled vector: (B, L, L) rollout -> (B, L), a distribution over input tokens.
+
+    "cls": the pooled vector is the first output token, so its row; "mean": the pooled vector is the mean
+    of the real tokens' outputs (`models.text`: masked mean), so the mean of their rows."""
+    if pooling == "cls":
+        return rollout[:, 0]  # (B, L)
+    if pooling != "mean":
+        raise ValueError(f"rollout of a text encoder pooled by {pooling!r}: known poolings are {ROLLOUT_POOLINGS}")
+    real = torch.ones(rollout.shape[:2], dtype=rollout.dtype, device=rollout.device) if mask is None else (
+        mask.to(rollout.dtype))  # (B, L)
+    weights = real / real.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, L) 1/n on each real token
+    return (weights.unsqueeze(-1) * rollout).sum(dim=1)  # (B, L)
+
+
 def rollout_token_importance(explanation: AttentionExplanation, residual: float = 0.5) -> Tensor:
-    """The [CLS] row of the text encoder's attention rollout: (B, L), how much each token reaches the
-    pooled plot vector (the CLS token itself included; word merging drops special tokens)."""
+    """How much each token reaches the text encoder's pooled plot vector by attention rollout: (B, L), read
+    as the encoder pools (`pooled_rollout`: the [CLS] row, or the mean of the real tokens' rows); special
+    tokens included (word merging drops them)."""
+    if explanation.text_pooling is None:
+        raise ValueError("attention rollout needs a model that reads the plot")
     rollout = attention_rollout(explanation.text_self_attention, explanation.text_mask, residual)  # (B, L, L)
-    return rollout[:, 0].cpu()  # (B, L)
+    return pooled_rollout(rollout, explanation.text_mask, explanation.text_pooling).cpu()  # (B, L)
 
 
 @torch.no_grad()

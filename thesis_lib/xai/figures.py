@@ -16,13 +16,14 @@ import numpy as np
 from PIL import Image
 
 from thesis_lib.genres import GENRES
-from thesis_lib.xai.gradcam import gradcam_maps, to_poster_frame
+from thesis_lib.xai.gradcam import GRADCAM_STAGE, gradcam_maps, to_poster_frame
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 OVERLAY_ALPHA = 0.5  # heat map opacity over the poster
 COLORMAP = "jet"  # the Grad-CAM convention, so readers recognise the figure type
+BOX_COLOR = "white"  # ground-truth boxes (the twin's planted objects) over the heat map
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class GenreMap:
     cam: np.ndarray  # (S, S) in [0, 1], model-input frame
     probability: float  # the model's probability for the genre
     is_true: bool  # the genre is among the movie's labels
+    boxes: tuple[tuple[float, ...], ...] = ()  # ground-truth boxes of the genre's evidence (poster pixels), if known
 
     @property
     def title(self) -> str:
@@ -62,9 +64,11 @@ def explain_predicted_genres(
     thresholds: float | np.ndarray = 0.5,
     method: str = "gradcam",
     genres: Sequence[int] | None = None,
+    stage: str | None = GRADCAM_STAGE,
 ) -> list[GenreMap]:
     """Grad-CAM maps of one movie of `batch` for every genre the model predicts (probability >= its
-    threshold), or for `genres`; each with its probability and whether it is a true label."""
+    threshold), or for `genres`; each with its probability and whether it is a true label. `stage`: the
+    CNN stage the maps read (`gradcam.GRADCAM_STAGE`)."""
     import torch
 
 
@@ -74,7 +78,7 @@ def explain_predicted_genres(
         genres = np.flatnonzero(probs >= np.broadcast_to(thresholds, probs.shape)).tolist()
     if not genres:
         return []
-    cams = gradcam_maps(model, batch, [(row, g) for g in genres], method=method)  # (G, S, S)
+    cams = gradcam_maps(model, batch, [(row, g) for g in genres], method=method, stage=stage)  # (G, S, S)
     labels = batch["labels"][row].cpu().numpy() if "labels" in batch else np.zeros(len(GENRES))
     return [GenreMap(g, cam, float(probs[g]), bool(labels[g] > 0)) for g, cam in zip(genres, cams, strict=True)]
 
@@ -85,12 +89,22 @@ def _pyplot() -> Any:
     return plt
 
 
-def _overlay(ax: Any, poster: Image.Image, cam: np.ndarray, title: str) -> None:
+def _overlay(ax: Any, poster: Image.Image, cam: np.ndarray, title: str, boxes: Sequence[Sequence[float]] = ()) -> None:
     heat = to_poster_frame(cam, poster.size)  # (H, W) over the JPEG
     ax.imshow(poster)
     ax.imshow(heat, cmap=COLORMAP, alpha=OVERLAY_ALPHA, vmin=0.0, vmax=1.0)
+    _outline(ax, boxes)
     ax.set_title(title, fontsize=9)
     ax.axis("off")
+
+
+def _outline(ax: Any, boxes: Sequence[Sequence[float]]) -> None:
+    """Ground-truth boxes [x0, y0, x1, y1] (poster pixels, x1/y1 exclusive) as outlines."""
+    from matplotlib.patches import Rectangle
+
+    for x0, y0, x1, y1 in boxes:
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=BOX_COLOR,
+                               linewidth=1.2))
 
 
 def _finish(fig: Figure, provenance: Provenance, title: str | None) -> Figure:
@@ -108,7 +122,8 @@ def overlay_grid_figure(
     row_labels: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """A grid: one row per movie (poster first), one column per explained genre of that movie."""
+    """A grid: one row per movie (poster first), one column per explained genre of that movie; each map's
+    ground-truth boxes (`GenreMap.boxes`) are outlined."""
     if len(posters) != len(maps):
         raise ValueError(f"{len(posters)} posters but {len(maps)} rows of maps")
     plt = _pyplot()
@@ -120,7 +135,8 @@ def overlay_grid_figure(
         axes[row, 0].axis("off")
         for column in range(1, columns):
             if column <= len(row_maps):
-                _overlay(axes[row, column], poster, row_maps[column - 1].cam, row_maps[column - 1].title)
+                shown = row_maps[column - 1]
+                _overlay(axes[row, column], poster, shown.cam, shown.title, shown.boxes)
             else:
                 axes[row, column].axis("off")
     return _finish(fig, provenance, title)
@@ -138,19 +154,15 @@ def side_by_side_figure(
     map or a 224 x 224 CAM); each is rescaled to [0, 1] and resized to the poster. `boxes` (poster
     pixels) are outlined, e.g. the twin's planted objects."""
     plt = _pyplot()
-    from matplotlib.patches import Rectangle
-
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.4 * (len(panels) + 1), 3.8), squeeze=False)
     axes[0, 0].imshow(poster)
+    _outline(axes[0, 0], boxes)
     axes[0, 0].set_title("poster", fontsize=9)
     axes[0, 0].axis("off")
     for ax, (label, heat) in zip(axes[0, 1:], panels, strict=True):
         heat = np.asarray(heat, dtype=np.float32)
         span = float(heat.max() - heat.min())
-        _overlay(ax, poster, (heat - heat.min()) / span if span > 0 else np.zeros_like(heat), label)
-    for ax in axes[0]:
-        for x0, y0, x1, y1 in boxes:
-            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=1.2))
+        _overlay(ax, poster, (heat - heat.min()) / span if span > 0 else np.zeros_like(heat), label, boxes)
     return _finish(fig, provenance, title)
 
 

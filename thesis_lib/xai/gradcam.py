@@ -43,6 +43,15 @@ from thesis_lib.models.classifier import GenreClassifier
 from thesis_lib.models.outputs import EncoderOutput
 
 CAM_METHODS = ("gradcam", "gradcam++", "hirescam")  # Grad-CAM, Grad-CAM++ (Chattopadhay 2018), HiResCAM (Draelos 2020)
+# The CNN stage Grad-CAM reads (`ImageEncoder.gradcam_stages`; a ViT reads its patch grid whatever this says).
+# The twin's planted objects cover 3-7% of a poster; a ResNet's last stage at 128 px is a 4 x 4 grid, too
+# coarse to put a maximum inside one of them, and an earlier stage doubles the grid per step for the cost of
+# the same backward pass (a larger input would cost every forward pass). Chosen on the smoke runs' dev pairs
+# (strict pointing game, 200 true-positive poster-evidence pairs per run, measured 2026-12): layer4 0.00-0.01
+# for every run; layer3 0.47 image_resnet50, 0.42 fusion_cross_attention, 0.39 fusion_early, 0.32 its
+# @minilm variant; layer2 0.63, 0.32, 0.43, 0.26 (level with layer3 on average, worse for both
+# cross-attention runs, whose maps get patchy at 16 x 16). The test pairs ranked the stages the same way.
+GRADCAM_STAGE = "layer3"
 
 
 def _cam_class(method: str) -> type:
@@ -150,26 +159,50 @@ def gradcam_maps(
     method: str = "gradcam",
     chunk_size: int = 16,
     held: PosterOnlyModel | None = None,
+    stage: str | None = GRADCAM_STAGE,
 ) -> np.ndarray:
     """One class-activation map per (row of batch, genre index) pair: float32 (P, S, S) in [0, 1].
 
     The maps are in the model-input frame (the S x S square of batch["image"]); see `to_poster_frame`.
     Pairs are explained `chunk_size` at a time, each with its own genre target on the logits.
     `held`: a `PosterOnlyModel(model, batch)` already built (the plot is then not encoded again).
+    `stage`: the CNN stage whose activations are weighed (`GRADCAM_STAGE`; None: the last); a ViT's patch grid
+    is read whatever it says.
+    """
+    return cam_maps(model, batch, targets, (method,), chunk_size, held, stage)[method]
+
+
+def cam_maps(
+    model: GenreClassifier,
+    batch: Mapping[str, Any],
+    targets: Sequence[tuple[int, int]],
+    methods: Sequence[str] = ("gradcam",),
+    chunk_size: int = 16,
+    held: PosterOnlyModel | None = None,
+    stage: str | None = GRADCAM_STAGE,
+) -> dict[str, np.ndarray]:
+    """`gradcam_maps` for several methods at once: {method: (P, S, S)}, from one forward and backward pass.
+
+    Grad-CAM, Grad-CAM++ and HiResCAM read the same activations and gradients of the target layer and differ
+    only in how they weigh them; the first method runs pytorch-grad-cam, and the others apply their own
+    class's formula (its `compute_cam_per_layer` and `aggregate_multi_layers`, the library's code) to the
+    activations and gradients that pass recorded, so each map is the one its method alone would give.
     """
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cam_class = _cam_class(method)
+    methods = tuple(dict.fromkeys(methods))  # each once
+    cam_classes = {method: _cam_class(method) for method in methods}
     encoder = model.encoders["image"] if "image" in model.encoders else None
     if encoder is None:
         raise ValueError(f"model reads {list(model.modalities)}: Grad-CAM on posters needs an image encoder")
     if not targets:
-        return np.zeros((0, *batch["image"].shape[-2:]), dtype=np.float32)
+        return {method: np.zeros((0, *batch["image"].shape[-2:]), dtype=np.float32) for method in methods}
     _check_same_device(model, batch["image"])
     held = PosterOnlyModel(model, batch) if held is None else held
     if held.model is not model:
         raise ValueError("gradcam_maps: `held` wraps another model than the one to explain")
-    maps = []
+    maps: dict[str, list[np.ndarray]] = {method: [] for method in methods}
+    first, *others = methods
     with gradients_to_input_only(model):
         for start in range(0, len(targets), chunk_size):
             chunk = targets[start : start + chunk_size]
@@ -177,17 +210,42 @@ def gradcam_maps(
             wrapper = held.select(rows)
             images = batch["image"].index_select(0, torch.as_tensor(rows, device=batch["image"].device))
             images = images.detach().clone().requires_grad_(True)  # (P, 3, S, S) the only leaf with a gradient
-            cam = cam_class(
+            cam = cam_classes[first](
                 model=wrapper,
-                target_layers=encoder.gradcam_target_layers(),
+                target_layers=encoder.gradcam_target_layers(stage),
                 reshape_transform=encoder.gradcam_reshape_transform(),
             )
+            genre_targets = [ClassifierOutputTarget(g) for _, g in chunk]
             try:
                 # Not `with cam:` -- its __exit__ swallows IndexError; release the hooks explicitly instead.
-                maps.append(cam(input_tensor=images, targets=[ClassifierOutputTarget(g) for _, g in chunk]))
+                maps[first].append(cam(input_tensor=images, targets=genre_targets))
+                # The other methods' classes over the same state (hooks, recorded activations and gradients).
+                # Each view is kept until all are done: a CAM's __del__ releases the shared recordings.
+                views = [object.__new__(cam_classes[method]) for method in others]
+                for method, view in zip(others, views, strict=True):
+                    view.__dict__.update(cam.__dict__)
+                    maps[method].append(view.aggregate_multi_layers(view.compute_cam_per_layer(images, genre_targets,
+                                                                                               False)))
             finally:
                 cam.activations_and_grads.release()
-    return np.concatenate(maps).astype(np.float32)  # (P, S, S)
+    return {method: np.concatenate(found).astype(np.float32) for method, found in maps.items()}  # (P, S, S) each
+
+
+def cam_grid(model: GenreClassifier, images: Tensor, stage: str | None = GRADCAM_STAGE) -> tuple[int, int]:
+    """(rows, columns) of the grid Grad-CAM weighs at `stage` for these posters (B, 3, S, S): the map's
+    resolution before pytorch-grad-cam resizes it to S x S (a ViT: its patch grid)."""
+    encoder = model.encoders["image"]
+    layer = encoder.gradcam_target_layers(stage)[0]
+    transform = encoder.gradcam_reshape_transform()
+    seen: list[Tensor] = []
+    hook = layer.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    try:
+        with torch.no_grad():
+            encoder({"image": images[:1]})
+    finally:
+        hook.remove()
+    activation = seen[0] if transform is None else transform(seen[0])  # (1, D, h, w)
+    return int(activation.shape[-2]), int(activation.shape[-1])
 
 
 def _check_same_device(model: nn.Module, images: Tensor) -> None:
