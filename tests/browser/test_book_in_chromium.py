@@ -423,8 +423,8 @@ def images_as_loaded(page: Path) -> dict[str, tuple[bool, int, int]]:
 def check_gradcam_figures_are_loaded(page: RenderedPage, branch: Branch) -> None:
     """The XAI page shows its Grad-CAM figures inline: loaded by the browser, with varying pixels; without
     ground truth it checks deletion and randomisation only, and says so."""
-    from thesis_lib.analysis.xai_check import RANDOMISED_CRITERION
     from thesis_lib.book.faithfulness import NO_GROUND_TRUTH
+    from thesis_lib.xai.check import COMPARISONS
 
     page_path = branch.page("04_xai")
     gradcam = [(images[0], caption) for images, caption in page.figures if "Grad-CAM" in caption]
@@ -436,20 +436,39 @@ def check_gradcam_figures_are_loaded(page: RenderedPage, branch: Branch) -> None
         assert complete and width >= 50 and height >= 50, f"Chromium did not load {source} ({caption[:60]!r})"
         assert_not_blank((page_path.parent / source).resolve())
         assert "Weights:" in caption and "fusion_cross_attention/seed0" in caption, f"no weights named: {caption!r}"
-    criteria = [cells[0] for table in rendered_tables(page) for cells in table
-                if cells and cells[0] in {RANDOMISED_CRITERION, "deletion AUC below random order",
-                                          "pointing game above the centre baseline"}]
+    # The verdict table: each comparison of an explanation with its reference, a verdict from its interval.
+    shown = {cell.replace("’", "'") for table in rendered_tables(page) for cells in table for cell in cells}
+    text = page.text.replace("’", "'")  # MyST's typographic apostrophes
+    compared = [comparison.name for comparison in COMPARISONS if comparison.name in shown]
     if branch.twin:
-        assert "pointing game above the centre baseline" in criteria and NO_GROUND_TRUTH not in page.text
+        assert "pointing game against the poster's centre" in compared and NO_GROUND_TRUTH not in text
+        assert shown & {"ahead", "behind", "undecided"}, "the verdict table shows no verdict"
     else:
-        assert criteria == [RANDOMISED_CRITERION, "deletion AUC below random order"], criteria
-        assert NO_GROUND_TRUTH in page.text and "of the 2 checks" in page.text
-        assert "n/a" not in page.text and "nan" not in page.text.split()
+        assert compared == ["deletion AUC against random order"], compared  # no boxes, no cue words
+        assert NO_GROUND_TRUTH in text
+        assert "n/a" not in text and "nan" not in text.split()
+
+
+def check_capacity_table_against_its_results_file(page: RenderedPage, branch: Branch) -> None:
+    """Chapter 4.3 shows the committed capacity results: every task and model of the file, with the file's
+    accuracy as the table prints it, and the command that regenerates it."""
+    from thesis_lib.book import capacity
+    from thesis_lib.tables import DEFAULT_PRECISION
+
+    results = capacity.load(ROOT)
+    assert results.document is not None, results.status
+    shown = {cell for table in rendered_tables(page) for cells in table for cell in cells}
+    expected = capacity.capacity_table(results)
+    for (task, model), row in expected.iterrows():
+        assert task in shown and model in shown, f"capacity table lacks {task} / {model}"
+        assert f"{row['accuracy']:.{DEFAULT_PRECISION}f}" in shown, f"{task} / {model}: {row['accuracy']} not shown"
+    assert "thesis capacity" in page.text and "results/capacity.json" in page.text  # the command (dashes typeset)
 
 
 CHAPTER_CHECKS: dict[str, ChapterCheck] = {
     "04_experiments": check_results_table_against_records,
     "04_xai": check_gradcam_figures_are_loaded,
+    "04_capacity": check_capacity_table_against_its_results_file,
 }
 
 
@@ -467,7 +486,8 @@ def check_chapter_page(chapter, branch: Branch, browser: str) -> None:
             assert caption.startswith("그림 "), f"{chapter.name}: figure without its number: {caption!r}"
             assert len(images) == 1, f"{chapter.name}: figure {caption!r} has {len(images)} images"
             assert_not_blank((page_path.parent / images[0]).resolve())
-        data = r"Data: (synthetic twin|not used)" if branch.twin else r"Data: (MM-IMDb|not used)"
+        data = (r"Data: (synthetic twin|not used|synthetic token tasks)" if branch.twin
+                else r"Data: (MM-IMDb|not used|synthetic token tasks)")
         assert re.search(data, caption), f"{chapter.name}: caption does not name its data: {caption!r}"
         if chapter.name not in WEIGHTLESS_CHAPTERS:
             assert "Weights:" in caption, f"{chapter.name}: caption does not name its weights: {caption!r}"

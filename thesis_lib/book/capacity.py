@@ -29,7 +29,8 @@ from thesis_lib.analysis.capacity import (
 from thesis_lib.analysis.verdicts import listing
 
 DATA_CAPTION = ("Data: synthetic token tasks of `thesis_lib.analysis.capacity` (word tokens and grid tokens "
-                "drawn by a generator), not MM-IMDb and not the synthetic twin.")
+                "drawn by a generator), not MM-IMDb and not the synthetic twin. Weights: every model trained from "
+                "random initialisation by the experiment itself (`thesis capacity`; no weights kept).")
 TABLE_COLUMNS = ["parameters", "accuracy", "CI low", "CI high", "seed min", "seed max"]
 
 

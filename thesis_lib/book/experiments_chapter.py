@@ -37,7 +37,7 @@ from thesis_lib.analysis.comparison import (
     ranked,
     row_of,
 )
-from thesis_lib.analysis.sources import SourceChoice, read_modality, source_choice
+from thesis_lib.analysis.sources import RULE, SourceChoice, read_modality, source_choice
 from thesis_lib.analysis.verdicts import Verdict, listing
 from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.grid import GridReport, run_grid
@@ -48,6 +48,7 @@ from thesis_lib.logs import configure_logging, echoed
 
 logger = logging.getLogger(__name__)
 GRID_LOGGER = "thesis_lib.experiments.grid"  # its per-run lines are shown live as well
+RULE_TEXT = RULE  # the rule the fusions' sources follow, as the page states it (analysis.sources)
 GRID_LOG = "book-grid.log"  # RUNS/<this>: what the grid printed while the chapter ran it
 STAGE_NAMES = {"baseline": "baseline", "unimodal": "single modality", "late": "late fusion", "fusion": "fusion"}
 METRIC_NAMES = {
