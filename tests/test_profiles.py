@@ -122,8 +122,9 @@ def test_plan_runs_sources_before_the_fusions_that_reuse_them():
 
 def test_requested_fusion_brings_its_sources():
     profile = load_profile("smoke")
-    names = [spec.name for spec in plan_grid(profile, models=["fusion_cross_attention@no_objects"])]
-    assert names == [profile.fusion_text_source, profile.fusion_image_source, "fusion_cross_attention@no_objects"]
+    names = [spec.name for spec in plan_grid(profile, models=["fusion_cross_attention@minilm"])]
+    assert names == ["text_bert", profile.fusion_image_source, profile.fusion_objects_source,
+                     "fusion_cross_attention@minilm"]
 
 
 def test_variant_settings_and_overrides_are_parsed():
