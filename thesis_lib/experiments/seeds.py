@@ -28,6 +28,7 @@ from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.provenance import library_versions
 from thesis_lib.experiments.records import iter_records
+from thesis_lib.experiments.table import POLICIES
 from thesis_lib.storage import write_text_atomic
 from thesis_lib.versions import git_state
 
@@ -36,7 +37,6 @@ RESULTS_DIR = Path("results")  # relative to the project root
 DEFAULT_SEEDS = (0, 1, 2)
 SEED_METRICS = (("metrics_tuned", "macro_f1"), ("metrics", "macro_f1"), ("metrics", "roc_auc_macro"),
                 ("metrics", "map_macro"))  # (policy key as in experiments.table, metric)
-POLICY_OF = {"metrics": "fixed_0.5", "metrics_tuned": "tuned_per_genre"}
 
 
 class SeedFileError(ThesisError, ValueError):
@@ -69,7 +69,7 @@ def summarise(runs_dir: str | Path, names: Sequence[str], seeds: Sequence[int], 
             "config_hash": record["config_hash"],
             "best_epoch": None if training.get("best_epoch") is None else training["best_epoch"] + 1,
             "epochs_run": training.get("epochs_run"),
-            "metrics": {metric_key(policy, metric): record["metrics"][POLICY_OF[policy]]["summary"][metric]
+            "metrics": {metric_key(policy, metric): record["metrics"][POLICIES[policy]]["summary"][metric]
                         for policy, metric in SEED_METRICS},
         }
     missing = [f"{name}/seed{seed}" for name in names for seed in seeds
