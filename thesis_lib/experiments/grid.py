@@ -15,7 +15,8 @@ decides again under the lock whether the run is finished (another process may ha
 A finished run is never replaced by a run of another config, data or split unless asked (`replace=True`,
 `thesis run --replace`): the grid refuses before it trains anything, naming the runs. After each run, the feature caches that no later unfinished run of the grid reads are
 deleted (`caches.CacheLedger`: which run reads which cache comes from the plan). Progress, one line per
-run, goes to this module's logger.
+run, goes to this module's logger. With the profile's `trial_workers` above 1 (CPU only), worker processes
+opened once per grid train each run's learning-rate trials at once (`trials`); the records are the same.
 
 Launched by `torchrun`/`accelerate launch` (one process per GPU), every process runs the same loop: they
 train together and the main process does the rest (see `processes`); a failing run then stops the launch
@@ -28,7 +29,7 @@ import functools
 import logging
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,7 @@ from thesis_lib.experiments.profile import Profile, ProfileError
 from thesis_lib.experiments.records import RecordError, is_finished, read_record, write_error
 from thesis_lib.experiments.runner import RunOutcome, execute_run
 from thesis_lib.experiments.specs import RunSpec, config_hashes, plan_grid
+from thesis_lib.experiments.trials import TrialWorkers, trial_workers_for
 from thesis_lib.logs import Pace
 from thesis_lib.machine import choose_device, device_banner, effective_precision
 from thesis_lib.paths import cache_dir
@@ -229,6 +231,18 @@ def run_grid(
     if profile.cpu_threads:
         torch.set_num_threads(profile.cpu_threads)
     ctx = open_grid(profile, data_root=data_root, runs_dir=runs_dir, models=models, seeds=seeds)
+    try:
+        return _run_plan(ctx, profile, replace, started, cpu_started,
+                         functools.partial(open_grid, profile, data_root=data_root, runs_dir=runs_dir,
+                                           models=models, seeds=seeds))
+    finally:
+        if ctx.trial_workers is not None:
+            ctx.trial_workers.close()
+
+
+def _run_plan(ctx: GridContext, profile: Profile, replace: bool, started: float, cpu_started: float,
+              reopen: Callable[[], GridContext]) -> GridReport:
+    """`run_grid` once the grid is open: `reopen` opens it again in a trial worker."""
     accelerator = ctx.accelerator
     quiet_other_processes(accelerator)
     report = GridReport(ctx.runs.root, process=accelerator.process_index, processes=accelerator.num_processes)
@@ -242,6 +256,9 @@ def run_grid(
         raise FinishedRunsError(f"{others[0]}{more}: a finished run is not replaced by another config, data or "
                                 f"split; pass --replace to retrain in place, or --runs ANOTHER_FOLDER to keep it")
     ctx.caches = CacheLedger.of_plan(plan, profile, [s.key for s in plan if s.key not in finished], ctx.hashes)
+    to_train = [spec for spec in plan if spec.key not in finished and spec.kind == "train"]
+    if to_train and (workers := trial_workers_for(profile, accelerator)) > 1:
+        ctx.trial_workers = TrialWorkers.open(workers, reopen, profile.cpu_threads)
     pace = Pace(total=sum(spec.key not in finished for spec in plan))  # the runs to train
     for index, spec in enumerate(plan, start=1):
         folder = ctx.folder(spec)
@@ -296,7 +313,8 @@ def run_grid(
                  outcome.wall_time_s, _score(outcome.macro_f1), _score(outcome.macro_f1_tuned),
                  f"{pace.done} of {pace.total} runs to train done in {pace.so_far()}, eta {pace.eta()} at this pace")
     report.wall_time_s = time.perf_counter() - started
-    report.cpu_time_s = time.process_time() - cpu_started
+    workers_cpu = 0.0 if ctx.trial_workers is None else ctx.trial_workers.cpu_time_s
+    report.cpu_time_s = time.process_time() - cpu_started + workers_cpu  # the trial workers' CPU included
     return report
 
 

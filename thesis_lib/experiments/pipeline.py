@@ -50,6 +50,7 @@ from thesis_lib.models.pretrained import backbone_standin
 from thesis_lib.models.registry import build_from_config
 from thesis_lib.models.text import RANDOM_TEXT_BACKBONES
 from thesis_lib.models.text import load_tokenizer as load_backbone_tokenizer
+from thesis_lib.train import FitResult, TrainConfig
 from thesis_lib.train.features import (
     CachedFeatureDataset,
     FeatureCacheConfig,
@@ -60,6 +61,16 @@ from thesis_lib.train.loaders import SeededLoader
 
 TEXT_CLEANINGS: dict[str, TextCleaningConfig] = {"clean": CLEAN, "raw": RAW}
 TRAINED_TOKENIZER_VOCAB = 8000  # vocabulary of tokenizers trained on the training plots (random text encoders)
+
+
+class TrialPool(Protocol):
+    """Trains several learning-rate trials of a run at once (`experiments.trials.TrialWorkers`)."""
+
+    workers: int  # processes
+    cpu_time_s: float  # CPU seconds its processes spent on trials so far
+
+    def fit(self, key: tuple[str, int, str], label: str, indices: Sequence[int],
+            resume: bool) -> list[tuple[FitResult, TrainConfig, float]]: ...  # per trial: result, config, CPU s
 
 
 class ObjectsFactory(Protocol):
@@ -86,6 +97,7 @@ class GridContext:
     objects: dict[tuple[str, str], DetectionTable] = field(default_factory=dict)  # (source, split): on first use
     objects_factory: ObjectsFactory = source_detections
     caches: CacheLedger | None = None  # the grid's feature-cache bookkeeping (run_grid sets it)
+    trial_workers: TrialPool | None = None  # trains a run's trials at once (run_grid sets it; None: in turn)
 
     def folder(self, spec: RunSpec) -> RunFolder:
         return self.runs.run(spec.split, spec.name, spec.seed)

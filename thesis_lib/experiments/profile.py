@@ -78,6 +78,7 @@ class Profile:
     channels_last: bool              # NHWC weights and posters for convolutional encoders (GPU tensor cores)
     group_by_length: bool            # training batches of plots of similar token length (less padding)
     cpu_threads: int                 # torch intra-op threads; 0 leaves torch's default (one per core)
+    trial_workers: int               # learning-rate trials trained at once, each in a worker process (CPU only; 1: in turn)
     tensorboard: bool                # TensorBoard event files per trained run (its folder's tensorboard/; viewing only)
     image_size: int                  # poster side in pixels fed to every image encoder
     image_augment: bool              # random resized crops, flips and colour jitter on training posters
@@ -148,6 +149,8 @@ class Profile:
             raise ValueError(f"max_steps_per_epoch: must be at least 1 or null, got {self.max_steps_per_epoch}")
         if self.cpu_threads < 0:
             raise ValueError(f"cpu_threads: must be >= 0, got {self.cpu_threads}")
+        if self.trial_workers < 1:
+            raise ValueError(f"trial_workers: must be at least 1, got {self.trial_workers}")
         if self.num_workers < -1:
             raise ValueError(f"num_workers: must be >= 0, or -1 for one per core less two, got {self.num_workers}")
         if self.batch_size % self.gradient_accumulation:

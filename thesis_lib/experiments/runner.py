@@ -95,7 +95,9 @@ def execute_run(spec: RunSpec, ctx: GridContext) -> RunOutcome:
     _check_ids(spec, ctx, dev, "dev")
     _check_ids(spec, ctx, test, "test")
     reports = evaluate_threshold_policies(dev.labels, dev.probs, test.labels, test.probs)
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    # CPU seconds of this process and of the trial workers that trained its trials (`trials`)
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started + details.pop("trial_workers_cpu_time_s", 0.0)
     record = base_record(spec, ctx) | details | {
         "metrics": {policy: report.to_dict() for policy, report in reports.items()},
         "wall_time_s": wall,
@@ -221,28 +223,51 @@ def _tensorboard(ctx: GridContext, folder: RunFolder, trial: int | None,
         tracker.finish()
 
 
-def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> tuple[Predictions, Predictions, dict]:
-    """Train one model per learning-rate trial, keep the best on dev, predict dev and test with it."""
+def fit_trial(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool, index: int,
+              built: BuiltModel | None = None, data: RunData | None = None) -> tuple[FitResult, TrainConfig]:
+    """Train trial `index` of the profile's `lr_scales` (its checkpoints under checkpoints/trial<k> when there
+    are several); `built` and `data`: the run's model and data when already built (else built here, from the
+    run's seed: every trial starts from the same weights). Also what a trial worker runs (`trials`)."""
     scales = ctx.profile.lr_scales
-    trials: list[dict[str, Any]] = []
-    best: tuple[float, int, FitResult, Any, BuiltModel] | None = None
-    for index, scale in enumerate(scales):
+    if built is None or data is None:
         with ctx.accelerator.main_process_first():  # detections and trained tokenizers: made once, then read
             built = build_run_model(spec, ctx)
         data = build_run_data(spec, ctx, built)
-        config = make_train_config(spec, ctx, built, data, scale)
-        checkpoints = folder.checkpoints if len(scales) == 1 else folder.checkpoints / f"trial{index}"
-        with _tensorboard(ctx, folder, trial=index if len(scales) > 1 else None, config=config) as tracker:
-            result = fit(data.trainable, data.train, data.dev, config, checkpoint_dir=checkpoints,
-                         collate_fn=data.collate, resume=resume, accelerator=ctx.accelerator,
-                         checkpoint_metadata={CONFIG_HASH_KEY: ctx.config_hash(spec)}, tracker=tracker)
+    config = make_train_config(spec, ctx, built, data, scales[index])
+    checkpoints = folder.checkpoints if len(scales) == 1 else folder.checkpoints / f"trial{index}"
+    with _tensorboard(ctx, folder, trial=index if len(scales) > 1 else None, config=config) as tracker:
+        result = fit(data.trainable, data.train, data.dev, config, checkpoint_dir=checkpoints,
+                     collate_fn=data.collate, resume=resume, accelerator=ctx.accelerator,
+                     checkpoint_metadata={CONFIG_HASH_KEY: ctx.config_hash(spec)}, tracker=tracker)
+    return result, config
+
+
+def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> tuple[Predictions, Predictions, dict]:
+    """Train one model per learning-rate trial (at once in the grid's trial workers, if it has them; else in
+    turn), keep the best on dev, predict dev and test with it."""
+    scales = ctx.profile.lr_scales
+    with ctx.accelerator.main_process_first():  # detections and trained tokenizers: made once, then read
+        built = build_run_model(spec, ctx)
+    data = build_run_data(spec, ctx, built)  # the feature caches exist from here on, for any worker
+    if ctx.trial_workers is not None:
+        in_workers = ctx.trial_workers.fit(spec.key, spec.label, range(len(scales)), resume)
+        fitted = [(result, config) for result, config, _ in in_workers]
+        worker_cpu_s = sum(cpu for _, _, cpu in in_workers)
+    else:  # the first trial trains the model built above, the others their own
+        fitted = [fit_trial(spec, ctx, folder, resume, index, *((built, data) if index == 0 else ()))
+                  for index in range(len(scales))]
+        worker_cpu_s = 0.0
+    trials: list[dict[str, Any]] = []
+    best: tuple[float, int, FitResult] | None = None
+    for index, (scale, (result, config)) in enumerate(zip(scales, fitted, strict=True)):
         score = _trial_score(result, config)
         trials.append({"lr_scale": scale, "lr_head": config.lr_head, "lr_backbone": config.lr_backbone,
                        "best_epoch": result.best_epoch, "best_metric": result.best_metric,
                        "epochs_run": result.epochs_run})
         if best is None or score > best[0]:  # ties keep the earlier (smaller-scale) trial
-            best = (score, index, result, data, built)
-    _, chosen, result, data, built = best
+            best = (score, index, result)
+    _, chosen, result = best
+    config = fitted[chosen][1]
     if ctx.accelerator.is_main_process:
         _keep_best_only(folder.checkpoints, Path(result.checkpoint_dir), trials=len(scales))
     ctx.accelerator.wait_for_everyone()
@@ -277,7 +302,9 @@ def _train(spec: RunSpec, ctx: GridContext, folder: RunFolder, resume: bool) -> 
         },
         "budget": {**_plain(result.budget), "lr_scales": list(scales), "settings": train_settings(ctx.profile),
                    "processes": ctx.accelerator.num_processes, "gradient_accumulation": config.grad_accum_steps,
-                   "process_batch_size": config.batch_size},
+                   "process_batch_size": config.batch_size,
+                   "trial_workers": 0 if ctx.trial_workers is None else ctx.trial_workers.workers},
+        "trial_workers_cpu_time_s": worker_cpu_s,
         "samples_per_s": result.train_samples_per_s,
     }
     return dev, test, details
