@@ -671,9 +671,17 @@ def test_the_comparison_table_gives_verdicts_and_the_answer_no_stronger_than_its
     assert table.loc[("fusion_attention", "pointing game (Grad-CAM)"), "verdict"] == "undecided"
     assert table.loc["fusion_late@joint", "verdict"].tolist() == ["behind", "behind"]  # no Grad-CAM pointing
     sentence = fusion_comparison_sentence(table, "fusion_cross_attention")
-    assert "only in part: ahead in 3, behind in 2 and undecided in 1 of 6 comparisons" in sentence
-    assert "undecided: pointing game (Grad-CAM) against fusion_attention." in sentence
-    assert "behind: deletion AUC against fusion_late@joint and deletion AUC minus random order" in sentence
+    assert "mixed: ahead in 3, behind in 2 and undecided in 1 of 6 comparisons" in sentence
+    assert "Undecided: pointing game (Grad-CAM) against fusion_attention." in sentence
+    assert ("Ahead: pointing game (Grad-CAM) against fusion_early; deletion AUC against fusion_early; deletion AUC "
+            "minus random order against fusion_early. Behind: deletion AUC against fusion_late@joint; ") in sentence
+    both = fusion_comparison(results | {"fusion_x": worse}, "fusion_cross_attention", others, n_resamples=200)
+    assert "pointing game (Grad-CAM) against fusion_early and fusion_x;" in fusion_comparison_sentence(
+        both, "fusion_cross_attention")
+    no_late = fusion_comparison(results, "fusion_cross_attention", others[:2], 200)
+    assert "in part, and nowhere behind: ahead in 3" in fusion_comparison_sentence(no_late, "fusion_cross_attention")
+    no_early = fusion_comparison(results, "fusion_cross_attention", others[1:], 200)
+    assert "no, nowhere ahead: ahead in 0, behind in 2" in fusion_comparison_sentence(no_early, "fusion_cross_attention")
     only_early = fusion_comparison(results, "fusion_cross_attention", ["fusion_early"], 200)
     assert "yes, on every measure" in fusion_comparison_sentence(only_early, "fusion_cross_attention")
     assert "not compared" in fusion_comparison_sentence(fusion_comparison(results, "fusion_cross_attention", [],

@@ -227,21 +227,33 @@ def fusion_comparison_sentence(table: pd.DataFrame, proposed: str) -> str:
     if table.empty:
         return (f"No other fusion with explanations was trained in this grid, so {proposed}'s explanations "
                 "are not compared with another fusion's.")
-    named = {verdict: [f"{measure} against {other}" for (other, measure) in
-                       table.index[table["verdict"] == str(verdict)]] for verdict in Verdict}
-    counts = {verdict: len(found) for verdict, found in named.items()}
+    counts = {verdict: int((table["verdict"] == str(verdict)).sum()) for verdict in Verdict}
+    named = {verdict: _by_measure(table, verdict) for verdict in Verdict}
+    tally = (f"ahead in {counts[Verdict.AHEAD]}, behind in {counts[Verdict.BEHIND]} and undecided in "
+             f"{counts[Verdict.UNDECIDED]} of {len(table)} comparisons")
     if counts[Verdict.AHEAD] == len(table):
         answer = "yes, on every measure against every other fusion compared"
     elif counts[Verdict.BEHIND] == len(table):
         answer = "no: they are less faithful on every measure against every other fusion compared"
     elif counts[Verdict.UNDECIDED] == len(table):
         answer = "the sampled pairs cannot tell: every comparison's interval includes 0"
+    elif not counts[Verdict.AHEAD]:
+        answer = f"no, nowhere ahead: {tally}"
+    elif not counts[Verdict.BEHIND]:
+        answer = f"in part, and nowhere behind: {tally}"
     else:
-        answer = (f"only in part: ahead in {counts[Verdict.AHEAD]}, behind in {counts[Verdict.BEHIND]} and "
-                  f"undecided in {counts[Verdict.UNDECIDED]} of {len(table)} comparisons")
+        answer = f"mixed: {tally}"
     return (f"Are {proposed}'s explanations more faithful than the other fusions'? By the paired intervals, "
-            f"{answer}. Ahead: {listing(named[Verdict.AHEAD])}; behind: {listing(named[Verdict.BEHIND])}; "
-            f"undecided: {listing(named[Verdict.UNDECIDED])}.")
+            f"{answer}. Ahead: {named[Verdict.AHEAD]}. Behind: {named[Verdict.BEHIND]}. Undecided: "
+            f"{named[Verdict.UNDECIDED]}.")
+
+
+def _by_measure(table: pd.DataFrame, verdict: Verdict) -> str:
+    """"pointing game (Grad-CAM) against a and b; cue recall@5 against c": the rows with `verdict`."""
+    rows = table.index[table["verdict"] == str(verdict)]
+    measures = dict.fromkeys(measure for _, measure in rows)
+    return "; ".join(f"{measure} against {listing([other for other, m in rows if m == measure])}"
+                     for measure in measures) or "none"
 
 
 def comparison_measures() -> str:
