@@ -2,6 +2,9 @@
 chapter's runs, as a table, and the sentences the prose glues in. Every claim is a verdict read from a
 bootstrap interval (`analysis.xai_check.verdicts`: the paired difference of a score and its chance, centre
 or randomised-model reference; ahead, behind or undecided), never a point estimate against a threshold.
+Between runs (`fusion_comparison`: the proposed model against each other fusion and the best variant;
+`maps_difference_sentence`: against the image-only model) the difference is paired over the pairs both
+runs explained (`xai.between_runs`), since each run samples its own true-positive pairs.
 """
 
 from __future__ import annotations
