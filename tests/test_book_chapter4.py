@@ -330,7 +330,7 @@ def test_the_best_variant_is_described_like_the_proposed_model():
 
 def test_the_two_models_maps_differ_only_when_the_interval_says_so():
     def with_hits(hits):
-        return faithfulness_result(pair_values={"gradcam_pointing_game": hits})
+        return faithfulness_result(pair_values={"gradcam_pointing_game": {f"{i}/Drama": hit for i, hit in enumerate(hits)}})
 
     same = {"fusion_cross_attention": with_hits([1.0, 0.0] * 100), "image_resnet50": with_hits([0.0, 1.0] * 100)}
     sentence = faithfulness.maps_difference_sentence(same, "fusion_cross_attention", "image_resnet50", 200)

@@ -340,7 +340,10 @@ def test_evaluate_run_scores_every_key_on_a_tiny_twin(tiny_twin_run):
 
     assert set(result["comparisons"]) == {c.label for c in COMPARISONS}
     values = result["pair_values"]
-    expected = difference_with_ci(values["gradcam_pointing_game"], values["random_pointing_game"], 200, 0)
+    assert list(values["gradcam_pointing_game"]) == [pair.key for pair in pairs]  # keyed "<movie id>/<genre>"
+    assert list(values["deletion_auc"]) == [pair.key for pair in pairs[: config.max_deletion_pairs]]
+    expected = difference_with_ci(list(values["gradcam_pointing_game"].values()),
+                                  list(values["random_pointing_game"].values()), 200, 0)
     found = result["comparisons"]["gradcam_pointing_game vs random_pointing_game"]
     assert (found["difference"], found["ci"], found["n"]) == (expected.mean, [expected.low, expected.high], len(pairs))
     deletion = result["comparisons"]["deletion_auc vs random_deletion_auc"]  # lower is better: random - map
@@ -600,3 +603,107 @@ def test_the_blurred_copy_is_torchvisions_gaussian_blur():
         torch.testing.assert_close(blurred_copy(image, sigma), expected, atol=1e-5, rtol=0)
     wide = TF.gaussian_blur(image, kernel_size=[27, 27], sigma=[16.0, 16.0])  # the kernel capped by the side
     torch.testing.assert_close(blurred_copy(image, 16.0), wide, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------------------ one run against another
+
+
+def _hand_made(pointing=None, deletion=None, random_deletion=None, **cue):
+    values = {"gradcam_pointing_game": pointing, "deletion_auc": deletion, "random_deletion_auc": random_deletion,
+              **cue}
+    return {"pair_values": {key: found for key, found in values.items() if found is not None}}
+
+
+def test_two_runs_are_compared_on_the_pairs_both_explained_with_deletion_oriented_lower_is_better():
+    from thesis_lib.xai.between_runs import compare_runs
+
+    a = _hand_made(pointing={"1/Horror": 1.0, "2/Horror": 1.0, "3/War": 0.0, "9/War": 1.0},
+                   deletion={"1/Horror": 0.2, "2/Horror": 0.3, "3/War": float("nan")},
+                   random_deletion={"1/Horror": 0.5, "2/Horror": 0.5, "3/War": 0.4},
+                   attention_cue_recall_at_5={"1": 1.0, "2": 0.5}, rollout_cue_recall_at_5={"1": 0.0, "2": 0.0})
+    b = _hand_made(pointing={"3/War": 0.0, "2/Horror": 0.0, "1/Horror": 0.0, "7/War": 1.0},
+                   deletion={"1/Horror": 0.6, "2/Horror": 0.7, "3/War": 0.1},
+                   random_deletion={"1/Horror": 0.6, "2/Horror": 0.9, "3/War": 0.4},
+                   rollout_cue_recall_at_5={"2": 0.5, "1": 0.0, "5": 1.0})
+    found = {c.measure: c for c in compare_runs(a, b, n_resamples=200)}
+    pointing = found["pointing game (Grad-CAM)"]  # 9/War and 7/War were explained by one run only
+    assert (pointing.difference.n, pointing.mean_a, pointing.mean_b) == (3, pytest.approx(2 / 3), 0.0)
+    assert pointing.difference.mean == pytest.approx(2 / 3)
+    deletion = found["deletion AUC"]  # a's map drops the probability sooner: positive, a is more faithful
+    assert deletion.difference.n == 2  # 3/War is NaN for a
+    assert (deletion.mean_a, deletion.mean_b) == (pytest.approx(0.25), pytest.approx(0.65))
+    assert deletion.difference.mean == pytest.approx(0.4) and deletion.difference.low > 0
+    relative = found["deletion AUC minus random order"]  # a: -0.3, -0.2; b: 0.0, -0.2
+    assert (relative.mean_a, relative.mean_b) == (pytest.approx(-0.25), pytest.approx(-0.1))
+    assert relative.difference.mean == pytest.approx(0.15)
+    cue = found["cue recall@5"]  # each run's own text-side explanation, on the plots both read
+    assert (cue.source_a, cue.source_b, cue.difference.n) == ("cross-attention", "rollout", 2)
+    assert cue.difference.mean == pytest.approx(0.5)
+    assert (pointing.source_a, deletion.source_b) == ("Grad-CAM", "Grad-CAM")
+    # A text-only run has no Grad-CAM: only cue recall is compared; no shared pair decides nothing.
+    text_only = _hand_made(rollout_cue_recall_at_5={"1": 1.0})
+    assert [c.measure for c in compare_runs(a, text_only, 50)] == ["cue recall@5"]
+    apart = compare_runs(a, _hand_made(pointing={"8/War": 1.0}), 50)[0]
+    assert apart.difference.n == 0 and np.isnan(apart.mean_a) and np.isnan(apart.difference.low)
+
+
+def test_the_comparison_table_gives_verdicts_and_the_answer_no_stronger_than_its_intervals():
+    from thesis_lib.book.faithfulness import fusion_comparison, fusion_comparison_sentence
+
+    pairs = [f"{i}/Horror" for i in range(60)]
+    proposed = _hand_made(pointing=dict.fromkeys(pairs, 1.0), deletion=dict.fromkeys(pairs, 0.2),
+                          random_deletion=dict.fromkeys(pairs, 0.5))
+    worse = _hand_made(pointing=dict.fromkeys(pairs, 0.0), deletion=dict.fromkeys(pairs, 0.6),
+                       random_deletion=dict.fromkeys(pairs, 0.6))
+    same = _hand_made(pointing=dict.fromkeys(pairs, 1.0))  # the same hits: a difference of exactly 0
+    sharper = _hand_made(deletion=dict.fromkeys(pairs, 0.1), random_deletion=dict.fromkeys(pairs, 0.5))
+    results = {"fusion_cross_attention": proposed, "fusion_early": worse, "fusion_attention": same,
+               "fusion_late@joint": sharper}
+    others = ["fusion_early", "fusion_attention", "fusion_late@joint", "fusion_x"]  # fusion_x was not trained
+    table = fusion_comparison(results, "fusion_cross_attention", others, n_resamples=200)
+    assert table.index.get_level_values("other run").unique().tolist() == others[:3]
+    early = table.loc["fusion_early"]
+    assert early.loc["pointing game (Grad-CAM)", "difference [95% CI]"] == "+1.00 [+1.00, +1.00]"
+    assert early.loc["deletion AUC", "proposed"] == "0.20" and early.loc["deletion AUC", "other"] == "0.60"
+    assert early.loc["deletion AUC", "difference [95% CI]"] == "+0.40 [+0.40, +0.40]"  # lower is better
+    assert early.loc["deletion AUC minus random order", "other"] == "0.00"
+    assert set(early["verdict"]) == {"ahead"} and set(early["pairs"]) == {60}
+    assert table.loc[("fusion_attention", "pointing game (Grad-CAM)"), "verdict"] == "undecided"
+    assert table.loc["fusion_late@joint", "verdict"].tolist() == ["behind", "behind"]  # no Grad-CAM pointing
+    sentence = fusion_comparison_sentence(table, "fusion_cross_attention")
+    assert "mixed: ahead in 3, behind in 2 and undecided in 1 of 6 comparisons" in sentence
+    assert "Undecided: pointing game (Grad-CAM) against fusion_attention." in sentence
+    assert ("Ahead: pointing game (Grad-CAM) against fusion_early; deletion AUC against fusion_early; deletion AUC "
+            "minus random order against fusion_early. Behind: deletion AUC against fusion_late@joint; ") in sentence
+    both = fusion_comparison(results | {"fusion_x": worse}, "fusion_cross_attention", others, n_resamples=200)
+    assert "pointing game (Grad-CAM) against fusion_early and fusion_x;" in fusion_comparison_sentence(
+        both, "fusion_cross_attention")
+    no_late = fusion_comparison(results, "fusion_cross_attention", others[:2], 200)
+    assert "in part, and nowhere behind: ahead in 3" in fusion_comparison_sentence(no_late, "fusion_cross_attention")
+    no_early = fusion_comparison(results, "fusion_cross_attention", others[1:], 200)
+    assert "no, nowhere ahead: ahead in 0, behind in 2" in fusion_comparison_sentence(no_early, "fusion_cross_attention")
+    only_early = fusion_comparison(results, "fusion_cross_attention", ["fusion_early"], 200)
+    assert "yes, on every measure" in fusion_comparison_sentence(only_early, "fusion_cross_attention")
+    assert "not compared" in fusion_comparison_sentence(fusion_comparison(results, "fusion_cross_attention", [],
+                                                                          200), "fusion_cross_attention")
+
+
+def test_the_chapter_compares_two_tiny_runs_on_the_pairs_both_explained(tiny_twin_run):
+    """Two runs of the same weights, one predicting fewer genres: its pairs are a subset of the other's, the
+    cue-recall plots are the same, and identical explanations differ by exactly 0 (undecided)."""
+    from dataclasses import replace
+
+    from thesis_lib.book.faithfulness import faithfulness, fusion_comparison
+
+    _, truth, run = tiny_twin_run
+    fewer = replace(run, model_name="fusion_early", thresholds=np.where(np.arange(23) % 2 == 0, 0.0, 1.1))
+    results = faithfulness({"fusion_cross_attention": run, "fusion_early": fewer}, truth, 6, 50)
+    pairs = {key: set(found["pair_values"]["gradcam_pointing_game"]) for key, found in results.items()}
+    shared = pairs["fusion_cross_attention"] & pairs["fusion_early"]
+    assert shared  # both samples walk the same seeded order of the labelled candidates
+    table = fusion_comparison(results, "fusion_cross_attention", ["fusion_early"], 50).loc["fusion_early"]
+    assert table.loc["pointing game (Grad-CAM)", "pairs"] == len(shared)
+    cue = table.loc["cue recall@5"]
+    assert (cue["explanations"], cue["difference [95% CI]"], cue["verdict"]) == (
+        "cross-attention / cross-attention", "+0.00 [+0.00, +0.00]", "undecided")
+    assert cue["pairs"] == results["fusion_early"]["attention_cue_recall_at_5_n"]

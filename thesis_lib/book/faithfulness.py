@@ -2,6 +2,9 @@
 chapter's runs, as a table, and the sentences the prose glues in. Every claim is a verdict read from a
 bootstrap interval (`analysis.xai_check.verdicts`: the paired difference of a score and its chance, centre
 or randomised-model reference; ahead, behind or undecided), never a point estimate against a threshold.
+Between runs (`fusion_comparison`: the proposed model against each other fusion and the best variant;
+`maps_difference_sentence`: against the image-only model) the difference is paired over the pairs both
+runs explained (`xai.between_runs`), since each run samples its own true-positive pairs.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import pandas as pd
 from thesis_lib.analysis.verdicts import Verdict, listing, verdict_of
 from thesis_lib.analysis.xai_check import verdicts
 from thesis_lib.experiments.loaded_run import LoadedRun
+from thesis_lib.xai.between_runs import MEASURES, POINTING, compare_runs
 from thesis_lib.xai.check import POINTING_TOLERANCE_PX, XaiCheckConfig, evaluate_run
-from thesis_lib.xai.faithfulness import Estimate, difference_with_ci
 
 PAIRS_PER_RUN = 200  # (poster, genre) pairs per run, as `thesis xai check` samples them
 # A rehearsal (experiments/rehearsal.py) runs the full-size encoders on CPU: each pair costs two deletion
@@ -162,28 +165,100 @@ def variant_sentences(variant: str | None, results: Mapping[str, Mapping[str, An
     return f"The best variant by macro-F1: {claim}"
 
 
-def run_difference(a: Mapping[str, Any], b: Mapping[str, Any], key: str, n_resamples: int, seed: int = 0) -> Estimate:
-    """Run a's mean of `key` minus run b's over their own sampled pairs, with its bootstrap interval
-    (unpaired: each run samples its own true-positive pairs); NaN (n = 0) when either lacks it."""
-    values_a, values_b = a.get("pair_values", {}).get(key), b.get("pair_values", {}).get(key)
-    if not values_a or not values_b:
-        return Estimate(float("nan"), float("nan"), float("nan"), 0)
-    return difference_with_ci(values_a, values_b, n_resamples, seed, paired=False)
-
-
 def maps_difference_sentence(results: Mapping[str, Mapping[str, Any]], fusion: str, image: str,
                              n_resamples: int) -> str:
     """Whether the fusion's Grad-CAM maps point into the evidence boxes more or less often than the
-    image-only model's (Markdown): the difference of their pointing games with its interval and verdict.
-    Nothing is said about the two maps differing unless the interval says so."""
-    difference = run_difference(results[fusion], results[image], "gradcam_pointing_game", n_resamples)
-    if not difference.n:
+    image-only model's (Markdown): the paired difference of their pointing games over the pairs both
+    explained (`xai.between_runs.compare_runs`), with its interval and verdict. Nothing is said about the
+    two maps differing unless the interval says so."""
+    found = {c.measure: c for c in compare_runs(results[fusion], results[image], n_resamples)}.get(POINTING)
+    if found is None or not found.difference.n:
         return ("Without ground-truth boxes the two models' maps cannot be compared by where they point; the "
                 "figure shows them, it does not say that they differ.")
+    difference = found.difference
     verdict = verdict_of(difference.low, difference.high)
     reading = {Verdict.AHEAD: f"{fusion}'s maps point into the box more often than {image}'s",
                Verdict.BEHIND: f"{fusion}'s maps point into the box less often than {image}'s",
                Verdict.UNDECIDED: ("the sampled pairs cannot tell the two models' maps apart by where they point, "
                                    "so any difference the eye sees in this one poster is not evidence")}[verdict]
-    return (f"Over each run's sampled pairs, the pointing game of {fusion} minus that of {image} is "
-            f"{_difference(difference.mean, difference.low, difference.high)} (**{verdict}**): {reading}.")
+    return (f"On the {difference.n} pairs both runs explained, the pointing game of {fusion} minus that of "
+            f"{image} is {_difference(difference.mean, difference.low, difference.high)} (**{verdict}**): "
+            f"{reading}.")
+
+
+# ------------------------------------------------------------------------- cross-attention vs the others
+
+# The fusions the proposed model's explanations are compared with, when the grid produced them (plain
+# fusion_late combines finished runs' predictions: no network of its own, nothing to explain; its joint
+# variant trains one) and the best variant, which the chapter adds.
+OTHER_FUSIONS = ("fusion_early", "fusion_attention", "fusion_late@joint")
+COMPARISON_COLUMNS = ["explanations", "proposed", "other", "difference [95% CI]", "pairs", "verdict"]
+
+
+def fusion_comparison(results: Mapping[str, Mapping[str, Any]], proposed: str, others: list[str],
+                      n_resamples: int) -> pd.DataFrame:
+    """(other run, measure) rows: the proposed run against each of `others` it has results for, on the
+    pairs (plots) both explained (`xai.between_runs.compare_runs`): which explanation each exposes, each
+    one's mean over the shared pairs, the paired difference "d [95% CI]" (positive: the proposed model's
+    explanations are more faithful; deletion, lower is better, is oriented the same way), the pairs and the
+    verdict (`analysis.verdicts`)."""
+    rows = {}
+    for other in others:
+        if other == proposed or other not in results:
+            continue
+        for found in compare_runs(results[proposed], results[other], n_resamples):
+            estimate = found.difference
+            rows[(other, found.measure)] = {
+                "explanations": f"{found.source_a} / {found.source_b}",
+                "proposed": _mean(found.mean_a), "other": _mean(found.mean_b),
+                "difference [95% CI]": _difference(estimate.mean, estimate.low, estimate.high) if estimate.n else "n/a",
+                "pairs": estimate.n, "verdict": str(verdict_of(estimate.low, estimate.high))}
+    if not rows:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=COMPARISON_COLUMNS)
+    return table.rename_axis(["other run", "measure"])
+
+
+def _mean(value: float) -> str:
+    return "n/a" if value != value else f"{value:.2f}"  # NaN: no shared pair
+
+
+def fusion_comparison_sentence(table: pd.DataFrame, proposed: str) -> str:
+    """The answer to "are the proposed model's explanations more faithful than the other fusions'?"
+    (Markdown), read from the verdicts of `fusion_comparison` only: the comparisons it is ahead in, behind
+    in and undecided in, and how many of each; nothing stronger than the intervals."""
+    if table.empty:
+        return (f"No other fusion with explanations was trained in this grid, so {proposed}'s explanations "
+                "are not compared with another fusion's.")
+    counts = {verdict: int((table["verdict"] == str(verdict)).sum()) for verdict in Verdict}
+    named = {verdict: _by_measure(table, verdict) for verdict in Verdict}
+    tally = (f"ahead in {counts[Verdict.AHEAD]}, behind in {counts[Verdict.BEHIND]} and undecided in "
+             f"{counts[Verdict.UNDECIDED]} of {len(table)} comparisons")
+    if counts[Verdict.AHEAD] == len(table):
+        answer = "yes, on every measure against every other fusion compared"
+    elif counts[Verdict.BEHIND] == len(table):
+        answer = "no: they are less faithful on every measure against every other fusion compared"
+    elif counts[Verdict.UNDECIDED] == len(table):
+        answer = "the sampled pairs cannot tell: every comparison's interval includes 0"
+    elif not counts[Verdict.AHEAD]:
+        answer = f"no, nowhere ahead: {tally}"
+    elif not counts[Verdict.BEHIND]:
+        answer = f"in part, and nowhere behind: {tally}"
+    else:
+        answer = f"mixed: {tally}"
+    return (f"Are {proposed}'s explanations more faithful than the other fusions'? By the paired intervals, "
+            f"{answer}. Ahead: {named[Verdict.AHEAD]}. Behind: {named[Verdict.BEHIND]}. Undecided: "
+            f"{named[Verdict.UNDECIDED]}.")
+
+
+def _by_measure(table: pd.DataFrame, verdict: Verdict) -> str:
+    """"pointing game (Grad-CAM) against a and b; cue recall@5 against c": the rows with `verdict`."""
+    rows = table.index[table["verdict"] == str(verdict)]
+    measures = dict.fromkeys(measure for _, measure in rows)
+    return "; ".join(f"{measure} against {listing([other for other, m in rows if m == measure])}"
+                     for measure in measures) or "none"
+
+
+def comparison_measures() -> str:
+    """The measures compared between runs, listed for the prose."""
+    return listing([measure.name for measure in MEASURES])

@@ -181,6 +181,14 @@ class Pair:
     genre: int  # index into GENRES
     boxes: tuple[tuple[int, ...], ...]  # the evidence objects' boxes in poster pixels (empty on real data)
 
+    @property
+    def key(self) -> str:
+        """"<movie id>/<genre>": how the pair's values are keyed, the same in every run (`xai.between_runs`)."""
+        return f"{self.movie_id}/{GENRES[self.genre]}"
+
+
+PairValues = dict[str, dict[str, float]]  # score -> pair key (or plot's movie id) -> value, in sample order
+
 
 # ------------------------------------------------------------------------------------------------ pairs
 
@@ -248,11 +256,10 @@ def _rank_correlation(a: np.ndarray, b: np.ndarray, cell: int = 8) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def poster_scores(
-    run: ExplainableRun, pairs: Sequence[Pair], twin: bool, config: XaiCheckConfig
-) -> dict[str, list[float]]:
-    """Per-pair values of the pointing game (twin only), deletion and the randomised-model check."""
-    values: dict[str, list[float]] = {key: [] for key in (POINTING_KEYS if twin else ()) + DELETION_KEYS}
+def poster_scores(run: ExplainableRun, pairs: Sequence[Pair], twin: bool, config: XaiCheckConfig) -> PairValues:
+    """Per-pair values of the pointing game (twin only), deletion and the randomised-model check, keyed by
+    `Pair.key`."""
+    values: PairValues = {key: {} for key in (POINTING_KEYS if twin else ()) + DELETION_KEYS}
     randomized = randomized_copy(run.model, seed=config.seed)
     rng = np.random.default_rng(config.seed)
     for start in range(0, len(pairs), config.batch_size):
@@ -274,14 +281,14 @@ def poster_scores(
                 margin = config.pointing_tolerance_px
                 for key, pointed in (("gradcam_pointing_game", cam), ("hirescam_pointing_game", second_cam),
                                      ("randomized_model_pointing_game", random_cam)):
-                    values[key].append(float(pointing_hit(pointed, pair.boxes, poster, rng, margin)))
+                    values[key][pair.key] = float(pointing_hit(pointed, pair.boxes, poster, rng, margin))
                 grown = [[x0 - margin, y0 - margin, x1 + margin, y1 + margin] for x0, y0, x1, y1 in pair.boxes]
-                values["random_pointing_game"].append(random_point_hit_rate(grown, poster))
-                values["center_pointing_game"].append(float(center_point_hit(grown, poster)))
-                values["gradcam_energy_in_box"].append(energy_in_boxes(cam, pair.boxes, poster))
-                values["box_area_share"].append(random_point_hit_rate(pair.boxes, poster))
-            values["randomized_model_rank_correlation"].append(_rank_correlation(cam, random_cam))
-            values["gradcam_flat_map_share"].append(float(cam.max() <= 0.0))
+                values["random_pointing_game"][pair.key] = random_point_hit_rate(grown, poster)
+                values["center_pointing_game"][pair.key] = float(center_point_hit(grown, poster))
+                values["gradcam_energy_in_box"][pair.key] = energy_in_boxes(cam, pair.boxes, poster)
+                values["box_area_share"][pair.key] = random_point_hit_rate(pair.boxes, poster)
+            values["randomized_model_rank_correlation"][pair.key] = _rank_correlation(cam, random_cam)
+            values["gradcam_flat_map_share"][pair.key] = float(cam.max() <= 0.0)
             if index >= config.max_deletion_pairs:
                 continue
             movie = held.select([row])
@@ -294,7 +301,7 @@ def poster_scores(
             for key, saliency in (("deletion_auc", cam), ("random_deletion_auc", random_saliency(cam.shape, rng))):
                 curve = deletion_curve(genre_probability, image, saliency, config.deletion_steps, baseline=blurred,
                                        rng=rng)
-                values[key].append(deletion_auc(*curve))
+                values[key][pair.key] = deletion_auc(*curve)
     return values
 
 
@@ -324,8 +331,9 @@ def _cue_spans(truth: Mapping[str, Any], movie_id: str) -> list[tuple[int, int, 
             if cue["role"] == "evidence"]
 
 
-def cue_scores(run: ExplainableRun, truth: Mapping[str, Any], config: XaiCheckConfig) -> dict[str, list[float]]:
-    """Per-plot cue recall@k of cross-attention word importance and of text-encoder rollout, and chance.
+def cue_scores(run: ExplainableRun, truth: Mapping[str, Any], config: XaiCheckConfig) -> PairValues:
+    """Per-plot cue recall@k of cross-attention word importance and of text-encoder rollout, and chance, keyed
+    by movie id (`cue_movies` draws the same plots for every run of a test split).
 
     Empty when the model has neither (e.g. early fusion built without the text encoder's attention).
     """
@@ -337,7 +345,7 @@ def cue_scores(run: ExplainableRun, truth: Mapping[str, Any], config: XaiCheckCo
         sources["rollout_cue_recall_at_5"] = lambda batch: rollout_token_importance(explain_attention(rollout, batch))
     if not sources:
         return {}
-    values: dict[str, list[float]] = {key: [] for key in (*sources, "random_cue_recall_at_5")}
+    values: PairValues = {key: {} for key in (*sources, "random_cue_recall_at_5")}
     ids = cue_movies(run, truth, config)
     for start in range(0, len(ids), config.batch_size):
         chunk = ids[start : start + config.batch_size]
@@ -350,8 +358,8 @@ def cue_scores(run: ExplainableRun, truth: Mapping[str, Any], config: XaiCheckCo
             for key, scores in token_scores.items():
                 words = plot_word_scores(plot, scores[row], run.tokenizer, run.text_cleaning, run.max_length,
                                          input_ids=real_ids, reduce=config.word_reduce)
-                values[key].append(cue_recall_at_k(words, spans, config.top_k))
-            values["random_cue_recall_at_5"].append(random_cue_recall_at_k(words, spans, config.top_k))
+                values[key][movie_id] = cue_recall_at_k(words, spans, config.top_k)
+            values["random_cue_recall_at_5"][movie_id] = random_cue_recall_at_k(words, spans, config.top_k)
     return values
 
 
@@ -370,11 +378,12 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Every key this run can have (others null), each with its bootstrap interval and count; under
     "comparisons" every `COMPARISONS` entry it has both sides of (`compare`), by its label; "gradcam_stage"
-    what the maps read; "pair_values" the per-pair (per-plot) values behind the means, to compare two
-    runs (`analysis.xai_check.summarise` leaves them out of the printed summary)."""
+    what the maps read; "pair_values" the per-pair (per-plot) values behind the means, {score: {pair key:
+    value}} (`Pair.key`; a plot's movie id for cue recall), to compare two runs on the pairs both explained
+    (`xai.between_runs`; `analysis.xai_check.summarise` leaves them out of the printed summary)."""
     twin = truth is not None
     keys = TWIN_KEYS if twin else REAL_KEYS
-    values: dict[str, list[float]] = {}
+    values: PairValues = {}
     pairs: list[Pair] = []
     if "image" in run.model.encoders:
         pairs = select_pairs(run, truth, config)
@@ -383,7 +392,7 @@ def evaluate_run(
         values |= cue_scores(run, truth, config)
     result: dict[str, Any] = {"model": run.model_name, "seed": run.seed, "n_pairs": len(pairs)}
     for key in keys:
-        finite = [v for v in values.get(key, []) if not np.isnan(v)]
+        finite = [v for v in values.get(key, {}).values() if not np.isnan(v)]
         if key not in values:
             result[key], result[f"{key}_ci"] = None, None
             continue
@@ -392,20 +401,23 @@ def evaluate_run(
         result[f"{key}_ci"] = [estimate.low, estimate.high] if estimate.n else None
         result[f"{key}_n"] = estimate.n
     result["comparisons"] = compare(values, config.n_resamples, config.seed)
-    result["pair_values"] = {key: [float(v) for v in found] for key, found in values.items()}  # to compare runs
+    result["pair_values"] = {key: {pair: float(v) for pair, v in found.items()} for key, found in values.items()}
     result["gradcam_stage"] = _stage_read(run.model, config.gradcam_stage)
     return result
 
 
-def compare(values: Mapping[str, Sequence[float]], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+def compare(values: Mapping[str, Mapping[str, float]], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Each comparison whose two scores were measured: {label: {"name", "difference", "ci", "n"}}, the paired
-    difference oriented so that a positive one means the explanation beats its reference (its verdict is
-    read by `analysis.xai_check.verdicts`)."""
+    difference over the pairs (keys of `values[score]`) both were measured on, oriented so that a positive
+    one means the explanation beats its reference (its verdict is read by `analysis.xai_check.verdicts`)."""
     compared = {}
     for comparison in COMPARISONS:
         if comparison.key not in values or comparison.reference not in values:
             continue
-        score, reference = np.asarray(values[comparison.key]), np.asarray(values[comparison.reference])
+        found, references = values[comparison.key], values[comparison.reference]
+        shared = [pair for pair in found if pair in references]
+        score = np.asarray([found[pair] for pair in shared], dtype=np.float64)
+        reference = np.asarray([references[pair] for pair in shared], dtype=np.float64)
         better, worse = (reference, score) if comparison.lower_is_better else (score, reference)
         estimate = difference_with_ci(better, worse, n_resamples, seed)
         if not estimate.n:
