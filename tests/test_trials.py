@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +16,7 @@ import torch
 
 from thesis_lib.experiments.grid import run_grid
 from thesis_lib.experiments.profile import load_profile
-from thesis_lib.experiments.trials import trial_workers_for
+from thesis_lib.experiments.trials import PARENT_CHECK_S, trial_workers_for
 
 MODELS = ["text_roberta", "image_resnet50"]  # one reads plots, one reads posters; two trials each
 
@@ -64,3 +68,30 @@ def test_trial_workers_only_on_one_cpu_process_and_at_most_one_per_trial(tiny_gr
 def test_trial_workers_below_one_is_refused(tiny_grid, tmp_path):
     with tiny_grid(tmp_path, trial_workers=0) as tiny, pytest.raises(ValueError, match="trial_workers: must be at least 1"):
         load_profile(tiny.profile)
+
+
+ORPHANED_WORKER = """
+import os, signal
+from thesis_lib.experiments.trials import TrialWorkers
+workers = TrialWorkers.open(1, dict, 0)  # a worker whose "grid" is an empty dict
+print(workers._pool.submit(os.getpid).result(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # the main process dies without closing its workers
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\\nState:\\tZ" not in status  # a zombie has exited; only its parent's wait is missing
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_a_worker_ends_when_its_main_process_is_killed():
+    done = subprocess.run([sys.executable, "-c", ORPHANED_WORKER], capture_output=True, text=True, timeout=120)
+    worker = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10 * PARENT_CHECK_S
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker), f"trial worker {worker} still runs after its main process was killed"

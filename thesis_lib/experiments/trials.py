@@ -24,6 +24,8 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -41,6 +43,7 @@ from thesis_lib.train import FitResult, TrainConfig
 
 log = logging.getLogger(__name__)
 
+PARENT_CHECK_S = 1.0  # how often a worker checks that its main process is still there
 RunKey = tuple[str, int, str]  # (split, seed, name): a run of the plan
 
 _worker_grid: GridContext | None = None  # in a worker process: the grid it opened
@@ -62,9 +65,19 @@ def trial_workers_for(profile: Profile, accelerator: Accelerator) -> int:
     return workers
 
 
+def _exit_with(parent: int) -> None:
+    """End this worker once its main process is gone (killed, or its kernel shut down): a pool's workers
+    outlive a main process that dies without closing them, and would train on for nobody."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
+
+
 def _open_worker(open_grid: Callable[[], GridContext], threads: int, level: int) -> None:
-    """A worker's start: logging as the main process has it, the profile's torch threads, then the grid."""
+    """A worker's start: a watch on its main process, logging as the main process has it, the profile's torch
+    threads, then the grid."""
     global _worker_grid
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True, name="main-process-watch").start()
     configure_logging(level)
     if threads:
         torch.set_num_threads(threads)
