@@ -151,10 +151,13 @@ def test_the_chapter_says_what_the_intervals_say():
     late = chapter.verdict_values(chapter.DataSizeResults(_document({1000: "undecided", 2000: "ahead",
                                                                      4000: "ahead"}), None))
     assert late["ds_first"].startswith("from 2,000 training movies on")
-    assert "ahead at 2,000 and 4,000" in late["ds_alignment"] and "undecided at 1,000" in late["ds_alignment"]
+    assert "is ahead at 2,000 and 4,000 and undecided at 1,000 training" in late["ds_alignment"]
     assert "35 min" in late["ds_budget"] and "within" in late["ds_budget"] and late["ds_largest"] == "4,000"
     assert "8,000" in late["ds_larger"]  # the next doubling and what it would cost
     assert late["ds_rates"] == "pooled: 0.001 and 0.01; cross-attention: 0.001"
+    assert "overlap at 1,000, 2,000 and 4,000 training" in late["ds_seeds"]
+    edge = chapter.verdict_values(chapter.DataSizeResults(_document({1000: "undecided", 2000: "ahead"}), None))
+    assert "only at the largest size tried, 2,000" in edge["ds_first"]
     never = chapter.verdict_values(chapter.DataSizeResults(_document({1000: "ahead", 2000: "undecided"}), None))
     assert never["ds_first"].startswith("at no size up to 2,000")  # ahead once, then not: not an advantage
     document = _document({1000: "behind"})

@@ -21,6 +21,7 @@ from thesis_lib.analysis.datasize import (
     PROBE_FEATURES,
     REFERENCES,
     RESULTS_FILE,
+    TOKEN_FUSION,
     DataSizeResultError,
     read_results,
 )
@@ -116,7 +117,7 @@ def probe_table(results: DataSizeResults) -> pd.DataFrame | None:
 def verdict_values(results: DataSizeResults) -> dict[str, str | float | int]:
     """What the prose says, each sentence decided by the intervals in the file (prefixed `ds_`)."""
     values: dict[str, str | float | int] = {"ds_status": results.status, "ds_command": COMMAND}
-    keys = ("ds_rates", "ds_budget", "ds_sizes", "ds_largest", "ds_alignment", "ds_interaction", "ds_first", "ds_probes",
+    keys = ("ds_rates", "ds_seeds", "ds_budget", "ds_sizes", "ds_largest", "ds_alignment", "ds_interaction", "ds_first", "ds_probes",
             "ds_larger", "ds_stages")
     if results.document is None:
         return values | dict.fromkeys(keys, "not measured (no usable results file)")
@@ -133,10 +134,16 @@ def verdict_values(results: DataSizeResults) -> dict[str, str | float | int]:
     values["ds_alignment"] = _group_sentence(d, "alignment")
     values["ds_interaction"] = _group_sentence(d, "interaction")
     first = d["first_ahead"].get("alignment")
-    values["ds_first"] = (f"from {first:,} training movies on, cross-attention is ahead of both pooled fusions on "
-                          f"the alignment genres at every size tried" if first is not None else
-                          f"at no size up to {max(sizes):,} training movies is cross-attention ahead of both pooled "
-                          f"fusions on the alignment genres at that size and every larger one")
+    if first is None:
+        values["ds_first"] = (f"at no size up to {max(sizes):,} training movies is cross-attention ahead of both "
+                              f"pooled fusions on the alignment genres at that size and every larger one")
+    elif first == max(sizes):
+        values["ds_first"] = (f"cross-attention's advantage on the alignment genres appears only at the largest size "
+                              f"tried, {first:,} training movies: ahead of both pooled fusions there, not below")
+    else:
+        values["ds_first"] = (f"from {first:,} training movies on, cross-attention is ahead of both pooled fusions on "
+                              f"the alignment genres at every size tried")
+    values["ds_seeds"] = _seed_sentence(d, "alignment")
     values["ds_probes"] = _probe_sentence(d)
     values["ds_stages"] = _stage_sentence(d)
     values["ds_larger"] = _larger_sentence(d)
@@ -149,10 +156,24 @@ def _group_sentence(d: dict[str, Any], group: str) -> str:
         by_verdict = {v: [f"{c['size']:,}" for c in d["comparisons"]
                           if c["group"] == group and c["b"] == reference and c["verdict"] == v]
                       for v in ("ahead", "behind", "undecided")}
-        parts.append(f"against {LABELS[reference]} fusion cross-attention is ahead at {listing(by_verdict['ahead'])}, "
-                     f"behind at {listing(by_verdict['behind'])} and undecided at {listing(by_verdict['undecided'])} "
-                     f"training movies")
+        said = [f"{verdict} at {listing(at)}" for verdict, at in by_verdict.items() if at]
+        parts.append(f"against {LABELS[reference]} fusion, cross-attention is {listing(said)} training movies")
     return "; ".join(parts)
+
+
+def _seed_sentence(d: dict[str, Any], group: str) -> str:
+    """Whether the training seeds agree: per size, is every cross-attention seed above every pooled seed?"""
+    above, overlapping = [], []
+    for size in d["config"]["sizes"]:
+        seeds = {r["fusion"]: r["seed_f1"] for r in d["summary"] if r["group"] == group and r["size"] == size}
+        pooled = max(max(seeds[reference]) for reference in REFERENCES)
+        (above if min(seeds[TOKEN_FUSION]) > pooled else overlapping).append(f"{size:,}")
+        if size == max(d["config"]["sizes"]):
+            spread = listing([f"{value:.3f}" for value in seeds[TOKEN_FUSION]])
+    said = ([f"every cross-attention seed scores above every pooled seed at {listing(above)}"] if above else []) + (
+        [f"the seeds of cross-attention and a pooled fusion overlap at {listing(overlapping)}"] if overlapping else [])
+    return (f"{'; '.join(said)} training movies; at the largest size cross-attention's seeds score {spread} "
+            f"against at most {pooled:.3f} for a pooled seed")
 
 
 def _probe_sentence(d: dict[str, Any]) -> str:
@@ -161,7 +182,7 @@ def _probe_sentence(d: dict[str, Any]) -> str:
         rows = {key: [p for p in d["probes"] if p["target"] == target and p["features"] == key] for key in PROBE_FEATURES}
         lows = [p["ci_low"] for p in rows["named"]]
         pooled = [p["balanced_accuracy"] for p in rows["pooled"]]
-        sentences.append(f"'{target}': from {PROBE_FEATURES['named']}, balanced accuracy with an interval whose lower "
+        sentences.append(f"'{target}': from the {PROBE_FEATURES['named']}, balanced accuracy with an interval whose lower "
                          f"end is at least {min(lows):.3f} at every size (chance 0.5); from the "
                          f"{PROBE_FEATURES['pooled']}, at most {max(pooled):.3f}")
     return "; ".join(sentences)
