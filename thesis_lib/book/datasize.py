@@ -142,7 +142,7 @@ def verdict_values(results: DataSizeResults) -> dict[str, str | float | int]:
                               f"tried, {first:,} training movies: ahead of both pooled fusions there, not below")
     else:
         values["ds_first"] = (f"from {first:,} training movies on, cross-attention is ahead of both pooled fusions on "
-                              f"the alignment genres at every size tried")
+                              f"the alignment genres, at that size and at every larger size tried")
     values["ds_seeds"] = _seed_sentence(d, "alignment")
     values["ds_probes"] = _probe_sentence(d)
     values["ds_stages"] = _stage_sentence(d)
