@@ -138,7 +138,7 @@ def _document(verdicts):
     probes = [{"size": size, "target": "named prop is red", "features": key, "balanced_accuracy": 0.9, "ci_low": 0.85,
                "ci_high": 0.95, "chance": 0.5} for size in sizes for key in ("named", "pooled")]
     first = next((s for s in sizes if all(verdicts[t] == "ahead" for t in sizes if t >= s)), None)
-    train = {"pooled_learning_rates": [0.001, 0.01], "token_learning_rates": [0.001]}
+    train = {"learning_rates": [0.001, 0.01]}
     return {"config": {"sizes": sizes, "train": train}, "summary": summary, "comparisons": comparisons, "probes": probes,
             "first_ahead": dict.fromkeys(GROUPS, first), "git": {"commit": "abc1234def", "dirty": False},
             "machine": {"cpu": "a CPU", "torch_threads": 1}, "wall_time_s": 600.0, "created": "2026-12-06T22:00:00",
@@ -154,7 +154,7 @@ def test_the_chapter_says_what_the_intervals_say():
     assert "is ahead at 2,000 and 4,000 and undecided at 1,000 training" in late["ds_alignment"]
     assert "35 min" in late["ds_budget"] and "within" in late["ds_budget"] and late["ds_largest"] == "4,000"
     assert "8,000" in late["ds_larger"]  # the next doubling and what it would cost
-    assert late["ds_rates"] == "pooled: 0.001 and 0.01; cross-attention: 0.001"
+    assert late["ds_rates"] == "0.001 and 0.01"
     assert "overlap at 1,000, 2,000 and 4,000 training" in late["ds_seeds"]
     edge = chapter.verdict_values(chapter.DataSizeResults(_document({1000: "undecided", 2000: "ahead"}), None))
     assert "only at the largest size tried, 2,000" in edge["ds_first"]

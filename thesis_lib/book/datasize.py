@@ -124,8 +124,7 @@ def verdict_values(results: DataSizeResults) -> dict[str, str | float | int]:
     d = results.document
     sizes = d["config"]["sizes"]
     rates = d["config"]["train"]
-    values["ds_rates"] = (f"pooled: {listing([f'{r:g}' for r in rates['pooled_learning_rates']])}; "
-                          f"cross-attention: {listing([f'{r:g}' for r in rates['token_learning_rates']])}")
+    values["ds_rates"] = listing([f"{r:g}" for r in rates["learning_rates"]])
     values["ds_budget"] = (f"{d['budget']['minutes']:g} min of wall time on one core, stated before the run; "
                            f"the run took {d['budget']['wall_minutes']:g} min "
                            f"({'within' if d['budget']['within'] else 'over'} the budget)")

@@ -98,7 +98,7 @@ class DataSizeConfig:
         """Tiny sizes that check the whole path in seconds (tests, `--smoke`); not the chapter's numbers."""
         return cls(twin=TwinConfig(n_movies=160, seed=0, split_fractions=(0.5, 0.2, 0.3)), sizes=(30, 60),
                    dev_size=30, test_size=40, text_tokens=16, width=8, depth=1, seeds=(0,), n_resamples=50,
-                   probe_resamples=20, train=TrainConfig(pooled_learning_rates=(1e-3, 1e-2), min_epochs=1, min_sample_visits=60,
+                   probe_resamples=20, train=TrainConfig(learning_rates=(1e-3, 1e-2), min_epochs=1, min_sample_visits=60,
                                                     dev_checks=1),
                    budget_minutes=2.0)
 
@@ -130,7 +130,7 @@ def run_datasize(config: DataSizeConfig, cache_root: Path | None = None,
         for seed in config.seeds:
             for name in config.fusions:
                 tried = [_train(name, train, data, text_dim, image_dim, lr, config, seed)
-                         for lr in config.train.learning_rates(name)]
+                         for lr in config.train.learning_rates]
                 run = min(tried, key=lambda t: t.dev_loss)  # the first of equals: min keeps it
                 trained.setdefault((size, name), []).append(run)
                 runs.append({"size": size, "fusion": name, "seed": seed, "learning_rate": run.learning_rate,
