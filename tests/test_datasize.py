@@ -94,7 +94,7 @@ def test_the_command_writes_a_file_with_provenance_that_the_chapter_reads(tmp_pa
     assert {"twin_generation_s", "text_features_s", "image_features_s"} <= set(document["stages"])
     assert [row["size"] for row in document["stages"]["sizes"]] == list(SMOKE.sizes)
     assert len(document["runs"]) == len(SMOKE.sizes) * len(SMOKE.seeds) * len(FUSIONS)
-    assert {len(run["tried"]) for run in document["runs"]} == {1, 2}  # pooled: a grid; cross-attention: one rate
+    assert {len(run["tried"]) for run in document["runs"]} == {2}  # the same grid for every fusion
     assert len(document["comparisons"]) == len(GROUPS) * len(SMOKE.sizes) * 2
     assert {p["features"] for p in document["probes"]} == {"named", "pooled"}
     assert {p["target"] for p in document["probes"]} == {"named prop is red", "named prop glows"}
