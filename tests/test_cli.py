@@ -55,7 +55,7 @@ ALL_COMMANDS = list(command_paths(build_parser()))
 
 def test_the_tree_holds_every_command_group():
     assert {path[0] for path in ALL_COMMANDS if path} == {"data", "models", "weights", "run", "cache", "results", "xai", "book",
-                                                          "export", "capacity"}
+                                                          "export", "capacity", "datasize"}
     assert ("results", "table") in ALL_COMMANDS and ("data", "download") in ALL_COMMANDS
     assert ("results", "seeds") in ALL_COMMANDS
 

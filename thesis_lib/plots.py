@@ -314,3 +314,35 @@ def capacity_accuracies(frame: pd.DataFrame, references: pd.DataFrame, message: 
     axes[0, 0].set_yticks(rows, models)
     axes[0, 0].invert_yaxis()
     return figure
+
+
+def datasize_curves(frame: pd.DataFrame, ceilings: Mapping[str, float], message: str | None = None) -> Figure:
+    """One panel per genre group: test macro-F1 against the number of training movies (log scale), one
+    line per fusion with its 95% interval as a band, and the noise-free rule's F1 (dotted). `frame`:
+    columns group, size, fusion (display label), f1, ci_low, ci_high, in display order; `ceilings`:
+    group -> the rule's F1. `message` instead of panels: nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(frame["group"])) if not frame.empty else []
+    figure, axes = plt.subplots(1, max(len(groups), 1), figsize=(9, 3.4), sharey=True, layout="constrained",
+                                squeeze=False)
+    if message is not None or frame.empty:
+        axes[0, 0].text(0.5, 0.5, textwrap.fill(message or "no results", 60), ha="center", va="center",
+                        transform=axes[0, 0].transAxes)
+        axes[0, 0].set_axis_off()
+        return figure
+    for axis, group in zip(axes[0], groups, strict=True):
+        part = frame[frame["group"] == group]
+        for colour, (fusion, line) in zip(PALETTE, part.groupby("fusion", sort=False), strict=False):
+            axis.plot(line["size"], line["f1"], marker="o", markersize=3, color=colour, label=fusion)
+            axis.fill_between(line["size"], line["ci_low"], line["ci_high"], color=colour, alpha=0.18, linewidth=0)
+        if group in ceilings:
+            axis.axhline(ceilings[group], color="#555555", linestyle=":", linewidth=1.2)
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(sorted(set(part["size"])), [f"{s:,}" for s in sorted(set(part["size"]))])
+        axis.set_title(group, loc="left", fontsize=9)
+        axis.set_xlabel("training movies")
+    axes[0, 0].set_ylabel("test macro-F1")
+    axes[0, 0].set_ylim(0, 1.02)
+    axes[0, -1].legend(fontsize=7, loc="lower right")
+    return figure

@@ -3,7 +3,7 @@
 What a chapter shows is decided by its code cells, the parameters it is given (and the profile they
 resolve to), the data it reads (the release's content fingerprint; every chapter but those whose metadata
 says `thesis.reads_data: false`), the run records it reads (chapters whose metadata says
-`thesis.reads_runs`), the committed results files (results/**/*.json: seeds, capacity;
+`thesis.reads_runs`), the committed results files (results/**/*.json: seeds, capacity, datasize;
 benchmarks/results/*.json), the library (thesis_lib/**/*.py), the installed packages (the lock,
 requirements/constraints.txt) and the kernel. `render_key` hashes each of these; after a chapter ran, the
 build stores its key in the executed copy's metadata (`thesis.render_key`), and the next build reuses that
@@ -180,7 +180,7 @@ def library_hash(package: Path | None = None) -> str:
 
 
 def results_hash(root: Path) -> str:
-    """Every committed results file (seeds, capacity, benchmark JSON) under `root`, by path and content: a new
+    """Every committed results file (seeds, capacity, datasize, benchmark JSON) under `root`, by path and content: a new
     results file re-renders the chapters (each reads the ones it shows)."""
     files = sorted(path for folder in RESULTS_FOLDERS if (root / folder).is_dir()
                    for path in (root / folder).rglob("*.json"))

@@ -1,7 +1,7 @@
 """The `thesis` command line: one entry point for data, models, runs and the book.
 
 The only layer that prints and decides exit codes. Each command group has one module here (`data`,
-`models`, `weights`, `run`, `cache`, `results`, `xai`, `capacity`, `book`, `export`) that adds its subcommands to the parser and holds their
+`models`, `weights`, `run`, `cache`, `results`, `xai`, `capacity`, `datasize`, `book`, `export`) that adds its subcommands to the parser and holds their
 handlers; a handler parses plain strings, calls one library function (the same one a notebook would
 call), prints what it returns and turns it into an exit status. Heavy modules are imported inside the
 handlers, so `thesis --help` never imports torch.
@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from thesis_lib.cli import book, cache, capacity, data, export, models, results, run, weights, xai
+from thesis_lib.cli import book, cache, capacity, data, datasize, export, models, results, run, weights, xai
 from thesis_lib.cli.errors import EXIT_USER_ERROR, report_error
 from thesis_lib.errors import ThesisError
 from thesis_lib.logs import configure_logging
 
-COMMAND_GROUPS = (data, models, weights, run, cache, results, xai, capacity, book, export)  # in the order `thesis --help` lists them
+COMMAND_GROUPS = (data, models, weights, run, cache, results, xai, capacity, datasize, book, export)  # in the order `thesis --help` lists them
 
 
 class VersionAction(argparse.Action):
