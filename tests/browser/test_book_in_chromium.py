@@ -463,6 +463,22 @@ def check_capacity_table_against_its_results_file(page: RenderedPage, branch: Br
         assert task in shown and model in shown, f"capacity table lacks {task} / {model}"
         assert f"{row['accuracy']:.{DEFAULT_PRECISION}f}" in shown, f"{task} / {model}: {row['accuracy']} not shown"
     assert "thesis capacity" in page.text and "results/capacity.json" in page.text  # the command (dashes typeset)
+    check_datasize_table_against_its_results_file(page, shown)
+
+
+def check_datasize_table_against_its_results_file(page: RenderedPage, shown: set[str]) -> None:
+    """4.3's data-size curve shows the committed file: cross-attention's difference from each pooled fusion, as
+    the file gives it, for every genre group and size, and the command that regenerates it."""
+    from thesis_lib.book import datasize
+
+    results = datasize.load(ROOT)
+    assert results.document is not None, results.status
+    table = datasize.datasize_table(results)
+    differences = table[[column for column in table.columns if column.startswith("minus ")]]
+    for (group, size), row in differences.iterrows():
+        for column, value in row.items():
+            assert value in shown, f"data-size table lacks {group} / {size} / {column}: {value}"
+    assert "thesis datasize" in page.text and "results/datasize.json" in page.text
 
 
 CHAPTER_CHECKS: dict[str, ChapterCheck] = {
