@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -34,9 +35,14 @@ def _grid(tiny_grid, root, workers: int):
 
 
 @pytest.mark.slow
-def test_trials_in_workers_give_the_records_of_trials_in_turn(tiny_grid, tmp_path):
+def test_trials_in_workers_give_the_records_of_trials_in_turn(tiny_grid, tmp_path, caplog):
     _, in_turn = _grid(tiny_grid, tmp_path / "in_turn", workers=1)
-    report, at_once = _grid(tiny_grid, tmp_path / "at_once", workers=2)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="thesis_lib"):
+        report, at_once = _grid(tiny_grid, tmp_path / "at_once", workers=2)
+    epochs = [r for r in caplog.records if r.name == "thesis_lib.train.loop" and "epoch 2/2 done" in r.getMessage()]
+    assert len(epochs) == 2 * len(MODELS)  # every trial's last epoch, logged in its worker, handled here
+    assert {r.process for r in epochs}.isdisjoint({os.getpid()})  # ... and made in the workers
     for name in MODELS:
         ours, theirs = at_once[name], in_turn[name]
         assert ours["config_hash"] == theirs["config_hash"]  # a speed setting, not part of the config

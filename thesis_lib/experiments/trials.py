@@ -9,7 +9,8 @@ profile: 2, one per core of a 2-core machine). The records are the same as in tu
 The grid opens the workers once (`TrialWorkers.open`): each is a spawned process that opens the same grid
 (`grid.open_grid` with the same arguments: data, splits, plan and hashes) and then trains any trial of any run
 it is sent (`fit`): the run's key and the trial's index travel, the `FitResult` and its `TrainConfig` come back
-(the best epoch's dev predictions included). Spawned, not forked: a notebook kernel has threads of its own, and
+(the best epoch's dev predictions included). A worker's `thesis_lib` log lines travel to the main process, which
+handles them as its own (the console, the book's grid log), so a run's epochs are logged wherever they trained. Spawned, not forked: a notebook kernel has threads of its own, and
 a fork of a threaded process can deadlock. The main process builds each run's model and data first
 (`runner._train`), so the detections, trained tokenizers and feature caches a worker reads exist before it
 starts. The main process holds the run folder's lock meanwhile; each trial writes only its own checkpoints
@@ -25,11 +26,13 @@ import functools
 import logging
 import multiprocessing
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from logging.handlers import QueueHandler, QueueListener
 
 import torch
 from accelerate import Accelerator
@@ -38,7 +41,7 @@ from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.pipeline import GridContext
 from thesis_lib.experiments.profile import Profile
 from thesis_lib.experiments.runner import fit_trial
-from thesis_lib.logs import configure_logging
+from thesis_lib.logs import LIBRARY_LOGGER
 from thesis_lib.train import FitResult, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -73,12 +76,23 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
-def _open_worker(open_grid: Callable[[], GridContext], threads: int, level: int) -> None:
-    """A worker's start: a watch on its main process, logging as the main process has it, the profile's torch
-    threads, then the grid."""
+class _HandledInMain(logging.Handler):
+    """In the main process: a worker's log record, handled by the logger it was made for there, so it reaches
+    whatever the main process's `thesis_lib` lines reach (the console, the book's grid log, pytest's caplog)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(record.name).handle(record)
+
+
+def _open_worker(open_grid: Callable[[], GridContext], threads: int, level: int, lines: queue.Queue) -> None:
+    """A worker's start: a watch on its main process, its `thesis_lib` lines sent to the main process (`lines`),
+    the profile's torch threads, then the grid."""
     global _worker_grid
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True, name="main-process-watch").start()
-    configure_logging(level)
+    library = logging.getLogger(LIBRARY_LOGGER)
+    library.handlers[:] = [QueueHandler(lines)]
+    library.setLevel(level)
+    library.propagate = False  # the main process's handlers see each line once
     if threads:
         torch.set_num_threads(threads)
     _worker_grid = open_grid()
@@ -99,19 +113,22 @@ def _fit_in_worker(key: RunKey, index: int, resume: bool) -> tuple[FitResult, Tr
 class TrialWorkers:
     """Worker processes that each opened the grid and train whichever trial they are sent."""
 
-    def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
-        self._pool, self.workers = pool, workers
+    def __init__(self, pool: ProcessPoolExecutor, workers: int, lines: QueueListener) -> None:
+        self._pool, self.workers, self._lines = pool, workers, lines
         self.cpu_time_s = 0.0  # CPU seconds the workers spent on trials so far
 
     @classmethod
     def open(cls, workers: int, open_grid: Callable[[], GridContext], threads: int) -> TrialWorkers:
         """`workers` spawned processes; each calls `open_grid()` (a picklable callable: a partial of
         `grid.open_grid` with the grid's own arguments) and sets `threads` torch threads (0: torch's default)."""
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_open_worker,
-                                   initargs=(open_grid, threads, logging.getLogger("thesis_lib").getEffectiveLevel()))
+        spawn = multiprocessing.get_context("spawn")
+        lines = QueueListener(spawn.Queue(), _HandledInMain())  # the workers' log lines, handled here
+        lines.start()
+        level = logging.getLogger(LIBRARY_LOGGER).getEffectiveLevel()
+        pool = ProcessPoolExecutor(workers, mp_context=spawn, initializer=_open_worker,
+                                   initargs=(open_grid, threads, level, lines.queue))
         log.info("trial workers: %d processes train the learning-rate trials at once", workers)
-        return cls(pool, workers)
+        return cls(pool, workers, lines)
 
     def fit(self, key: RunKey, label: str, indices: Sequence[int],
             resume: bool) -> list[tuple[FitResult, TrainConfig, float]]:
@@ -121,10 +138,12 @@ class TrialWorkers:
         try:
             fitted = [future.result() for future in futures]
         except BrokenProcessPool as error:
-            raise TrialWorkerError(f"{label}: a trial worker died before it returned its trial (killed for "
-                                   f"memory?); rerun to resume, or set trial_workers: 1") from error
+            raise TrialWorkerError(f"{label}: a trial worker stopped before it returned its trial (killed for "
+                                   f"memory, or it could not start: see its error above); rerun to resume, or "
+                                   f"set trial_workers: 1") from error
         self.cpu_time_s += sum(cpu for _, _, cpu in fitted)
         return fitted
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._lines.stop()  # after the workers: their last lines are handled first
