@@ -26,6 +26,7 @@ from thesis_lib.analysis.capacity import (
     pooled_ceiling,
     read_results,
 )
+from thesis_lib.analysis.results_file import provenance_line
 from thesis_lib.analysis.verdicts import listing
 
 DATA_CAPTION = ("Data: synthetic token tasks of `thesis_lib.analysis.capacity` (word tokens and grid tokens "
@@ -46,12 +47,7 @@ class CapacityResults:
         """One line for the page: where the numbers come from, or why there are none."""
         if self.document is None:
             return f"No capacity result is shown: {self.problem}."
-        d = self.document
-        commit = (d["git"]["commit"] or "an unknown commit")[:7]
-        dirty = " with uncommitted changes" if d["git"]["dirty"] else ""
-        return (f"Read from `{RESULTS_FILE.as_posix()}`: {len(d['runs'])} training runs on {d['machine']['cpu']} "
-                f"({d['machine']['torch_threads']} thread) in {d['wall_time_s'] / 60:.1f} min, code at commit "
-                f"{commit}{dirty}, {d['created'][:10]}.")
+        return provenance_line(self.document, RESULTS_FILE)
 
 
 def load(root: Path | str) -> CapacityResults:

@@ -22,11 +22,11 @@ from thesis_lib.analysis.capacity.experiment import (
     pooled_ceiling,
     read_results,
     run_capacity,
-    write_results,
 )
 from thesis_lib.analysis.capacity.models import LABELS, MODELS, POOLED_MODELS, TOKEN_MODELS, ModelSizing
 from thesis_lib.analysis.capacity.tasks import TASKS, TaskConfig, TokenData, make_split
 from thesis_lib.analysis.capacity.training import TrainConfig
+from thesis_lib.analysis.results_file import write_results  # the file format both experiments share
 
 __all__ = [
     "COMMAND",

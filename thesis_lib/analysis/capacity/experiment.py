@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from thesis_lib.analysis import results_file
 from thesis_lib.analysis.capacity.models import (
     LABELS,
     MODELS,
@@ -45,7 +46,7 @@ from thesis_lib.errors import ThesisError
 from thesis_lib.experiments.provenance import library_versions
 from thesis_lib.machine import cpu_name, load_average
 from thesis_lib.metrics.bootstrap import bootstrap_indices, resample_counts
-from thesis_lib.storage import stable_hash, write_text_atomic
+from thesis_lib.storage import stable_hash
 from thesis_lib.versions import git_state
 
 SCHEMA = "thesis-capacity/1"
@@ -193,27 +194,8 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def write_results(path: Path, document: dict[str, Any]) -> None:
-    write_text_atomic(Path(path), json.dumps(document, indent=1) + "\n")
-
-
 def read_results(path: Path, config: CapacityConfig | None = None) -> dict[str, Any]:
     """The results document at `path`; CapacityResultError (one line naming the file) when it is missing,
     unreadable, of another schema, or made by another configuration than `config` (default: the current)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CapacityResultError(f"{path}: no capacity results file; make it with `{COMMAND}`")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CapacityResultError(f"{path}: not a readable capacity results file ({error}); "
-                                  f"remake it with `{COMMAND}`") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
-        raise CapacityResultError(f"{path}: not a {SCHEMA} results file (schema: {found!r}); remake it with `{COMMAND}`")
-    expected = (config or CapacityConfig()).config_hash()
-    if document.get("config_hash") != expected:
-        raise CapacityResultError(f"{path}: made by another configuration of the experiment (config hash "
-                                  f"{document.get('config_hash')!r}, this code's is {expected!r}); "
-                                  f"remake it with `{COMMAND}`")
-    return document
+    return results_file.read_results(path, what="capacity", schema=SCHEMA, config_hash=(config or CapacityConfig()).config_hash(),
+                                     command=COMMAND, error=CapacityResultError)

@@ -22,10 +22,10 @@ from thesis_lib.analysis.datasize.experiment import (
     DataSizeResultError,
     read_results,
     run_datasize,
-    write_results,
 )
 from thesis_lib.analysis.datasize.models import FUSIONS, LABELS
 from thesis_lib.analysis.datasize.training import TrainConfig
+from thesis_lib.analysis.results_file import write_results  # the file format both experiments share
 
 __all__ = [
     "CACHE_DIR",

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from thesis_lib.analysis import results_file
 from thesis_lib.analysis.datasize.data import Prepared, prepare
 from thesis_lib.analysis.datasize.features import MovieFeatures, image_token_dim
 from thesis_lib.analysis.datasize.models import FUSIONS, LABELS, build_model, parameter_count
@@ -50,7 +51,7 @@ from thesis_lib.metrics.bootstrap import bootstrap_indices, resample_counts
 from thesis_lib.metrics.inputs import check_pair
 from thesis_lib.metrics.weighted import WeightedMetrics
 from thesis_lib.paths import project_root
-from thesis_lib.storage import stable_hash, write_text_atomic
+from thesis_lib.storage import stable_hash
 from thesis_lib.versions import git_state
 
 SCHEMA = "thesis-datasize/1"
@@ -291,27 +292,8 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def write_results(path: Path, document: dict[str, Any]) -> None:
-    write_text_atomic(Path(path), json.dumps(document, indent=1) + "\n")
-
-
 def read_results(path: Path, config: DataSizeConfig | None = None) -> dict[str, Any]:
     """The results document at `path`; DataSizeResultError (one line naming the file) when it is missing,
     unreadable, of another schema, or made by another configuration than `config` (default: the current)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataSizeResultError(f"{path}: no data-size results file; make it with `{COMMAND}`")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataSizeResultError(f"{path}: not a readable data-size results file ({error}); "
-                                  f"remake it with `{COMMAND}`") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
-        raise DataSizeResultError(f"{path}: not a {SCHEMA} results file (schema: {found!r}); remake it with `{COMMAND}`")
-    expected = (config or DataSizeConfig()).config_hash()
-    if document.get("config_hash") != expected:
-        raise DataSizeResultError(f"{path}: made by another configuration of the experiment (config hash "
-                                  f"{document.get('config_hash')!r}, this code's is {expected!r}); "
-                                  f"remake it with `{COMMAND}`")
-    return document
+    return results_file.read_results(path, what="data-size", schema=SCHEMA, config_hash=(config or DataSizeConfig()).config_hash(),
+                                     command=COMMAND, error=DataSizeResultError)
