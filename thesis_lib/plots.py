@@ -279,21 +279,35 @@ def throughput_bars(frame: pd.DataFrame, title: str) -> Figure:
     return figure
 
 
+def _nothing_to_draw(frame: pd.DataFrame, message: str | None) -> str | None:
+    """What a results figure says instead of its panels: the caller's `message`, "no results" for an empty
+    `frame`, or None (draw)."""
+    return message if message is not None else ("no results" if frame.empty else None)
+
+
+def _panels_or_message(n_panels: int, size: tuple[float, float], message: str | None):
+    """A row of `n_panels` panels sharing the y axis, or (when `message` is given) one blank panel that says
+    it: (figure, the panels' axes, or None when the figure holds the message)."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, max(n_panels, 1), figsize=size, sharey=True, layout="constrained", squeeze=False)
+    if message is None:
+        return figure, axes
+    axes[0, 0].text(0.5, 0.5, textwrap.fill(message or "no results", 60), ha="center", va="center", transform=axes[0, 0].transAxes)
+    axes[0, 0].set_axis_off()
+    return figure, None
+
+
 def capacity_accuracies(frame: pd.DataFrame, references: pd.DataFrame, message: str | None = None) -> Figure:
     """One panel per task: each model's test accuracy (a dot) with its 95% interval (a bar), the majority
     guess (dashed), the best accuracy pooled vectors allow (dotted) and each seed's accuracy (small grey
     crosses). `frame`: columns task, model, accuracy, ci_low, ci_high, pooled (bool; pooled models red,
     token-level blue), seeds (a list of per-seed accuracies), in display order;
     `references`: index task, columns majority, pooled_ceiling. `message` instead of panels: nothing to draw."""
-    import matplotlib.pyplot as plt
 
     tasks = list(references.index)
-    figure, axes = plt.subplots(1, max(len(tasks), 1), figsize=(9, 3.6), sharey=True, layout="constrained",
-                                squeeze=False)
-    if message is not None or frame.empty:
-        axes[0, 0].text(0.5, 0.5, textwrap.fill(message or "no results", 60), ha="center", va="center",
-                        transform=axes[0, 0].transAxes)
-        axes[0, 0].set_axis_off()
+    figure, axes = _panels_or_message(len(tasks), (9, 3.6), _nothing_to_draw(frame, message))
+    if axes is None:
         return figure
     models = list(dict.fromkeys(frame["model"]))
     rows = np.arange(len(models))
@@ -321,15 +335,10 @@ def datasize_curves(frame: pd.DataFrame, ceilings: Mapping[str, float], message:
     line per fusion with its 95% interval as a band, and the noise-free rule's F1 (dotted). `frame`:
     columns group, size, fusion (display label), f1, ci_low, ci_high, in display order; `ceilings`:
     group -> the rule's F1. `message` instead of panels: nothing to draw."""
-    import matplotlib.pyplot as plt
 
     groups = list(dict.fromkeys(frame["group"])) if not frame.empty else []
-    figure, axes = plt.subplots(1, max(len(groups), 1), figsize=(9, 3.4), sharey=True, layout="constrained",
-                                squeeze=False)
-    if message is not None or frame.empty:
-        axes[0, 0].text(0.5, 0.5, textwrap.fill(message or "no results", 60), ha="center", va="center",
-                        transform=axes[0, 0].transAxes)
-        axes[0, 0].set_axis_off()
+    figure, axes = _panels_or_message(len(groups), (9, 3.4), _nothing_to_draw(frame, message))
+    if axes is None:
         return figure
     for axis, group in zip(axes[0], groups, strict=True):
         part = frame[frame["group"] == group]
