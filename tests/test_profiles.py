@@ -172,6 +172,28 @@ def test_a_changed_setting_changes_exactly_the_affected_hashes():
     assert "image_vit" not in moved and "baseline_shallow" not in moved
 
 
+def test_the_schedule_reaches_every_trained_run_and_only_a_plateau_schedule_enters_the_hashes():
+    import torch
+
+    from thesis_lib.experiments.runner import profile_train_config
+
+    smoke = load_profile("smoke")
+    config = profile_train_config(smoke, torch.device("cpu"), seed=0, processes=1)
+    assert (config.lr_schedule, config.plateau_factor, config.epochs) == (
+        smoke.lr_schedule, smoke.plateau_factor, smoke.epochs)
+    hashes = {key: value[0] for key, value in config_hashes(plan_grid(smoke), smoke).items()}
+    halved = dataclasses.replace(smoke, plateau_factor=0.25)
+    moved = {key[2] for key, value in config_hashes(plan_grid(halved), halved).items() if value[0] != hashes[key]}
+    assert "fusion_cross_attention" in moved and "text_roberta" in moved and "baseline_shallow" not in moved
+    # The linear schedule adds no key: runs of a linear profile keep the hashes they had before the setting existed.
+    linear = dataclasses.replace(smoke, lr_schedule="linear")
+    unaffected = dataclasses.replace(linear, plateau_factor=0.25)
+    assert config_hashes(plan_grid(linear), linear) == config_hashes(plan_grid(unaffected), unaffected)
+    for key, bad in (("lr_schedule", "cosine"), ("plateau_factor", 1.5)):
+        with pytest.raises(ProfileError, match=key):
+            load_profile("smoke", {key: bad})
+
+
 def test_string_keys_keep_words_yaml_would_turn_into_booleans(tmp_path):
     assert load_profile("smoke", {"mixed_precision": "no"}).mixed_precision == "no"
     assert load_profile("smoke", {"data_root": "null"}).data_root is None  # an optional path may be cleared

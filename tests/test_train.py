@@ -51,7 +51,7 @@ from thesis_lib.train.features import (
 )
 from thesis_lib.train.loaders import SeededLoader
 from thesis_lib.train.loss import inverse_frequency_pos_weight, make_loss
-from thesis_lib.train.optim import build_optimizer, build_scheduler, parameter_groups
+from thesis_lib.train.optim import build_optimizer, build_scheduler, parameter_groups, reduce_on_plateau
 from thesis_lib.train.validation import validation_metrics
 
 NUM_CLASSES, VOCAB, IMAGE_SIZE = 23, 40, 8
@@ -466,6 +466,49 @@ def test_schedule_warms_up_linearly_then_decays_to_zero():
     assert rates[5:] == pytest.approx([peak * (20 - s) / 15 for s in range(5, 21)])
 
 
+def test_plateau_schedule_warms_up_then_holds_and_halves_after_an_epoch_without_improvement():
+    optimizer = build_optimizer(toy_model(), BASE)
+    config = replace(BASE, warmup_ratio=0.25, lr_schedule="plateau", plateau_factor=0.5)
+    scheduler = build_scheduler(optimizer, config, total_steps=20)
+    rates = []
+    for _ in range(10):
+        rates.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    bases = [BASE.lr_backbone if g["name"].startswith("backbone") else BASE.lr_head for g in optimizer.param_groups]
+    assert rates[0] == [0.0] * len(bases) and rates[1] == pytest.approx([b / 5 for b in bases])
+    assert rates[5] == rates[9] == pytest.approx(bases)  # no decay with the steps: held after the warm-up
+    reduce_on_plateau(scheduler, 0.5)
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([b / 2 for b in bases])
+    optimizer.step()
+    scheduler.step()
+    assert scheduler.get_last_lr() == pytest.approx([b / 2 for b in bases])  # every group cut once, not per group
+    with pytest.raises(TypeError, match="plateau schedule"):
+        reduce_on_plateau(build_scheduler(optimizer, BASE, total_steps=20), 0.5)
+
+
+def test_a_plateau_run_cuts_its_rate_after_each_epoch_without_improvement_and_resumes_at_the_cut(tmp_path):
+    # A head rate far too high for the toy task: dev F1 stalls, so some epochs do not improve.
+    config = replace(BASE, epochs=6, lr_head=3.0, lr_schedule="plateau", plateau_factor=0.5, restore_best=False)
+    model = toy_model()
+    result = fit_toy(model, config, tmp_path / "reference")
+    history = result.history
+    head_rates = [record.learning_rates["head"] for record in history]
+    assert history[0].learning_rates["head"] == pytest.approx(3.0)  # warm-up (5 steps) over within epoch 1
+    best = -1.0
+    for before, after, record in zip(head_rates[:-1], head_rates[1:], history[:-1], strict=True):
+        improved = record.val_metrics["macro_f1"] > best
+        best = max(best, record.val_metrics["macro_f1"])
+        assert after == pytest.approx(before if improved else before / 2), head_rates
+    assert min(head_rates) < 3.0, f"no epoch without improvement, nothing tested: {head_rates}"
+    # Killed after the first cut and resumed: the same weights as the run that was not interrupted.
+    first_cut = next(i for i, rate in enumerate(head_rates) if rate < 3.0)  # the epoch that ran at the cut rate
+    crash_step = first_cut * 8 + 2
+    resumed_model, resumed, _ = crash_then_resume(config, crash_step, tmp_path / "resumed")
+    assert_same_state(state_tensors(model), state_tensors(resumed_model))
+    assert [r.learning_rates for r in resumed.history] == [r.learning_rates for r in history]
+
+
 def test_inverse_frequency_pos_weight_is_n_over_positives():
     labels = torch.tensor([[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.float32)
     # Three of four movies have class 0, one has class 1, none has class 2 (clamped to 1 positive).
@@ -485,6 +528,10 @@ def test_config_rejects_bad_values():
         TrainConfig(warmup_ratio=1.5)
     with pytest.raises(ValueError, match="mixed_precision"):
         TrainConfig(mixed_precision="fp8")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="cosine")
+    with pytest.raises(ValueError, match="plateau_factor"):
+        TrainConfig(plateau_factor=1.0)
 
 
 def test_log_lines_every_n_steps_are_plain_and_complete(tmp_path, caplog):

@@ -46,7 +46,8 @@ def recipe_values(settings: Profile, proposed: ModelConfig, text_source: ModelCo
         "late_step": late_step, "late_candidates": math.comb(round(1 / late_step) + 2, 2),  # 3 modalities
         "pos_weight": settings.pos_weight, "lr_head": settings.lr_head, "lr_backbone": settings.lr_backbone,
         "weight_decay": settings.weight_decay, "grad_clip": train.grad_clip_norm,
-        "warmup_ratio": settings.warmup_ratio, "epochs": settings.epochs, "batch_size": settings.batch_size,
+        "warmup_ratio": settings.warmup_ratio, "lr_schedule": settings.lr_schedule,
+        "plateau_factor": settings.plateau_factor, "epochs": settings.epochs, "batch_size": settings.batch_size,
         "monitor": settings.monitor, "epoch_threshold": train.threshold, "min_delta": train.min_delta,
         "patience": settings.patience, "lr_scales": ", ".join(f"{scale:g}" for scale in settings.lr_scales),
         "n_trials": len(settings.lr_scales), "grid_size": DEFAULT_THRESHOLD_GRID.size,

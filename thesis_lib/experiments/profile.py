@@ -93,7 +93,9 @@ class Profile:
     lr_backbone: float               # learning rate of encoders that start from trained weights
     lr_scales: list[float]           # learning-rate trials: each scales both rates; dev picks one
     weight_decay: float              # AdamW's decoupled weight decay (biases and norms excluded)
-    warmup_ratio: float              # share of the optimizer steps with a linear learning-rate warm-up
+    warmup_ratio: float              # share of the optimizer steps (epochs x steps per epoch) with a linear warm-up
+    lr_schedule: str                 # after the warm-up: "linear" decay to 0 at `epochs` | "plateau" (held, cut on plateaus)
+    plateau_factor: float            # "plateau": the rates are multiplied by this after an epoch that does not improve
     patience: int | None             # early stopping on the dev monitor; null: never stop early
     min_delta: float                 # an epoch improves on the best only by more than this (the plateau rule)
     pos_weight: str                  # "none" | "inverse_frequency" (MMBT's BCE weighting) | "sqrt_inverse_frequency" (its square root)
@@ -117,6 +119,7 @@ class Profile:
             "text_cleaning": ("clean", "raw"),
             "pos_weight": ("none", "inverse_frequency", "sqrt_inverse_frequency"),
             "monitor": ("macro_f1", "map_macro", "loss"),
+            "lr_schedule": ("linear", "plateau"),
             "unimodal_backbones": BACKBONE_MODES,
             "fusion_backbones": BACKBONE_MODES,
             "fusion_encoders": ("runs", "registry"),
@@ -137,6 +140,8 @@ class Profile:
                 raise ValueError(f"{key}: must be a finite number >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio: must lie in [0, 1), got {self.warmup_ratio}")
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ValueError(f"plateau_factor: must lie in (0, 1), got {self.plateau_factor}")
         if not (math.isfinite(self.shallow_c) and self.shallow_c > 0):
             raise ValueError(f"shallow_c: must be a positive finite number, got {self.shallow_c}")
         for key in ("seeds", "split_seed", "twin_seed"):

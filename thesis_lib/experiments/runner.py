@@ -179,6 +179,8 @@ def profile_train_config(profile: Profile, device: torch.device, *, seed: int, p
         lr_backbone=profile.lr_backbone * scale,
         weight_decay=profile.weight_decay,
         warmup_ratio=profile.warmup_ratio,
+        lr_schedule=profile.lr_schedule,
+        plateau_factor=profile.plateau_factor,
         pos_weight=profile.pos_weight,
         monitor=profile.monitor,
         patience=profile.patience,

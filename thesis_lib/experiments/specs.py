@@ -304,6 +304,8 @@ def train_settings(profile: Profile) -> dict[str, Any]:
     settings = {key: getattr(profile, key) for key in keys}
     if profile.max_steps_per_epoch is not None:  # only when set: the hashes of uncapped runs stay as they were
         settings["max_steps_per_epoch"] = profile.max_steps_per_epoch
+    if profile.lr_schedule != "linear":  # likewise: runs with the linear schedule keep their hashes
+        settings |= {"lr_schedule": profile.lr_schedule, "plateau_factor": profile.plateau_factor}
     return settings
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 MixedPrecision = Literal["no", "bf16", "fp16"]
 PosWeight = Literal["none", "inverse_frequency", "sqrt_inverse_frequency"]
 Monitor = Literal["macro_f1", "map_macro", "loss"]
+LrSchedule = Literal["linear", "plateau"]
 
 # Fields that only change how a run is observed or fed, not what it computes: a resumed run may differ here.
 RESUME_SAFE_FIELDS = frozenset({"log_every", "progress_bar", "num_workers", "checkpoint_every_steps"})
@@ -31,7 +32,12 @@ class TrainConfig:
     lr_head: float = 1e-3  # AdamW lr for new layers (projections, fusion, head): trained from scratch
     lr_backbone: float = 2e-5  # AdamW lr for pretrained encoders: small, or fine-tuning forgets pretraining
     weight_decay: float = 0.01  # decoupled (AdamW) decay on matrices only; never on biases or norm scales
-    warmup_ratio: float = 0.1  # share of optimizer steps with linear warm-up, then linear decay to 0
+    warmup_ratio: float = 0.1  # share of the run's optimizer steps (epochs x steps per epoch) with linear warm-up
+    # After the warm-up: "linear" decays to 0 at the last epoch (BERT's schedule; the budget sets the decay);
+    # "plateau" holds the rate and multiplies it by `plateau_factor` after every epoch that does not improve
+    # `monitor` (ReduceLROnPlateau with patience 1), so `epochs` is only a cap and early stopping ends the run.
+    lr_schedule: LrSchedule = "linear"
+    plateau_factor: float = 0.5
     grad_clip_norm: float | None = 1.0  # clip the global gradient L2 norm (transformer fine-tuning); None: off
     grad_accum_steps: int = 1  # batches per optimizer step (a larger effective batch on a small GPU)
     pos_weight: PosWeight = "none"  # "inverse_frequency": BCE pos_weight = n_train / n_positive (as MMBT);
@@ -66,13 +72,16 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"TrainConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ValueError(f"TrainConfig.plateau_factor must be in (0, 1), got {self.plateau_factor}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"TrainConfig.threshold must be in (0, 1), got {self.threshold}")
         if self.grad_clip_norm is not None and self.grad_clip_norm <= 0:
             raise ValueError(f"TrainConfig.grad_clip_norm must be > 0 or None, got {self.grad_clip_norm}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"TrainConfig.patience must be >= 1 or None, got {self.patience}")
-        choices = {"pos_weight": PosWeight, "monitor": Monitor, "mixed_precision": MixedPrecision}
+        choices = {"pos_weight": PosWeight, "monitor": Monitor, "mixed_precision": MixedPrecision,
+                   "lr_schedule": LrSchedule}
         for name, literal in choices.items():
             if getattr(self, name) not in literal.__args__:
                 raise ValueError(f"TrainConfig.{name} must be one of {literal.__args__}, got {getattr(self, name)!r}")

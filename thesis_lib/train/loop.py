@@ -37,7 +37,7 @@ from thesis_lib.train.checkpoint import (
 from thesis_lib.train.config import TrainConfig
 from thesis_lib.train.epoch import evaluate, train_one_epoch
 from thesis_lib.train.logging import StepLogger
-from thesis_lib.train.optim import current_learning_rates
+from thesis_lib.train.optim import current_learning_rates, reduce_on_plateau
 from thesis_lib.train.prepare import (
     TrainingParts,
     check_accelerator,
@@ -232,6 +232,8 @@ def fit(
             train_samples_per_s=trained.samples / max(trained.seconds, 1e-9),
         )
         improved = _close_epoch(progress, process_state, record, config)
+        if config.lr_schedule == "plateau" and not improved and not progress.finished:
+            reduce_on_plateau(parts.scheduler, config.plateau_factor)  # before `last`: a resume keeps the cut
         # `last` at every epoch end (a resumed run starts the next epoch); an improving epoch's is `best` too.
         save_checkpoint(best={config.monitor: repr(progress.best_metric)} if improved else None)
         if improved:

@@ -1,4 +1,4 @@
-"""AdamW with separate learning rates for pretrained backbones and new layers, plus the warm-up schedule.
+"""AdamW with separate learning rates for pretrained backbones and new layers, plus the warm-up schedules.
 
 Parameters are split two ways:
 - backbone vs head, by module path: names starting with one of `TrainConfig.backbone_prefixes`
@@ -59,12 +59,48 @@ def optimizer_steps_per_epoch(batches_per_epoch: int, grad_accum_steps: int) -> 
     return math.ceil(batches_per_epoch / grad_accum_steps)
 
 
+class WarmupThenPlateau:
+    """LambdaLR factor: linear warm-up to 1 over `warmup_steps`, then `scale`, which `reduce_on_plateau` lowers.
+
+    A callable object, not a function: LambdaLR's state_dict keeps its attributes, so `scale` is checkpointed
+    with the schedule and a resumed run continues at the reduced rate."""
+
+    def __init__(self, warmup_steps: int):
+        self.warmup_steps = warmup_steps
+        self.scale = 1.0
+
+    def __call__(self, step: int) -> float:
+        # as transformers' warm-up: 0 at the first step, 1 from step `warmup_steps` on
+        warmup = step / self.warmup_steps if step < self.warmup_steps else 1.0
+        return warmup * self.scale
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over `warmup_ratio` of the optimizer steps, then linear decay to 0 (BERT's schedule)."""
+    """Linear warm-up over `warmup_ratio` of the run's optimizer steps, then `config.lr_schedule`: linear
+    decay to 0 at the last step (BERT's schedule) or a constant rate lowered on plateaus (`reduce_on_plateau`)."""
     warmup_steps = round(config.warmup_ratio * total_steps)
+    if config.lr_schedule == "plateau":
+        # one factor object per parameter group (a single one would be shared and reduced once per group)
+        factors = [WarmupThenPlateau(warmup_steps) for _ in optimizer.param_groups]
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     return get_linear_schedule_with_warmup(optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+
+
+def reduce_on_plateau(scheduler: torch.optim.lr_scheduler.LRScheduler, factor: float) -> None:
+    """Multiply a plateau schedule's rates by `factor` from the next optimizer step on (the epoch did not improve)."""
+    if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR) or not all(
+        isinstance(fn, WarmupThenPlateau) for fn in scheduler.lr_lambdas
+    ):
+        raise TypeError(f"reduce_on_plateau needs the plateau schedule, got {type(scheduler).__name__}")
+    for fn in scheduler.lr_lambdas:
+        fn.scale *= factor
+    # The groups' rates were set by the last step; set them again so the very next step uses the lower rate.
+    rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+    for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    scheduler._last_lr = rates  # what get_last_lr() reports
 
 
 def current_learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
