@@ -1,8 +1,10 @@
 """`thesis results table [--runs DIR] [--profile P] [--format text|csv|latex|markdown|json] [--seeds 0,1]
 [--split thesis]`: the comparison table of finished runs (csv: every digit of mean, std and interval; latex: a
 booktabs tabular; `--json` is `--format json`); `thesis results compare MODEL_A MODEL_B [--runs DIR] ...`: their paired difference;
-`thesis results seeds [--profile P] [--seeds 0,1,2] [--out FILE]`: the profile's models (no ablations) trained on
-several seeds by the grid (finished runs skipped), summarised in results/seeds-<profile>.json for the book.
+`thesis results seeds [--profile P] [--seeds 0,1,2] [--out FILE] [KEY=VALUE ...]`: the profile's models (no
+ablations) trained on several seeds by the grid (finished runs skipped), summarised in results/seeds-<profile>.json
+for the book; KEY=VALUE changes a profile value (recorded in the file) for a controlled experiment, e.g.
+`--out results/seeds-smoke-plateau.json lr_schedule=plateau epochs=20 warmup_ratio=0.05`.
 
 The runs folder is --runs DIR, else the profile's runs_dir (where `thesis run --profile P` wrote them). The
 positional form of earlier versions (`thesis results table DIR`, `thesis results compare DIR A B`) still works,
@@ -19,6 +21,7 @@ import json
 from thesis_lib.cli.arguments import (
     add_profile_option,
     add_runs_option,
+    key_value,
     legacy_runs_argument,
     name_list,
     runs_folder,
@@ -56,6 +59,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     seeds.add_argument("--data", default=None, help="release folder (default: the profile's data_root, or its twin)")
     seeds.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2; finished ones are skipped)")
     seeds.add_argument("--out", default=None, help="the results file (default: results/seeds-<profile>.json)")
+    seeds.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="override a profile value (recorded in the file; give --out to keep the default file)")
     seeds.set_defaults(handler=seeds_command)
 
     compare = actions.add_parser("compare", help="model A minus model B: paired bootstrap of macro-F1 and its verdict")
@@ -87,7 +92,11 @@ def seeds_command(ns: argparse.Namespace) -> int:
     from thesis_lib.experiments.seeds import seeds_file, summarise, write_summary
     from thesis_lib.paths import project_root
 
-    profile = load_profile(ns.profile)
+    overrides = dict(key_value(item) for item in ns.overrides)
+    if overrides and not ns.out:
+        raise ThesisError("KEY=VALUE changes the profile: give --out FILE, so that the profile's own seeds file "
+                          f"({seeds_file(ns.profile)}) keeps the profile's runs")
+    profile = load_profile(ns.profile, overrides)
     started = time.perf_counter()
     report = run_grid(profile, data_root=ns.data, runs_dir=ns.runs, models=profile.models, seeds=seeds)
     print(report.summary(), flush=True)
@@ -95,7 +104,7 @@ def seeds_command(ns: argparse.Namespace) -> int:
         return EXIT_RUNS_FAILED
     out = Path(ns.out) if ns.out else project_root() / seeds_file(profile.profile)
     content = summarise(runs_folder(ns), profile.models, seeds, profile.primary_split, profile.profile,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, overrides={key: getattr(profile, key) for key in overrides})
     write_summary(out, content)
     print(f"seeds {', '.join(map(str, seeds))} of {len(profile.models)} runs -> {out}")
     return 0

@@ -5,11 +5,16 @@ movies are in the test split, not how a model varies with its initialisation and
 seeds` (`make seeds`) trains the profile's models (the ablation variants left out) on several seeds with the
 grid's own code, then writes `results/seeds-<profile>.json`:
 
-    {"schema": ..., "profile", "seeds", "created", "git", "versions", "data": {fingerprint, movies},
-     "split": {name, hash}, "wall_time_s",
-     "runs": {name: {"stage", "per_seed": {seed: {"config_hash", "best_epoch", "epochs_run", "metrics": {...}}}}}}
+    {"schema": ..., "profile", "overrides", "seeds", "created", "git", "versions", "data": {fingerprint, movies},
+     "split": {name, hash}, "wall_time_s", "run_time_s",
+     "runs": {name: {"stage", "per_seed": {seed: {"config_hash", "best_epoch", "epochs_run", "train_loss",
+                                                   "dev_loss", "metrics": {...}}}}}}
 
-with the test scores of each seed's record (tuned macro-F1, macro-F1 at 0.5, macro ROC-AUC, macro-mAP).
+with the test scores of each seed's record (tuned macro-F1, macro-F1 at 0.5, macro ROC-AUC, macro-mAP) and, for
+trained runs, the training and dev loss of the kept epoch (how closely the run fits its training set).
+`wall_time_s` is the command's own time (finished runs are skipped), `run_time_s` the summed wall time of the
+runs' records (what training them all took, whichever command did). `overrides` are the profile values changed for a controlled experiment (`thesis results seeds KEY=VALUE
+--out FILE`; {} for the profile as it is).
 A run whose seeds already finished (same config, data and split) is skipped, as in `thesis run`. The book
 compares each run's seed-0 config hash with the run it rendered: the file speaks for this build only where
 they match (`SeedSummary.matches`), and the page says which runs it covers.
@@ -54,21 +59,28 @@ def metric_key(policy: str, metric: str) -> str:
 
 
 def summarise(runs_dir: str | Path, names: Sequence[str], seeds: Sequence[int], split: str,
-              profile_name: str, wall_time_s: float) -> dict[str, Any]:
-    """The results file's content for the finished runs `names` x `seeds` of `split` in `runs_dir`."""
+              profile_name: str, wall_time_s: float, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The results file's content for the finished runs `names` x `seeds` of `split` in `runs_dir`
+    (`overrides`: the profile values changed for these runs, recorded as given)."""
     runs: dict[str, Any] = {}
     data = split_info = None
+    run_time_s = 0.0
     for _, record in iter_records(RunsFolder(Path(runs_dir)), split, seeds):
         if record["name"] not in names:
             continue
         data = data or {"fingerprint": record["data"]["fingerprint"], "movies": record["data"]["movies"]}
         split_info = split_info or {"name": record["split"]["name"], "hash": record["split"]["hash"]}
+        run_time_s += float(record.get("wall_time_s") or 0.0)
         training = record.get("training") or {}
+        history, best = training.get("history") or [], training.get("best_epoch")
+        kept = history[best] if best is not None and best < len(history) else {}  # the kept epoch's record
         entry = runs.setdefault(record["name"], {"stage": record.get("stage"), "per_seed": {}})
         entry["per_seed"][str(record["seed"])] = {
             "config_hash": record["config_hash"],
             "best_epoch": None if training.get("best_epoch") is None else training["best_epoch"] + 1,
             "epochs_run": training.get("epochs_run"),
+            "train_loss": kept.get("train_loss"),
+            "dev_loss": kept.get("val_loss"),
             "metrics": {metric_key(policy, metric): record["metrics"][POLICIES[policy]]["summary"][metric]
                         for policy, metric in SEED_METRICS},
         }
@@ -77,10 +89,11 @@ def summarise(runs_dir: str | Path, names: Sequence[str], seeds: Sequence[int], 
     if missing:
         raise ThesisError(f"seeds: no finished run for {', '.join(missing[:5])}"
                           f"{' and more' if len(missing) > 5 else ''} in {runs_dir}")
-    return {"schema": SCHEMA, "profile": profile_name, "seeds": list(seeds),
+    return {"schema": SCHEMA, "profile": profile_name, "overrides": dict(overrides or {}), "seeds": list(seeds),
             "created": datetime.now(UTC).isoformat(timespec="seconds"), "git": git_state(),
             "versions": library_versions(), "data": data, "split": split_info,
-            "wall_time_s": round(wall_time_s, 1), "runs": {name: runs[name] for name in names}}
+            "wall_time_s": round(wall_time_s, 1), "run_time_s": round(run_time_s, 1),
+            "runs": {name: runs[name] for name in names}}
 
 
 def write_summary(path: Path, content: Mapping[str, Any]) -> None:
