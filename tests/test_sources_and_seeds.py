@@ -133,7 +133,7 @@ def test_the_seeds_file_holds_every_seed_and_the_page_reads_only_current_runs(tm
     assert list(table.index) == ["fusion_cross_attention", "fusion_early"]
     assert table.loc["fusion_early", ("macro-F1 (tuned)", "seed 1")] == round(
         summary.values("fusion_early", seed_page.HEADLINE)[1], 3)
-    sentence = seed_page._ahead_sentence(summary, ["fusion_cross_attention", "fusion_early"],
+    sentence = seed_page.ahead_sentence(summary, ["fusion_cross_attention", "fusion_early"],
                                          "fusion_cross_attention")
     assert "fusion_early on 2 of 3 seeds" in sentence  # behind on seed 2, where early fusion is nearly perfect
     # A run trained with other settings since is left out, and named.

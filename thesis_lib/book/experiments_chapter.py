@@ -102,6 +102,14 @@ def run_grid_logged(profile: Profile) -> GridReport:
     return report
 
 
+# The learning-rate schedule after the warm-up, in the words of the grid section (chapter 3.2 gives the maths).
+SCHEDULE_WORDS = {
+    "linear": "the learning rate decays linearly to 0 at the last epoch of the budget",
+    "plateau": "the learning rate is held and multiplied by {factor:g} after every epoch without improvement, "
+               "so the epoch budget is a cap",
+}
+
+
 def grid_facts(profile: Profile, report: GridReport) -> dict[str, Any]:
     """What the page says about the grid and this build's pass over it, ready for `glue_values`."""
     return {
@@ -111,6 +119,8 @@ def grid_facts(profile: Profile, report: GridReport) -> dict[str, Any]:
         "grid_seconds": report.wall_time_s, "grid_log": GRID_LOG, "split_name": profile.primary_split,
         "epochs": profile.epochs, "batch_size": profile.batch_size, "n_trials": len(profile.lr_scales),
         "monitor": profile.monitor, "patience": str(profile.patience),
+        "warmup_epochs": profile.warmup_ratio * profile.epochs,
+        "schedule": SCHEDULE_WORDS[profile.lr_schedule].format(factor=profile.plateau_factor),
         "text_source": profile.fusion_text_source, "image_source": profile.fusion_image_source,
         "objects_source": profile.fusion_objects_source,
     }

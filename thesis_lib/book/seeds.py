@@ -74,10 +74,10 @@ def seed_values(summary: SeedSummary | None, runs: Mapping[str, FinishedRun], pr
               f"configuration and data); "
               + (f"the others ({listing(stale)}) were trained with other settings and are left out."
                  if stale else "none is stale."))
-    return {"seeds_status": status, "proposed_seeds": _ahead_sentence(summary, names, proposed)}
+    return {"seeds_status": status, "proposed_seeds": ahead_sentence(summary, names, proposed)}
 
 
-def _ahead_sentence(summary: SeedSummary, names: list[str], proposed: str) -> str:
+def ahead_sentence(summary: SeedSummary, names: list[str], proposed: str) -> str:
     if proposed not in names:
         return f"The file does not cover the {proposed} run rendered here, so no seed comparison is made."
     ours = np.array(summary.values(proposed, HEADLINE))  # (S,)
