@@ -75,6 +75,10 @@ def test_text_runs_are_set_beside_the_baseline_on_every_text_genre(unimodal):
     assert values["n_text_pairs"] == 4  # two text runs x two text genres
     assert 1 <= values["n_below_baseline"] <= 2 and "text_weak" in values["below_baseline"]
     assert "text_good" not in values["below_baseline"]
+    # Below by the point estimate is not yet behind: each pair below gets its paired bootstrap's verdict.
+    assert values["below_baseline"].count(": behind)") + values["below_baseline"].count(": undecided)") == len(
+        [part for part in values["below_baseline"].split(" against ")][1:])
+    assert values["n_behind_baseline"] >= 1 and values["behind_baseline"].startswith("text_weak on ")
     assert chapter.text_genre_check(runs, None)[0] is None  # MM-IMDb: no evidence kinds
 
 

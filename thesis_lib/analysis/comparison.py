@@ -27,6 +27,7 @@ from thesis_lib.experiments.layout import RunFolder, RunsFolder
 from thesis_lib.experiments.records import iter_records, read_predictions, tuned_thresholds
 from thesis_lib.experiments.table import PRIMARY_SPLIT, TUNED_POLICY, paired_difference
 from thesis_lib.genres import GENRES
+from thesis_lib.metrics.bootstrap import PairedResult, paired_bootstrap
 from thesis_lib.train.results import Predictions
 
 PROPOSED = "fusion_cross_attention"  # the thesis's model
@@ -201,6 +202,20 @@ def per_genre_ranking(runs: Mapping[str, FinishedRun], names: Sequence[str], gen
                          "ROC-AUC": roc_auc_score(labels, probs) if defined else np.nan,
                          "AP": average_precision_score(labels, probs) if defined else np.nan})
     return pd.DataFrame(rows, columns=["run", "genre", "ROC-AUC", "AP"])
+
+
+RANKING_METRICS = {"ROC-AUC": "roc_auc_macro", "AP": "map_macro"}  # per_genre_ranking's columns, one genre's macro
+
+
+def genre_ranking_difference(run_a: FinishedRun, run_b: FinishedRun, genre: str, metric: str,
+                             n_resamples: int = 1000) -> PairedResult:
+    """Run a minus run b on one genre's threshold-free `metric` ("ROC-AUC" or "AP"), first seed's test movies,
+    paired bootstrap (both runs scored on the same resampled movies)."""
+    a, b = run_a.test_predictions(), run_b.test_predictions()
+    if not np.array_equal(a.ids, b.ids):
+        raise ThesisError(f"{run_a.name} and {run_b.name} did not predict the same test movies")
+    return paired_bootstrap(a.labels, a.probs, b.probs, 0.5, 0.5, metric=RANKING_METRICS[metric],
+                            n_resamples=n_resamples, genres=[GENRES.index(genre)])
 
 
 def evidence_kind_f1(f1: pd.DataFrame, evidence: Mapping[str, str]) -> pd.DataFrame:
