@@ -181,14 +181,16 @@ def test_the_schedule_reaches_every_trained_run_and_only_a_plateau_schedule_ente
     config = profile_train_config(smoke, torch.device("cpu"), seed=0, processes=1)
     assert (config.lr_schedule, config.plateau_factor, config.epochs) == (
         smoke.lr_schedule, smoke.plateau_factor, smoke.epochs)
-    hashes = {key: value[0] for key, value in config_hashes(plan_grid(smoke), smoke).items()}
-    halved = dataclasses.replace(smoke, plateau_factor=0.25)
-    moved = {key[2] for key, value in config_hashes(plan_grid(halved), halved).items() if value[0] != hashes[key]}
-    assert "fusion_cross_attention" in moved and "text_roberta" in moved and "baseline_shallow" not in moved
+    def hashes(profile):
+        return {key: value[0] for key, value in config_hashes(plan_grid(profile), profile).items()}
+
+    linear, plateau = (dataclasses.replace(smoke, lr_schedule=schedule) for schedule in ("linear", "plateau"))
+    for before, after in ((linear, plateau), (plateau, dataclasses.replace(plateau, plateau_factor=0.25))):
+        old, new = hashes(before), hashes(after)
+        moved = {key[2] for key in old if old[key] != new[key]}
+        assert "fusion_cross_attention" in moved and "text_roberta" in moved and "baseline_shallow" not in moved
     # The linear schedule adds no key: runs of a linear profile keep the hashes they had before the setting existed.
-    linear = dataclasses.replace(smoke, lr_schedule="linear")
-    unaffected = dataclasses.replace(linear, plateau_factor=0.25)
-    assert config_hashes(plan_grid(linear), linear) == config_hashes(plan_grid(unaffected), unaffected)
+    assert hashes(linear) == hashes(dataclasses.replace(linear, plateau_factor=0.25))
     for key, bad in (("lr_schedule", "cosine"), ("plateau_factor", 1.5)):
         with pytest.raises(ProfileError, match=key):
             load_profile("smoke", {key: bad})
