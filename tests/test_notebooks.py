@@ -227,3 +227,20 @@ def test_a_chapter_and_thesis_run_read_the_same_typed_profile(path):
                                               "mixed_precision": "no"})
     assert profile_from_parameters(namespace) == load_profile("full", {"epochs": "2", "seeds": "0,1",
                                                                        "mixed_precision": "no"})
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_glued_figure_or_table_is_labelled_by_its_glue_key(path):
+    """`thesis export` finds a numbered item's files by its label (fig-/tbl- + the glue key, _ as -): a
+    directive labelled otherwise renders but cannot be exported. Checked here without building the book."""
+    from thesis_lib.book.export import LABEL_PREFIXES
+
+    directive = re.compile(r"```\{glue:figure\} (?P<key>\S+)\n:name: (?P<label>\S+)\n(?::figclass: (?P<cls>\S+)\n)?")
+    for cell in read(path).cells:
+        if cell.cell_type != "markdown":
+            continue
+        for found in directive.finditer(cell.source):
+            prefix = LABEL_PREFIXES["table" if found["cls"] == "table" else "figure"]
+            assert found["label"] == prefix + found["key"].replace("_", "-"), (
+                f"{path.name}: {{glue:figure}} {found['key']} is labelled {found['label']}, "
+                f"not {prefix}{found['key'].replace('_', '-')}")
