@@ -67,7 +67,7 @@ browser:  ## install headless Chromium (Debian apt-get) when it is missing; with
 	    echo "browser: no Chromium and no apt-get here: the browser test is skipped (install Chromium to run it)" >&2; exit 0; }; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES); }
 
-# Seed variation of the headline comparison, apart from `make book` (about 25 min on 2 cores for the smoke
+# Seed variation of the headline comparison, apart from `make book` (about 21 min on 2 cores for the smoke
 # profile's two extra seeds): the profile's models on SEEDS, summarised in results/seeds-$(PROFILE).json, which
 # chapter 4.1 reads (and checks against the runs it rendered). Commit that file after a change of the recipe.
 SEEDS ?= 0,1,2

@@ -4,6 +4,8 @@ KEY=VALUE changes are recorded in the file and never written over the profile's 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from test_book_chapter4 import base_labels, write_run
 from test_sources_and_seeds import noisy
@@ -37,7 +39,7 @@ def seeds_file(tmp_path, label: str, noise: dict[str, list[float]], kept: int, t
 
 
 def test_the_experiment_is_compared_run_by_run_with_an_interval_over_seeds(tmp_path):
-    profile = load_profile("smoke")
+    profile = dataclasses.replace(load_profile("smoke"), lr_schedule="linear")  # the experiment: plateau
     base = seeds_file(tmp_path, "linear", {"image_resnet50": [0.3, 0.3, 0.3], "fusion_early": [0.05, 0.06, 0.05],
                                            "fusion_late": [0.1, 0.1, 0.1]}, kept=5, train_loss=0.3)
     other = seeds_file(tmp_path, "plateau", {"image_resnet50": [0.2, 0.21, 0.2], "fusion_early": [0.3, 0.31, 0.3],
@@ -68,12 +70,15 @@ def test_the_experiment_is_compared_run_by_run_with_an_interval_over_seeds(tmp_p
 
 def test_files_of_other_seeds_or_data_are_not_compared_and_the_page_names_the_command(tmp_path):
     profile = load_profile("smoke")
+    assert profile.lr_schedule == "plateau" and schedule.experiment_schedule(profile) == "linear"
     base = seeds_file(tmp_path, "linear", {"fusion_early": [0.1, 0.1, 0.1]}, kept=4, train_loss=0.2)
     assert schedule.schedule_table(base, None, ("a", "b")) is None
     values = schedule.schedule_values(base, None, profile)
-    assert values["schedule_status"].startswith("There is no results/seeds-smoke-plateau.json")
-    assert "thesis results seeds --profile smoke --out results/seeds-smoke-plateau.json lr_schedule=plateau" in values[
-        "schedule_status"]
+    assert values["schedule_status"].startswith("There is no results/seeds-smoke-linear.json")
+    assert ("thesis results seeds --profile smoke --out results/seeds-smoke-linear.json lr_schedule=linear epochs=10 "
+            "warmup_ratio=0.1") in values["schedule_status"]
+    full = load_profile("full")  # linear: its experiment is the plateau schedule
+    assert schedule.experiment_file(full).as_posix() == "results/seeds-full-plateau.json"
     other = seeds_file(tmp_path, "plateau", {"fusion_early": [0.1, 0.1, 0.1]}, kept=4, train_loss=0.2)
     other.content["data"] = {"fingerprint": "0" * 64, "movies": 40}  # another twin
     assert schedule.comparable(base, other) == []

@@ -1,8 +1,9 @@
-"""Chapter 4.1's convergence section: the profile's seeds file beside a controlled experiment that changes the
-learning-rate schedule alone (the same models, seeds, data and split).
+"""Chapter 4.1's convergence section: the profile's seeds file beside a controlled experiment that trains the
+same models, seeds, data and split under the other learning-rate schedule (linear decay to 0 at the last epoch
+of the budget, or the plateau schedule that early stopping ends; `train.optim.build_scheduler`).
 
 The experiment's file is written by `thesis results seeds` with the schedule's profile values changed
-(`EXPERIMENT_COMMAND`) and records those changes (`overrides`). Per run and seed, both files hold the kept epoch
+(`experiment_command`) and records those changes (`overrides`). Per run and seed, both files hold the kept epoch
 and the epochs run (did the run plateau?), the training and dev loss of the kept epoch (how closely it fits its
 training set) and the test scores; the difference of a run's tuned macro-F1 (experiment minus profile) gets a
 95% t-interval over the paired seeds and its verdict (ahead / behind / undecided), as every claim of the book.
@@ -27,24 +28,31 @@ from thesis_lib.experiments.profile import Profile
 from thesis_lib.experiments.seeds import RESULTS_DIR, SeedSummary, read_summary
 from thesis_lib.paths import project_root
 
-EXPERIMENT = "plateau"
-EXPERIMENT_CHANGES = "lr_schedule=plateau epochs=20 warmup_ratio=0.05"  # the same one-epoch warm-up as 0.1 of 10
+# The profile values of each schedule's run: the plateau schedule's epochs are a cap, and each warm-up share
+# gives the same one-epoch warm-up (0.1 of 10 epochs, 0.05 of 20).
+SCHEDULE_CHANGES = {"linear": "lr_schedule=linear epochs=10 warmup_ratio=0.1",
+                    "plateau": "lr_schedule=plateau epochs=20 warmup_ratio=0.05"}
 LATE = "fusion_late"  # combines finished runs' predictions: trains nothing on the sources' features
 
 
-def experiment_file(profile_name: str) -> Path:
-    """results/seeds-<profile>-plateau.json, relative to the project root."""
-    return RESULTS_DIR / f"seeds-{profile_name}-{EXPERIMENT}.json"
+def experiment_schedule(profile: Profile) -> str:
+    """The schedule the experiment trains under: the one the profile does not use."""
+    return next(schedule for schedule in SCHEDULE_CHANGES if schedule != profile.lr_schedule)
 
 
-def experiment_command(profile_name: str) -> str:
-    return (f"thesis results seeds --profile {profile_name} --out {experiment_file(profile_name).as_posix()} "
-            f"{EXPERIMENT_CHANGES}")
+def experiment_file(profile: Profile) -> Path:
+    """results/seeds-<profile>-<the other schedule>.json, relative to the project root."""
+    return RESULTS_DIR / f"seeds-{profile.profile}-{experiment_schedule(profile)}.json"
+
+
+def experiment_command(profile: Profile) -> str:
+    return (f"thesis results seeds --profile {profile.profile} --out {experiment_file(profile).as_posix()} "
+            f"{SCHEDULE_CHANGES[experiment_schedule(profile)]}")
 
 
 def load_experiment(profile: Profile) -> SeedSummary | None:
     """The profile's schedule experiment, or None when it has none."""
-    return read_summary(project_root() / experiment_file(profile.profile))
+    return read_summary(project_root() / experiment_file(profile))
 
 
 @dataclass(frozen=True)
@@ -136,12 +144,12 @@ def schedule_values(base: SeedSummary | None, other: SeedSummary | None, profile
                     proposed: str = PROPOSED) -> dict[str, Any]:
     """What the page says: which files, how many runs plateau under each schedule, which runs the other
     schedule puts ahead or behind, and how closely the sources and fusions fit their training sets."""
-    file = experiment_file(profile.profile).as_posix()
+    file = experiment_file(profile).as_posix()
     names = comparable(base, other)
     if not names:
         reason = (f"There is no {file}" if other is None else
                   f"{file} and the profile's seeds file do not hold the same seeds, data and split")
-        return {"schedule_status": f"{reason}: `{experiment_command(profile.profile)}` makes it.",
+        return {"schedule_status": f"{reason}: `{experiment_command(profile)}` makes it.",
                 "schedule_verdicts": "", "schedule_fit": "",
                 "schedule_answer": "not measured: no schedule experiment for this profile"}
     changes = ", ".join(f"{key} = {value}" for key, value in other.content.get("overrides", {}).items())
@@ -150,7 +158,7 @@ def schedule_values(base: SeedSummary | None, other: SeedSummary | None, profile
     status = (f"{file} trains the same {len(names)} runs on seeds {', '.join(map(str, other.seeds))} with "
               f"{changes} (created {other.content['created']} at commit {str(other.content['git'].get('commit'))[:7]},"
               f" its runs {other.content.get('run_time_s', math.nan) / 60:.0f} min of training; "
-              f"`{experiment_command(profile.profile)}`). Of the "
+              f"`{experiment_command(profile)}`). Of the "
               f"{n} trained (run, seed) pairs, {base_flat} keep an epoch before their last under the profile's "
               f"schedule and {other_flat} under the experiment's.")
     pairs = {name: paired(base, other, name) for name in names if not name.startswith("baseline")}
@@ -167,7 +175,7 @@ def schedule_values(base: SeedSummary | None, other: SeedSummary | None, profile
 def _answer(other: SeedSummary, names: list[str], changes: str, proposed: str) -> str:
     """The conclusion's line: the proposed model against each fusion, seed by seed, under the experiment."""
     sentence = ahead_sentence(other, names, proposed) or "no fusion to compare."
-    return f"with every model trained to its plateau ({changes}): {sentence[0].lower()}{sentence[1:]}"
+    return f"under the other schedule ({changes}): {sentence[0].lower()}{sentence[1:]}"
 
 
 def _sources(profile: Profile) -> list[str]:
@@ -198,8 +206,8 @@ def _fit_sentence(base: SeedSummary, other: SeedSummary, trained: list[str], sou
 
 def labels(base: SeedSummary | None, other: SeedSummary | None, profile: Profile) -> tuple[str, str]:
     """Column names of the two schedules: the profile's and the experiment's (from its recorded overrides)."""
-    experiment = (other.content.get("overrides", {}).get("lr_schedule") if other is not None else None) or EXPERIMENT
-    return (f"{profile.lr_schedule} (this build)", str(experiment))
+    experiment = (other.content.get("overrides", {}).get("lr_schedule") if other is not None else None)
+    return (f"{profile.lr_schedule} (this build)", str(experiment or experiment_schedule(profile)))
 
 
 def schedule_section(base: SeedSummary | None, other: SeedSummary | None,

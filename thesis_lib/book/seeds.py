@@ -69,12 +69,18 @@ def seed_values(summary: SeedSummary | None, runs: Mapping[str, FinishedRun], pr
     stale = [name for name in summary.content["runs"] if name not in names]
     status = (f"`{COMMAND}` trained the profile's models on seeds {', '.join(map(str, summary.seeds))} "
               f"({file}, created {summary.content['created']} at commit "
-              f"{str(summary.content['git'].get('commit'))[:7]}, {summary.content['wall_time_s'] / 60:.0f} min). "
+              f"{str(summary.content['git'].get('commit'))[:7]}; its runs took {_run_minutes(summary):.0f} min "
+              "of training). "
               f"{len(names)} of its {len(summary.content['runs'])} runs are the runs rendered here (same "
               f"configuration and data); "
               + (f"the others ({listing(stale)}) were trained with other settings and are left out."
                  if stale else "none is stale."))
     return {"seeds_status": status, "proposed_seeds": ahead_sentence(summary, names, proposed)}
+
+
+def _run_minutes(summary: SeedSummary) -> float:
+    """The runs' summed training time (files written before it was recorded: the command's own time)."""
+    return summary.content.get("run_time_s", summary.content["wall_time_s"]) / 60
 
 
 def ahead_sentence(summary: SeedSummary, names: list[str], proposed: str) -> str:
