@@ -42,6 +42,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def read_json_document(path: Path, schema: str, error: type[Exception], what: str, kind: str | None = None,
+                       remedy: str = "") -> dict[str, Any]:
+    """The JSON object at `path` whose "schema" is `schema` (a results file, a benchmark result); otherwise
+    `error` with one line naming the file and what it is not: "PATH: not a readable <what> (...)" or "PATH: not
+    a <kind> (schema 'x', '<schema>' expected)" (`kind` defaults to "<schema> <what>"); `remedy` ends both."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise error(f"{path}: not a readable {what} ({problem}){remedy}") from None
+    if not isinstance(document, dict) or document.get("schema") != schema:
+        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        raise error(f"{path}: not a {kind or f'{schema} {what}'} (schema {found!r}, {schema!r} expected){remedy}")
+    return document
+
+
 def canonical_json(payload: Any) -> str:
     """JSON independent of dict order and spacing (tuples as lists): what `stable_hash` digests."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from thesis_lib.storage import write_text_atomic
+from thesis_lib.storage import read_json_document, write_text_atomic
 
 
 def write_results(path: Path, document: dict[str, Any]) -> None:
@@ -23,13 +23,8 @@ def read_results(path: Path, *, what: str, schema: str, config_hash: str, comman
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: no {what} results file; make it with `{command}`")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
-        raise error(f"{path}: not a readable {what} results file ({problem}); remake it with `{command}`") from None
-    if not isinstance(document, dict) or document.get("schema") != schema:
-        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
-        raise error(f"{path}: not a {schema} results file (schema: {found!r}); remake it with `{command}`")
+    document = read_json_document(path, schema, error, f"{what} results file", kind=f"{schema} results file",
+                                  remedy=f"; remake it with `{command}`")
     if document.get("config_hash") != config_hash:
         raise error(f"{path}: made by another configuration of the experiment (config hash "
                     f"{document.get('config_hash')!r}, this code's is {config_hash!r}); remake it with `{command}`")

@@ -11,7 +11,6 @@ shows no number.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pandas as pd
 
 from thesis_lib.bench.results import SCHEMA
 from thesis_lib.errors import ThesisError
+from thesis_lib.storage import read_json_document
 
 RESULTS_DIR = Path("benchmarks") / "results"  # relative to the project root
 MIB = 2**20
@@ -70,14 +70,7 @@ def load_results(root: Path | str) -> list[BenchResult]:
     folder = Path(root) / RESULTS_DIR
     results = []
     for path in sorted(folder.glob("*.json")):
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise BenchResultError(f"{path}: not a readable benchmark result: {error}") from None
-        if not isinstance(content, dict) or content.get("schema") != SCHEMA:
-            found = content.get("schema") if isinstance(content, dict) else type(content).__name__
-            raise BenchResultError(f"{path}: not a {SCHEMA} benchmark result (schema: {found!r})")
-        results.append(BenchResult(path, content))
+        results.append(BenchResult(path, read_json_document(path, SCHEMA, BenchResultError, "benchmark result")))
     return sorted(results, key=lambda result: result.content["created"], reverse=True)
 
 

@@ -34,7 +34,7 @@ from thesis_lib.experiments.layout import RunsFolder
 from thesis_lib.experiments.provenance import library_versions
 from thesis_lib.experiments.records import iter_records
 from thesis_lib.experiments.table import POLICIES
-from thesis_lib.storage import write_text_atomic
+from thesis_lib.storage import read_json_document, write_text_atomic
 from thesis_lib.versions import git_state
 
 SCHEMA = "thesis-seeds/1"
@@ -129,12 +129,7 @@ def read_summary(path: Path) -> SeedSummary | None:
     """The seeds file at `path`; None when there is none; SeedFileError (one line, naming it) when it is not one."""
     if not path.is_file():
         return None
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SeedFileError(f"{path}: not a readable seeds results file ({error})") from None
-    if not isinstance(content, dict) or content.get("schema") != SCHEMA:
-        raise SeedFileError(f"{path}: not a seeds results file (schema {SCHEMA!r} expected)")
+    content = read_json_document(path, SCHEMA, SeedFileError, "seeds results file", kind="seeds results file")
     for key in ("seeds", "runs", "data", "git", "created"):
         if key not in content:
             raise SeedFileError(f"{path}: seeds results file without {key!r}")
