@@ -57,9 +57,8 @@ def load_experiment(profile: Profile) -> SeedSummary | None:
 
 @dataclass(frozen=True)
 class PairedSeeds:
-    """One run's tuned macro-F1 per seed under both schedules and their paired difference (experiment - profile)."""
+    """One run's paired difference per seed (experiment - profile) with the 95% t-interval of its mean."""
 
-    name: str
     differences: np.ndarray  # (S,)
     low: float  # 95% t-interval of the mean difference (NaN with fewer than two seeds)
     high: float
@@ -88,9 +87,9 @@ def paired(base: SeedSummary, other: SeedSummary, name: str, metric: str = HEADL
     differences = np.array(other.values(name, metric)) - np.array(base.values(name, metric))  # (S,)
     n = len(differences)
     if n < 2:
-        return PairedSeeds(name, differences, math.nan, math.nan)
+        return PairedSeeds(differences, math.nan, math.nan)
     half = stats.t.ppf(0.975, n - 1) * differences.std(ddof=1) / math.sqrt(n)
-    return PairedSeeds(name, differences, float(differences.mean() - half), float(differences.mean() + half))
+    return PairedSeeds(differences, float(differences.mean() - half), float(differences.mean() + half))
 
 
 def _per_seed(summary: SeedSummary, name: str, key: str) -> list[Any]:
